@@ -1,0 +1,167 @@
+# kvd's build. `make test` is the one test command; CI runs it through .ci/run.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+export PATH := $(BIN):$(PATH)
+
+# Pinned code generators, installed into ./bin by `make tools`.
+BUF_VERSION := v1.75.0
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+TEST_FLAGS ?= -race -count=1 -timeout 15m
+
+.PHONY: all build run test unit proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/kvd ./cmd/kvd
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/kvctl ./cmd/kvctl
+
+run:
+	$(GO) run ./cmd/kvd
+
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+
+$(BIN)/buf:
+	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(BIN)/protoc-gen-go:
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(BIN)/protoc-gen-go-grpc:
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+# proto regenerates the committed Go code from proto/.
+proto: tools
+	buf format -w
+	buf lint
+	buf generate
+
+# proto-check fails when the committed generated code differs from what the
+# schemas generate now.
+proto-check: tools
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	buf generate -o "$$tmp" && \
+	if ! diff -r -x '*.proto' "$$tmp/proto" proto; then \
+		echo "generated protobuf code is stale: run 'make proto' and commit"; exit 1; fi
+
+buf-lint: tools
+	buf lint
+	buf format -d --exit-code
+
+# buf-breaking compares the schemas with main. On main itself (or in a clone
+# without a main branch) there is nothing to compare with.
+buf-breaking: tools
+	@if git rev-parse -q --verify refs/heads/main >/dev/null && \
+	    [ "$$(git rev-parse HEAD)" != "$$(git rev-parse refs/heads/main)" ]; then \
+		buf breaking --against '.git#branch=main'; \
+	elif git rev-parse -q --verify HEAD~1 >/dev/null && git cat-file -e HEAD~1:buf.yaml 2>/dev/null; then \
+		buf breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking: no earlier schema to compare with"; fi
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+lint: fmt vet buf-lint buf-breaking
+
+unit:
+	$(GO) test $(TEST_FLAGS) ./...
+
+test: proto-check lint unit compose-test jepsen-short
+
+clean:
+	rm -rf $(BIN)
+
+# bench-compare measures kvd next to etcd 3.6 (started by $(ETCD_PEER)) on
+# this machine and prints the table of docs/performance.md, in about two
+# minutes (plus building etcd the first time). It is not part of `make test`.
+# Add the scale measurements with
+# BENCH_COMPARE_FLAGS="--profile --scale 1000000" (about ten minutes more).
+.PHONY: bench-compare
+ETCD_PEER ?= ../shared/peers/etcd
+BENCH_COMPARE_FLAGS ?= --profile
+bench-compare: build
+	$(GO) run ./bench/compare --kvd $(BIN)/kvd --kvctl $(BIN)/kvctl --etcd $(ETCD_PEER) $(BENCH_COMPARE_FLAGS)
+
+# ---- jepsen: real kvd processes in network namespaces, faults, checked histories.
+# Needs root (network namespaces, iptables); see docs/jepsen.md.
+JEPSEN_RUNS ?= $(CURDIR)/jepsen/runs
+JEPSEN_FLAGS ?=
+# One run: its own bound on top of the harness's, SIGTERM first (the harness
+# tears down on it), SIGKILL 30s later.
+JEPSEN_RUN = timeout -k 30s $(1) $(BIN)/jepsen --kvd $(BIN)/kvd -q $(JEPSEN_FLAGS)
+
+jepsen-deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "jepsen: needs root (network namespaces, iptables); run as root"; exit 1; fi
+	@command -v ip >/dev/null || (apt-get update && apt-get install -y iproute2)
+	@command -v iptables >/dev/null || (apt-get update && apt-get install -y iptables)
+
+# The release kvd, the negative-control kvd (-tags kvd_unsafe) and the harness.
+jepsen-bin:
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/kvd ./cmd/kvd
+	CGO_ENABLED=0 $(GO) build -tags kvd_unsafe -o $(BIN)/kvd-unsafe ./cmd/kvd
+	$(GO) build -o $(BIN)/jepsen ./jepsen
+
+# The negative control: stale local reads while the leader is isolated must
+# be reported as not linearizable, or the test fails; the same schedule on
+# the release build must pass.
+JEPSEN_NEGATIVE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNSAFE=$(BIN)/kvd-unsafe KVD_JEPSEN_RUNS=$(JEPSEN_RUNS) \
+	$(GO) test -count=1 -timeout 4m -run '^TestNegativeControl$$' ./jepsen/runner
+
+# Under 4 minutes: register and set under a partition/kill/pause mix, then
+# the negative control.
+jepsen-short: jepsen-deps jepsen-bin
+	$(call JEPSEN_RUN,150s) --workload register --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
+	$(call JEPSEN_RUN,150s) --workload set --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
+	$(JEPSEN_NEGATIVE)
+
+# The full matrix, about 15 minutes: every workload with every nemesis
+# family and the mixed schedule, then the negative control. Every run goes
+# ahead; the target fails at the end if any run was not valid.
+JEPSEN_WORKLOADS ?= register set
+JEPSEN_NEMESES ?= kill pause partition member-churn leader-transfer mixed
+jepsen: jepsen-deps jepsen-bin
+	@failed=""; \
+	for w in $(JEPSEN_WORKLOADS); do for n in $(JEPSEN_NEMESES); do \
+		echo "== jepsen: $$w / $$n"; \
+		$(call JEPSEN_RUN,300s) --workload $$w --nemesis $$n --time-limit 75s || failed="$$failed $$w/$$n"; \
+	done; done; \
+	echo "== jepsen: negative control"; \
+	$(JEPSEN_NEGATIVE) || failed="$$failed negative-control"; \
+	if [ -n "$$failed" ]; then echo "jepsen: FAILED:$$failed"; exit 1; fi; \
+	echo "jepsen: every run valid, negative control caught"
+
+# ---- deploy: the kvd:dev image, a three-member cluster in containers, and
+# its test. See deploy/ and docs/kubernetes.md.
+.PHONY: docker cluster-up cluster-down compose-test
+IMAGE ?= kvd:dev
+# The compose v2 plugin when it works, else docker-compose (1.27+).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
+CLUSTER_PROJECT ?= kvd
+CLUSTER = $(COMPOSE) -p $(CLUSTER_PROJECT) -f deploy/compose/compose.yaml
+
+# The image FROM scratch, from static binaries built here (nothing is pulled).
+docker:
+	IMAGE=$(IMAGE) GO=$(GO) deploy/docker/build.sh
+
+cluster-up: docker
+	KVD_IMAGE=$(IMAGE) $(CLUSTER) up -d
+	@echo "kvd: --endpoints 127.0.0.1:17379,127.0.0.1:27379,127.0.0.1:37379 (probes and metrics on 17381, 27381, 37381)"
+
+# Removes the containers, the network and the volumes; KEEP_DATA=1 keeps the
+# volumes for the next cluster-up.
+cluster-down:
+	$(CLUSTER) down --remove-orphans $(if $(KEEP_DATA),,-v)
+
+# Skipped with a notice when Docker is not usable, except under CI=true
+# (.ci/run requires Docker).
+compose-test:
+	@if ! docker info >/dev/null 2>&1; then \
+		if [ "$${CI:-}" = true ]; then echo "compose-test: docker is not usable ('docker info' failed); CI requires it" >&2; exit 1; fi; \
+		echo "compose-test: SKIPPED: docker is not usable here ('docker info' failed)"; exit 0; fi; \
+	$(MAKE) --no-print-directory docker && \
+	KVD_COMPOSE_TEST=1 KVD_IMAGE=$(IMAGE) COMPOSE="$(COMPOSE)" $(GO) test -count=1 -timeout 5m -v -run '^TestComposeCluster$$' ./deploy/compose

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// etcdReport is the shape of etcd benchmark's report with --precise.
+const etcdReport = `bench with linearizable range
+
+Summary:
+  Total:	2.5e+00 secs.
+  Slowest:	0.0301 secs.
+  Fastest:	0.000211 secs.
+  Average:	0.0049 secs.
+  Stddev:	0.002 secs.
+  Requests/sec:	19998.5
+
+Response time histogram:
+  0.000211 [1]	|
+  0.0301 [2]	|∎
+
+Latency distribution:
+  10% in 0.0021 secs.
+  25% in 0.0031 secs.
+  50% in 0.0043 secs.
+  75% in 0.0061 secs.
+  90% in 0.0079 secs.
+  95% in 0.009 secs.
+  99% in 0.0150 secs.
+  99.9% in 2.5e-02 secs.
+
+Error distribution:
+  [3]	rpc error: code = Unavailable desc = etcdserver: leader changed
+  [2]	context deadline exceeded
+`
+
+func TestParseEtcdReport(t *testing.T) {
+	m, err := parseEtcdReport(etcdReport, 50000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-9 }
+	if !near(m.rps, 19998.5) || !near(m.seconds, 2.5) || !near(m.p50, 4.3) || !near(m.p90, 7.9) ||
+		!near(m.p99, 15) || !near(m.p999, 25) || m.errors != 5 || m.total != 50000 {
+		t.Errorf("parsed %+v", m)
+	}
+	if _, err := parseEtcdReport("Error: dial failed", 1); err == nil {
+		t.Error("a report without Requests/sec parsed")
+	}
+}
+
+func TestParsePerfReport(t *testing.T) {
+	text := strings.Join([]string{
+		"# Samples: 12K of event 'cpu-clock:ppp'",
+		"#",
+		"    20.00%  [k] finish_task_switch.isra.0                     -      -",
+		"    10.00%  [.] runtime.mallocgc",
+		"     5.00%  [.] go.etcd.io/bbolt.(*Tx).Commit",
+		"     5.00%  [.] go.etcd.io/bbolt.(*node).spill",
+		"     1.50%  [.] github.com/hashicorp/raft.(*Raft).runLeader.func1",
+		"",
+	}, "\n")
+	samples, symbols, pkgs := parsePerfReport(text)
+	if samples != "12K" {
+		t.Errorf("samples %q, want 12K", samples)
+	}
+	if len(symbols) != 5 || symbols[0].name != "finish_task_switch.isra.0" || symbols[2].name != "go.etcd.io/bbolt.(*Tx).Commit" {
+		t.Errorf("symbols %+v", symbols)
+	}
+	want := []share{{"kernel", 20}, {"go.etcd.io/bbolt", 10}, {"runtime", 10}, {"github.com/hashicorp/raft", 1.5}}
+	if !slices.Equal(pkgs, want) {
+		t.Errorf("packages %+v, want %+v", pkgs, want)
+	}
+}
+
+func TestWorkloadArgs(t *testing.T) {
+	w := workload{op: "get", consistency: "s", clients: 100, conns: 10, total: 500}
+	kv := strings.Join(kvctlArgs(w, "a:1,b:2"), " ")
+	et := strings.Join(etcdArgs(w), " ")
+	for _, want := range []string{"--consistency s", "bench get", "--clients 100", "--conns 10", "--total 500", "--key bench-key", "--prefill"} {
+		if !strings.Contains(kv, want) {
+			t.Errorf("kvctl args %q lack %q", kv, want)
+		}
+	}
+	for _, want := range []string{"--conns 10", "--clients 100", "range bench-key", "--consistency s", "--total 500"} {
+		if !strings.Contains(et, want) {
+			t.Errorf("etcd args %q lack %q", et, want)
+		}
+	}
+	p := workload{op: "put", clients: 1, conns: 1, total: 3, targetLeader: true, keySpace: 7}
+	if kv := strings.Join(kvctlArgs(p, "a:1"), " "); !strings.Contains(kv, "--key-space 7 --sequential-keys") || !strings.Contains(kv, "--target-leader") {
+		t.Errorf("kvctl put args %q", kv)
+	}
+	if et := strings.Join(etcdArgs(p), " "); !strings.Contains(et, "--key-space-size 7 --sequential-keys") || !strings.Contains(et, "--target-leader") {
+		t.Errorf("etcd put args %q", et)
+	}
+}
+
+func TestInclusiveShares(t *testing.T) {
+	text := strings.Join([]string{
+		"    79.43%     0.00%  [.] runtime.goexit.abi0                          -      -",
+		"    17.49%     0.11%  [.] go.etcd.io/bbolt.(*Tx).Commit               -      -",
+		"    19.43%     0.23%  [k] schedule                                     -      -",
+		"     4.46%     0.80%  [.] runtime.schedule",
+	}, "\n")
+	got := inclusiveShares(text, []string{"schedule", "missing", "go.etcd.io/bbolt.(*Tx).Commit"})
+	want := []share{{"schedule", 19.43}, {"go.etcd.io/bbolt.(*Tx).Commit", 17.49}}
+	if !slices.Equal(got, want) {
+		t.Errorf("inclusiveShares = %+v, want %+v", got, want)
+	}
+}

@@ -1,0 +1,130 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// Defaults applied by New to the zero values of Config.
+const (
+	// DefaultDialTimeout is the time New's client waits for an endpoint's
+	// connection to become ready before it moves on to the next endpoint.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultRetryBackoff is the first wait after every endpoint failed in a
+	// retryable way.
+	DefaultRetryBackoff = 50 * time.Millisecond
+	// DefaultMaxRetryBackoff caps the wait between rounds of retries.
+	DefaultMaxRetryBackoff = time.Second
+)
+
+// Config configures a Client. The zero value of every field but Endpoints
+// means its default.
+type Config struct {
+	// Endpoints are the members' gRPC API addresses as host:port, without a
+	// scheme. At least one is required; duplicates are rejected. Requests go to
+	// the first endpoint until it fails, then to the next.
+	Endpoints []string
+
+	// DialTimeout bounds how long the client waits for one endpoint's
+	// connection to become ready before it tries the next endpoint. Zero means
+	// DefaultDialTimeout. A call's context bounds it too.
+	DialTimeout time.Duration
+
+	// RetryBackoff is the first wait after a round in which every endpoint
+	// failed in a retryable way; it doubles after each such round. Zero means
+	// DefaultRetryBackoff.
+	RetryBackoff time.Duration
+
+	// MaxRetryBackoff caps the wait between rounds. Zero means
+	// DefaultMaxRetryBackoff, or RetryBackoff when that is larger. It must not
+	// be less than RetryBackoff.
+	MaxRetryBackoff time.Duration
+
+	// DialOptions are appended to the client's own gRPC dial options (insecure
+	// transport credentials and a connect backoff derived from DialTimeout), so
+	// they can override them, for example with TLS credentials. Nil means none.
+	DialOptions []grpc.DialOption
+}
+
+// DefaultConfig returns a Config for the given endpoints with every default
+// spelled out.
+func DefaultConfig(endpoints ...string) Config {
+	return Config{
+		Endpoints:       endpoints,
+		DialTimeout:     DefaultDialTimeout,
+		RetryBackoff:    DefaultRetryBackoff,
+		MaxRetryBackoff: DefaultMaxRetryBackoff,
+	}
+}
+
+// ErrInvalidConfig is wrapped by every error Validate returns.
+var ErrInvalidConfig = errors.New("invalid client config")
+
+// Validate reports the first problem with c, quoting the bad value. It does
+// not change c.
+func (c Config) Validate() error {
+	if len(c.Endpoints) == 0 {
+		return fmt.Errorf("%w: no endpoints", ErrInvalidConfig)
+	}
+	seen := make(map[string]bool, len(c.Endpoints))
+	for _, ep := range c.Endpoints {
+		if err := validateEndpoint(ep); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		if seen[ep] {
+			return fmt.Errorf("%w: endpoint %q is listed twice", ErrInvalidConfig, ep)
+		}
+		seen[ep] = true
+	}
+	if c.DialTimeout < 0 {
+		return fmt.Errorf("%w: DialTimeout %v is negative", ErrInvalidConfig, c.DialTimeout)
+	}
+	if c.RetryBackoff < 0 {
+		return fmt.Errorf("%w: RetryBackoff %v is negative", ErrInvalidConfig, c.RetryBackoff)
+	}
+	if c.MaxRetryBackoff < 0 {
+		return fmt.Errorf("%w: MaxRetryBackoff %v is negative", ErrInvalidConfig, c.MaxRetryBackoff)
+	}
+	eff := c.withDefaults()
+	if eff.MaxRetryBackoff < eff.RetryBackoff {
+		return fmt.Errorf("%w: MaxRetryBackoff %v is less than RetryBackoff %v",
+			ErrInvalidConfig, eff.MaxRetryBackoff, eff.RetryBackoff)
+	}
+	return nil
+}
+
+func validateEndpoint(ep string) error {
+	if ep == "" {
+		return errors.New("empty endpoint")
+	}
+	if strings.Contains(ep, "://") {
+		return fmt.Errorf("endpoint %q: want host:port without a scheme", ep)
+	}
+	host, port, err := net.SplitHostPort(ep)
+	if err != nil {
+		return fmt.Errorf("endpoint %q: want host:port: %w", ep, err)
+	}
+	if host == "" || port == "" {
+		return fmt.Errorf("endpoint %q: want host:port", ep)
+	}
+	return nil
+}
+
+// withDefaults returns a copy of c with zero values replaced by defaults.
+func (c Config) withDefaults() Config {
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.MaxRetryBackoff == 0 {
+		c.MaxRetryBackoff = max(DefaultMaxRetryBackoff, c.RetryBackoff)
+	}
+	return c
+}

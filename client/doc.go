@@ -1,0 +1,54 @@
+// Package client is the Go SDK of kvd, a Raft-replicated key-value store with
+// etcd v3 semantics.
+//
+// The API follows etcd's clientv3: a Client built from a Config, the small
+// interfaces KV, Cluster and Maintenance that it implements, functional
+// OpOptions for reads and writes, and a Txn builder:
+//
+//	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+//	if err != nil { ... }
+//	defer c.Close()
+//	_, err = c.Put(ctx, "greeting", "hello")
+//	resp, err := c.Get(ctx, "greet", client.WithPrefix())
+//
+// # Endpoints and failover
+//
+// A Client keeps one gRPC connection per endpoint, dialed lazily. Before a
+// request is sent on an endpoint, its connection must be READY; an endpoint
+// that cannot get there within Config.DialTimeout is skipped, and nothing was
+// sent to it. The client sticks to the endpoint that last answered.
+//
+// What is retried on another endpoint depends on whether the request may have
+// taken effect:
+//
+//   - Reads (Get, MemberList, a Txn whose operations are all reads) move to the
+//     next endpoint on any Unavailable error.
+//   - Writes (Put, Delete, a Txn with a write) and membership changes
+//     (MemberAdd, MemberPromote, MemberRemove, LeaderTransfer) move to the
+//     next endpoint only when nothing was sent, or when the server marked the
+//     error as certainly not applied (see apierr.IsNotApplied: no leader,
+//     leadership moving). Any other failure of a write, such as a connection
+//     that broke after the request left, is returned to the caller: the write
+//     may have been applied.
+//   - Errors that describe the request (InvalidArgument, NotFound,
+//     AlreadyExists, OutOfRange, FailedPrecondition and the like) are never
+//     retried.
+//   - The Maintenance calls (Status, HashKV, Snapshot) name the one endpoint
+//     they ask, and are never sent to another.
+//
+// When every endpoint failed in a retryable way (during a leader election, or
+// while the cluster is unreachable), the client waits with an exponential
+// backoff (Config.RetryBackoff up to Config.MaxRetryBackoff) and tries again
+// until the call's context ends. Give calls a context with a deadline: with
+// context.Background a call blocks until some endpoint can serve it. The
+// error returned when the context ends wraps both the context's error and the
+// last error from the cluster, so errors.Is(err, context.DeadlineExceeded) and
+// apierr.IsNotApplied(err) both work on it.
+//
+// # Keys and ranges
+//
+// Keys and values are Go strings holding arbitrary bytes. A range is the
+// half-open interval [key, end); an end of "\x00" means every key from key on,
+// and an empty end means the single key. WithPrefix and PrefixEnd compute the
+// end that selects every key with a prefix.
+package client

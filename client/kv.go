@@ -1,0 +1,158 @@
+package client
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+)
+
+// KV reads and writes keys. *Client implements it; code that only needs keys
+// can depend on KV alone. Every method is safe for concurrent use, follows the
+// retry policy in the package documentation, and returns the server's gRPC
+// status errors unchanged (test them with status.Code and
+// apierr.IsNotApplied).
+type KV interface {
+	// Put stores val under key. It returns once the write is committed and
+	// applied. Options: WithPrevKV, WithLease.
+	Put(ctx context.Context, key, val string, opts ...OpOption) (*PutResponse, error)
+
+	// Get reads key, or the range its options select. It is linearizable
+	// unless WithSerializable is given. Options: WithRange, WithPrefix,
+	// WithFromKey, WithRev, WithLimit, WithKeysOnly, WithCountOnly,
+	// WithSerializable.
+	Get(ctx context.Context, key string, opts ...OpOption) (*GetResponse, error)
+
+	// Delete deletes key, or the range its options select. Options:
+	// WithRange, WithPrefix, WithFromKey, WithPrevKV.
+	Delete(ctx context.Context, key string, opts ...OpOption) (*DeleteResponse, error)
+
+	// Do runs an Op built by OpGet, OpPut, OpDelete or OpTxn; the result is in
+	// the OpResponse accessor that matches the op.
+	Do(ctx context.Context, op Op) (OpResponse, error)
+
+	// Txn starts a transaction that Commit sends with ctx.
+	Txn(ctx context.Context) Txn
+}
+
+// KeyValue is a key with its value and revisions.
+type KeyValue = kvv1.KeyValue
+
+// ResponseHeader describes the member and revision that served a response.
+type ResponseHeader = kvv1.ResponseHeader
+
+// PutResponse is the result of a put: Header.Revision is the revision of the
+// write, PrevKv the previous pair when WithPrevKV asked for it.
+type PutResponse struct{ *kvv1.PutResponse }
+
+// GetResponse is the result of a get: Kvs in key order, Count the number of
+// keys in the range regardless of any limit, More true when the limit cut
+// the result short.
+type GetResponse struct{ *kvv1.RangeResponse }
+
+// DeleteResponse is the result of a delete: Deleted counts the keys removed,
+// PrevKvs holds them when WithPrevKV asked for it.
+type DeleteResponse struct{ *kvv1.DeleteRangeResponse }
+
+// TxnResponse is the result of a transaction: Succeeded tells whether every
+// compare held, Responses holds the results of the operations that ran.
+type TxnResponse struct{ *kvv1.TxnResponse }
+
+// OpResponse is the result of Do; only the accessor matching the op returns
+// non-nil.
+type OpResponse struct {
+	put *PutResponse
+	get *GetResponse
+	del *DeleteResponse
+	txn *TxnResponse
+}
+
+// Put returns the result of an OpPut, or nil.
+func (r OpResponse) Put() *PutResponse { return r.put }
+
+// Get returns the result of an OpGet, or nil.
+func (r OpResponse) Get() *GetResponse { return r.get }
+
+// Del returns the result of an OpDelete, or nil.
+func (r OpResponse) Del() *DeleteResponse { return r.del }
+
+// Txn returns the result of an OpTxn, or nil.
+func (r OpResponse) Txn() *TxnResponse { return r.txn }
+
+// Put stores val under key. See KV.Put.
+func (c *Client) Put(ctx context.Context, key, val string, opts ...OpOption) (*PutResponse, error) {
+	r, err := c.Do(ctx, OpPut(key, val, opts...))
+	return r.put, err
+}
+
+// Get reads key or a range of keys. See KV.Get.
+func (c *Client) Get(ctx context.Context, key string, opts ...OpOption) (*GetResponse, error) {
+	r, err := c.Do(ctx, OpGet(key, opts...))
+	return r.get, err
+}
+
+// Delete deletes key or a range of keys. See KV.Delete.
+func (c *Client) Delete(ctx context.Context, key string, opts ...OpOption) (*DeleteResponse, error) {
+	r, err := c.Do(ctx, OpDelete(key, opts...))
+	return r.del, err
+}
+
+// Do runs op. See KV.Do.
+func (c *Client) Do(ctx context.Context, op Op) (OpResponse, error) {
+	if err := op.check(); err != nil {
+		return OpResponse{}, err
+	}
+	switch op.t {
+	case tRange:
+		req := op.rangeRequest()
+		var resp *kvv1.RangeResponse
+		err := c.invoke(ctx, kindRead, func(ctx context.Context, cc grpc.ClientConnInterface) (err error) {
+			resp, err = kvv1.NewKVServiceClient(cc).Range(ctx, req)
+			return err
+		})
+		if err != nil {
+			return OpResponse{}, err
+		}
+		return OpResponse{get: &GetResponse{resp}}, nil
+	case tPut:
+		req := op.putRequest()
+		var resp *kvv1.PutResponse
+		err := c.invoke(ctx, kindWrite, func(ctx context.Context, cc grpc.ClientConnInterface) (err error) {
+			resp, err = kvv1.NewKVServiceClient(cc).Put(ctx, req)
+			return err
+		})
+		if err != nil {
+			return OpResponse{}, err
+		}
+		return OpResponse{put: &PutResponse{resp}}, nil
+	case tDeleteRange:
+		req := op.deleteRequest()
+		var resp *kvv1.DeleteRangeResponse
+		err := c.invoke(ctx, kindWrite, func(ctx context.Context, cc grpc.ClientConnInterface) (err error) {
+			resp, err = kvv1.NewKVServiceClient(cc).DeleteRange(ctx, req)
+			return err
+		})
+		if err != nil {
+			return OpResponse{}, err
+		}
+		return OpResponse{del: &DeleteResponse{resp}}, nil
+	case tTxn:
+		req, err := op.txnRequest()
+		if err != nil {
+			return OpResponse{}, err
+		}
+		var resp *kvv1.TxnResponse
+		err = c.invoke(ctx, op.kind(), func(ctx context.Context, cc grpc.ClientConnInterface) (err error) {
+			resp, err = kvv1.NewKVServiceClient(cc).Txn(ctx, req)
+			return err
+		})
+		if err != nil {
+			return OpResponse{}, err
+		}
+		return OpResponse{txn: &TxnResponse{resp}}, nil
+	default:
+		return OpResponse{}, fmt.Errorf("client: unknown op type %d", op.t)
+	}
+}

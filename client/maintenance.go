@@ -1,0 +1,102 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"google.golang.org/grpc"
+
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+)
+
+// Maintenance reports on single members. *Client implements it.
+//
+// Each call goes to the one endpoint it names, which must be one of the
+// client's endpoints, and is never sent to another: an endpoint that is down
+// is an error.
+type Maintenance interface {
+	// Status asks the member at endpoint for its raft and store state.
+	Status(ctx context.Context, endpoint string) (*StatusResponse, error)
+
+	// HashKV asks the member at endpoint for a hash of its key-value history
+	// up to revision rev (zero: its current revision). The member first
+	// catches up with the cluster (a linearizable wait), so members that
+	// applied the same log return the same hash for the same revision;
+	// comparing them finds a member whose data differs. A revision below the
+	// compacted one, or above the current one, is an OutOfRange error.
+	HashKV(ctx context.Context, endpoint string, rev int64) (*HashKVResponse, error)
+
+	// Snapshot streams a consistent copy of the state database of the member
+	// at endpoint, as of its last applied entry. The stream lives until ctx
+	// ends or the reader is closed; give ctx no shorter deadline than the
+	// transfer needs. Snapshot returns once the member has started sending,
+	// so that the size is known. The reader checks what it returns against
+	// the SHA-256 that ends the stream; see SnapshotReader.
+	Snapshot(ctx context.Context, endpoint string) (SnapshotReader, error)
+}
+
+// StatusResponse is one member's status.
+type StatusResponse struct{ *kvv1.StatusResponse }
+
+// IsLeader reports whether the member that answered is the leader it knows.
+func (r *StatusResponse) IsLeader() bool {
+	id := r.GetHeader().GetMemberId()
+	return id != 0 && id == r.GetLeaderId()
+}
+
+// HashKVResponse is one member's hash: Hash is a CRC-32C of every key-value
+// version up to HashRevision; CompactRevision is the member's compacted
+// revision.
+type HashKVResponse struct{ *kvv1.HashKVResponse }
+
+// Status returns the status of the member at endpoint. See
+// Maintenance.Status.
+func (c *Client) Status(ctx context.Context, endpoint string) (*StatusResponse, error) {
+	e, err := c.endpoint(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	var resp *kvv1.StatusResponse
+	err = c.try(ctx, e, func(ctx context.Context, cc grpc.ClientConnInterface) (err error) {
+		resp, err = kvv1.NewMaintenanceServiceClient(cc).Status(ctx, &kvv1.StatusRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &StatusResponse{resp}, nil
+}
+
+// HashKV returns the hash of the key-value history of the member at
+// endpoint. See Maintenance.HashKV.
+func (c *Client) HashKV(ctx context.Context, endpoint string, rev int64) (*HashKVResponse, error) {
+	if rev < 0 {
+		return nil, fmt.Errorf("client: HashKV revision %d is negative", rev)
+	}
+	e, err := c.endpoint(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	var resp *kvv1.HashKVResponse
+	err = c.try(ctx, e, func(ctx context.Context, cc grpc.ClientConnInterface) (err error) {
+		resp, err = kvv1.NewMaintenanceServiceClient(cc).HashKV(ctx, &kvv1.HashKVRequest{Revision: rev})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &HashKVResponse{resp}, nil
+}
+
+// endpoint returns the connection of one of the client's endpoints.
+func (c *Client) endpoint(endpoint string) (*endpointConn, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	i := slices.Index(c.cfg.Endpoints, endpoint)
+	if i < 0 {
+		return nil, fmt.Errorf("client: %q is not one of the client's endpoints %q", endpoint, c.cfg.Endpoints)
+	}
+	return c.conns[i], nil
+}

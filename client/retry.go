@@ -1,0 +1,131 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kvd-io/kvd/apierr"
+)
+
+// rpcKind says whether a call may change the store, which decides what is
+// safe to retry.
+type rpcKind int
+
+const (
+	kindRead rpcKind = iota + 1
+	kindWrite
+)
+
+// rpcFunc sends one request on one connection.
+type rpcFunc func(ctx context.Context, cc grpc.ClientConnInterface) error
+
+// invoke runs call on the endpoints in turn, starting with the one that last
+// answered, following the retry policy in the package documentation.
+func (c *Client) invoke(ctx context.Context, kind rpcKind, call rpcFunc) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	wait := c.cfg.RetryBackoff
+	var lastErr error
+	for {
+		start := int(c.pinned.Load())
+		for i := range c.conns {
+			idx := (start + i) % len(c.conns)
+			err := c.try(ctx, c.conns[idx], call)
+			if err == nil {
+				c.pinned.Store(int64(idx))
+				return nil
+			}
+			if !retryable(err, kind) {
+				if ctxErr := ended(ctx); ctxErr != nil {
+					return interrupted(ctxErr, kind, err)
+				}
+				return err
+			}
+			if ctx.Err() != nil {
+				return giveUp(ctx, err)
+			}
+			lastErr = err
+		}
+		// Every endpoint failed in a retryable way: no leader, or nothing is
+		// reachable. Wait, then go round again until ctx ends.
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return giveUp(ctx, lastErr)
+		case <-t.C:
+		}
+		wait = min(2*wait, c.cfg.MaxRetryBackoff)
+	}
+}
+
+// try sends call on e once its connection is ready.
+func (c *Client) try(ctx context.Context, e *endpointConn, call rpcFunc) error {
+	cc, err := c.ready(ctx, e)
+	if err != nil {
+		return err
+	}
+	return call(ctx, cc)
+}
+
+// giveUp is the error of a call whose context ended while it was retrying.
+func giveUp(ctx context.Context, lastErr error) error {
+	if lastErr == nil {
+		return fmt.Errorf("client: %w", ctx.Err())
+	}
+	return fmt.Errorf("client: %w; last error: %w", ctx.Err(), lastErr)
+}
+
+// interrupted is the error of an attempt that the caller's context cut short
+// while the request was in flight. It wraps both the context's error and the
+// gRPC error.
+func interrupted(ctxErr error, kind rpcKind, err error) error {
+	if kind == kindWrite {
+		return fmt.Errorf("client: %w while the write was in flight, so it may have been applied: %w", ctxErr, err)
+	}
+	return fmt.Errorf("client: %w: %w", ctxErr, err)
+}
+
+// ended returns ctx's error, or context.DeadlineExceeded when ctx's deadline
+// has passed but its timer has not fired yet: the server, which got the
+// deadline with the request, may notice first.
+func ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// retryable reports whether a request of kind that failed with err may be sent
+// to another endpoint.
+func retryable(err error, kind rpcKind) bool {
+	if errors.Is(err, ErrClosed) {
+		return false
+	}
+	var nr *notReadyError
+	if errors.As(err, &nr) {
+		return true // nothing was sent
+	}
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists,
+		codes.PermissionDenied, codes.FailedPrecondition, codes.OutOfRange,
+		codes.Unimplemented, codes.Unauthenticated, codes.Canceled,
+		codes.DeadlineExceeded:
+		// The request itself is at fault, or the caller gave up.
+		return false
+	case codes.Unavailable:
+		return kind == kindRead || apierr.IsNotApplied(err)
+	default:
+		return apierr.IsNotApplied(err)
+	}
+}

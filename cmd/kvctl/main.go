@@ -1,0 +1,23 @@
+// Command kvctl is the command line client of kvd. Its verbs and output
+// follow etcdctl: put, get, del and txn for data; member, endpoint, leader,
+// snapshot and check for administration; -w simple|json|table to choose the
+// output format.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCmd(os.Stdin, os.Stdout, os.Stderr).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/kvd-io/kvd/client"
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+)
+
+// simplePrinter writes etcdctl's default format: one value per line, in the
+// same layout etcdctl uses.
+type simplePrinter struct {
+	out    io.Writer
+	errOut io.Writer
+	now    func() time.Time // for "last contact 0.4s ago"
+}
+
+var _ printer = (*simplePrinter)(nil)
+
+// printKV writes a key line then a value line, or the value line alone. Like
+// etcdctl, the value line is written even when it is empty (--keys-only).
+func printKV(w *errWriter, valueOnly bool, kv *kvv1.KeyValue) {
+	if !valueOnly {
+		w.println(string(kv.GetKey()))
+	}
+	w.println(string(kv.GetValue()))
+}
+
+func (p *simplePrinter) Put(resp *client.PutResponse) error {
+	w := &errWriter{w: p.out}
+	p.put(w, resp.PutResponse)
+	return w.err
+}
+
+func (p *simplePrinter) put(w *errWriter, resp *kvv1.PutResponse) {
+	w.println("OK")
+	if resp.GetPrevKv() != nil {
+		printKV(w, false, resp.GetPrevKv())
+	}
+}
+
+func (p *simplePrinter) Get(resp *client.GetResponse, f getFormat) error {
+	w := &errWriter{w: p.out}
+	p.get(w, resp.RangeResponse, f)
+	return w.err
+}
+
+func (p *simplePrinter) get(w *errWriter, resp *kvv1.RangeResponse, f getFormat) {
+	if f.countOnly {
+		w.println(resp.GetCount())
+		return
+	}
+	for _, kv := range resp.GetKvs() {
+		printKV(w, f.valueOnly, kv)
+	}
+}
+
+func (p *simplePrinter) Del(resp *client.DeleteResponse) error {
+	w := &errWriter{w: p.out}
+	p.del(w, resp.DeleteRangeResponse)
+	return w.err
+}
+
+func (p *simplePrinter) del(w *errWriter, resp *kvv1.DeleteRangeResponse) {
+	w.println(resp.GetDeleted())
+	for _, kv := range resp.GetPrevKvs() {
+		printKV(w, false, kv)
+	}
+}
+
+// Txn writes SUCCESS or FAILURE, then a blank line before each response,
+// printed as the matching single command prints it.
+func (p *simplePrinter) Txn(resp *client.TxnResponse, formats []getFormat) error {
+	w := &errWriter{w: p.out}
+	p.txn(w, resp.TxnResponse, formats)
+	return w.err
+}
+
+func (p *simplePrinter) txn(w *errWriter, resp *kvv1.TxnResponse, formats []getFormat) {
+	if resp.GetSucceeded() {
+		w.println("SUCCESS")
+	} else {
+		w.println("FAILURE")
+	}
+	for i, r := range resp.GetResponses() {
+		w.println()
+		switch v := r.GetResponse().(type) {
+		case *kvv1.ResponseOp_ResponsePut:
+			p.put(w, v.ResponsePut)
+		case *kvv1.ResponseOp_ResponseRange:
+			var f getFormat
+			if i < len(formats) {
+				f = formats[i]
+			}
+			p.get(w, v.ResponseRange, f)
+		case *kvv1.ResponseOp_ResponseDeleteRange:
+			p.del(w, v.ResponseDeleteRange)
+		case *kvv1.ResponseOp_ResponseTxn:
+			p.txn(w, v.ResponseTxn, nil)
+		default:
+			w.printf("unexpected response %v\n", r)
+		}
+	}
+}
+
+// MemberList writes one line per member: id, name, raft address, client
+// address, is learner, is leader, healthy, last contact.
+func (p *simplePrinter) MemberList(resp *client.MemberListResponse) error {
+	w := &errWriter{w: p.out}
+	p.memberLines(w, resp.GetMembers())
+	return w.err
+}
+
+func (p *simplePrinter) memberLines(w *errWriter, members []*kvv1.Member) {
+	for _, row := range memberRows(members, p.now()) {
+		w.println(strings.Join(row, ", "))
+	}
+}
+
+// MemberChange writes etcdctl's "Member <id> added to cluster <id>", then
+// the members after the change as member list does, then, for a new member,
+// how to start it.
+func (p *simplePrinter) MemberChange(ch memberChange) error {
+	w := &errWriter{w: p.out}
+	w.println(memberChangeLine(ch))
+	w.println()
+	p.memberLines(w, ch.Members)
+	p.joinHint(w, ch)
+	return w.err
+}
+
+func memberChangeLine(ch memberChange) string {
+	return fmt.Sprintf("Member %s %s cluster %s", hexID(ch.ID), ch.Action, hexID(ch.Header.GetClusterId()))
+}
+
+// joinHint writes the kvd command that starts an added member.
+func (p *simplePrinter) joinHint(w *errWriter, ch memberChange) {
+	if ch.Action != memberAdded || ch.Member == nil {
+		return
+	}
+	w.println()
+	w.println("Start the new member on an empty data dir with:")
+	w.println("  " + joinCommand(ch.Member, ch.Join))
+}
+
+// joinCommand is the kvd command line that starts m and joins it through the
+// client addresses in join.
+func joinCommand(m *kvv1.Member, join []string) string {
+	args := []string{"kvd", "--name", m.GetName(), "--raft-addr", m.GetRaftAddr()}
+	if a := m.GetClientAddr(); a != "" {
+		args = append(args, "--client-addr", a)
+	}
+	if len(join) > 0 {
+		args = append(args, "--join", strings.Join(join, ","))
+	} else {
+		args = append(args, "--join", "<client address of a member>")
+	}
+	if m.GetIsLearner() {
+		args = append(args, "--learner")
+	}
+	return strings.Join(args, " ")
+}
+
+// LeaderTransfer writes "Leadership transferred to <name>".
+func (p *simplePrinter) LeaderTransfer(resp *client.LeaderTransferResponse) error {
+	w := &errWriter{w: p.out}
+	if resp.GetLeader() == "" {
+		w.println("Leadership transferred; the new leader is not known yet")
+	} else {
+		w.printf("Leadership transferred to %s\n", resp.GetLeader())
+	}
+	return w.err
+}
+
+// SnapshotSave writes "Snapshot saved at FILE (N bytes)", N being the size
+// of the file.
+func (p *simplePrinter) SnapshotSave(s snapshotSaved) error {
+	w := &errWriter{w: p.out}
+	w.printf("Snapshot saved at %s (%d bytes)\n", s.Path, s.Size)
+	return w.err
+}
+
+// SnapshotStatus writes etcdctl's line: hash, revision, total keys, total
+// size.
+func (p *simplePrinter) SnapshotStatus(s snapshotStatus) error {
+	w := &errWriter{w: p.out}
+	w.println(strings.Join(snapshotStatusRow(s)[:4], ", "))
+	return w.err
+}
+
+// SnapshotRestore writes what was restored, then the command that starts
+// the member.
+func (p *simplePrinter) SnapshotRestore(r snapshotRestored) error {
+	w := &errWriter{w: p.out}
+	w.printf("Restored %s into %s: revision %d, %d keys; member %s of a new cluster %s\n",
+		r.Path, r.DataDir, r.Info.Revision, r.Info.Keys, r.Name, r.InitialCluster)
+	w.println("Restore every member from the same file with the same --initial-cluster, then start each; this one with:")
+	w.println("  " + restoreStartCommand(r))
+	w.println("(add --client-addr and the member's other flags; --initial-cluster is not needed, the data dir holds it)")
+	return w.err
+}
+
+func restoreStartCommand(r snapshotRestored) string {
+	return strings.Join([]string{"kvd", "--name", r.Name, "--data-dir", r.DataDir, "--raft-addr", r.RaftAddr}, " ")
+}
+
+// HashCheck writes one comma-separated line per member, in the columns of
+// the table format.
+func (p *simplePrinter) HashCheck(hashes []memberHash) error {
+	w := &errWriter{w: p.out}
+	for _, row := range hashRows(hashes) {
+		w.println(strings.Join(row, ", "))
+	}
+	return w.err
+}
+
+// EndpointStatus writes one comma-separated line per endpoint, in the columns
+// of the table format.
+func (p *simplePrinter) EndpointStatus(statuses []endpointStatus) error {
+	w := &errWriter{w: p.out}
+	for _, row := range statusRows(statuses) {
+		w.println(strings.Join(row, ", "))
+	}
+	return w.err
+}
+
+// EndpointHealth writes etcdctl's lines: healthy endpoints on stdout,
+// unhealthy ones on stderr.
+func (p *simplePrinter) EndpointHealth(healths []endpointHealth) error {
+	w, werr := &errWriter{w: p.out}, &errWriter{w: p.errOut}
+	for _, h := range healths {
+		if h.Healthy {
+			w.printf("%s is healthy: successfully committed proposal: took = %v\n", h.Endpoint, h.Took)
+		} else {
+			werr.printf("%s is unhealthy: %s\n", h.Endpoint, h.Error)
+		}
+	}
+	if w.err != nil {
+		return w.err
+	}
+	return werr.err
+}
+
+var memberHeader = []string{"ID", "NAME", "RAFT ADDR", "CLIENT ADDR", "IS LEARNER", "IS LEADER", "HEALTHY", "LAST CONTACT"}
+
+func memberRows(members []*kvv1.Member, now time.Time) [][]string {
+	rows := make([][]string, 0, len(members))
+	for _, m := range members {
+		var last time.Time
+		if m.GetLastContact() != nil {
+			last = m.GetLastContact().AsTime()
+		}
+		rows = append(rows, []string{
+			hexID(m.GetId()), m.GetName(), m.GetRaftAddr(), m.GetClientAddr(),
+			fmt.Sprint(m.GetIsLearner()), fmt.Sprint(m.GetIsLeader()),
+			fmt.Sprint(m.GetHealthy()), ago(last, now),
+		})
+	}
+	return rows
+}
+
+var snapshotStatusHeader = []string{"HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE", "CHECKSUM"}
+
+func snapshotStatusRow(s snapshotStatus) []string {
+	checksum := "OK"
+	if !s.ChecksumOK {
+		checksum = "MISMATCH"
+	}
+	return []string{
+		shortHash(s.SHA256), fmt.Sprint(s.Info.Revision), fmt.Sprint(s.Info.Keys),
+		humanBytes(s.Info.Size), checksum,
+	}
+}
+
+var hashHeader = []string{"NAME", "ID", "ENDPOINT", "HASH", "HASH REVISION", "COMPACT REVISION", "MATCHES"}
+
+func hashRows(hashes []memberHash) [][]string {
+	rows := make([][]string, 0, len(hashes))
+	for _, h := range hashes {
+		rows = append(rows, []string{
+			h.Name, hexID(h.ID), h.Endpoint, fmt.Sprintf("%08x", h.Resp.GetHash()),
+			fmt.Sprint(h.Resp.GetHashRevision()), fmt.Sprint(h.Resp.GetCompactRevision()),
+			fmt.Sprint(h.Matches),
+		})
+	}
+	return rows
+}
+
+var statusHeader = []string{
+	"ENDPOINT", "ID", "NAME", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER",
+	"RAFT STATE", "RAFT TERM", "COMMIT INDEX", "APPLIED INDEX", "REVISION", "LEADER",
+}
+
+func statusRows(statuses []endpointStatus) [][]string {
+	rows := make([][]string, 0, len(statuses))
+	for _, s := range statuses {
+		r := s.Resp
+		rows = append(rows, []string{
+			s.Endpoint,
+			hexID(r.GetHeader().GetMemberId()),
+			r.GetName(),
+			r.GetVersion(),
+			humanBytes(r.GetDbSize()),
+			fmt.Sprint(r.IsLeader()),
+			fmt.Sprint(r.GetIsLearner()),
+			r.GetRaftState(),
+			fmt.Sprint(r.GetRaftTerm()),
+			fmt.Sprint(r.GetCommitIndex()),
+			fmt.Sprint(r.GetAppliedIndex()),
+			fmt.Sprint(r.GetHeader().GetRevision()),
+			r.GetLeaderName(),
+		})
+	}
+	return rows
+}

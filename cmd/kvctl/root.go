@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/kvd-io/kvd/client"
+)
+
+// envPrefix prefixes the environment variable of each global flag:
+// --endpoints is KVCTL_ENDPOINTS, --dial-timeout is KVCTL_DIAL_TIMEOUT. A flag
+// given on the command line wins over its variable.
+const envPrefix = "KVCTL_"
+
+// Output formats of -w/--write-out.
+const (
+	formatSimple = "simple"
+	formatJSON   = "json"
+	formatTable  = "table"
+)
+
+// globalOptions holds the global flags and the process's streams. One value
+// is built per command tree and shared by its commands; nothing lives in
+// package variables.
+type globalOptions struct {
+	in        io.Reader
+	out       io.Writer
+	errOut    io.Writer
+	lookupEnv func(string) (string, bool)
+
+	endpoints      []string
+	writeOut       string
+	dialTimeout    time.Duration
+	commandTimeout time.Duration
+	consistency    string
+}
+
+// newRootCmd builds kvctl's command tree around the given streams, reading
+// defaults for unset global flags from the process environment.
+func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	return newRootCmdWithEnv(stdin, stdout, stderr, os.LookupEnv)
+}
+
+// newRootCmdWithEnv is newRootCmd with the environment given as a lookup
+// function, for tests.
+func newRootCmdWithEnv(stdin io.Reader, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) *cobra.Command {
+	g := &globalOptions{in: stdin, out: stdout, errOut: stderr, lookupEnv: lookupEnv}
+	root := &cobra.Command{
+		Use:   "kvctl",
+		Short: "A command line client for kvd",
+		Long: `kvctl is the command line client of kvd, a Raft-replicated key-value store
+with etcd v3 semantics. Its commands and output follow etcdctl.
+
+Every global flag can also be set with an environment variable named after it:
+KVCTL_ENDPOINTS, KVCTL_WRITE_OUT, KVCTL_DIAL_TIMEOUT, KVCTL_COMMAND_TIMEOUT,
+KVCTL_CONSISTENCY. A flag on the command line wins over its variable.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.complete(cmd.Root().PersistentFlags())
+		},
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	g.bindFlags(root.PersistentFlags())
+
+	// Each command lives in its own file; adding one is a file and a line.
+	root.AddCommand(
+		newPutCmd(g),
+		newGetCmd(g),
+		newDelCmd(g),
+		newTxnCmd(g),
+		newMemberCmd(g),
+		newEndpointCmd(g),
+		newLeaderCmd(g),
+		newSnapshotCmd(g),
+		newCheckCmd(g),
+		newBenchCmd(g),
+	)
+	return root
+}
+
+func (g *globalOptions) bindFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&g.endpoints, "endpoints", []string{"127.0.0.1:7379"}, "comma-separated gRPC endpoints (host:port)")
+	fs.StringVarP(&g.writeOut, "write-out", "w", formatSimple, "output format: simple, json or table")
+	fs.DurationVar(&g.dialTimeout, "dial-timeout", 2*time.Second, "how long to wait for an endpoint to accept a connection")
+	fs.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "timeout of a command's requests (per endpoint for endpoint commands)")
+	fs.StringVar(&g.consistency, "consistency", "l", "read consistency: l (linearizable) or s (serializable)")
+}
+
+// complete applies environment variables to the global flags that were not
+// given, then validates them.
+func (g *globalOptions) complete(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := g.lookupEnv(name)
+		if !ok {
+			return
+		}
+		if serr := fs.Set(f.Name, v); serr != nil {
+			err = fmt.Errorf("invalid %s %q: %w", name, v, serr)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return g.validate()
+}
+
+func (g *globalOptions) validate() error {
+	var eps []string
+	for _, ep := range g.endpoints {
+		if ep = strings.TrimSpace(ep); ep != "" {
+			eps = append(eps, ep)
+		}
+	}
+	if len(eps) == 0 {
+		return fmt.Errorf("no endpoints: set --endpoints or %sENDPOINTS", envPrefix)
+	}
+	g.endpoints = eps
+	switch g.writeOut {
+	case formatSimple, formatJSON, formatTable:
+	default:
+		return fmt.Errorf("invalid --write-out %q: want simple, json or table", g.writeOut)
+	}
+	switch g.consistency {
+	case "l", "s":
+	default:
+		return fmt.Errorf("invalid --consistency %q: want l (linearizable) or s (serializable)", g.consistency)
+	}
+	if g.dialTimeout <= 0 {
+		return fmt.Errorf("invalid --dial-timeout %v: must be positive", g.dialTimeout)
+	}
+	if g.commandTimeout <= 0 {
+		return fmt.Errorf("invalid --command-timeout %v: must be positive", g.commandTimeout)
+	}
+	return client.Config{Endpoints: g.endpoints, DialTimeout: g.dialTimeout}.Validate()
+}
+
+// serializable reports whether reads may be served from a member's local
+// state.
+func (g *globalOptions) serializable() bool { return g.consistency == "s" }
+
+// newClient returns a client for endpoints, or for every --endpoints when
+// none are given.
+func (g *globalOptions) newClient(endpoints ...string) (*client.Client, error) {
+	if len(endpoints) == 0 {
+		endpoints = g.endpoints
+	}
+	return client.New(client.Config{Endpoints: endpoints, DialTimeout: g.dialTimeout})
+}
+
+// commandContext bounds ctx by --command-timeout.
+func (g *globalOptions) commandContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, g.commandTimeout)
+}
+
+// printer returns the printer of --write-out.
+func (g *globalOptions) printer() printer {
+	return newPrinter(g.writeOut, g.out, g.errOut)
+}
+
+// groupCmd returns a command that only groups subcommands, such as member or
+// endpoint. Run without a subcommand it prints its help; with an unknown one
+// it fails.
+func groupCmd(use, short string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use + " <subcommand>",
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(subs...)
+	return cmd
+}

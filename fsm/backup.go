@@ -1,0 +1,138 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Backup writes a consistent copy of the state database to w, as of the last
+// applied entry, and returns its size. It runs in a read transaction, so
+// applies continue meanwhile. size is called with the size of the copy before
+// anything is written.
+func (f *FSM) Backup(w io.Writer, size func(int64)) (int64, error) {
+	var n int64
+	err := f.view(func(tx *bolt.Tx) error {
+		if size != nil {
+			size(tx.Size())
+		}
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("fsm: backup: %w", err)
+	}
+	return n, nil
+}
+
+// HashKV returns a CRC-32C of every key-value version (tombstones included)
+// up to rev, and the revision it covers; rev <= 0 means the current revision.
+// Members that applied the same log agree on it whatever else they hold, so
+// it finds a member whose data was damaged.
+func (f *FSM) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
+	h := crc32.New(castagnoli)
+	err = f.view(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		current := int64(readU64(meta.Get(metaRevision)))
+		compactRev = int64(readU64(meta.Get(metaCompactRevision)))
+		if rev <= 0 {
+			rev = current
+		}
+		if rev > current {
+			return fmt.Errorf("%w: %d > current %d", ErrFutureRevision, rev, current)
+		}
+		if rev < compactRev {
+			return fmt.Errorf("%w: %d < compacted %d", ErrCompacted, rev, compactRev)
+		}
+		hashRev = rev
+		return tx.Bucket(bucketHistory).ForEach(func(k, v []byte) error {
+			_, r, err := splitHistoryKey(k)
+			if err != nil {
+				return err
+			}
+			if r > rev {
+				return nil
+			}
+			hashPair(h, k, v)
+			return nil
+		})
+	})
+	return h.Sum32(), hashRev, compactRev, err
+}
+
+// StateInfo describes a state database file.
+type StateInfo struct {
+	Revision     int64
+	Keys         int
+	AppliedIndex uint64
+	ClusterID    uint64
+	Size         int64
+}
+
+// InspectState reads a state database file (a backup, for instance) without
+// changing it.
+func InspectState(path string) (StateInfo, error) {
+	var info StateInfo
+	fi, err := os.Stat(path)
+	if err != nil {
+		return info, err
+	}
+	info.Size = fi.Size()
+	if _, err := checkStateFile(path); err != nil {
+		return info, fmt.Errorf("not a kvd state database: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		return info, err
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		keys := tx.Bucket(bucketKeys)
+		if meta == nil || keys == nil {
+			return errors.New("not a kvd state database: buckets missing")
+		}
+		info.Revision = int64(readU64(meta.Get(metaRevision)))
+		info.AppliedIndex = readU64(meta.Get(metaAppliedIndex))
+		info.ClusterID = readU64(meta.Get(metaClusterID))
+		info.Keys = keys.Stats().KeyN
+		return nil
+	})
+	return info, err
+}
+
+// ResetForNewCluster prepares a copy of a state database to seed a member of
+// a new cluster: the key-value data and revision stay; the raft position, the
+// published members and the cluster id are cleared, because they belong to
+// the old cluster's log.
+func ResetForNewCluster(path string) error {
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		return fmt.Errorf("fsm: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return errors.New("not a kvd state database")
+		}
+		for _, k := range [][]byte{metaAppliedIndex, metaAppliedTerm, metaClusterID} {
+			if err := meta.Delete(k); err != nil {
+				return err
+			}
+		}
+		if err := tx.DeleteBucket(bucketMembers); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketMembers)
+		return err
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

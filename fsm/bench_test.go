@@ -1,0 +1,100 @@
+package fsm
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+)
+
+func BenchmarkEncodeCommand(b *testing.B) {
+	benches := []struct {
+		name string
+		typ  fsmv1.CommandType
+		msg  *kvv1.PutRequest
+	}{
+		{name: "small put", typ: fsmv1.CommandType_COMMAND_TYPE_PUT, msg: put("key", "value")},
+		{name: "1KiB put", typ: fsmv1.CommandType_COMMAND_TYPE_PUT, msg: &kvv1.PutRequest{Key: []byte("key"), Value: make([]byte, 1024)}},
+	}
+	for _, bb := range benches {
+		b.Run(bb.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := EncodeCommand(bb.typ, bb.msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkApplyBatchPut applies puts of distinct keys; each iteration is one
+// batch, one bbolt transaction.
+func BenchmarkApplyBatchPut(b *testing.B) {
+	for _, size := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			f, l := newFSM(b), newTestLog(b)
+			batch := make([]*raft.Log, size)
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				b.StopTimer()
+				for i := range batch {
+					batch[i] = l.command(put(fmt.Sprintf("key/%09d", n), "value"))
+					n++
+				}
+				b.StartTimer()
+				f.ApplyBatch(batch)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "puts/s")
+		})
+	}
+}
+
+// BenchmarkRange reads from a store of 10,000 keys in 100 prefixes of 100.
+func BenchmarkRange(b *testing.B) {
+	f, l := newFSM(b), newTestLog(b)
+	var batch []*raft.Log
+	for p := range 100 {
+		for k := range 100 {
+			batch = append(batch, l.command(put(fmt.Sprintf("prefix%03d/key%03d", p, k), "value")))
+		}
+		if len(batch) >= 1000 {
+			f.ApplyBatch(batch)
+			batch = batch[:0]
+		}
+	}
+	f.ApplyBatch(batch)
+	if n := mustStats(b, f).Keys; n != 10000 {
+		b.Fatalf("store has %d keys, want 10000", n)
+	}
+	rev := f.Revision()
+	prefix := []byte("prefix050/")
+	benches := []struct {
+		name string
+		req  *kvv1.RangeRequest
+		want int64
+	}{
+		{name: "single key", req: get("prefix050/key050", ""), want: 1},
+		{name: "100-key prefix", req: &kvv1.RangeRequest{Key: prefix, RangeEnd: PrefixEnd(prefix)}, want: 100},
+		{name: "single key at a past revision", req: getAt("prefix050/key050", "", rev-1), want: 1},
+		{name: "100-key prefix at a past revision", req: &kvv1.RangeRequest{Key: prefix, RangeEnd: PrefixEnd(prefix), Revision: rev - 1}, want: 100},
+	}
+	for _, bb := range benches {
+		b.Run(bb.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := f.Range(bb.req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if resp.GetCount() != bb.want {
+					b.Fatalf("count %d, want %d", resp.GetCount(), bb.want)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,62 @@
+package fsm
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+)
+
+// ignorable lists the command types a member that does not know them may
+// skip: they describe the cluster, not key-value state, so skipping one
+// cannot make members' data diverge. A type added later is listed here when
+// the same holds for it.
+var ignorable = map[fsmv1.CommandType]bool{
+	fsmv1.CommandType_COMMAND_TYPE_LEADER_START:   true,
+	fsmv1.CommandType_COMMAND_TYPE_PUBLISH_MEMBER: true,
+}
+
+// EncodeCommand wraps msg in a Command envelope of the given type.
+func EncodeCommand(t fsmv1.CommandType, msg proto.Message) ([]byte, error) {
+	payload, err := protoMarshal.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: encode %s: %w", t, err)
+	}
+	return protoMarshal.Marshal(&fsmv1.Command{Type: t, Ignorable: ignorable[t], Payload: payload})
+}
+
+// EncodeResult turns what Apply returned for a command into a Result, for
+// sending back to a member that forwarded the command. Domain errors are not
+// encoded; the caller sends them as errors.
+func EncodeResult(res any) (*fsmv1.Result, error) {
+	switch r := res.(type) {
+	case nil:
+		return &fsmv1.Result{}, nil
+	case *kvv1.PutResponse:
+		return &fsmv1.Result{Result: &fsmv1.Result_Put{Put: r}}, nil
+	case *kvv1.DeleteRangeResponse:
+		return &fsmv1.Result{Result: &fsmv1.Result_DeleteRange{DeleteRange: r}}, nil
+	case *kvv1.TxnResponse:
+		return &fsmv1.Result{Result: &fsmv1.Result_Txn{Txn: r}}, nil
+	case error:
+		return nil, r
+	default:
+		return nil, fmt.Errorf("fsm: cannot encode result of type %T", res)
+	}
+}
+
+// DecodeResult is the inverse of EncodeResult: it returns the response inside
+// a Result, or nil for an empty one.
+func DecodeResult(r *fsmv1.Result) any {
+	switch v := r.GetResult().(type) {
+	case *fsmv1.Result_Put:
+		return v.Put
+	case *fsmv1.Result_DeleteRange:
+		return v.DeleteRange
+	case *fsmv1.Result_Txn:
+		return v.Txn
+	}
+	return nil
+}

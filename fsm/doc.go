@@ -1,0 +1,47 @@
+// Package fsm is kvd's replicated state machine: it applies the commands that
+// raft has committed to a bbolt database (DATA/state.db) and answers reads
+// from it.
+//
+// # Contract
+//
+// Apply is deterministic. Given the same log, every member reaches the same
+// bytes: no wall clock, no randomness, no map iteration order reaches the
+// database. Commands are fsm.v1.Command envelopes; the handler for each type
+// is found in a table built by New.
+//
+// # Error policy
+//
+// A command that cannot be decoded, an unknown command type that is not marked
+// ignorable, and any storage failure stop the process: a member that cannot
+// apply what a quorum committed must not keep serving a diverged state. A
+// domain failure (a key that is invalid, a lease that does not exist) is a
+// result: it is returned through raft's ApplyFuture.Response and nothing of the
+// command is written. A compare that does not hold is not a failure at all; it
+// is a transaction that answers succeeded=false.
+//
+// # Storage
+//
+// The database holds four buckets:
+//
+//   - meta: applied raft index and term, the store revision, the cluster id.
+//   - keys: the live value of every key (a kv.v1.KeyValue), for fast reads at
+//     the current revision.
+//   - history: every version of every key, keyed by the key (escaped so the
+//     order of keys is kept) and the revision that wrote it; deletions are
+//     tombstones. Reads at past revisions scan it, and compaction will trim it.
+//   - members: the addresses each member published through the log.
+//
+// The applied raft index is written in the same transaction as the data it
+// covers, so a restarted member skips what its state already holds instead of
+// applying it twice (raft's NoSnapshotRestoreOnStart).
+//
+// # Durability
+//
+// Commits to the state database are not fsynced: every applied entry is
+// already in the raft log, fsynced on a quorum before it was acknowledged.
+// Close syncs the database and leaves a marker (CleanMarker). A state found
+// without the marker was not closed cleanly and may be torn by a power loss,
+// so New discards it; the member restores its newest raft snapshot (fsynced
+// when taken) and raft replays the log after it. Snapshots trim the log only
+// up to their own index, so the entries to replay are always there.
+package fsm

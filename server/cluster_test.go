@@ -1,0 +1,340 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kvd-io/kvd/apierr"
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+	"github.com/kvd-io/kvd/server"
+	"github.com/kvd-io/kvd/server/servertest"
+)
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func put(t *testing.T, c *servertest.Cluster, member, key, val string) *kvv1.PutResponse {
+	t.Helper()
+	// Retry what certainly was not applied, as the client SDK does: an
+	// election can happen at any time on a loaded test machine.
+	var resp *kvv1.PutResponse
+	c.Eventually(20*time.Second, func() error {
+		var err error
+		resp, err = c.KV(member).Put(ctxT(t, 10*time.Second), &kvv1.PutRequest{Key: []byte(key), Value: []byte(val)})
+		if err != nil && !apierr.IsNotApplied(err) {
+			t.Fatalf("put %s=%s via %s: %v", key, val, member, err)
+		}
+		return err
+	})
+	return resp
+}
+
+func get(ctx context.Context, c *servertest.Cluster, member, key string, serializable bool) (*kvv1.RangeResponse, error) {
+	return c.KV(member).Range(ctx, &kvv1.RangeRequest{Key: []byte(key), Serializable: serializable})
+}
+
+func others(c *servertest.Cluster, not string) []string {
+	var out []string
+	for _, n := range c.Names() {
+		if n != not {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func TestElectionReplicationAndForwarding(t *testing.T) {
+	c := servertest.New(t, 3)
+	leader := c.Leader(20 * time.Second)
+
+	// Write through every member: followers forward to the leader.
+	var lastRev int64
+	for i, name := range c.Names() {
+		resp := put(t, c, name, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d-%s", i, name))
+		if resp.GetHeader().GetRevision() <= lastRev {
+			t.Fatalf("revision did not move forward: %d after %d", resp.GetHeader().GetRevision(), lastRev)
+		}
+		lastRev = resp.GetHeader().GetRevision()
+		if resp.GetHeader().GetMemberId() == 0 || resp.GetHeader().GetClusterId() == 0 || resp.GetHeader().GetRaftTerm() == 0 {
+			t.Fatalf("incomplete header: %v", resp.GetHeader())
+		}
+	}
+	// A linearizable read on any member sees every acknowledged write, at
+	// once, with no waiting for replication.
+	for _, name := range c.Names() {
+		for i, writer := range c.Names() {
+			resp, err := get(ctxT(t, 10*time.Second), c, name, fmt.Sprintf("k%d", i), false)
+			if err != nil {
+				t.Fatalf("get via %s: %v", name, err)
+			}
+			want := fmt.Sprintf("v%d-%s", i, writer)
+			if len(resp.GetKvs()) != 1 || string(resp.GetKvs()[0].GetValue()) != want {
+				t.Fatalf("get k%d via %s = %v, want %q", i, name, resp.GetKvs(), want)
+			}
+			if resp.GetHeader().GetRevision() < lastRev {
+				t.Fatalf("read via %s at revision %d, before the last write %d", name, resp.GetHeader().GetRevision(), lastRev)
+			}
+		}
+	}
+	// Every member reports the same cluster id and the same leader.
+	var clusterID uint64
+	for _, name := range c.Names() {
+		st, err := c.Maintenance(name).Status(ctxT(t, 5*time.Second), &kvv1.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if clusterID == 0 {
+			clusterID = st.GetHeader().GetClusterId()
+		}
+		if st.GetHeader().GetClusterId() != clusterID {
+			t.Fatalf("%s reports cluster %x, want %x", name, st.GetHeader().GetClusterId(), clusterID)
+		}
+		if st.GetLeaderName() != leader {
+			t.Fatalf("%s reports leader %q, want %q", name, st.GetLeaderName(), leader)
+		}
+		if st.GetIsLearner() || st.GetName() != name {
+			t.Fatalf("bad status %v", st)
+		}
+	}
+	// Member list carries every member's published client address.
+	c.Eventually(10*time.Second, func() error {
+		ml, err := c.ClusterClient(leader).MemberList(ctxT(t, 5*time.Second), &kvv1.MemberListRequest{})
+		if err != nil {
+			return err
+		}
+		if len(ml.GetMembers()) != 3 {
+			return fmt.Errorf("%d members", len(ml.GetMembers()))
+		}
+		for _, m := range ml.GetMembers() {
+			if m.GetClientAddr() != c.Member(m.GetName()).Server.ClientAddr() {
+				return fmt.Errorf("member %s client addr %q", m.GetName(), m.GetClientAddr())
+			}
+			if m.GetIsLeader() != (m.GetName() == leader) {
+				return fmt.Errorf("member %s is_leader=%v", m.GetName(), m.GetIsLeader())
+			}
+		}
+		return nil
+	})
+	c.WaitConverged(10 * time.Second)
+}
+
+// A leader cut off from its followers must not answer a linearizable read
+// once the others have elected a new leader and accepted a newer write. A
+// member that served linearizable reads from local state would return the
+// old value here.
+func TestIsolatedLeaderServesNoStaleLinearizableRead(t *testing.T) {
+	c := servertest.New(t, 3)
+	old := c.Leader(20 * time.Second)
+	put(t, c, old, "x", "old")
+
+	c.Isolate(old)
+	rest := others(c, old)
+	newLeader := c.Leader(20*time.Second, rest...)
+	put(t, c, newLeader, "x", "new")
+
+	// The old leader may still believe it leads for a moment; whatever it
+	// believes, it must not answer "old".
+	for i := 0; i < 5; i++ {
+		resp, err := get(ctxT(t, 2*time.Second), c, old, "x", false)
+		if err == nil {
+			t.Fatalf("isolated former leader served a linearizable read: %v", resp.GetKvs())
+		}
+	}
+	// A serializable read is allowed to be stale, and is.
+	resp, err := get(ctxT(t, 2*time.Second), c, old, "x", true)
+	if err != nil {
+		t.Fatalf("serializable read on isolated member: %v", err)
+	}
+	if got := string(resp.GetKvs()[0].GetValue()); got != "old" {
+		t.Fatalf("serializable read on isolated member = %q; the partition did not hold", got)
+	}
+
+	c.Heal()
+	c.Eventually(20*time.Second, func() error {
+		resp, err := get(ctxT(t, 2*time.Second), c, old, "x", false)
+		if err != nil {
+			return err
+		}
+		if got := string(resp.GetKvs()[0].GetValue()); got != "new" {
+			return fmt.Errorf("healed member reads %q", got)
+		}
+		return nil
+	})
+	c.WaitConverged(10 * time.Second)
+}
+
+func TestLeaderStopWritesContinueAndRestartCatchesUp(t *testing.T) {
+	c := servertest.New(t, 3)
+	old := c.Leader(20 * time.Second)
+	for i := 0; i < 20; i++ {
+		put(t, c, old, fmt.Sprintf("a%02d", i), "1")
+	}
+	c.Stop(old)
+	rest := others(c, old)
+	newLeader := c.Leader(20*time.Second, rest...)
+	for i := 0; i < 20; i++ {
+		put(t, c, rest[i%2], fmt.Sprintf("b%02d", i), "2")
+	}
+	_ = newLeader
+	c.Start(old)
+	c.WaitConverged(20 * time.Second)
+	resp, err := c.KV(old).Range(ctxT(t, 10*time.Second), &kvv1.RangeRequest{Key: []byte("a"), RangeEnd: []byte("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetCount() != 40 {
+		t.Fatalf("restarted member sees %d keys, want 40", resp.GetCount())
+	}
+}
+
+func TestWholeClusterRestartKeepsEveryWrite(t *testing.T) {
+	c := servertest.New(t, 3)
+	leader := c.Leader(20 * time.Second)
+	var revs []int64
+	for i := 0; i < 30; i++ {
+		revs = append(revs, put(t, c, c.Names()[i%3], fmt.Sprintf("k%02d", i), fmt.Sprintf("v%d", i)).GetHeader().GetRevision())
+	}
+	_ = leader
+	for _, n := range c.Names() {
+		c.Stop(n)
+	}
+	for _, n := range c.Names() {
+		c.Start(n)
+	}
+	c.WaitReady(30 * time.Second)
+	for _, n := range c.Names() {
+		resp, err := c.KV(n).Range(ctxT(t, 10*time.Second), &kvv1.RangeRequest{Key: []byte("k"), RangeEnd: []byte("l")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetKvs()) != 30 {
+			t.Fatalf("%s has %d keys after restart, want 30", n, len(resp.GetKvs()))
+		}
+		for i, kv := range resp.GetKvs() {
+			if string(kv.GetValue()) != fmt.Sprintf("v%d", i) || kv.GetModRevision() != revs[i] {
+				t.Fatalf("%s: %s=%s@%d, want v%d@%d", n, kv.GetKey(), kv.GetValue(), kv.GetModRevision(), i, revs[i])
+			}
+		}
+	}
+	c.WaitConverged(20 * time.Second)
+}
+
+func TestErrorsAreClearStatusCodes(t *testing.T) {
+	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) { cfg.MaxRequestBytes = 64 * 1024 }))
+	leader := c.Leader(20 * time.Second)
+	follower := others(c, leader)[0]
+	kv := c.KV(follower)
+	ctx := ctxT(t, 10*time.Second)
+
+	cases := []struct {
+		name string
+		call func() error
+		code codes.Code
+	}{
+		{"put empty key", func() error { _, err := kv.Put(ctx, &kvv1.PutRequest{Value: []byte("v")}); return err }, codes.InvalidArgument},
+		{"range empty key", func() error { _, err := kv.Range(ctx, &kvv1.RangeRequest{}); return err }, codes.InvalidArgument},
+		{"range end before key", func() error {
+			_, err := kv.Range(ctx, &kvv1.RangeRequest{Key: []byte("b"), RangeEnd: []byte("a")})
+			return err
+		}, codes.InvalidArgument},
+		{"delete end before key", func() error {
+			_, err := kv.DeleteRange(ctx, &kvv1.DeleteRangeRequest{Key: []byte("b"), RangeEnd: []byte("a")})
+			return err
+		}, codes.InvalidArgument},
+		{"request too large", func() error {
+			_, err := kv.Put(ctx, &kvv1.PutRequest{Key: []byte("big"), Value: bytes.Repeat([]byte("x"), 100*1024)})
+			return err
+		}, codes.InvalidArgument},
+		{"future revision", func() error {
+			_, err := kv.Range(ctx, &kvv1.RangeRequest{Key: []byte("a"), Revision: 1 << 40})
+			return err
+		}, codes.OutOfRange},
+		{"unknown lease", func() error {
+			_, err := kv.Put(ctx, &kvv1.PutRequest{Key: []byte("a"), Lease: 42})
+			return err
+		}, codes.NotFound},
+		{"txn duplicate key", func() error {
+			p := &kvv1.RequestOp{Request: &kvv1.RequestOp_RequestPut{RequestPut: &kvv1.PutRequest{Key: []byte("d")}}}
+			_, err := kv.Txn(ctx, &kvv1.TxnRequest{Success: []*kvv1.RequestOp{p, p}})
+			return err
+		}, codes.InvalidArgument},
+		{"txn empty op", func() error {
+			_, err := kv.Txn(ctx, &kvv1.TxnRequest{Success: []*kvv1.RequestOp{{}}})
+			return err
+		}, codes.InvalidArgument},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if status.Code(err) != tc.code {
+				t.Fatalf("got %v, want code %s", err, tc.code)
+			}
+			if st, _ := status.FromError(err); st.Message() == "" {
+				t.Fatal("error has no message")
+			}
+		})
+	}
+	// None of the rejected requests changed anything.
+	resp, err := kv.Range(ctx, &kvv1.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetCount() != 0 {
+		t.Fatalf("rejected requests wrote %d keys", resp.GetCount())
+	}
+}
+
+func TestNoQuorumIsUnavailableAndNotApplied(t *testing.T) {
+	c := servertest.New(t, 3)
+	leader := c.Leader(20 * time.Second)
+	survivor := others(c, leader)[0]
+	// Stop everyone but one follower: it can find no leader.
+	for _, n := range c.Names() {
+		if n != survivor {
+			c.Stop(n)
+		}
+	}
+	c.Eventually(20*time.Second, func() error {
+		_, err := c.KV(survivor).Put(ctxT(t, 3*time.Second), &kvv1.PutRequest{Key: []byte("k"), Value: []byte("v")})
+		if status.Code(err) != codes.Unavailable || !apierr.IsNotApplied(err) {
+			return fmt.Errorf("put without quorum: %v", err)
+		}
+		_, err = c.KV(survivor).Range(ctxT(t, 3*time.Second), &kvv1.RangeRequest{Key: []byte("k")})
+		if status.Code(err) != codes.Unavailable {
+			return fmt.Errorf("linearizable read without quorum: %v", err)
+		}
+		return nil
+	})
+	// Serializable reads still work from local state.
+	if _, err := get(ctxT(t, 3*time.Second), c, survivor, "k", true); err != nil {
+		t.Fatalf("serializable read without quorum: %v", err)
+	}
+}
+
+func TestWriteWithShortDeadlineOnIsolatedLeaderIsNotReportedApplied(t *testing.T) {
+	c := servertest.New(t, 3)
+	leader := c.Leader(20 * time.Second)
+	c.Isolate(leader)
+	_, err := c.KV(leader).Put(ctxT(t, 200*time.Millisecond), &kvv1.PutRequest{Key: []byte("k"), Value: []byte("v")})
+	switch status.Code(err) {
+	case codes.DeadlineExceeded, codes.Unknown:
+		// The write may sit in the isolated leader's log: outcome unknown.
+	case codes.Unavailable:
+		if !apierr.IsNotApplied(err) {
+			t.Fatalf("unavailable without the not-applied mark: %v", err)
+		}
+	default:
+		t.Fatalf("write on isolated leader: %v", err)
+	}
+	c.Heal()
+	c.WaitReady(20 * time.Second)
+}

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+)
+
+// maintenanceService serves kv.v1.MaintenanceService.
+type maintenanceService struct {
+	kvv1.UnimplementedMaintenanceServiceServer
+	s *Server
+}
+
+func (m *maintenanceService) Status(ctx context.Context, _ *kvv1.StatusRequest) (*kvv1.StatusResponse, error) {
+	s := m.s
+	stats, err := s.fsm.Stats()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	_, leaderID := s.raft.LeaderWithID()
+	resp := &kvv1.StatusResponse{
+		Header:       s.header(stats.Revision),
+		Name:         s.cfg.Name,
+		Version:      s.cfg.Version,
+		LeaderName:   string(leaderID),
+		RaftState:    s.raft.State().String(),
+		RaftTerm:     s.raft.CurrentTerm(),
+		CommitIndex:  s.raft.CommitIndex(),
+		AppliedIndex: stats.AppliedIndex,
+		DbSize:       stats.DBSize,
+	}
+	if leaderID != "" {
+		resp.LeaderId = MemberID(string(leaderID))
+	}
+	if members, err := s.members(); err == nil {
+		for _, mem := range members {
+			if mem.GetName() == s.cfg.Name {
+				resp.IsLearner = mem.GetIsLearner()
+			}
+		}
+	}
+	return resp, nil
+}
+
+// snapshotChunk is the size of one message of a snapshot stream.
+const snapshotChunk = 256 * 1024
+
+func (m *maintenanceService) Snapshot(_ *kvv1.SnapshotRequest, stream kvv1.MaintenanceService_SnapshotServer) error {
+	s := m.s
+	if err := s.Err(); err != nil {
+		return toStatus(err)
+	}
+	w := &snapshotStreamer{stream: stream, sum: sha256.New(), header: s.header(s.fsm.Revision())}
+	n, err := s.fsm.Backup(w, func(size int64) { w.total = uint64(size); w.remaining = uint64(size) })
+	if err != nil {
+		return toStatus(err)
+	}
+	if err := w.flush(true); err != nil {
+		return err
+	}
+	s.log.Info("snapshot sent", "bytes", n)
+	return nil
+}
+
+// snapshotStreamer cuts the database into messages and hashes it on the way.
+type snapshotStreamer struct {
+	stream    kvv1.MaintenanceService_SnapshotServer
+	sum       hash.Hash
+	header    *kvv1.ResponseHeader
+	buf       []byte
+	total     uint64
+	remaining uint64
+	sent      bool
+}
+
+func (w *snapshotStreamer) Write(p []byte) (int, error) {
+	w.sum.Write(p)
+	n := len(p)
+	for len(p) > 0 {
+		take := min(len(p), snapshotChunk-len(w.buf))
+		w.buf = append(w.buf, p[:take]...)
+		p = p[take:]
+		if len(w.buf) == snapshotChunk {
+			if err := w.flush(false); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *snapshotStreamer) flush(last bool) error {
+	if len(w.buf) == 0 && !last {
+		return nil
+	}
+	w.remaining -= uint64(len(w.buf))
+	msg := &kvv1.SnapshotResponse{Blob: w.buf, RemainingBytes: w.remaining}
+	if !w.sent {
+		msg.Header, msg.TotalBytes = w.header, w.total
+		w.sent = true
+	}
+	if last {
+		msg.Sha256 = w.sum.Sum(nil)
+	}
+	if err := w.stream.Send(msg); err != nil {
+		return fmt.Errorf("send snapshot: %w", err)
+	}
+	w.buf = make([]byte, 0, snapshotChunk)
+	return nil
+}
+
+func (m *maintenanceService) HashKV(ctx context.Context, req *kvv1.HashKVRequest) (*kvv1.HashKVResponse, error) {
+	s := m.s
+	// Catch up with the cluster first, so that a member that is merely
+	// behind is not reported as different.
+	if err := s.linearize(ctx); err != nil {
+		return nil, toStatus(err)
+	}
+	h, rev, compacted, err := s.fsm.HashKV(req.GetRevision())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &kvv1.HashKVResponse{Header: s.header(s.fsm.Revision()), Hash: h, HashRevision: rev, CompactRevision: compacted}, nil
+}

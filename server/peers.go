@@ -1,0 +1,133 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kvd-io/kvd/fsm"
+	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
+)
+
+// peerPool keeps one gRPC connection per member address.
+type peerPool struct {
+	mu          sync.Mutex
+	conns       map[string]*grpc.ClientConn
+	dialTimeout time.Duration
+}
+
+func newPeerPool(dialTimeout time.Duration) *peerPool {
+	return &peerPool{conns: make(map[string]*grpc.ClientConn), dialTimeout: dialTimeout}
+}
+
+// ready returns a connection to addr that is ready to send on, connecting if
+// needed. When it fails, nothing was sent.
+func (p *peerPool) ready(ctx context.Context, addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	conn, ok := p.conns[addr]
+	if !ok {
+		var err error
+		conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// Find a connection that a partition left dead without waiting
+			// for TCP's retransmission backoff.
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}))
+		if err != nil {
+			p.mu.Unlock()
+			return nil, fmt.Errorf("dial %s: %w", addr, err)
+		}
+		p.conns[addr] = conn
+	}
+	p.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, p.dialTimeout)
+	defer cancel()
+	for {
+		st := conn.GetState()
+		switch st {
+		case connectivity.Ready:
+			return conn, nil
+		case connectivity.Idle:
+			conn.Connect()
+		case connectivity.Shutdown:
+			return nil, errors.New("connection closed")
+		case connectivity.TransientFailure:
+			// The last attempt failed (refused, unreachable): say so now
+			// rather than wait for gRPC's reconnect backoff.
+			return nil, fmt.Errorf("connect to %s: connection failed", addr)
+		}
+		if !conn.WaitForStateChange(ctx, st) {
+			return nil, fmt.Errorf("connect to %s: %w (state %s)", addr, ctx.Err(), st)
+		}
+	}
+}
+
+// reset drops the connection to conn's address after a call on it failed,
+// so that the next call dials anew: after a partition heals, a fresh
+// connection works at once, while the old one may still be stuck.
+func (p *peerPool) reset(conn *grpc.ClientConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		if c == conn {
+			_ = c.Close()
+			delete(p.conns, addr)
+		}
+	}
+}
+
+func (p *peerPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		_ = c.Close()
+		delete(p.conns, addr)
+	}
+}
+
+// peerService serves the other members.
+type peerService struct {
+	peerv1.UnimplementedPeerServiceServer
+	s *Server
+}
+
+// Propose applies a command forwarded by a follower. Only the leader accepts
+// it; a member that is not leader refuses before touching the log.
+func (p *peerService) Propose(ctx context.Context, req *peerv1.ProposeRequest) (*peerv1.ProposeResponse, error) {
+	if !p.s.IsLeader() {
+		return nil, toStatus(fmt.Errorf("%w: %s is not the leader", ErrNotApplied, p.s.cfg.Name))
+	}
+	res, err := p.s.applyEncoded(ctx, req.GetCommand())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	result, err := fsm.EncodeResult(res)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	b, err := proto.Marshal(result)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &peerv1.ProposeResponse{Result: b}, nil
+}
+
+// ReadIndex confirms leadership and returns the commit index for a
+// follower's linearizable read.
+func (p *peerService) ReadIndex(ctx context.Context, _ *peerv1.ReadIndexRequest) (*peerv1.ReadIndexResponse, error) {
+	if !p.s.IsLeader() {
+		return nil, toStatus(fmt.Errorf("%w: %s is not the leader", ErrNoLeader, p.s.cfg.Name))
+	}
+	index, err := p.s.reads.readIndex(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &peerv1.ReadIndexResponse{Index: index}, nil
+}

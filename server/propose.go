@@ -1,0 +1,232 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kvd-io/kvd/apierr"
+	"github.com/kvd-io/kvd/fsm"
+	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
+	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
+)
+
+// propose puts a command through the log: directly on the leader, forwarded
+// to it from a follower. It returns the state machine's response; a domain
+// error from the state machine comes back as the error.
+func (s *Server) propose(ctx context.Context, t fsmv1.CommandType, msg proto.Message) (any, error) {
+	data, err := fsm.EncodeCommand(t, msg)
+	if err != nil {
+		return nil, err
+	}
+	return s.proposeEncoded(ctx, data)
+}
+
+func (s *Server) proposeEncoded(ctx context.Context, data []byte) (any, error) {
+	if s.raft.State() == raft.Leader {
+		return s.applyEncoded(ctx, data)
+	}
+	return s.forward(ctx, data)
+}
+
+// applyLocal encodes and applies a command on this member, which must lead.
+func (s *Server) applyLocal(ctx context.Context, t fsmv1.CommandType, msg proto.Message) (any, error) {
+	data, err := fsm.EncodeCommand(t, msg)
+	if err != nil {
+		return nil, err
+	}
+	return s.applyEncoded(ctx, data)
+}
+
+// applyEncoded appends an encoded command to the log and waits for it to be
+// applied, or for ctx to end (then the outcome is unknown).
+func (s *Server) applyEncoded(ctx context.Context, data []byte) (any, error) {
+	if !s.proposals.enter() {
+		return nil, fmt.Errorf("%w: %s is shutting down", ErrNotApplied, s.cfg.Name)
+	}
+	defer s.proposals.leave()
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.withDefaultTimeout(ctx)
+	defer cancel()
+	timeout := s.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(0, time.Until(dl))
+	}
+	// The timeout given to raft only bounds the wait to enqueue; raft answers
+	// every future eventually (at the latest on shutdown), and the goroutine
+	// below lives until it does.
+	f := s.raft.Apply(data, timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, translateRaftError(err)
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for commit: %w", ErrOutcomeUnknown, ctx.Err())
+	}
+	res := f.Response()
+	if err, ok := res.(error); ok {
+		return nil, err
+	}
+	return res, nil
+}
+
+// forward sends an encoded command to the leader and relays its answer.
+func (s *Server) forward(ctx context.Context, data []byte) (any, error) {
+	ctx, cancel := s.withDefaultTimeout(ctx)
+	defer cancel()
+	conn, leader, err := s.leaderConn(ctx)
+	if errors.Is(err, errSelfIsLeader) {
+		return s.applyEncoded(ctx, data) // this member won the election meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp, err := peerv1.NewPeerServiceClient(conn).Propose(ctx, &peerv1.ProposeRequest{Command: data})
+	if err != nil {
+		s.peerFailed(conn, err)
+		return nil, relayError(leader, err)
+	}
+	result := &fsmv1.Result{}
+	if err := proto.Unmarshal(resp.GetResult(), result); err != nil {
+		return nil, fmt.Errorf("%w: decode leader's result: %w", ErrOutcomeUnknown, err)
+	}
+	return fsm.DecodeResult(result), nil
+}
+
+// relayError passes on what the leader answered. A status the leader raised
+// itself is passed through; a failure of the connection after the request
+// was sent leaves a write's outcome unknown.
+func relayError(leader string, err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%w: forward to leader %s: %w", ErrOutcomeUnknown, leader, err)
+	}
+	switch st.Code() {
+	case codes.Unavailable, codes.Canceled, codes.Internal:
+		if apierr.IsNotApplied(err) {
+			return err
+		}
+		return status.Errorf(codes.Unknown, "forwarding to leader %s failed after sending; the write may or may not have been applied: %s", leader, st.Message())
+	case codes.DeadlineExceeded:
+		return status.Errorf(codes.DeadlineExceeded, "forwarding to leader %s timed out; the write may or may not have been applied", leader)
+	default:
+		return err
+	}
+}
+
+// peerFailed drops a member connection on which a call failed in a way that
+// may mean the connection itself is dead.
+func (s *Server) peerFailed(conn *grpc.ClientConn, err error) {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		if !apierr.IsNotApplied(err) {
+			s.peers.reset(conn)
+		}
+	}
+}
+
+// leaderConn returns a connection to the leader's API. During
+// an election, or while this member has not yet learned the new leader's
+// address, it waits up to leaderWait (bounded by ctx). It returns ErrNoLeader
+// when there is still no leader it can reach; then nothing has been sent.
+func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, string, error) {
+	wait := s.leaderWait()
+	if dl, ok := answerBy(ctx); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		changed := s.fsm.AppliedChanged()
+		conn, leader, err := s.tryLeaderConn(ctx)
+		if err == nil || !errors.Is(err, ErrNoLeader) {
+			return conn, leader, err
+		}
+		select {
+		case <-changed:
+		case <-poll.C:
+		case <-deadline.C:
+			return nil, leader, err
+		case <-ctx.Done():
+			return nil, leader, err
+		case <-s.stop:
+			return nil, leader, ErrStopped
+		}
+	}
+}
+
+// leaderWait is how long a request waits for a leader to appear: long
+// enough to ride out one election.
+func (s *Server) leaderWait() time.Duration {
+	return 2*s.cfg.ElectionTimeout + s.cfg.HeartbeatTimeout
+}
+
+func (s *Server) tryLeaderConn(ctx context.Context) (*grpc.ClientConn, string, error) {
+	select {
+	case <-s.stop:
+		return nil, "", ErrStopped
+	default:
+	}
+	_, leaderID := s.raft.LeaderWithID()
+	if leaderID == "" {
+		return nil, "", ErrNoLeader
+	}
+	leader := string(leaderID)
+	if leader == s.cfg.Name {
+		if s.raft.State() == raft.Leader {
+			return nil, leader, errSelfIsLeader
+		}
+		return nil, leader, fmt.Errorf("%w: leadership is changing", ErrNoLeader)
+	}
+	members, err := s.fsm.Members()
+	if err != nil {
+		return nil, leader, err
+	}
+	addr := members[leader].GetClientAddr()
+	if addr == "" {
+		return nil, leader, fmt.Errorf("%w: leader %s has not published its address yet", ErrNoLeader, leader)
+	}
+	conn, err := s.peers.ready(ctx, addr)
+	if err != nil {
+		return nil, leader, fmt.Errorf("%w: leader %s at %s is unreachable: %w", ErrNoLeader, leader, addr, err)
+	}
+	return conn, leader, nil
+}
+
+// answerBy returns when a member should give up waiting for the cluster
+// and answer "no leader": a little before the caller's deadline, so that the
+// caller hears that certain answer rather than its own timeout.
+func answerBy(ctx context.Context) (time.Time, bool) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return dl, false
+	}
+	left := time.Until(dl)
+	return dl.Add(-min(left/5, 500*time.Millisecond)), true
+}
+
+func (s *Server) withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
+}
+
+// errSelfIsLeader tells a caller looking for the leader that it is the leader.
+var errSelfIsLeader = errors.New("this member is the leader")
+
+var errUnexpectedResult = errors.New("unexpected result type from state machine")

@@ -1,0 +1,333 @@
+// Package servertest builds in-process kvd clusters for tests: real members
+// (package server) with real gRPC on loopback, joined by hashicorp/raft's
+// in-memory transport so that tests can partition and heal them.
+package servertest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+	"github.com/kvd-io/kvd/server"
+)
+
+// Cluster is a set of in-process members.
+type Cluster struct {
+	t       testing.TB
+	base    server.Config
+	mu      sync.Mutex
+	members map[string]*Member
+	names   []string
+}
+
+// Member is one member of a Cluster.
+type Member struct {
+	Name    string
+	Dir     string
+	Server  *server.Server // nil while stopped
+	addr    raft.ServerAddress
+	trans   *raft.InmemTransport
+	conn    *grpc.ClientConn
+	clientA string
+}
+
+// Option changes the config every member starts with.
+type Option func(*server.Config)
+
+// WithConfig applies fn to every member's config.
+func WithConfig(fn func(*server.Config)) Option { return Option(fn) }
+
+// New starts an n-member cluster and waits until it has a leader ready to
+// serve. Members are stopped when the test ends.
+func New(t testing.TB, n int, opts ...Option) *Cluster {
+	t.Helper()
+	base := server.DefaultConfig()
+	base.ClientAddr = "127.0.0.1:0"
+	base.HTTPAddr = "127.0.0.1:0"
+	base.RequestTimeout = 5 * time.Second
+	if testing.Verbose() {
+		base.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	} else {
+		base.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	for _, o := range opts {
+		o(&base)
+	}
+	c := &Cluster{t: t, base: base, members: map[string]*Member{}}
+	dir := t.TempDir()
+	var peers []server.Peer
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("m%d", i)
+		m := &Member{Name: name, Dir: filepath.Join(dir, name), addr: raft.ServerAddress(name + ":raft")}
+		c.members[name] = m
+		c.names = append(c.names, name)
+		peers = append(peers, server.Peer{Name: name, RaftAddr: string(m.addr)})
+	}
+	c.base.InitialCluster = peers
+	for _, name := range c.names {
+		c.Start(name)
+	}
+	t.Cleanup(c.Close)
+	c.WaitReady(30 * time.Second)
+	return c
+}
+
+// Names returns the members' names in order.
+func (c *Cluster) Names() []string { return append([]string(nil), c.names...) }
+
+// Member returns a member by name.
+func (c *Cluster) Member(name string) *Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[name]
+}
+
+// Start starts (or restarts) a stopped member on its data directory.
+func (c *Cluster) Start(name string) { c.StartWith(name, nil) }
+
+// Join starts a new member with an empty data directory that joins the
+// cluster through the running members' client addresses.
+func (c *Cluster) Join(name string, learner bool) *Member {
+	c.t.Helper()
+	c.mu.Lock()
+	var join []string
+	for _, n := range c.names {
+		if m := c.members[n]; m.Server != nil {
+			join = append(join, m.Server.ClientAddr())
+		}
+	}
+	m := &Member{Name: name, Dir: filepath.Join(filepath.Dir(c.members[c.names[0]].Dir), name), addr: raft.ServerAddress(name + ":raft")}
+	c.members[name] = m
+	c.names = append(c.names, name)
+	c.mu.Unlock()
+	c.StartWith(name, func(cfg *server.Config) {
+		cfg.InitialCluster = nil
+		cfg.Join = join
+		cfg.JoinAsLearner = learner
+	})
+	return m
+}
+
+// Wipe deletes a stopped member's data directory.
+func (c *Cluster) Wipe(name string) {
+	c.t.Helper()
+	m := c.Member(name)
+	if m.Server != nil {
+		c.t.Fatalf("wipe running member %s", name)
+	}
+	if err := os.RemoveAll(m.Dir); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// StartWith starts a stopped member, letting edit change its config first.
+func (c *Cluster) StartWith(name string, edit func(*server.Config)) {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.members[name]
+	if m.Server != nil {
+		c.t.Fatalf("member %s is already running", name)
+	}
+	_, m.trans = raft.NewInmemTransport(m.addr)
+	for _, o := range c.members {
+		if o != m && o.Server != nil {
+			m.trans.Connect(o.addr, o.trans)
+			o.trans.Connect(m.addr, m.trans)
+		}
+	}
+	cfg := c.base
+	cfg.Name = name
+	cfg.DataDir = m.Dir
+	cfg.RaftTransport = m.trans
+	if m.clientA != "" {
+		cfg.ClientAddr = m.clientA // keep the address across restarts
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		c.t.Fatalf("start member %s: %v", name, err)
+	}
+	m.Server = srv
+	m.clientA = srv.ClientAddr()
+	conn, err := grpc.NewClient(m.clientA, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		c.t.Fatalf("dial member %s: %v", name, err)
+	}
+	m.conn = conn
+}
+
+// Stop shuts a member down cleanly.
+func (c *Cluster) Stop(name string) {
+	c.t.Helper()
+	c.mu.Lock()
+	m := c.members[name]
+	srv := m.Server
+	m.Server = nil
+	for _, o := range c.members {
+		if o != m && o.trans != nil {
+			o.trans.Disconnect(m.addr)
+		}
+	}
+	c.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	_ = m.conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		c.t.Errorf("stop member %s: %v", name, err)
+	}
+}
+
+// Close stops every member.
+func (c *Cluster) Close() {
+	for _, name := range c.names {
+		c.Stop(name)
+	}
+}
+
+// Conn returns the test's gRPC connection to the member.
+func (m *Member) Conn() *grpc.ClientConn { return m.conn }
+
+// KV returns a KV client connected to the member only.
+func (c *Cluster) KV(name string) kvv1.KVServiceClient {
+	return kvv1.NewKVServiceClient(c.Member(name).conn)
+}
+
+// Maintenance returns a Maintenance client connected to the member only.
+func (c *Cluster) Maintenance(name string) kvv1.MaintenanceServiceClient {
+	return kvv1.NewMaintenanceServiceClient(c.Member(name).conn)
+}
+
+// Cluster returns a Cluster-service client connected to the member only.
+func (c *Cluster) ClusterClient(name string) kvv1.ClusterServiceClient {
+	return kvv1.NewClusterServiceClient(c.Member(name).conn)
+}
+
+// Isolate cuts the raft traffic between the named members and the others,
+// both ways. The gRPC APIs stay reachable from the test.
+func (c *Cluster) Isolate(names ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	in := map[string]bool{}
+	for _, n := range names {
+		in[n] = true
+	}
+	for _, a := range c.members {
+		for _, b := range c.members {
+			if a != b && in[a.Name] != in[b.Name] && a.trans != nil {
+				a.trans.Disconnect(b.addr)
+			}
+		}
+	}
+}
+
+// Heal restores raft traffic between every pair of running members.
+func (c *Cluster) Heal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range c.members {
+		for _, b := range c.members {
+			if a != b && a.Server != nil && b.Server != nil {
+				a.trans.Connect(b.addr, b.trans)
+			}
+		}
+	}
+}
+
+// Leader returns the name of the member that leads and answers
+// linearizable reads, among the given candidates (all members if none),
+// waiting up to timeout.
+func (c *Cluster) Leader(timeout time.Duration, among ...string) string {
+	c.t.Helper()
+	if len(among) == 0 {
+		among = c.names
+	}
+	var leader string
+	c.Eventually(timeout, func() error {
+		for _, name := range among {
+			m := c.Member(name)
+			if m.Server == nil || !m.Server.IsLeader() {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := c.KV(name).Range(ctx, &kvv1.RangeRequest{Key: []byte("servertest-probe")})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("leader %s not serving: %w", name, err)
+			}
+			leader = name
+			return nil
+		}
+		return fmt.Errorf("no leader among %v", among)
+	})
+	return leader
+}
+
+// WaitReady waits until the cluster has a leader that serves reads.
+func (c *Cluster) WaitReady(timeout time.Duration) string { return c.Leader(timeout) }
+
+// WaitConverged waits until every running member has applied the same index
+// and holds the same state hash, and fails the test otherwise.
+func (c *Cluster) WaitConverged(timeout time.Duration) {
+	c.t.Helper()
+	c.Eventually(timeout, func() error {
+		var (
+			first     string
+			wantIdx   uint64
+			wantHash  uint32
+			haveFirst bool
+		)
+		for _, name := range c.names {
+			m := c.Member(name)
+			if m.Server == nil {
+				continue
+			}
+			idx := m.Server.FSM().AppliedIndex()
+			h, err := m.Server.FSM().Hash()
+			if err != nil {
+				return err
+			}
+			if !haveFirst {
+				first, wantIdx, wantHash, haveFirst = name, idx, h, true
+				continue
+			}
+			if idx != wantIdx || h != wantHash {
+				return fmt.Errorf("%s at index %d hash %08x, %s at index %d hash %08x", first, wantIdx, wantHash, name, idx, h)
+			}
+		}
+		return nil
+	})
+}
+
+// Eventually retries fn until it returns nil or timeout passes, then fails
+// the test with fn's last error.
+func (c *Cluster) Eventually(timeout time.Duration, fn func() error) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("condition not met within %s: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+}

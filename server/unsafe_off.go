@@ -1,0 +1,7 @@
+//go:build !kvd_unsafe
+
+package server
+
+// unsafeBuild is false in every release build: the unsafe switches in Config
+// are refused by Validate.
+const unsafeBuild = false

@@ -1,0 +1,7 @@
+//go:build kvd_unsafe
+
+package server
+
+// unsafeBuild is true only in builds with -tags kvd_unsafe, which exist to
+// show that the jepsen suite catches a broken guarantee.
+const unsafeBuild = true
