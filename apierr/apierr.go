@@ -9,10 +9,14 @@
 package apierr
 
 import (
+	"context"
 	"errors"
+	"fmt"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -51,3 +55,22 @@ func IsNotApplied(err error) bool {
 	return false
 }
 
+// MarkUnsent is a gRPC unary client interceptor that marks a call which
+// failed before gRPC gave it a transport stream: nothing reached the server,
+// so the call certainly was not applied and may be retried elsewhere, even
+// when it is a write.
+//
+// It closes the gap between a caller seeing a READY connection and its call
+// being picked onto it: a member that shuts down in between makes the call
+// fail fast with Unavailable ("error while dialing"), which would otherwise
+// look as ambiguous as a connection that broke mid-request. gRPC records the
+// peer only for calls that got a stream, so an empty peer means the request
+// was never written.
+func MarkUnsent(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	var p peer.Peer
+	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
+	if err != nil && p.Addr == nil && status.Code(err) == codes.Unavailable && !IsNotApplied(err) {
+		return NotApplied(codes.Unavailable, fmt.Sprintf("request not sent to %s: %s", cc.Target(), status.Convert(err).Message()))
+	}
+	return err
+}

@@ -60,6 +60,7 @@ func New(cfg Config) (*Client, error) {
 			},
 			MinConnectTimeout: cfg.DialTimeout,
 		}),
+		grpc.WithChainUnaryInterceptor(apierr.MarkUnsent),
 	}, cfg.DialOptions...)
 	for _, ep := range cfg.Endpoints {
 		c.conns = append(c.conns, &endpointConn{addr: ep})

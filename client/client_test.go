@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -517,5 +519,27 @@ func TestRetryable(t *testing.T) {
 				t.Errorf("retryable(write) = %v, want %v", got, tt.write)
 			}
 		})
+	}
+}
+
+// TestUnsentWriteIsMarkedNotApplied covers a member that goes away between
+// the client seeing its connection READY and the call being picked onto it:
+// gRPC fails the call fast with Unavailable without sending it, and the
+// client must know that a retry elsewhere cannot apply the write twice.
+func TestUnsentWriteIsMarkedNotApplied(t *testing.T) {
+	cc, err := grpc.NewClient(deadAddr(t),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(apierr.MarkUnsent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+
+	_, err = kvv1.NewKVServiceClient(cc).Put(testContext(t, 10*time.Second), &kvv1.PutRequest{Key: []byte("k")})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("Put to a dead address: %v, want Unavailable", err)
+	}
+	if !apierr.IsNotApplied(err) || !retryable(err, kindWrite) {
+		t.Errorf("error %v of a request that was never sent is not retryable as a write", err)
 	}
 }

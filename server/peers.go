@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/fsm"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 )
@@ -38,7 +39,9 @@ func (p *peerPool) ready(ctx context.Context, addr string) (*grpc.ClientConn, er
 		conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			// Find a connection that a partition left dead without waiting
 			// for TCP's retransmission backoff.
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}))
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}),
+			// A call that never left this member is safe to retry: say so.
+			grpc.WithChainUnaryInterceptor(apierr.MarkUnsent))
 		if err != nil {
 			p.mu.Unlock()
 			return nil, fmt.Errorf("dial %s: %w", addr, err)
