@@ -61,7 +61,9 @@ type Config struct {
 	// TrailingLogs is how many entries are kept in the log after a snapshot,
 	// so that slightly lagging followers catch up without a snapshot.
 	TrailingLogs uint64
-	// SnapshotRetain is how many snapshots are kept on disk.
+	// SnapshotRetain is how many snapshots are kept on disk. Each is a full
+	// copy of the state; two (as Consul and Vault keep) leave the previous one to fall
+	// back on.
 	SnapshotRetain int
 
 	// MaxRequestBytes bounds the encoded size of one request.
@@ -120,7 +122,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   2 * time.Minute,
 		TrailingLogs:       10240,
-		SnapshotRetain:     3,
+		SnapshotRetain:     2,
 		Version:            "dev",
 	}
 }
