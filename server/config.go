@@ -62,8 +62,8 @@ type Config struct {
 	// so that slightly lagging followers catch up without a snapshot.
 	TrailingLogs uint64
 	// SnapshotRetain is how many snapshots are kept on disk. Each is a full
-	// copy of the state; two (as Consul and Vault keep) leave the previous one to fall
-	// back on.
+	// copy of the state; two (as Consul and Vault keep) leave the previous
+	// one to fall back on.
 	SnapshotRetain int
 
 	// MaxRequestBytes bounds the encoded size of one request.
