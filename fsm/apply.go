@@ -136,8 +136,15 @@ type writer struct {
 	writeRev int64 // revision of the command being applied; 0 until it writes
 }
 
+// fillPercent is how full bbolt packs the pages of keys and history when it
+// splits them. Its default of 50% leaves pages written in key order (a bulk
+// load, or history, where every new revision of a key lands after its older
+// ones) half empty for good, which at a million keys doubled state.db and
+// every snapshot. etcd packs its revision-keyed bucket the same way.
+const fillPercent = 0.9
+
 func newWriter(tx *bolt.Tx, m proto.MarshalOptions) *writer {
-	return &writer{
+	w := &writer{
 		tx:      tx,
 		meta:    tx.Bucket(bucketMeta),
 		keys:    tx.Bucket(bucketKeys),
@@ -145,6 +152,9 @@ func newWriter(tx *bolt.Tx, m proto.MarshalOptions) *writer {
 		members: tx.Bucket(bucketMembers),
 		marshal: m,
 	}
+	w.keys.FillPercent = fillPercent
+	w.history.FillPercent = fillPercent
+	return w
 }
 
 func (w *writer) revision() int64 { return int64(readU64(w.meta.Get(metaRevision))) }
