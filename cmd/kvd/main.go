@@ -48,7 +48,7 @@ func main() {
 // defaultGCPercent is kvd's garbage collection target when GOGC is not set.
 // A member's live heap is small (the data lives in memory-mapped bbolt files,
 // outside the heap) but it allocates at a high rate per request, so Go's
-// default of 100 makes it collect often: at 100 the collector took 8-11% of
+// default of 100 makes it collect often: at 100 the collector took 5-11% of
 // a member's CPU under put load. 400 trades some tens of MiB of heap for
 // most of that CPU.
 const defaultGCPercent = 400
