@@ -37,8 +37,10 @@
 //
 // # Durability
 //
-// Commits to the state database are not fsynced: every applied entry is
-// already in the raft log, fsynced on a quorum before it was acknowledged.
+// Applied entries are committed to the state database in batches (every
+// 100 ms or 10,000 entries, and before every read, snapshot and close), and
+// those commits are not fsynced: every applied entry is already in the raft
+// log, fsynced on a quorum before it was acknowledged.
 // Close syncs the database and leaves a marker (CleanMarker). A state found
 // without the marker was not closed cleanly and may be torn by a power loss,
 // so New discards it; the member restores its newest raft snapshot (fsynced

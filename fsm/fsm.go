@@ -43,7 +43,7 @@ type Config struct {
 // Observer receives the FSM's timings. Its methods are called on raft's FSM
 // goroutine (and Persist's) and must return quickly.
 type Observer interface {
-	// ObserveApply is called after each batch is committed to the database.
+	// ObserveApply is called after each batch is applied.
 	ObserveApply(d time.Duration, batchSize int)
 	// ObserveSnapshot is called after a snapshot is persisted ("persist")
 	// or restored ("restore").
@@ -71,6 +71,14 @@ type FSM struct {
 	// it shared, Restore holds it exclusively.
 	mu sync.RWMutex
 	db *bolt.DB
+
+	// txMu guards the batch of applied entries not yet committed to db (see
+	// ApplyBatch): pending is its open write transaction, or nil.
+	txMu           sync.Mutex
+	pending        *bolt.Tx
+	pendingEntries int
+	commitTimer    *time.Timer // commits pending commitInterval after it opened
+	failed         error       // set when an apply failed; the FSM then refuses all use
 
 	// applied is the last raft index applied; appliedCh is closed and replaced
 	// whenever it moves, to wake waiters.
@@ -195,18 +203,34 @@ func (f *FSM) Close() error {
 	if f.db == nil {
 		return nil
 	}
-	err := f.db.Sync()
-	if cerr := f.db.Close(); err == nil {
-		err = cerr
-	}
-	f.db = nil
-	if err != nil {
+	if err := f.closeDB(); err != nil {
 		return fmt.Errorf("fsm: close: %w", err)
+	}
+	if f.failed != nil {
+		// Leave no marker: the next start discards this state and rebuilds it.
+		return nil
 	}
 	if err := MarkClean(f.cfg.Dir); err != nil {
 		return fmt.Errorf("fsm: mark clean close: %w", err)
 	}
 	return nil
+}
+
+// closeDB commits the pending batch (unless an apply failed), syncs and
+// closes db. The caller holds mu exclusively.
+func (f *FSM) closeDB() error {
+	var err error
+	if f.failed == nil {
+		err = f.flush()
+	}
+	if err == nil {
+		err = f.db.Sync()
+	}
+	if cerr := f.db.Close(); err == nil {
+		err = cerr
+	}
+	f.db = nil
+	return err
 }
 
 func (f *FSM) setApplied(index uint64) {
@@ -249,15 +273,21 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// view runs fn in a read transaction of the current database.
+// view runs fn in a read transaction of the current database, after
+// committing the pending batch so that the read sees every applied entry.
 func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.db == nil {
-		return errors.New("fsm: closed")
+		return errClosed
+	}
+	if err := f.flush(); err != nil {
+		return err
 	}
 	return f.db.View(fn)
 }
+
+var errClosed = errors.New("fsm: closed")
 
 // Stats is a consistent summary of the state.
 type Stats struct {

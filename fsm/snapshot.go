@@ -20,6 +20,12 @@ import (
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil, errClosed
+	}
+	if err := f.flush(); err != nil {
+		return nil, err
+	}
 	tx, err := f.db.Begin(false)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: begin snapshot: %w", err)
@@ -74,10 +80,13 @@ func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.db != nil {
-		if err := f.db.Close(); err != nil {
+		// What is pending is replaced by the snapshot anyway.
+		f.txMu.Lock()
+		f.rollbackLocked()
+		f.txMu.Unlock()
+		if err := f.closeDB(); err != nil {
 			return fmt.Errorf("fsm: restore: close state: %w", err)
 		}
-		f.db = nil
 	}
 	if err := os.Rename(tmp, f.path); err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
