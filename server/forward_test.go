@@ -78,16 +78,6 @@ func startForwarder(t *testing.T, l *fakeLeader) (f *forwarder, queued *atomic.I
 	return f, queued
 }
 
-// startHeld starts a forwarder in front of l with every slot held by a
-// write that l holds; see fillSlots. ctx bounds the test's calls.
-func startHeld(t *testing.T, l *fakeLeader) (f *forwarder, queued *atomic.Int64, ctx context.Context, waitHeld func()) {
-	t.Helper()
-	f, queued = startForwarder(t, l)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return f, queued, ctx, fillSlots(t, ctx, f, l)
-}
-
 // fillSlots sends forwardSlots writes that the fake leader holds, and waits
 // until all of them are in flight.
 func fillSlots(t *testing.T, ctx context.Context, f *forwarder, l *fakeLeader) (wait func()) {
@@ -132,7 +122,10 @@ func TestForwarderSendsAloneWhileSlotsAreFree(t *testing.T) {
 
 func TestForwarderBatchesWritesWhileSlotsAreBusy(t *testing.T) {
 	l := &fakeLeader{release: make(chan struct{})}
-	f, inQueue, ctx, waitHeld := startHeld(t, l)
+	f, inQueue := startForwarder(t, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	waitHeld := fillSlots(t, ctx, f, l)
 
 	const queued = 20
 	results := make([]any, queued)
@@ -185,7 +178,10 @@ func TestForwarderFallsBack(t *testing.T) {
 				}
 				return out
 			}}
-			f, inQueue, ctx, waitHeld := startHeld(t, l)
+			f, inQueue := startForwarder(t, l)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			waitHeld := fillSlots(t, ctx, f, l)
 			done := make(chan struct{})
 			var res any
 			var err error
@@ -203,7 +199,10 @@ func TestForwarderFallsBack(t *testing.T) {
 
 func TestForwarderCallerThatGivesUpIsNotSent(t *testing.T) {
 	l := &fakeLeader{release: make(chan struct{})}
-	f, inQueue, ctx, waitHeld := startHeld(t, l)
+	f, inQueue := startForwarder(t, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	waitHeld := fillSlots(t, ctx, f, l)
 
 	short, cancelShort := context.WithCancel(ctx)
 	errc := make(chan error, 1)
