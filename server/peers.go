@@ -7,13 +7,10 @@ import (
 	"sync"
 	"time"
 
-	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/apierr"
@@ -110,73 +107,19 @@ func (p *peerService) Propose(ctx context.Context, req *peerv1.ProposeRequest) (
 	if !p.s.IsLeader() {
 		return nil, toStatus(fmt.Errorf("%w: %s is not the leader", ErrNotApplied, p.s.cfg.Name))
 	}
-	b, err := p.apply(ctx, req.GetCommand())
+	res, err := p.s.applyEncoded(ctx, req.GetCommand())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	result, err := fsm.EncodeResult(res)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	b, err := proto.Marshal(result)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &peerv1.ProposeResponse{Result: b}, nil
-}
-
-// ProposeBatch applies the commands a follower forwarded for several
-// clients. They are proposed concurrently, so raft appends them together;
-// each has its own outcome.
-func (p *peerService) ProposeBatch(ctx context.Context, req *peerv1.ProposeBatchRequest) (*peerv1.ProposeBatchResponse, error) {
-	if !p.s.IsLeader() {
-		return nil, toStatus(fmt.Errorf("%w: %s is not the leader", ErrNotApplied, p.s.cfg.Name))
-	}
-	cmds := req.GetCommands()
-	outcomes := make([]*peerv1.ProposeOutcome, len(cmds))
-	var wg sync.WaitGroup
-	for i, cmd := range cmds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b, err := p.apply(ctx, cmd)
-			if err != nil {
-				outcomes[i] = &peerv1.ProposeOutcome{Error: encodeStatus(toStatus(err))}
-				return
-			}
-			outcomes[i] = &peerv1.ProposeOutcome{Result: b}
-		}()
-	}
-	wg.Wait()
-	return &peerv1.ProposeBatchResponse{Outcomes: outcomes}, nil
-}
-
-// apply applies an encoded command on this member, the leader, and returns
-// its encoded fsm.v1.Result.
-func (p *peerService) apply(ctx context.Context, cmd []byte) ([]byte, error) {
-	res, err := p.s.applyEncoded(ctx, cmd)
-	if err != nil {
-		return nil, err
-	}
-	result, err := fsm.EncodeResult(res)
-	if err != nil {
-		return nil, err
-	}
-	return proto.Marshal(result)
-}
-
-// encodeStatus encodes a gRPC status error as a google.rpc.Status, details
-// (the not-applied mark) included.
-func encodeStatus(err error) []byte {
-	b, merr := proto.Marshal(status.Convert(err).Proto())
-	if merr != nil {
-		b, _ = proto.Marshal(status.New(codes.Internal, "encode status: "+merr.Error()).Proto())
-	}
-	return b
-}
-
-// decodeStatus is the inverse of encodeStatus.
-func decodeStatus(b []byte) error {
-	st := &spb.Status{}
-	if err := proto.Unmarshal(b, st); err != nil {
-		return status.Errorf(codes.Unknown, "decode the leader's status: %v", err)
-	}
-	if st.GetCode() == int32(codes.OK) {
-		return status.Error(codes.Unknown, "the leader answered neither a result nor an error")
-	}
-	return status.ErrorProto(st)
 }
 
 // ReadIndex confirms leadership and returns the commit index for a

@@ -15,6 +15,7 @@ import (
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/fsm"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
+	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 )
 
 // propose puts a command through the log: directly on the leader, forwarded
@@ -81,12 +82,27 @@ func (s *Server) applyEncoded(ctx context.Context, data []byte) (any, error) {
 	return res, nil
 }
 
-// forward sends an encoded command to the leader, alone or batched with
-// other members' writes (see forwarder), and relays its answer.
+// forward sends an encoded command to the leader and relays its answer.
 func (s *Server) forward(ctx context.Context, data []byte) (any, error) {
 	ctx, cancel := s.withDefaultTimeout(ctx)
 	defer cancel()
-	return s.forwarder.propose(ctx, data)
+	conn, leader, err := s.leaderConn(ctx)
+	if errors.Is(err, errSelfIsLeader) {
+		return s.applyEncoded(ctx, data) // this member won the election meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp, err := peerv1.NewPeerServiceClient(conn).Propose(ctx, &peerv1.ProposeRequest{Command: data})
+	if err != nil {
+		s.peerFailed(conn, err)
+		return nil, relayError(leader, err)
+	}
+	result := &fsmv1.Result{}
+	if err := proto.Unmarshal(resp.GetResult(), result); err != nil {
+		return nil, fmt.Errorf("%w: decode leader's result: %w", ErrOutcomeUnknown, err)
+	}
+	return fsm.DecodeResult(result), nil
 }
 
 // relayError passes on what the leader answered. A status the leader raised

@@ -44,7 +44,6 @@ type Server struct {
 	listener  net.Listener
 	peers     *peerPool
 	reads     *readIndexer
-	forwarder *forwarder
 	health    *prober
 	metrics   *observe.Metrics
 	observe   *observe.Server
@@ -133,7 +132,6 @@ func (s *Server) start() error {
 	s.peers = newPeerPool(s.leaderWait())
 	s.health = newProber(s)
 	s.reads = newReadIndexer(s.fetchReadIndex, s.leaderWait(), s.stop, s.metrics)
-	s.forwarder = newForwarder(s, s.stop)
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
 		// Members ping each other's connections (see peerPool).
@@ -157,7 +155,6 @@ func (s *Server) start() error {
 
 	s.goLoop(func() { _ = s.grpc.Serve(s.listener) })
 	s.goLoop(s.reads.run)
-	s.goLoop(s.forwarder.run)
 	s.goLoop(s.watchLeadership)
 	s.goLoop(s.publishSelf)
 	s.goLoop(s.health.run)

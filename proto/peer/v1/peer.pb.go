@@ -116,154 +116,6 @@ func (x *ProposeResponse) GetResult() []byte {
 	return nil
 }
 
-// ProposeBatchRequest carries commands to the leader.
-type ProposeBatchRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// commands are encoded fsm.v1.Commands, proposed in this order.
-	Commands      [][]byte `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ProposeBatchRequest) Reset() {
-	*x = ProposeBatchRequest{}
-	mi := &file_peer_v1_peer_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ProposeBatchRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ProposeBatchRequest) ProtoMessage() {}
-
-func (x *ProposeBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ProposeBatchRequest.ProtoReflect.Descriptor instead.
-func (*ProposeBatchRequest) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *ProposeBatchRequest) GetCommands() [][]byte {
-	if x != nil {
-		return x.Commands
-	}
-	return nil
-}
-
-// ProposeBatchResponse answers a ProposeBatchRequest.
-type ProposeBatchResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// outcomes has one entry per command, in the order of the request.
-	Outcomes      []*ProposeOutcome `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ProposeBatchResponse) Reset() {
-	*x = ProposeBatchResponse{}
-	mi := &file_peer_v1_peer_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ProposeBatchResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ProposeBatchResponse) ProtoMessage() {}
-
-func (x *ProposeBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ProposeBatchResponse.ProtoReflect.Descriptor instead.
-func (*ProposeBatchResponse) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *ProposeBatchResponse) GetOutcomes() []*ProposeOutcome {
-	if x != nil {
-		return x.Outcomes
-	}
-	return nil
-}
-
-// ProposeOutcome is what became of one command of a batch.
-type ProposeOutcome struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// result is an encoded fsm.v1.Result, set when the command was applied.
-	Result []byte `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
-	// error is an encoded google.rpc.Status, set otherwise: what Propose
-	// would have answered for this command alone.
-	Error         []byte `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ProposeOutcome) Reset() {
-	*x = ProposeOutcome{}
-	mi := &file_peer_v1_peer_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ProposeOutcome) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ProposeOutcome) ProtoMessage() {}
-
-func (x *ProposeOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ProposeOutcome.ProtoReflect.Descriptor instead.
-func (*ProposeOutcome) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *ProposeOutcome) GetResult() []byte {
-	if x != nil {
-		return x.Result
-	}
-	return nil
-}
-
-func (x *ProposeOutcome) GetError() []byte {
-	if x != nil {
-		return x.Error
-	}
-	return nil
-}
-
 // ReadIndexRequest asks the leader for a read index.
 type ReadIndexRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -273,7 +125,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_peer_v1_peer_proto_msgTypes[5]
+	mi := &file_peer_v1_peer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -285,7 +137,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[5]
+	mi := &file_peer_v1_peer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -298,7 +150,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{2}
 }
 
 // ReadIndexResponse answers a ReadIndexRequest.
@@ -312,7 +164,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_peer_v1_peer_proto_msgTypes[6]
+	mi := &file_peer_v1_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +176,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[6]
+	mi := &file_peer_v1_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +189,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -361,7 +213,7 @@ type MemberRemovedRequest struct {
 
 func (x *MemberRemovedRequest) Reset() {
 	*x = MemberRemovedRequest{}
-	mi := &file_peer_v1_peer_proto_msgTypes[7]
+	mi := &file_peer_v1_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +225,7 @@ func (x *MemberRemovedRequest) String() string {
 func (*MemberRemovedRequest) ProtoMessage() {}
 
 func (x *MemberRemovedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[7]
+	mi := &file_peer_v1_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +238,7 @@ func (x *MemberRemovedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemovedRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemovedRequest) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MemberRemovedRequest) GetName() string {
@@ -412,7 +264,7 @@ type MemberRemovedResponse struct {
 
 func (x *MemberRemovedResponse) Reset() {
 	*x = MemberRemovedResponse{}
-	mi := &file_peer_v1_peer_proto_msgTypes[8]
+	mi := &file_peer_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +276,7 @@ func (x *MemberRemovedResponse) String() string {
 func (*MemberRemovedResponse) ProtoMessage() {}
 
 func (x *MemberRemovedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[8]
+	mi := &file_peer_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +289,7 @@ func (x *MemberRemovedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemovedResponse.ProtoReflect.Descriptor instead.
 func (*MemberRemovedResponse) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 var File_peer_v1_peer_proto protoreflect.FileDescriptor
@@ -448,14 +300,7 @@ const file_peer_v1_peer_proto_rawDesc = "" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\")\n" +
 	"\x0fProposeResponse\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result\"1\n" +
-	"\x13ProposeBatchRequest\x12\x1a\n" +
-	"\bcommands\x18\x01 \x03(\fR\bcommands\"K\n" +
-	"\x14ProposeBatchResponse\x123\n" +
-	"\boutcomes\x18\x01 \x03(\v2\x17.peer.v1.ProposeOutcomeR\boutcomes\">\n" +
-	"\x0eProposeOutcome\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\fR\x05error\"\x12\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"I\n" +
@@ -463,10 +308,9 @@ const file_peer_v1_peer_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\x04R\tclusterId\"\x17\n" +
-	"\x15MemberRemovedResponse2\xac\x02\n" +
+	"\x15MemberRemovedResponse2\xdf\x01\n" +
 	"\vPeerService\x12<\n" +
-	"\aPropose\x12\x17.peer.v1.ProposeRequest\x1a\x18.peer.v1.ProposeResponse\x12K\n" +
-	"\fProposeBatch\x12\x1c.peer.v1.ProposeBatchRequest\x1a\x1d.peer.v1.ProposeBatchResponse\x12B\n" +
+	"\aPropose\x12\x17.peer.v1.ProposeRequest\x1a\x18.peer.v1.ProposeResponse\x12B\n" +
 	"\tReadIndex\x12\x19.peer.v1.ReadIndexRequest\x1a\x1a.peer.v1.ReadIndexResponse\x12N\n" +
 	"\rMemberRemoved\x12\x1d.peer.v1.MemberRemovedRequest\x1a\x1e.peer.v1.MemberRemovedResponseB,Z*github.com/kvd-io/kvd/proto/peer/v1;peerv1b\x06proto3"
 
@@ -482,33 +326,27 @@ func file_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_peer_v1_peer_proto_rawDescData
 }
 
-var file_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_peer_v1_peer_proto_goTypes = []any{
 	(*ProposeRequest)(nil),        // 0: peer.v1.ProposeRequest
 	(*ProposeResponse)(nil),       // 1: peer.v1.ProposeResponse
-	(*ProposeBatchRequest)(nil),   // 2: peer.v1.ProposeBatchRequest
-	(*ProposeBatchResponse)(nil),  // 3: peer.v1.ProposeBatchResponse
-	(*ProposeOutcome)(nil),        // 4: peer.v1.ProposeOutcome
-	(*ReadIndexRequest)(nil),      // 5: peer.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),     // 6: peer.v1.ReadIndexResponse
-	(*MemberRemovedRequest)(nil),  // 7: peer.v1.MemberRemovedRequest
-	(*MemberRemovedResponse)(nil), // 8: peer.v1.MemberRemovedResponse
+	(*ReadIndexRequest)(nil),      // 2: peer.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),     // 3: peer.v1.ReadIndexResponse
+	(*MemberRemovedRequest)(nil),  // 4: peer.v1.MemberRemovedRequest
+	(*MemberRemovedResponse)(nil), // 5: peer.v1.MemberRemovedResponse
 }
 var file_peer_v1_peer_proto_depIdxs = []int32{
-	4, // 0: peer.v1.ProposeBatchResponse.outcomes:type_name -> peer.v1.ProposeOutcome
-	0, // 1: peer.v1.PeerService.Propose:input_type -> peer.v1.ProposeRequest
-	2, // 2: peer.v1.PeerService.ProposeBatch:input_type -> peer.v1.ProposeBatchRequest
-	5, // 3: peer.v1.PeerService.ReadIndex:input_type -> peer.v1.ReadIndexRequest
-	7, // 4: peer.v1.PeerService.MemberRemoved:input_type -> peer.v1.MemberRemovedRequest
-	1, // 5: peer.v1.PeerService.Propose:output_type -> peer.v1.ProposeResponse
-	3, // 6: peer.v1.PeerService.ProposeBatch:output_type -> peer.v1.ProposeBatchResponse
-	6, // 7: peer.v1.PeerService.ReadIndex:output_type -> peer.v1.ReadIndexResponse
-	8, // 8: peer.v1.PeerService.MemberRemoved:output_type -> peer.v1.MemberRemovedResponse
-	5, // [5:9] is the sub-list for method output_type
-	1, // [1:5] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	0, // 0: peer.v1.PeerService.Propose:input_type -> peer.v1.ProposeRequest
+	2, // 1: peer.v1.PeerService.ReadIndex:input_type -> peer.v1.ReadIndexRequest
+	4, // 2: peer.v1.PeerService.MemberRemoved:input_type -> peer.v1.MemberRemovedRequest
+	1, // 3: peer.v1.PeerService.Propose:output_type -> peer.v1.ProposeResponse
+	3, // 4: peer.v1.PeerService.ReadIndex:output_type -> peer.v1.ReadIndexResponse
+	5, // 5: peer.v1.PeerService.MemberRemoved:output_type -> peer.v1.MemberRemovedResponse
+	3, // [3:6] is the sub-list for method output_type
+	0, // [0:3] is the sub-list for method input_type
+	0, // [0:0] is the sub-list for extension type_name
+	0, // [0:0] is the sub-list for extension extendee
+	0, // [0:0] is the sub-list for field type_name
 }
 
 func init() { file_peer_v1_peer_proto_init() }
@@ -522,7 +360,7 @@ func file_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_v1_peer_proto_rawDesc), len(file_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

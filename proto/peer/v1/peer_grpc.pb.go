@@ -23,7 +23,6 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	PeerService_Propose_FullMethodName       = "/peer.v1.PeerService/Propose"
-	PeerService_ProposeBatch_FullMethodName  = "/peer.v1.PeerService/ProposeBatch"
 	PeerService_ReadIndex_FullMethodName     = "/peer.v1.PeerService/ReadIndex"
 	PeerService_MemberRemoved_FullMethodName = "/peer.v1.PeerService/MemberRemoved"
 )
@@ -37,11 +36,6 @@ type PeerServiceClient interface {
 	// Propose appends an encoded fsm.v1.Command to the log. Only the leader
 	// accepts it; it answers once the command is applied.
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
-	// ProposeBatch appends several encoded fsm.v1.Commands, in order, and
-	// answers once each is applied or has failed, with one outcome per
-	// command. Followers use it to forward the writes of many clients in one
-	// call. Only the leader accepts it.
-	ProposeBatch(ctx context.Context, in *ProposeBatchRequest, opts ...grpc.CallOption) (*ProposeBatchResponse, error)
 	// ReadIndex confirms leadership with a quorum and returns the commit index
 	// a linearizable read must wait for. Only the leader answers.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
@@ -62,16 +56,6 @@ func (c *peerServiceClient) Propose(ctx context.Context, in *ProposeRequest, opt
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ProposeResponse)
 	err := c.cc.Invoke(ctx, PeerService_Propose_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *peerServiceClient) ProposeBatch(ctx context.Context, in *ProposeBatchRequest, opts ...grpc.CallOption) (*ProposeBatchResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ProposeBatchResponse)
-	err := c.cc.Invoke(ctx, PeerService_ProposeBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -107,11 +91,6 @@ type PeerServiceServer interface {
 	// Propose appends an encoded fsm.v1.Command to the log. Only the leader
 	// accepts it; it answers once the command is applied.
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
-	// ProposeBatch appends several encoded fsm.v1.Commands, in order, and
-	// answers once each is applied or has failed, with one outcome per
-	// command. Followers use it to forward the writes of many clients in one
-	// call. Only the leader accepts it.
-	ProposeBatch(context.Context, *ProposeBatchRequest) (*ProposeBatchResponse, error)
 	// ReadIndex confirms leadership with a quorum and returns the commit index
 	// a linearizable read must wait for. Only the leader answers.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
@@ -130,9 +109,6 @@ type UnimplementedPeerServiceServer struct{}
 
 func (UnimplementedPeerServiceServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Propose not implemented")
-}
-func (UnimplementedPeerServiceServer) ProposeBatch(context.Context, *ProposeBatchRequest) (*ProposeBatchResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method ProposeBatch not implemented")
 }
 func (UnimplementedPeerServiceServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
@@ -175,24 +151,6 @@ func _PeerService_Propose_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(PeerServiceServer).Propose(ctx, req.(*ProposeRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _PeerService_ProposeBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ProposeBatchRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(PeerServiceServer).ProposeBatch(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: PeerService_ProposeBatch_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PeerServiceServer).ProposeBatch(ctx, req.(*ProposeBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -243,10 +201,6 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Propose",
 			Handler:    _PeerService_Propose_Handler,
-		},
-		{
-			MethodName: "ProposeBatch",
-			Handler:    _PeerService_ProposeBatch_Handler,
 		},
 		{
 			MethodName: "ReadIndex",
