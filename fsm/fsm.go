@@ -278,16 +278,20 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if f.db == nil {
-		return errClosed
-	}
-	if err := f.flush(); err != nil {
+	if err := f.committed(); err != nil {
 		return err
 	}
 	return f.db.View(fn)
 }
 
-var errClosed = errors.New("fsm: closed")
+// committed commits the pending batch of the open database, so that a read
+// transaction begun next holds every applied entry. The caller holds mu.
+func (f *FSM) committed() error {
+	if f.db == nil {
+		return errors.New("fsm: closed")
+	}
+	return f.flush()
+}
 
 // Stats is a consistent summary of the state.
 type Stats struct {

@@ -20,10 +20,7 @@ import (
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if f.db == nil {
-		return nil, errClosed
-	}
-	if err := f.flush(); err != nil {
+	if err := f.committed(); err != nil {
 		return nil, err
 	}
 	tx, err := f.db.Begin(false)
