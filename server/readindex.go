@@ -155,17 +155,16 @@ func (s *Server) linearize(ctx context.Context) error {
 // behind the index, the entries in between are checked: if none of them is
 // for the state machine, it is caught up.
 func (s *Server) waitApplied(ctx context.Context, index uint64) error {
-	// Usually the state has caught up already: spare that path the ticker.
-	if s.fsm.AppliedIndex() >= index {
-		return nil
-	}
-	poll := time.NewTicker(5 * time.Millisecond)
-	defer poll.Stop()
+	var poll *time.Ticker // made only when there is something to wait for
 	for {
 		changed := s.fsm.AppliedChanged()
 		applied := s.fsm.AppliedIndex()
 		if applied >= index || s.onlyRaftEntries(applied+1, index) {
 			return nil
+		}
+		if poll == nil {
+			poll = time.NewTicker(5 * time.Millisecond)
+			defer poll.Stop()
 		}
 		select {
 		case <-changed:
