@@ -133,6 +133,9 @@ func (f *FSM) applyPending(logs []*raft.Log, applied uint64, results []any) (las
 		}
 		results[i] = res
 	}
+	if w.membersChanged {
+		f.forgetMembers()
+	}
 	if last != nil {
 		if err := w.meta.Put(metaAppliedIndex, u64(last.Index)); err != nil {
 			return nil, err
@@ -231,13 +234,15 @@ func (f *FSM) applyCommand(w *writer, data []byte) (any, error) {
 // command is allocated on its first write, so a command that changes nothing
 // (a delete that matched no key, a read-only txn) does not move it.
 type writer struct {
-	tx       *bolt.Tx
-	meta     *bolt.Bucket
-	keys     *bolt.Bucket
-	history  *bolt.Bucket
-	members  *bolt.Bucket
-	marshal  proto.MarshalOptions
-	writeRev int64 // revision of the command being applied; 0 until it writes
+	tx      *bolt.Tx
+	meta    *bolt.Bucket
+	keys    *bolt.Bucket
+	history *bolt.Bucket
+	members *bolt.Bucket
+	marshal proto.MarshalOptions
+	// membersChanged is set when a command wrote the members bucket.
+	membersChanged bool
+	writeRev       int64 // revision of the command being applied; 0 until it writes
 }
 
 // fillPercent is how full bbolt packs the pages of keys and history when it
@@ -551,5 +556,6 @@ func (w *writer) publishMember(m *fsmv1.MemberAttributes) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.membersChanged = true
 	return nil, w.members.Put([]byte(m.GetName()), b)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -88,6 +89,14 @@ type FSM struct {
 
 	handlers map[fsmv1.CommandType]handler
 	rebuilt  bool
+
+	// members caches the members bucket, which a follower reads for every
+	// write it forwards to the leader: reading bbolt would first commit the
+	// pending batch each time. membersGen moves whenever the bucket may have
+	// changed, so that a read racing a change is not cached.
+	membersMu  sync.Mutex
+	membersGen uint64
+	members    map[string]*fsmv1.MemberAttributes
 }
 
 var (
@@ -192,6 +201,7 @@ func (f *FSM) open() error {
 		return fmt.Errorf("fsm: initialise %s: %w", f.path, err)
 	}
 	f.db = db
+	f.forgetMembers()
 	f.setApplied(applied)
 	return nil
 }
@@ -344,6 +354,12 @@ func (f *FSM) ClusterID() uint64 {
 
 // Members returns the attributes every member has published, by name.
 func (f *FSM) Members() (map[string]*fsmv1.MemberAttributes, error) {
+	f.membersMu.Lock()
+	cached, gen := f.members, f.membersGen
+	f.membersMu.Unlock()
+	if cached != nil {
+		return maps.Clone(cached), nil
+	}
 	out := make(map[string]*fsmv1.MemberAttributes)
 	err := f.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMembers).ForEach(func(k, v []byte) error {
@@ -355,7 +371,23 @@ func (f *FSM) Members() (map[string]*fsmv1.MemberAttributes, error) {
 			return nil
 		})
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	f.membersMu.Lock()
+	if f.membersGen == gen {
+		f.members = out
+	}
+	f.membersMu.Unlock()
+	return maps.Clone(out), nil
+}
+
+// forgetMembers drops the cached members after the bucket changed.
+func (f *FSM) forgetMembers() {
+	f.membersMu.Lock()
+	f.membersGen++
+	f.members = nil
+	f.membersMu.Unlock()
 }
 
 // Range reads keys from the local state. The caller decides whether the
