@@ -90,9 +90,12 @@ func (c *Client) Close() error {
 type endpointConn struct {
 	addr string
 
-	mu     sync.Mutex
-	cc     *grpc.ClientConn
-	closed bool
+	mu       sync.Mutex
+	cc       *grpc.ClientConn
+	closed   bool
+	stream   *opStream   // the stream small requests share; nil until needed
+	retiring []*opStream // streams replaced while they still answered ops
+	noStream bool        // the endpoint answered Unimplemented to a stream
 }
 
 func (e *endpointConn) conn(opts []grpc.DialOption) (*grpc.ClientConn, error) {
@@ -111,10 +114,51 @@ func (e *endpointConn) conn(opts []grpc.DialOption) (*grpc.ClientConn, error) {
 	return e.cc, nil
 }
 
+// opStream returns the endpoint's stream on cc, opening a new one when there
+// is none or the last one closed. When it fails, nothing was sent.
+func (e *endpointConn) opStream(cc *grpc.ClientConn) (*opStream, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	if e.noStream {
+		return nil, errNoStream
+	}
+	if e.stream != nil && e.stream.usable() {
+		return e.stream, nil
+	}
+	if e.stream != nil {
+		// A draining stream still answers what it sent; keep it until then.
+		e.retiring = slices.DeleteFunc(append(e.retiring, e.stream), (*opStream).ended)
+		e.stream = nil
+	}
+	s, err := openStream(cc, e.addr)
+	if err != nil {
+		return nil, apierr.NotApplied(codes.Unavailable, fmt.Sprintf("request not sent to %s: open stream: %v", e.addr, err))
+	}
+	e.stream = s
+	return s, nil
+}
+
+// streamUnsupported records that the endpoint serves no streams, so that
+// requests to it go as unary calls.
+func (e *endpointConn) streamUnsupported() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.noStream = true
+}
+
 func (e *endpointConn) close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.closed = true
+	for _, s := range append(e.retiring, e.stream) {
+		if s != nil {
+			s.close()
+		}
+	}
+	e.stream, e.retiring = nil, nil
 	if e.cc == nil {
 		return nil
 	}

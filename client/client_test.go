@@ -18,11 +18,44 @@ import (
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
+// TestRequestPaths runs the tests of requests and their retries twice: over
+// the endpoints' streams (the default) and as unary calls (UnaryCalls), which
+// must behave the same.
+func TestRequestPaths(t *testing.T) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"GetSendsOptions", testGetSendsOptions},
+		{"TxnSendsRequest", testTxnSendsRequest},
+		{"TxnBuildErrorsAreReturnedNotSent", testTxnBuildErrorsAreReturnedNotSent},
+		{"FailoverFromDownEndpoint", testFailoverFromDownEndpoint},
+		{"FailoverFromEndpointThatNeverGetsReady", testFailoverFromEndpointThatNeverGetsReady},
+		{"StickToEndpointThatWorked", testStickToEndpointThatWorked},
+		{"WriteRetriedAfterNotApplied", testWriteRetriedAfterNotApplied},
+		{"WriteNotRetriedAfterAmbiguousError", testWriteNotRetriedAfterAmbiguousError},
+		{"WriteNotRetriedAfterConnectionBreaks", testWriteNotRetriedAfterConnectionBreaks},
+		{"ReadRetriedAfterUnavailable", testReadRetriedAfterUnavailable},
+		{"RequestErrorsNeverRetried", testRequestErrorsNeverRetried},
+		{"WriteWaitsForLeaderWithBackoff", testWriteWaitsForLeaderWithBackoff},
+		{"RetryEndsWithContext", testRetryEndsWithContext},
+		{"ContextEndsWhileWriteInFlight", testContextEndsWhileWriteInFlight},
+		{"AllEndpointsDown", testAllEndpointsDown},
+	}
+	for _, mode := range []string{"stream", "unary"} {
+		t.Run(mode, func(t *testing.T) {
+			for _, tt := range tests {
+				t.Run(tt.name, tt.fn)
+			}
+		})
+	}
+}
+
 func failWith(err error) func(context.Context, string, int) error {
 	return func(context.Context, string, int) error { return err }
 }
 
-func TestGetSendsOptions(t *testing.T) {
+func testGetSendsOptions(t *testing.T) {
 	f := newFake("a", 1)
 	addr, _ := serve(t, f)
 	c := newTestClient(t, addr)
@@ -41,7 +74,7 @@ func TestGetSendsOptions(t *testing.T) {
 	}
 }
 
-func TestTxnSendsRequest(t *testing.T) {
+func testTxnSendsRequest(t *testing.T) {
 	f := newFake("a", 1)
 	addr, _ := serve(t, f)
 	c := newTestClient(t, addr)
@@ -76,7 +109,7 @@ func TestTxnSendsRequest(t *testing.T) {
 	}
 }
 
-func TestTxnBuildErrorsAreReturnedNotSent(t *testing.T) {
+func testTxnBuildErrorsAreReturnedNotSent(t *testing.T) {
 	f := newFake("a", 1)
 	addr, _ := serve(t, f)
 	c := newTestClient(t, addr)
@@ -107,7 +140,7 @@ func TestTxnBuildErrorsAreReturnedNotSent(t *testing.T) {
 	}
 }
 
-func TestFailoverFromDownEndpoint(t *testing.T) {
+func testFailoverFromDownEndpoint(t *testing.T) {
 	f := newFake("b", 2)
 	live, _ := serve(t, f)
 	c := newTestClient(t, deadAddr(t), live)
@@ -127,7 +160,7 @@ func TestFailoverFromDownEndpoint(t *testing.T) {
 	}
 }
 
-func TestFailoverFromEndpointThatNeverGetsReady(t *testing.T) {
+func testFailoverFromEndpointThatNeverGetsReady(t *testing.T) {
 	f := newFake("b", 2)
 	live, _ := serve(t, f)
 	c, err := New(Config{Endpoints: []string{blackholeAddr(t), live}, DialTimeout: 200 * time.Millisecond})
@@ -145,7 +178,7 @@ func TestFailoverFromEndpointThatNeverGetsReady(t *testing.T) {
 	}
 }
 
-func TestStickToEndpointThatWorked(t *testing.T) {
+func testStickToEndpointThatWorked(t *testing.T) {
 	a, b := newFake("a", 1), newFake("b", 2)
 	a.hook = failWith(apierr.NotApplied(codes.Unavailable, "no leader"))
 	addrA, _ := serve(t, a)
@@ -170,7 +203,7 @@ func TestStickToEndpointThatWorked(t *testing.T) {
 	}
 }
 
-func TestWriteRetriedAfterNotApplied(t *testing.T) {
+func testWriteRetriedAfterNotApplied(t *testing.T) {
 	tests := []struct {
 		name  string
 		write func(context.Context, *Client) error
@@ -200,7 +233,7 @@ func TestWriteRetriedAfterNotApplied(t *testing.T) {
 	}
 }
 
-func TestWriteNotRetriedAfterAmbiguousError(t *testing.T) {
+func testWriteNotRetriedAfterAmbiguousError(t *testing.T) {
 	tests := []struct {
 		name string
 		err  error
@@ -235,7 +268,7 @@ func TestWriteNotRetriedAfterAmbiguousError(t *testing.T) {
 	}
 }
 
-func TestWriteNotRetriedAfterConnectionBreaks(t *testing.T) {
+func testWriteNotRetriedAfterConnectionBreaks(t *testing.T) {
 	a, b := newFake("a", 1), newFake("b", 2)
 	entered := make(chan struct{})
 	var once atomic.Bool
@@ -279,7 +312,7 @@ func TestWriteNotRetriedAfterConnectionBreaks(t *testing.T) {
 	}
 }
 
-func TestReadRetriedAfterUnavailable(t *testing.T) {
+func testReadRetriedAfterUnavailable(t *testing.T) {
 	tests := []struct {
 		name string
 		read func(context.Context, *Client) error
@@ -309,7 +342,7 @@ func TestReadRetriedAfterUnavailable(t *testing.T) {
 	}
 }
 
-func TestRequestErrorsNeverRetried(t *testing.T) {
+func testRequestErrorsNeverRetried(t *testing.T) {
 	tests := []struct {
 		name string
 		err  error
@@ -345,7 +378,7 @@ func TestRequestErrorsNeverRetried(t *testing.T) {
 	}
 }
 
-func TestWriteWaitsForLeaderWithBackoff(t *testing.T) {
+func testWriteWaitsForLeaderWithBackoff(t *testing.T) {
 	// Both members answer "no leader" until the fifth put reaches one of them.
 	var total atomic.Int64
 	noLeaderUntil5 := func(_ context.Context, method string, _ int) error {
@@ -379,7 +412,7 @@ func TestWriteWaitsForLeaderWithBackoff(t *testing.T) {
 	}
 }
 
-func TestRetryEndsWithContext(t *testing.T) {
+func testRetryEndsWithContext(t *testing.T) {
 	a := newFake("a", 1)
 	a.hook = failWith(apierr.NotApplied(codes.Unavailable, "no leader"))
 	addrA, _ := serve(t, a)
@@ -405,7 +438,7 @@ func TestRetryEndsWithContext(t *testing.T) {
 	}
 }
 
-func TestContextEndsWhileWriteInFlight(t *testing.T) {
+func testContextEndsWhileWriteInFlight(t *testing.T) {
 	a, b := newFake("a", 1), newFake("b", 2)
 	a.hook = func(ctx context.Context, _ string, _ int) error {
 		<-ctx.Done()
@@ -429,7 +462,7 @@ func TestContextEndsWhileWriteInFlight(t *testing.T) {
 	}
 }
 
-func TestAllEndpointsDown(t *testing.T) {
+func testAllEndpointsDown(t *testing.T) {
 	c := newTestClient(t, deadAddr(t), deadAddr(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()

@@ -45,6 +45,14 @@ type Config struct {
 	// be less than RetryBackoff.
 	MaxRetryBackoff time.Duration
 
+	// UnaryCalls sends every request as a unary gRPC call of its own. By
+	// default, gets, puts, deletes and transactions up to 256 KiB share one
+	// long-lived stream per endpoint (KVService.Stream), which costs client
+	// and member a fraction of the CPU of a call per request; the semantics,
+	// errors and retries are the same either way. Larger requests, and
+	// endpoints that do not serve the stream, always get unary calls.
+	UnaryCalls bool
+
 	// DialOptions are appended to the client's own gRPC dial options (insecure
 	// transport credentials and a connect backoff derived from DialTimeout), so
 	// they can override them, for example with TLS credentials. Nil means none.

@@ -3,13 +3,19 @@ package client
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
+	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/kvd-io/kvd/apierr"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -26,6 +32,14 @@ type fakeServer struct {
 	// hook, when set, runs first on every RPC with the method name and the
 	// 1-based count of calls to that method; a non-nil error is the answer.
 	hook func(ctx context.Context, method string, n int) error
+
+	// noStream makes Stream answer Unimplemented, as a member from before
+	// streams would.
+	noStream bool
+	// drainAfter, when positive, makes Stream send a draining notice after
+	// that many ops, answer what it got until the client half-closes, and
+	// end the stream.
+	drainAfter int
 
 	// snapshot is what Snapshot sends, then snapshotErr ends the stream.
 	snapshot    []*kvv1.SnapshotResponse
@@ -102,6 +116,80 @@ func (f *fakeServer) Txn(ctx context.Context, r *kvv1.TxnRequest) (*kvv1.TxnResp
 		return nil, err
 	}
 	return &kvv1.TxnResponse{Header: f.header(), Succeeded: true}, nil
+}
+
+// Stream serves ops with the fake's unary methods, each on a goroutine of its
+// own, as the member does; hooks and recorded requests work as for calls.
+func (f *fakeServer) Stream(st kvv1.KVService_StreamServer) error {
+	if f.noStream {
+		return status.Error(codes.Unimplemented, "method Stream not implemented")
+	}
+	f.mu.Lock()
+	f.calls["Stream"] = append(f.calls["Stream"], time.Now())
+	f.mu.Unlock()
+	var (
+		sendMu sync.Mutex
+		wg     sync.WaitGroup
+		n      int
+	)
+	send := func(m *kvv1.StreamResponse) {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		_ = st.Send(m)
+	}
+	for {
+		req, err := st.Recv()
+		if err != nil {
+			wg.Wait()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		for _, op := range req.GetOps() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				send(&kvv1.StreamResponse{Results: []*kvv1.StreamResult{f.runOp(st.Context(), op)}})
+			}()
+			if n++; n == f.drainAfter {
+				send(&kvv1.StreamResponse{Draining: true})
+			}
+		}
+	}
+}
+
+func (f *fakeServer) runOp(ctx context.Context, op *kvv1.StreamOp) *kvv1.StreamResult {
+	var (
+		resp = &kvv1.ResponseOp{}
+		err  error
+	)
+	switch r := op.GetRequest().GetRequest().(type) {
+	case *kvv1.RequestOp_RequestRange:
+		var out *kvv1.RangeResponse
+		out, err = f.Range(ctx, r.RequestRange)
+		resp.Response = &kvv1.ResponseOp_ResponseRange{ResponseRange: out}
+	case *kvv1.RequestOp_RequestPut:
+		var out *kvv1.PutResponse
+		out, err = f.Put(ctx, r.RequestPut)
+		resp.Response = &kvv1.ResponseOp_ResponsePut{ResponsePut: out}
+	case *kvv1.RequestOp_RequestDeleteRange:
+		var out *kvv1.DeleteRangeResponse
+		out, err = f.DeleteRange(ctx, r.RequestDeleteRange)
+		resp.Response = &kvv1.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: out}
+	case *kvv1.RequestOp_RequestTxn:
+		var out *kvv1.TxnResponse
+		out, err = f.Txn(ctx, r.RequestTxn)
+		resp.Response = &kvv1.ResponseOp_ResponseTxn{ResponseTxn: out}
+	default:
+		err = status.Error(codes.InvalidArgument, "no request")
+	}
+	if err != nil {
+		st := status.Convert(err)
+		return &kvv1.StreamResult{Id: op.GetId(), Error: &kvv1.StreamError{
+			Code: int32(st.Code()), Message: st.Message(), NotApplied: apierr.IsNotApplied(err)}}
+	}
+	return &kvv1.StreamResult{Id: op.GetId(), Response: resp}
 }
 
 func (f *fakeServer) MemberList(ctx context.Context, r *kvv1.MemberListRequest) (*kvv1.MemberListResponse, error) {
@@ -270,7 +358,8 @@ func blackholeAddr(t *testing.T) string {
 }
 
 // newTestClient returns a client for endpoints with short timeouts, closed
-// when the test ends.
+// when the test ends. Under a "unary" subtest (see TestRequestPaths) it sends
+// unary calls, and otherwise uses streams.
 func newTestClient(t *testing.T, endpoints ...string) *Client {
 	t.Helper()
 	c, err := New(Config{
@@ -278,6 +367,7 @@ func newTestClient(t *testing.T, endpoints ...string) *Client {
 		DialTimeout:     time.Second,
 		RetryBackoff:    10 * time.Millisecond,
 		MaxRetryBackoff: 40 * time.Millisecond,
+		UnaryCalls:      strings.Contains(t.Name(), "/unary/"),
 	})
 	if err != nil {
 		t.Fatal(err)

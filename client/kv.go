@@ -2,9 +2,13 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
@@ -104,55 +108,71 @@ func (c *Client) Do(ctx context.Context, op Op) (OpResponse, error) {
 	if err := op.check(); err != nil {
 		return OpResponse{}, err
 	}
-	switch op.t {
-	case tRange:
-		req := op.rangeRequest()
-		var resp *kvv1.RangeResponse
-		err := c.invoke(ctx, kindRead, func(ctx context.Context, cc grpc.ClientConnInterface) (err error) {
-			resp, err = kvv1.NewKVServiceClient(cc).Range(ctx, req)
-			return err
-		})
-		if err != nil {
-			return OpResponse{}, err
-		}
-		return OpResponse{get: &GetResponse{resp}}, nil
-	case tPut:
-		req := op.putRequest()
-		var resp *kvv1.PutResponse
-		err := c.invoke(ctx, kindWrite, func(ctx context.Context, cc grpc.ClientConnInterface) (err error) {
-			resp, err = kvv1.NewKVServiceClient(cc).Put(ctx, req)
-			return err
-		})
-		if err != nil {
-			return OpResponse{}, err
-		}
-		return OpResponse{put: &PutResponse{resp}}, nil
-	case tDeleteRange:
-		req := op.deleteRequest()
-		var resp *kvv1.DeleteRangeResponse
-		err := c.invoke(ctx, kindWrite, func(ctx context.Context, cc grpc.ClientConnInterface) (err error) {
-			resp, err = kvv1.NewKVServiceClient(cc).DeleteRange(ctx, req)
-			return err
-		})
-		if err != nil {
-			return OpResponse{}, err
-		}
-		return OpResponse{del: &DeleteResponse{resp}}, nil
-	case tTxn:
-		req, err := op.txnRequest()
-		if err != nil {
-			return OpResponse{}, err
-		}
-		var resp *kvv1.TxnResponse
-		err = c.invoke(ctx, op.kind(), func(ctx context.Context, cc grpc.ClientConnInterface) (err error) {
-			resp, err = kvv1.NewKVServiceClient(cc).Txn(ctx, req)
-			return err
-		})
-		if err != nil {
-			return OpResponse{}, err
-		}
-		return OpResponse{txn: &TxnResponse{resp}}, nil
+	req, err := op.requestOp()
+	if err != nil {
+		return OpResponse{}, err
+	}
+	resp, err := c.send(ctx, op.kind(), req)
+	if err != nil {
+		return OpResponse{}, err
+	}
+	switch r := resp.GetResponse().(type) {
+	case *kvv1.ResponseOp_ResponseRange:
+		return OpResponse{get: &GetResponse{r.ResponseRange}}, nil
+	case *kvv1.ResponseOp_ResponsePut:
+		return OpResponse{put: &PutResponse{r.ResponsePut}}, nil
+	case *kvv1.ResponseOp_ResponseDeleteRange:
+		return OpResponse{del: &DeleteResponse{r.ResponseDeleteRange}}, nil
+	case *kvv1.ResponseOp_ResponseTxn:
+		return OpResponse{txn: &TxnResponse{r.ResponseTxn}}, nil
 	default:
-		return OpResponse{}, fmt.Errorf("client: unknown op type %d", op.t)
+		return OpResponse{}, status.Errorf(codes.Internal, "client: %T answered a %s", resp.GetResponse(), op.t)
+	}
+}
+
+// send runs req under the retry policy: on the endpoint's stream when it is
+// small enough and streams are on, as a unary call otherwise.
+func (c *Client) send(ctx context.Context, kind rpcKind, req *kvv1.RequestOp) (*kvv1.ResponseOp, error) {
+	stream := !c.cfg.UnaryCalls && proto.Size(req) <= maxStreamOpBytes
+	var resp *kvv1.ResponseOp
+	err := c.retry(ctx, kind, func(ctx context.Context, e *endpointConn) error {
+		cc, err := c.ready(ctx, e)
+		if err != nil {
+			return err
+		}
+		if stream {
+			s, err := e.opStream(cc)
+			if err == nil {
+				resp, err = s.call(ctx, req)
+			}
+			if !errors.Is(err, errNoStream) {
+				return err
+			}
+			e.streamUnsupported() // nothing ran: send it as a call
+		}
+		resp, err = unary(ctx, cc, req)
+		return err
+	})
+	return resp, err
+}
+
+// unary sends req as the unary call of its kind.
+func unary(ctx context.Context, cc grpc.ClientConnInterface, req *kvv1.RequestOp) (*kvv1.ResponseOp, error) {
+	kv := kvv1.NewKVServiceClient(cc)
+	switch r := req.GetRequest().(type) {
+	case *kvv1.RequestOp_RequestRange:
+		out, err := kv.Range(ctx, r.RequestRange)
+		return &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseRange{ResponseRange: out}}, err
+	case *kvv1.RequestOp_RequestPut:
+		out, err := kv.Put(ctx, r.RequestPut)
+		return &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponsePut{ResponsePut: out}}, err
+	case *kvv1.RequestOp_RequestDeleteRange:
+		out, err := kv.DeleteRange(ctx, r.RequestDeleteRange)
+		return &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: out}}, err
+	case *kvv1.RequestOp_RequestTxn:
+		out, err := kv.Txn(ctx, r.RequestTxn)
+		return &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseTxn{ResponseTxn: out}}, err
+	default:
+		return nil, fmt.Errorf("client: request op %T has no request", req.GetRequest())
 	}
 }

@@ -25,9 +25,28 @@ const (
 // rpcFunc sends one request on one connection.
 type rpcFunc func(ctx context.Context, cc grpc.ClientConnInterface) error
 
-// invoke runs call on the endpoints in turn, starting with the one that last
-// answered, following the retry policy in the package documentation.
+// invoke runs call on the endpoints' connections in turn, as retry does.
 func (c *Client) invoke(ctx context.Context, kind rpcKind, call rpcFunc) error {
+	return c.retry(ctx, kind, func(ctx context.Context, e *endpointConn) error {
+		return c.try(ctx, e, call)
+	})
+}
+
+// try sends call on e once its connection is ready.
+func (c *Client) try(ctx context.Context, e *endpointConn, call rpcFunc) error {
+	cc, err := c.ready(ctx, e)
+	if err != nil {
+		return err
+	}
+	return call(ctx, cc)
+}
+
+// attemptFunc sends one request to one endpoint.
+type attemptFunc func(ctx context.Context, e *endpointConn) error
+
+// retry runs attempt on the endpoints in turn, starting with the one that
+// last answered, following the retry policy in the package documentation.
+func (c *Client) retry(ctx context.Context, kind rpcKind, attempt attemptFunc) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
@@ -37,7 +56,7 @@ func (c *Client) invoke(ctx context.Context, kind rpcKind, call rpcFunc) error {
 		start := int(c.pinned.Load())
 		for i := range c.conns {
 			idx := (start + i) % len(c.conns)
-			err := c.try(ctx, c.conns[idx], call)
+			err := attempt(ctx, c.conns[idx])
 			if err == nil {
 				c.pinned.Store(int64(idx))
 				return nil
@@ -64,15 +83,6 @@ func (c *Client) invoke(ctx context.Context, kind rpcKind, call rpcFunc) error {
 		}
 		wait = min(2*wait, c.cfg.MaxRetryBackoff)
 	}
-}
-
-// try sends call on e once its connection is ready.
-func (c *Client) try(ctx context.Context, e *endpointConn, call rpcFunc) error {
-	cc, err := c.ready(ctx, e)
-	if err != nil {
-		return err
-	}
-	return call(ctx, cc)
 }
 
 // giveUp is the error of a call whose context ended while it was retrying.

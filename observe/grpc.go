@@ -48,6 +48,17 @@ func (m *Metrics) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	}
 }
 
+// ObserveRequest records one request served outside a unary call (an op on
+// KVService.Stream) as if it were a call of method, the full name of the
+// unary method of the same kind, so that the request metrics count every
+// request once whichever way it came. err is a gRPC status error or nil.
+func (m *Metrics) ObserveRequest(method string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.grpc.observe(method, d, err)
+}
+
 // numCodes is the number of gRPC status codes (OK to Unauthenticated).
 const numCodes = int(codes.Unauthenticated) + 1
 

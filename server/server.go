@@ -44,6 +44,7 @@ type Server struct {
 	listener  net.Listener
 	peers     *peerPool
 	reads     *readIndexer
+	workers   *workerPool
 	health    *prober
 	metrics   *observe.Metrics
 	observe   *observe.Server
@@ -64,6 +65,10 @@ type Server struct {
 	done     chan struct{}
 	doneOnce sync.Once
 	doneErr  error
+
+	// draining is closed when Shutdown begins: streams tell their clients
+	// to move on (see kvService.Stream).
+	draining chan struct{}
 
 	stop     chan struct{} // closed by Shutdown; every loop below watches it
 	wg       sync.WaitGroup
@@ -91,7 +96,9 @@ func New(cfg Config) (*Server, error) {
 		id:       MemberID(cfg.Name),
 		leaderCh: make(chan bool, 1),
 		stop:     make(chan struct{}),
+		draining: make(chan struct{}),
 		done:     make(chan struct{}),
+		workers:  newWorkerPool(),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -155,6 +162,9 @@ func (s *Server) start() error {
 
 	s.goLoop(func() { _ = s.grpc.Serve(s.listener) })
 	s.goLoop(s.reads.run)
+	for range streamWorkers {
+		s.goLoop(func() { s.workers.run(s.stop) })
+	}
 	s.goLoop(s.watchLeadership)
 	s.goLoop(s.publishSelf)
 	s.goLoop(s.health.run)
@@ -309,8 +319,9 @@ func (s *Server) bootstrap(rc *raft.Config, snaps raft.SnapshotStore) error {
 // logCacheSize is how many of the newest log entries are kept in memory.
 const logCacheSize = 4096
 
-// streamWorkers is the number of goroutines that serve gRPC requests. More
-// concurrent requests than this still get goroutines of their own.
+// streamWorkers is the number of goroutines that serve gRPC requests, and
+// the number that serve the ops of KVService.Stream. More concurrent requests
+// than this still get goroutines of their own.
 const streamWorkers = 256
 
 // clusterExists asks the join addresses whether a cluster with a leader is
@@ -396,6 +407,7 @@ func (s *Server) Raft() *raft.Raft { return s.raft }
 // the remaining steps are cut short.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
+		close(s.draining)
 		s.drain(ctx)
 		if s.raft != nil && s.IsLeader() && s.voters() > 1 {
 			if err := s.raft.LeadershipTransfer().Error(); err != nil {

@@ -83,7 +83,7 @@ func (x Compare_CompareResult) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Compare_CompareResult.Descriptor instead.
 func (Compare_CompareResult) EnumDescriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10, 0}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15, 0}
 }
 
 // CompareTarget is the property of the key that is compared.
@@ -149,7 +149,304 @@ func (x Compare_CompareTarget) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Compare_CompareTarget.Descriptor instead.
 func (Compare_CompareTarget) EnumDescriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10, 1}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15, 1}
+}
+
+// StreamRequest carries ops on a Stream.
+type StreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ops are the requests, answered independently of each other.
+	Ops           []*StreamOp `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamRequest) Reset() {
+	*x = StreamRequest{}
+	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamRequest) ProtoMessage() {}
+
+func (x *StreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
+func (*StreamRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *StreamRequest) GetOps() []*StreamOp {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+// StreamOp is one request on a Stream.
+type StreamOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the op among those in flight on the stream.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// timeout_ms bounds the member's work on the op, as a gRPC deadline bounds
+	// a unary call; zero means the member's request timeout.
+	TimeoutMs int64 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// request is the op; a nested txn is not allowed here, only in a txn.
+	Request       *RequestOp `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamOp) Reset() {
+	*x = StreamOp{}
+	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamOp) ProtoMessage() {}
+
+func (x *StreamOp) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamOp.ProtoReflect.Descriptor instead.
+func (*StreamOp) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StreamOp) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *StreamOp) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *StreamOp) GetRequest() *RequestOp {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// StreamResponse carries results on a Stream.
+type StreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results answer ops, each once, in the order they completed.
+	Results []*StreamResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// draining is set when the member is shutting down: send no more ops on
+	// this stream, and half-close it.
+	Draining      bool `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamResponse) Reset() {
+	*x = StreamResponse{}
+	mi := &file_kv_v1_kv_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamResponse) ProtoMessage() {}
+
+func (x *StreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
+func (*StreamResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StreamResponse) GetResults() []*StreamResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+// StreamResult answers one StreamOp.
+type StreamResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the id of the op answered.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// response is the result when the op succeeded.
+	Response *ResponseOp `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// error is set when the op failed; response is then empty.
+	Error         *StreamError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamResult) Reset() {
+	*x = StreamResult{}
+	mi := &file_kv_v1_kv_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamResult) ProtoMessage() {}
+
+func (x *StreamResult) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamResult.ProtoReflect.Descriptor instead.
+func (*StreamResult) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StreamResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *StreamResult) GetResponse() *ResponseOp {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *StreamResult) GetError() *StreamError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// StreamError is the failure of one op, as the unary method would have
+// returned it.
+type StreamError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is the gRPC status code.
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// message is the status message.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// not_applied marks an error raised before the op reached the log: the op
+	// certainly was not applied and may be retried (apierr.IsNotApplied).
+	NotApplied    bool `protobuf:"varint,3,opt,name=not_applied,json=notApplied,proto3" json:"not_applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamError) Reset() {
+	*x = StreamError{}
+	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamError) ProtoMessage() {}
+
+func (x *StreamError) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
+func (*StreamError) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StreamError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *StreamError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *StreamError) GetNotApplied() bool {
+	if x != nil {
+		return x.NotApplied
+	}
+	return false
 }
 
 // ResponseHeader describes the member and the state that served a response.
@@ -169,7 +466,7 @@ type ResponseHeader struct {
 
 func (x *ResponseHeader) Reset() {
 	*x = ResponseHeader{}
-	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	mi := &file_kv_v1_kv_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -181,7 +478,7 @@ func (x *ResponseHeader) String() string {
 func (*ResponseHeader) ProtoMessage() {}
 
 func (x *ResponseHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	mi := &file_kv_v1_kv_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -194,7 +491,7 @@ func (x *ResponseHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseHeader.ProtoReflect.Descriptor instead.
 func (*ResponseHeader) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{0}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ResponseHeader) GetClusterId() uint64 {
@@ -247,7 +544,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	mi := &file_kv_v1_kv_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -259,7 +556,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	mi := &file_kv_v1_kv_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -272,7 +569,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{1}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -334,7 +631,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[2]
+	mi := &file_kv_v1_kv_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +643,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[2]
+	mi := &file_kv_v1_kv_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +656,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{2}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -404,7 +701,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[3]
+	mi := &file_kv_v1_kv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +713,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[3]
+	mi := &file_kv_v1_kv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +726,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{3}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PutResponse) GetHeader() *ResponseHeader {
@@ -473,7 +770,7 @@ type RangeRequest struct {
 
 func (x *RangeRequest) Reset() {
 	*x = RangeRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	mi := &file_kv_v1_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +782,7 @@ func (x *RangeRequest) String() string {
 func (*RangeRequest) ProtoMessage() {}
 
 func (x *RangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	mi := &file_kv_v1_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +795,7 @@ func (x *RangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeRequest.ProtoReflect.Descriptor instead.
 func (*RangeRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{4}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RangeRequest) GetKey() []byte {
@@ -567,7 +864,7 @@ type RangeResponse struct {
 
 func (x *RangeResponse) Reset() {
 	*x = RangeResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	mi := &file_kv_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +876,7 @@ func (x *RangeResponse) String() string {
 func (*RangeResponse) ProtoMessage() {}
 
 func (x *RangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	mi := &file_kv_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +889,7 @@ func (x *RangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeResponse.ProtoReflect.Descriptor instead.
 func (*RangeResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{5}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RangeResponse) GetHeader() *ResponseHeader {
@@ -639,7 +936,7 @@ type DeleteRangeRequest struct {
 
 func (x *DeleteRangeRequest) Reset() {
 	*x = DeleteRangeRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[6]
+	mi := &file_kv_v1_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +948,7 @@ func (x *DeleteRangeRequest) String() string {
 func (*DeleteRangeRequest) ProtoMessage() {}
 
 func (x *DeleteRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[6]
+	mi := &file_kv_v1_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +961,7 @@ func (x *DeleteRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRangeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRangeRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{6}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteRangeRequest) GetKey() []byte {
@@ -703,7 +1000,7 @@ type DeleteRangeResponse struct {
 
 func (x *DeleteRangeResponse) Reset() {
 	*x = DeleteRangeResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[7]
+	mi := &file_kv_v1_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +1012,7 @@ func (x *DeleteRangeResponse) String() string {
 func (*DeleteRangeResponse) ProtoMessage() {}
 
 func (x *DeleteRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[7]
+	mi := &file_kv_v1_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +1025,7 @@ func (x *DeleteRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRangeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRangeResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteRangeResponse) GetHeader() *ResponseHeader {
@@ -770,7 +1067,7 @@ type RequestOp struct {
 
 func (x *RequestOp) Reset() {
 	*x = RequestOp{}
-	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_kv_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1079,7 @@ func (x *RequestOp) String() string {
 func (*RequestOp) ProtoMessage() {}
 
 func (x *RequestOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_kv_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1092,7 @@ func (x *RequestOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestOp.ProtoReflect.Descriptor instead.
 func (*RequestOp) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RequestOp) GetRequest() isRequestOp_Request {
@@ -891,7 +1188,7 @@ type ResponseOp struct {
 
 func (x *ResponseOp) Reset() {
 	*x = ResponseOp{}
-	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_kv_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1200,7 @@ func (x *ResponseOp) String() string {
 func (*ResponseOp) ProtoMessage() {}
 
 func (x *ResponseOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_kv_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1213,7 @@ func (x *ResponseOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseOp.ProtoReflect.Descriptor instead.
 func (*ResponseOp) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ResponseOp) GetResponse() isResponseOp_Response {
@@ -1022,7 +1319,7 @@ type Compare struct {
 
 func (x *Compare) Reset() {
 	*x = Compare{}
-	mi := &file_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_kv_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1331,7 @@ func (x *Compare) String() string {
 func (*Compare) ProtoMessage() {}
 
 func (x *Compare) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_kv_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1344,7 @@ func (x *Compare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Compare.ProtoReflect.Descriptor instead.
 func (*Compare) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Compare) GetResult() Compare_CompareResult {
@@ -1184,7 +1481,7 @@ type TxnRequest struct {
 
 func (x *TxnRequest) Reset() {
 	*x = TxnRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_kv_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1493,7 @@ func (x *TxnRequest) String() string {
 func (*TxnRequest) ProtoMessage() {}
 
 func (x *TxnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_kv_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1506,7 @@ func (x *TxnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRequest.ProtoReflect.Descriptor instead.
 func (*TxnRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TxnRequest) GetCompare() []*Compare {
@@ -1249,7 +1546,7 @@ type TxnResponse struct {
 
 func (x *TxnResponse) Reset() {
 	*x = TxnResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_kv_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1558,7 @@ func (x *TxnResponse) String() string {
 func (*TxnResponse) ProtoMessage() {}
 
 func (x *TxnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_kv_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1571,7 @@ func (x *TxnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResponse.ProtoReflect.Descriptor instead.
 func (*TxnResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TxnResponse) GetHeader() *ResponseHeader {
@@ -1302,7 +1599,26 @@ var File_kv_v1_kv_proto protoreflect.FileDescriptor
 
 const file_kv_v1_kv_proto_rawDesc = "" +
 	"\n" +
-	"\x0ekv/v1/kv.proto\x12\x05kv.v1\"\x85\x01\n" +
+	"\x0ekv/v1/kv.proto\x12\x05kv.v1\"2\n" +
+	"\rStreamRequest\x12!\n" +
+	"\x03ops\x18\x01 \x03(\v2\x0f.kv.v1.StreamOpR\x03ops\"e\n" +
+	"\bStreamOp\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x12*\n" +
+	"\arequest\x18\x03 \x01(\v2\x10.kv.v1.RequestOpR\arequest\"[\n" +
+	"\x0eStreamResponse\x12-\n" +
+	"\aresults\x18\x01 \x03(\v2\x13.kv.v1.StreamResultR\aresults\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\"w\n" +
+	"\fStreamResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
+	"\bresponse\x18\x02 \x01(\v2\x11.kv.v1.ResponseOpR\bresponse\x12(\n" +
+	"\x05error\x18\x03 \x01(\v2\x12.kv.v1.StreamErrorR\x05error\"\\\n" +
+	"\vStreamError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
+	"\vnot_applied\x18\x03 \x01(\bR\n" +
+	"notApplied\"\x85\x01\n" +
 	"\x0eResponseHeader\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x1b\n" +
@@ -1395,12 +1711,13 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\vTxnResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x12/\n" +
-	"\tresponses\x18\x03 \x03(\v2\x11.kv.v1.ResponseOpR\tresponses2\xe1\x01\n" +
+	"\tresponses\x18\x03 \x03(\v2\x11.kv.v1.ResponseOpR\tresponses2\x9c\x02\n" +
 	"\tKVService\x12,\n" +
 	"\x03Put\x12\x11.kv.v1.PutRequest\x1a\x12.kv.v1.PutResponse\x122\n" +
 	"\x05Range\x12\x13.kv.v1.RangeRequest\x1a\x14.kv.v1.RangeResponse\x12D\n" +
 	"\vDeleteRange\x12\x19.kv.v1.DeleteRangeRequest\x1a\x1a.kv.v1.DeleteRangeResponse\x12,\n" +
-	"\x03Txn\x12\x11.kv.v1.TxnRequest\x1a\x12.kv.v1.TxnResponseB(Z&github.com/kvd-io/kvd/proto/kv/v1;kvv1b\x06proto3"
+	"\x03Txn\x12\x11.kv.v1.TxnRequest\x1a\x12.kv.v1.TxnResponse\x129\n" +
+	"\x06Stream\x12\x14.kv.v1.StreamRequest\x1a\x15.kv.v1.StreamResponse(\x010\x01B(Z&github.com/kvd-io/kvd/proto/kv/v1;kvv1b\x06proto3"
 
 var (
 	file_kv_v1_kv_proto_rawDescOnce sync.Once
@@ -1415,59 +1732,71 @@ func file_kv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_kv_v1_kv_proto_goTypes = []any{
 	(Compare_CompareResult)(0),  // 0: kv.v1.Compare.CompareResult
 	(Compare_CompareTarget)(0),  // 1: kv.v1.Compare.CompareTarget
-	(*ResponseHeader)(nil),      // 2: kv.v1.ResponseHeader
-	(*KeyValue)(nil),            // 3: kv.v1.KeyValue
-	(*PutRequest)(nil),          // 4: kv.v1.PutRequest
-	(*PutResponse)(nil),         // 5: kv.v1.PutResponse
-	(*RangeRequest)(nil),        // 6: kv.v1.RangeRequest
-	(*RangeResponse)(nil),       // 7: kv.v1.RangeResponse
-	(*DeleteRangeRequest)(nil),  // 8: kv.v1.DeleteRangeRequest
-	(*DeleteRangeResponse)(nil), // 9: kv.v1.DeleteRangeResponse
-	(*RequestOp)(nil),           // 10: kv.v1.RequestOp
-	(*ResponseOp)(nil),          // 11: kv.v1.ResponseOp
-	(*Compare)(nil),             // 12: kv.v1.Compare
-	(*TxnRequest)(nil),          // 13: kv.v1.TxnRequest
-	(*TxnResponse)(nil),         // 14: kv.v1.TxnResponse
+	(*StreamRequest)(nil),       // 2: kv.v1.StreamRequest
+	(*StreamOp)(nil),            // 3: kv.v1.StreamOp
+	(*StreamResponse)(nil),      // 4: kv.v1.StreamResponse
+	(*StreamResult)(nil),        // 5: kv.v1.StreamResult
+	(*StreamError)(nil),         // 6: kv.v1.StreamError
+	(*ResponseHeader)(nil),      // 7: kv.v1.ResponseHeader
+	(*KeyValue)(nil),            // 8: kv.v1.KeyValue
+	(*PutRequest)(nil),          // 9: kv.v1.PutRequest
+	(*PutResponse)(nil),         // 10: kv.v1.PutResponse
+	(*RangeRequest)(nil),        // 11: kv.v1.RangeRequest
+	(*RangeResponse)(nil),       // 12: kv.v1.RangeResponse
+	(*DeleteRangeRequest)(nil),  // 13: kv.v1.DeleteRangeRequest
+	(*DeleteRangeResponse)(nil), // 14: kv.v1.DeleteRangeResponse
+	(*RequestOp)(nil),           // 15: kv.v1.RequestOp
+	(*ResponseOp)(nil),          // 16: kv.v1.ResponseOp
+	(*Compare)(nil),             // 17: kv.v1.Compare
+	(*TxnRequest)(nil),          // 18: kv.v1.TxnRequest
+	(*TxnResponse)(nil),         // 19: kv.v1.TxnResponse
 }
 var file_kv_v1_kv_proto_depIdxs = []int32{
-	2,  // 0: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
-	3,  // 1: kv.v1.PutResponse.prev_kv:type_name -> kv.v1.KeyValue
-	2,  // 2: kv.v1.RangeResponse.header:type_name -> kv.v1.ResponseHeader
-	3,  // 3: kv.v1.RangeResponse.kvs:type_name -> kv.v1.KeyValue
-	2,  // 4: kv.v1.DeleteRangeResponse.header:type_name -> kv.v1.ResponseHeader
-	3,  // 5: kv.v1.DeleteRangeResponse.prev_kvs:type_name -> kv.v1.KeyValue
-	6,  // 6: kv.v1.RequestOp.request_range:type_name -> kv.v1.RangeRequest
-	4,  // 7: kv.v1.RequestOp.request_put:type_name -> kv.v1.PutRequest
-	8,  // 8: kv.v1.RequestOp.request_delete_range:type_name -> kv.v1.DeleteRangeRequest
-	13, // 9: kv.v1.RequestOp.request_txn:type_name -> kv.v1.TxnRequest
-	7,  // 10: kv.v1.ResponseOp.response_range:type_name -> kv.v1.RangeResponse
-	5,  // 11: kv.v1.ResponseOp.response_put:type_name -> kv.v1.PutResponse
-	9,  // 12: kv.v1.ResponseOp.response_delete_range:type_name -> kv.v1.DeleteRangeResponse
-	14, // 13: kv.v1.ResponseOp.response_txn:type_name -> kv.v1.TxnResponse
-	0,  // 14: kv.v1.Compare.result:type_name -> kv.v1.Compare.CompareResult
-	1,  // 15: kv.v1.Compare.target:type_name -> kv.v1.Compare.CompareTarget
-	12, // 16: kv.v1.TxnRequest.compare:type_name -> kv.v1.Compare
-	10, // 17: kv.v1.TxnRequest.success:type_name -> kv.v1.RequestOp
-	10, // 18: kv.v1.TxnRequest.failure:type_name -> kv.v1.RequestOp
-	2,  // 19: kv.v1.TxnResponse.header:type_name -> kv.v1.ResponseHeader
-	11, // 20: kv.v1.TxnResponse.responses:type_name -> kv.v1.ResponseOp
-	4,  // 21: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
-	6,  // 22: kv.v1.KVService.Range:input_type -> kv.v1.RangeRequest
-	8,  // 23: kv.v1.KVService.DeleteRange:input_type -> kv.v1.DeleteRangeRequest
-	13, // 24: kv.v1.KVService.Txn:input_type -> kv.v1.TxnRequest
-	5,  // 25: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
-	7,  // 26: kv.v1.KVService.Range:output_type -> kv.v1.RangeResponse
-	9,  // 27: kv.v1.KVService.DeleteRange:output_type -> kv.v1.DeleteRangeResponse
-	14, // 28: kv.v1.KVService.Txn:output_type -> kv.v1.TxnResponse
-	25, // [25:29] is the sub-list for method output_type
-	21, // [21:25] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	3,  // 0: kv.v1.StreamRequest.ops:type_name -> kv.v1.StreamOp
+	15, // 1: kv.v1.StreamOp.request:type_name -> kv.v1.RequestOp
+	5,  // 2: kv.v1.StreamResponse.results:type_name -> kv.v1.StreamResult
+	16, // 3: kv.v1.StreamResult.response:type_name -> kv.v1.ResponseOp
+	6,  // 4: kv.v1.StreamResult.error:type_name -> kv.v1.StreamError
+	7,  // 5: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
+	8,  // 6: kv.v1.PutResponse.prev_kv:type_name -> kv.v1.KeyValue
+	7,  // 7: kv.v1.RangeResponse.header:type_name -> kv.v1.ResponseHeader
+	8,  // 8: kv.v1.RangeResponse.kvs:type_name -> kv.v1.KeyValue
+	7,  // 9: kv.v1.DeleteRangeResponse.header:type_name -> kv.v1.ResponseHeader
+	8,  // 10: kv.v1.DeleteRangeResponse.prev_kvs:type_name -> kv.v1.KeyValue
+	11, // 11: kv.v1.RequestOp.request_range:type_name -> kv.v1.RangeRequest
+	9,  // 12: kv.v1.RequestOp.request_put:type_name -> kv.v1.PutRequest
+	13, // 13: kv.v1.RequestOp.request_delete_range:type_name -> kv.v1.DeleteRangeRequest
+	18, // 14: kv.v1.RequestOp.request_txn:type_name -> kv.v1.TxnRequest
+	12, // 15: kv.v1.ResponseOp.response_range:type_name -> kv.v1.RangeResponse
+	10, // 16: kv.v1.ResponseOp.response_put:type_name -> kv.v1.PutResponse
+	14, // 17: kv.v1.ResponseOp.response_delete_range:type_name -> kv.v1.DeleteRangeResponse
+	19, // 18: kv.v1.ResponseOp.response_txn:type_name -> kv.v1.TxnResponse
+	0,  // 19: kv.v1.Compare.result:type_name -> kv.v1.Compare.CompareResult
+	1,  // 20: kv.v1.Compare.target:type_name -> kv.v1.Compare.CompareTarget
+	17, // 21: kv.v1.TxnRequest.compare:type_name -> kv.v1.Compare
+	15, // 22: kv.v1.TxnRequest.success:type_name -> kv.v1.RequestOp
+	15, // 23: kv.v1.TxnRequest.failure:type_name -> kv.v1.RequestOp
+	7,  // 24: kv.v1.TxnResponse.header:type_name -> kv.v1.ResponseHeader
+	16, // 25: kv.v1.TxnResponse.responses:type_name -> kv.v1.ResponseOp
+	9,  // 26: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
+	11, // 27: kv.v1.KVService.Range:input_type -> kv.v1.RangeRequest
+	13, // 28: kv.v1.KVService.DeleteRange:input_type -> kv.v1.DeleteRangeRequest
+	18, // 29: kv.v1.KVService.Txn:input_type -> kv.v1.TxnRequest
+	2,  // 30: kv.v1.KVService.Stream:input_type -> kv.v1.StreamRequest
+	10, // 31: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
+	12, // 32: kv.v1.KVService.Range:output_type -> kv.v1.RangeResponse
+	14, // 33: kv.v1.KVService.DeleteRange:output_type -> kv.v1.DeleteRangeResponse
+	19, // 34: kv.v1.KVService.Txn:output_type -> kv.v1.TxnResponse
+	4,  // 35: kv.v1.KVService.Stream:output_type -> kv.v1.StreamResponse
+	31, // [31:36] is the sub-list for method output_type
+	26, // [26:31] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_kv_v1_kv_proto_init() }
@@ -1475,19 +1804,19 @@ func file_kv_v1_kv_proto_init() {
 	if File_kv_v1_kv_proto != nil {
 		return
 	}
-	file_kv_v1_kv_proto_msgTypes[8].OneofWrappers = []any{
+	file_kv_v1_kv_proto_msgTypes[13].OneofWrappers = []any{
 		(*RequestOp_RequestRange)(nil),
 		(*RequestOp_RequestPut)(nil),
 		(*RequestOp_RequestDeleteRange)(nil),
 		(*RequestOp_RequestTxn)(nil),
 	}
-	file_kv_v1_kv_proto_msgTypes[9].OneofWrappers = []any{
+	file_kv_v1_kv_proto_msgTypes[14].OneofWrappers = []any{
 		(*ResponseOp_ResponseRange)(nil),
 		(*ResponseOp_ResponsePut)(nil),
 		(*ResponseOp_ResponseDeleteRange)(nil),
 		(*ResponseOp_ResponseTxn)(nil),
 	}
-	file_kv_v1_kv_proto_msgTypes[10].OneofWrappers = []any{
+	file_kv_v1_kv_proto_msgTypes[15].OneofWrappers = []any{
 		(*Compare_Version)(nil),
 		(*Compare_CreateRevision)(nil),
 		(*Compare_ModRevision)(nil),
@@ -1500,7 +1829,7 @@ func file_kv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_v1_kv_proto_rawDesc), len(file_kv_v1_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	KVService_Range_FullMethodName       = "/kv.v1.KVService/Range"
 	KVService_DeleteRange_FullMethodName = "/kv.v1.KVService/DeleteRange"
 	KVService_Txn_FullMethodName         = "/kv.v1.KVService/Txn"
+	KVService_Stream_FullMethodName      = "/kv.v1.KVService/Stream"
 )
 
 // KVServiceClient is the client API for KVService service.
@@ -46,6 +47,16 @@ type KVServiceClient interface {
 	// Txn applies compares and then one of two lists of operations, atomically,
 	// at a single revision. It is linearizable, like Put.
 	Txn(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*TxnResponse, error)
+	// Stream carries many requests over one long-lived stream. Each op has an
+	// id chosen by the client, unique among the ops in flight on the stream,
+	// and its result carries the same id; results come back in the order they
+	// complete. A message may hold several ops or results. Each op has exactly
+	// the semantics of the unary method of its kind; the stream only saves the
+	// cost of a call per request. When the member shuts down it sends a result
+	// with draining set: the client then sends nothing more on the stream and
+	// half-closes it, and the member answers every op it received before it
+	// ends the stream.
+	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 }
 
 type kVServiceClient struct {
@@ -96,6 +107,19 @@ func (c *kVServiceClient) Txn(ctx context.Context, in *TxnRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *kVServiceClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &KVService_ServiceDesc.Streams[0], KVService_Stream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamRequest, StreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KVService_StreamClient = grpc.BidiStreamingClient[StreamRequest, StreamResponse]
+
 // KVServiceServer is the server API for KVService service.
 // All implementations must embed UnimplementedKVServiceServer
 // for forward compatibility.
@@ -113,6 +137,16 @@ type KVServiceServer interface {
 	// Txn applies compares and then one of two lists of operations, atomically,
 	// at a single revision. It is linearizable, like Put.
 	Txn(context.Context, *TxnRequest) (*TxnResponse, error)
+	// Stream carries many requests over one long-lived stream. Each op has an
+	// id chosen by the client, unique among the ops in flight on the stream,
+	// and its result carries the same id; results come back in the order they
+	// complete. A message may hold several ops or results. Each op has exactly
+	// the semantics of the unary method of its kind; the stream only saves the
+	// cost of a call per request. When the member shuts down it sends a result
+	// with draining set: the client then sends nothing more on the stream and
+	// half-closes it, and the member answers every op it received before it
+	// ends the stream.
+	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	mustEmbedUnimplementedKVServiceServer()
 }
 
@@ -134,6 +168,9 @@ func (UnimplementedKVServiceServer) DeleteRange(context.Context, *DeleteRangeReq
 }
 func (UnimplementedKVServiceServer) Txn(context.Context, *TxnRequest) (*TxnResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Txn not implemented")
+}
+func (UnimplementedKVServiceServer) Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method Stream not implemented")
 }
 func (UnimplementedKVServiceServer) mustEmbedUnimplementedKVServiceServer() {}
 func (UnimplementedKVServiceServer) testEmbeddedByValue()                   {}
@@ -228,6 +265,13 @@ func _KVService_Txn_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KVService_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(KVServiceServer).Stream(&grpc.GenericServerStream[StreamRequest, StreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KVService_StreamServer = grpc.BidiStreamingServer[StreamRequest, StreamResponse]
+
 // KVService_ServiceDesc is the grpc.ServiceDesc for KVService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -252,6 +296,13 @@ var KVService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _KVService_Txn_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Stream",
+			Handler:       _KVService_Stream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "kv/v1/kv.proto",
 }
