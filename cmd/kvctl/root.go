@@ -40,6 +40,7 @@ type globalOptions struct {
 	dialTimeout    time.Duration
 	commandTimeout time.Duration
 	consistency    string
+	unaryCalls     bool
 }
 
 // newRootCmd builds kvctl's command tree around the given streams, reading
@@ -60,7 +61,7 @@ with etcd v3 semantics. Its commands and output follow etcdctl.
 
 Every global flag can also be set with an environment variable named after it:
 KVCTL_ENDPOINTS, KVCTL_WRITE_OUT, KVCTL_DIAL_TIMEOUT, KVCTL_COMMAND_TIMEOUT,
-KVCTL_CONSISTENCY. A flag on the command line wins over its variable.`,
+KVCTL_CONSISTENCY, KVCTL_UNARY_CALLS. A flag on the command line wins over its variable.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -92,6 +93,7 @@ func (g *globalOptions) bindFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&g.endpoints, "endpoints", []string{"127.0.0.1:7379"}, "comma-separated gRPC endpoints (host:port)")
 	fs.StringVarP(&g.writeOut, "write-out", "w", formatSimple, "output format: simple, json or table")
 	fs.DurationVar(&g.dialTimeout, "dial-timeout", 2*time.Second, "how long to wait for an endpoint to accept a connection")
+	fs.BoolVar(&g.unaryCalls, "unary-calls", false, "send each request as a unary gRPC call instead of on the endpoint's shared stream")
 	fs.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "timeout of a command's requests (per endpoint for endpoint commands)")
 	fs.StringVar(&g.consistency, "consistency", "l", "read consistency: l (linearizable) or s (serializable)")
 }
@@ -159,7 +161,7 @@ func (g *globalOptions) newClient(endpoints ...string) (*client.Client, error) {
 	if len(endpoints) == 0 {
 		endpoints = g.endpoints
 	}
-	return client.New(client.Config{Endpoints: endpoints, DialTimeout: g.dialTimeout})
+	return client.New(client.Config{Endpoints: endpoints, DialTimeout: g.dialTimeout, UnaryCalls: g.unaryCalls})
 }
 
 // commandContext bounds ctx by --command-timeout.
