@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -18,15 +20,66 @@ import (
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 )
 
-// peerPool keeps one gRPC connection per member address.
+// peerPool keeps one gRPC connection per member address, and on a
+// connection to the leader the stream that forwarded proposals share.
 type peerPool struct {
 	mu          sync.Mutex
 	conns       map[string]*grpc.ClientConn
+	streams     map[*grpc.ClientConn]*proposeStream
+	retiring    []*proposeStream // replaced while they still answered ops
+	noStream    map[*grpc.ClientConn]bool
 	dialTimeout time.Duration
 }
 
 func newPeerPool(dialTimeout time.Duration) *peerPool {
-	return &peerPool{conns: make(map[string]*grpc.ClientConn), dialTimeout: dialTimeout}
+	return &peerPool{
+		conns:       make(map[string]*grpc.ClientConn),
+		streams:     make(map[*grpc.ClientConn]*proposeStream),
+		noStream:    make(map[*grpc.ClientConn]bool),
+		dialTimeout: dialTimeout,
+	}
+}
+
+// proposeStream returns conn's proposal stream, opening one when there is
+// none or the last one closed. When it fails, nothing was sent.
+func (p *peerPool) proposeStream(conn *grpc.ClientConn, leader string) (*proposeStream, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.noStream[conn] {
+		return nil, errNoProposeStream
+	}
+	if ps := p.streams[conn]; ps != nil {
+		if ps.usable() {
+			return ps, nil
+		}
+		// A draining stream still answers what it sent; keep it until then.
+		p.retiring = slices.DeleteFunc(append(p.retiring, ps), (*proposeStream).ended)
+		delete(p.streams, conn)
+	}
+	ps, err := openProposeStream(conn, leader)
+	if err != nil {
+		return nil, apierr.NotApplied(codes.Unavailable, fmt.Sprintf("request not sent to leader %s: open stream: %v", leader, err))
+	}
+	p.streams[conn] = ps
+	return ps, nil
+}
+
+// noProposeStream records that conn's member serves no proposal streams.
+func (p *peerPool) noProposeStream(conn *grpc.ClientConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.noStream[conn] = true
+}
+
+// dropLocked closes conn and its stream. The caller holds mu.
+func (p *peerPool) dropLocked(addr string, conn *grpc.ClientConn) {
+	if ps := p.streams[conn]; ps != nil {
+		ps.close()
+		delete(p.streams, conn)
+	}
+	delete(p.noStream, conn)
+	_ = conn.Close()
+	delete(p.conns, addr)
 }
 
 // ready returns a connection to addr that is ready to send on, connecting if
@@ -80,8 +133,7 @@ func (p *peerPool) reset(conn *grpc.ClientConn) {
 	defer p.mu.Unlock()
 	for addr, c := range p.conns {
 		if c == conn {
-			_ = c.Close()
-			delete(p.conns, addr)
+			p.dropLocked(addr, c)
 		}
 	}
 }
@@ -90,9 +142,12 @@ func (p *peerPool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for addr, c := range p.conns {
-		_ = c.Close()
-		delete(p.conns, addr)
+		p.dropLocked(addr, c)
 	}
+	for _, ps := range p.retiring {
+		ps.close()
+	}
+	p.retiring = nil
 }
 
 // peerService serves the other members.

@@ -15,7 +15,6 @@ import (
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/fsm"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
-	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 )
 
 // propose puts a command through the log: directly on the leader, forwarded
@@ -93,13 +92,13 @@ func (s *Server) forward(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := peerv1.NewPeerServiceClient(conn).Propose(ctx, &peerv1.ProposeRequest{Command: data})
+	encoded, err := s.forwardOnStream(ctx, conn, leader, data)
 	if err != nil {
 		s.peerFailed(conn, err)
 		return nil, relayError(leader, err)
 	}
 	result := &fsmv1.Result{}
-	if err := proto.Unmarshal(resp.GetResult(), result); err != nil {
+	if err := proto.Unmarshal(encoded, result); err != nil {
 		return nil, fmt.Errorf("%w: decode leader's result: %w", ErrOutcomeUnknown, err)
 	}
 	return fsm.DecodeResult(result), nil

@@ -2,10 +2,7 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -16,11 +13,6 @@ import (
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
-// maxResultBatchBytes caps the results packed into one StreamResponse, so
-// that a message stays well under a client's receive limit. A single larger
-// result still goes alone.
-const maxResultBatchBytes = 1 << 20
-
 // Stream serves many requests over one stream. Each op runs exactly as the
 // unary method of its kind would run it; what the stream saves is gRPC's
 // per-call work (a new HTTP/2 stream, headers and trailers, a handler
@@ -30,87 +22,52 @@ const maxResultBatchBytes = 1 << 20
 // stream: they never block. Everything else may wait for raft or for the
 // leader, and runs on the member's workers.
 func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
-	ks := &opStream{s: k.s, k: k, st: st, ctx: st.Context()}
-	watchDone := make(chan struct{})
-	stopWatch := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		select {
-		case <-k.s.draining:
-			ks.sendDraining()
-		case <-stopWatch:
-		}
-	}()
-	defer func() {
-		close(stopWatch)
-		<-watchDone
-	}()
-	for {
-		req, err := st.Recv()
-		if err != nil {
-			// Answer what was received before the stream ends: after a
-			// draining notice the client half-closes (io.EOF here) and
-			// waits for these.
-			ks.inflight.Wait()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
+	ks := &opStream{k: k, ctx: st.Context()}
+	ks.out = opServer[*kvv1.StreamRequest, *kvv1.StreamResult]{
+		s:    k.s,
+		recv: st.Recv,
+		send: func(results []*kvv1.StreamResult, draining bool) error {
+			return st.Send(&kvv1.StreamResponse{Results: results, Draining: draining})
+		},
+	}
+	return ks.out.serve(func(req *kvv1.StreamRequest) {
 		for _, op := range req.GetOps() {
 			ks.dispatch(op)
 		}
-	}
+	})
 }
 
-// opStream is the server side of one Stream.
+// opStream is the server side of one KVService.Stream.
 type opStream struct {
-	s   *Server
 	k   *kvService
-	st  kvv1.KVService_StreamServer
 	ctx context.Context
-
-	inflight sync.WaitGroup // ops handed to workers; Add only on the Recv goroutine
-
-	mu       sync.Mutex
-	pending  []*kvv1.StreamResult
-	sending  bool // a goroutine is in the send loop; only it calls st.Send
-	draining bool // the draining notice is still to be sent
-	broken   bool // a Send failed: the client is gone, results are dropped
+	out opServer[*kvv1.StreamRequest, *kvv1.StreamResult]
 }
 
 // dispatch starts one op.
 func (ks *opStream) dispatch(op *kvv1.StreamOp) {
-	id := op.GetId()
-	if err := ks.s.Err(); err != nil {
-		ks.reply(failed(id, toStatus(err)))
+	s := ks.k.s
+	if err := s.Err(); err != nil {
+		ks.out.reply(failed(op.GetId(), toStatus(err)))
 		return
 	}
 	req := op.GetRequest()
-	if n := proto.Size(req); n > ks.s.cfg.MaxRequestBytes {
-		ks.reply(failed(id, toStatus(fmt.Errorf("%w: %d bytes exceeds the limit of %d (--max-request-bytes)", ErrRequestTooLarge, n, ks.s.cfg.MaxRequestBytes))))
+	if n := proto.Size(req); n > s.cfg.MaxRequestBytes {
+		ks.out.reply(failed(op.GetId(), toStatus(fmt.Errorf("%w: %d bytes exceeds the limit of %d (--max-request-bytes)", ErrRequestTooLarge, n, s.cfg.MaxRequestBytes))))
 		return
 	}
 	if r := req.GetRequestRange(); r != nil && r.GetSerializable() {
-		ks.reply(ks.run(op))
+		ks.out.reply(ks.run(op))
 		return
 	}
-	ks.inflight.Add(1)
-	ks.s.workers.submit(func() {
-		defer ks.inflight.Done()
-		ks.reply(ks.run(op))
-	})
+	ks.out.goOp(func() *kvv1.StreamResult { return ks.run(op) })
 }
 
 // run serves one op with the unary method of its kind, under the op's
 // timeout, and records it in the request metrics under that method's name.
 func (ks *opStream) run(op *kvv1.StreamOp) *kvv1.StreamResult {
-	ctx := ks.ctx
-	if ms := op.GetTimeoutMs(); ms > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
-		defer cancel()
-	}
+	ctx, cancel := opContext(ks.ctx, op.GetTimeoutMs())
+	defer cancel()
 	start := time.Now()
 	var (
 		method string
@@ -145,7 +102,7 @@ func (ks *opStream) run(op *kvv1.StreamOp) *kvv1.StreamResult {
 	default:
 		return failed(op.GetId(), status.Error(codes.InvalidArgument, "stream op has no request"))
 	}
-	ks.s.metrics.ObserveRequest(method, time.Since(start), err)
+	ks.k.s.metrics.ObserveRequest(method, time.Since(start), err)
 	if err != nil {
 		return failed(op.GetId(), err)
 	}
@@ -154,68 +111,32 @@ func (ks *opStream) run(op *kvv1.StreamOp) *kvv1.StreamResult {
 
 // failed is the result of an op that failed with err, a gRPC status error.
 func failed(id uint64, err error) *kvv1.StreamResult {
+	return &kvv1.StreamResult{Id: id, Error: streamError(err)}
+}
+
+// streamError is err, a gRPC status error, as a stream result carries it.
+func streamError(err error) *kvv1.StreamError {
 	st := status.Convert(err)
-	return &kvv1.StreamResult{Id: id, Error: &kvv1.StreamError{
-		Code:       int32(st.Code()),
-		Message:    st.Message(),
-		NotApplied: apierr.IsNotApplied(err),
-	}}
+	return &kvv1.StreamError{Code: int32(st.Code()), Message: st.Message(), NotApplied: apierr.IsNotApplied(err)}
 }
 
-// reply queues r for sending. Whichever goroutine finds no send loop running
-// becomes it, and sends everything queued meanwhile in as few messages as
-// fit: replies that complete together share a message, and no goroutine is
-// woken only to send.
-func (ks *opStream) reply(r *kvv1.StreamResult) {
-	ks.mu.Lock()
-	if ks.broken {
-		ks.mu.Unlock()
-		return
+// statusOf is the gRPC status error a stream result carries.
+func statusOf(e *kvv1.StreamError) error {
+	code := codes.Code(e.GetCode())
+	if code == codes.OK {
+		code = codes.Unknown
 	}
-	ks.pending = append(ks.pending, r)
-	ks.sendLoop()
+	if e.GetNotApplied() {
+		return apierr.NotApplied(code, e.GetMessage())
+	}
+	return status.Error(code, e.GetMessage())
 }
 
-// sendDraining tells the client that this member is shutting down.
-func (ks *opStream) sendDraining() {
-	ks.mu.Lock()
-	ks.draining = true
-	ks.sendLoop()
-}
-
-// sendLoop is entered with ks.mu held and returns with it released.
-func (ks *opStream) sendLoop() {
-	if ks.sending {
-		ks.mu.Unlock()
-		return
+// opContext bounds a stream op's work by its timeout, as a deadline bounds
+// a unary call; zero leaves it to the member's request timeout.
+func opContext(ctx context.Context, timeoutMs int64) (context.Context, context.CancelFunc) {
+	if timeoutMs <= 0 {
+		return context.WithCancel(ctx)
 	}
-	ks.sending = true
-	for !ks.broken && (len(ks.pending) > 0 || ks.draining) {
-		msg := &kvv1.StreamResponse{Draining: ks.draining}
-		ks.draining = false
-		size := 0
-		n := 0
-		for n < len(ks.pending) {
-			rs := proto.Size(ks.pending[n])
-			if n > 0 && size+rs > maxResultBatchBytes {
-				break
-			}
-			size += rs
-			n++
-		}
-		msg.Results = ks.pending[:n:n]
-		ks.pending = ks.pending[n:]
-		if len(ks.pending) == 0 {
-			ks.pending = nil
-		}
-		ks.mu.Unlock()
-		err := ks.st.Send(msg)
-		ks.mu.Lock()
-		if err != nil {
-			ks.broken = true
-			ks.pending = nil
-		}
-	}
-	ks.sending = false
-	ks.mu.Unlock()
+	return context.WithTimeout(ctx, time.Duration(timeoutMs)*time.Millisecond)
 }

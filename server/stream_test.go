@@ -3,8 +3,10 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kvd-io/kvd/apierr"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	"github.com/kvd-io/kvd/server"
 	"github.com/kvd-io/kvd/server/servertest"
@@ -186,5 +189,69 @@ func TestStreamDrainsWhenTheMemberShutsDown(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("shutdown did not finish after the stream ended")
+	}
+}
+
+// A follower forwards writes on a proposal stream. When the leader shuts
+// down, the stream drains: every forwarded write is answered as applied or
+// as certainly not applied, never as "outcome unknown".
+func TestForwardedWritesRideOutLeaderShutdown(t *testing.T) {
+	c := servertest.New(t, 3)
+	leader := c.Leader(20 * time.Second)
+	follower := others(c, leader)[0]
+	put(t, c, follower, "warm", "x") // opens the follower's stream
+
+	ctx := ctxT(t, 60*time.Second)
+	stop := make(chan struct{})
+	var (
+		mu       sync.Mutex
+		applied  int
+		problems []error
+	)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := c.KV(follower).Put(rctx, &kvv1.PutRequest{Key: []byte(fmt.Sprintf("w%d-%d", w, i)), Value: []byte("v")})
+				cancel()
+				mu.Lock()
+				switch {
+				case err == nil:
+					applied++
+				case !apierr.IsNotApplied(err):
+					problems = append(problems, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	waitApplied := func(n int) {
+		c.Eventually(30*time.Second, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if applied < n {
+				return fmt.Errorf("%d writes applied, want %d", applied, n)
+			}
+			return nil
+		})
+	}
+	waitApplied(50)
+	c.Stop(leader)
+	mu.Lock()
+	before := applied
+	mu.Unlock()
+	waitApplied(before + 50) // writes go on under the new leader
+	close(stop)
+	wg.Wait()
+	for _, err := range problems {
+		t.Errorf("forwarded write: %v (want success or not applied)", err)
 	}
 }

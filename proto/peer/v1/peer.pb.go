@@ -10,6 +10,7 @@
 package peerv1
 
 import (
+	v1 "github.com/kvd-io/kvd/proto/kv/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -116,6 +117,237 @@ func (x *ProposeResponse) GetResult() []byte {
 	return nil
 }
 
+// ProposeStreamRequest carries proposals on a ProposeStream.
+type ProposeStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ops are the proposals, answered independently of each other.
+	Ops           []*ProposeOp `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeStreamRequest) Reset() {
+	*x = ProposeStreamRequest{}
+	mi := &file_peer_v1_peer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeStreamRequest) ProtoMessage() {}
+
+func (x *ProposeStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_v1_peer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeStreamRequest.ProtoReflect.Descriptor instead.
+func (*ProposeStreamRequest) Descriptor() ([]byte, []int) {
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProposeStreamRequest) GetOps() []*ProposeOp {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+// ProposeOp is one proposal on a ProposeStream.
+type ProposeOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the op among those in flight on the stream.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// command is an encoded fsm.v1.Command.
+	Command []byte `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"`
+	// timeout_ms bounds the leader's wait for the command to be applied; zero
+	// means the leader's request timeout.
+	TimeoutMs     int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeOp) Reset() {
+	*x = ProposeOp{}
+	mi := &file_peer_v1_peer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeOp) ProtoMessage() {}
+
+func (x *ProposeOp) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_v1_peer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeOp.ProtoReflect.Descriptor instead.
+func (*ProposeOp) Descriptor() ([]byte, []int) {
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ProposeOp) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ProposeOp) GetCommand() []byte {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *ProposeOp) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+// ProposeStreamResponse carries results on a ProposeStream.
+type ProposeStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results answer ops, each once, in the order they completed.
+	Results []*ProposeResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// draining is set when the leader is shutting down: send no more ops on
+	// this stream, and half-close it.
+	Draining      bool `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeStreamResponse) Reset() {
+	*x = ProposeStreamResponse{}
+	mi := &file_peer_v1_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeStreamResponse) ProtoMessage() {}
+
+func (x *ProposeStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_v1_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeStreamResponse.ProtoReflect.Descriptor instead.
+func (*ProposeStreamResponse) Descriptor() ([]byte, []int) {
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ProposeStreamResponse) GetResults() []*ProposeResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ProposeStreamResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+// ProposeResult answers one ProposeOp.
+type ProposeResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the id of the op answered.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// result is an encoded fsm.v1.Result when the command was applied.
+	Result []byte `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	// error is set when the proposal failed, as Propose would have failed.
+	Error         *v1.StreamError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeResult) Reset() {
+	*x = ProposeResult{}
+	mi := &file_peer_v1_peer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeResult) ProtoMessage() {}
+
+func (x *ProposeResult) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_v1_peer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeResult.ProtoReflect.Descriptor instead.
+func (*ProposeResult) Descriptor() ([]byte, []int) {
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ProposeResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ProposeResult) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ProposeResult) GetError() *v1.StreamError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 // ReadIndexRequest asks the leader for a read index.
 type ReadIndexRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -125,7 +357,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_peer_v1_peer_proto_msgTypes[2]
+	mi := &file_peer_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +369,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[2]
+	mi := &file_peer_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +382,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{2}
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 // ReadIndexResponse answers a ReadIndexRequest.
@@ -164,7 +396,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_peer_v1_peer_proto_msgTypes[3]
+	mi := &file_peer_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +408,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[3]
+	mi := &file_peer_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +421,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -213,7 +445,7 @@ type MemberRemovedRequest struct {
 
 func (x *MemberRemovedRequest) Reset() {
 	*x = MemberRemovedRequest{}
-	mi := &file_peer_v1_peer_proto_msgTypes[4]
+	mi := &file_peer_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +457,7 @@ func (x *MemberRemovedRequest) String() string {
 func (*MemberRemovedRequest) ProtoMessage() {}
 
 func (x *MemberRemovedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[4]
+	mi := &file_peer_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +470,7 @@ func (x *MemberRemovedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemovedRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemovedRequest) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *MemberRemovedRequest) GetName() string {
@@ -264,7 +496,7 @@ type MemberRemovedResponse struct {
 
 func (x *MemberRemovedResponse) Reset() {
 	*x = MemberRemovedResponse{}
-	mi := &file_peer_v1_peer_proto_msgTypes[5]
+	mi := &file_peer_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +508,7 @@ func (x *MemberRemovedResponse) String() string {
 func (*MemberRemovedResponse) ProtoMessage() {}
 
 func (x *MemberRemovedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[5]
+	mi := &file_peer_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,18 +521,32 @@ func (x *MemberRemovedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemovedResponse.ProtoReflect.Descriptor instead.
 func (*MemberRemovedResponse) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 var File_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_peer_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x12peer/v1/peer.proto\x12\apeer.v1\"*\n" +
+	"\x12peer/v1/peer.proto\x12\apeer.v1\x1a\x0ekv/v1/kv.proto\"*\n" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\")\n" +
 	"\x0fProposeResponse\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result\"\x12\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result\"<\n" +
+	"\x14ProposeStreamRequest\x12$\n" +
+	"\x03ops\x18\x01 \x03(\v2\x12.peer.v1.ProposeOpR\x03ops\"T\n" +
+	"\tProposeOp\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
+	"\acommand\x18\x02 \x01(\fR\acommand\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\"e\n" +
+	"\x15ProposeStreamResponse\x120\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.peer.v1.ProposeResultR\aresults\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\"a\n" +
+	"\rProposeResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\fR\x06result\x12(\n" +
+	"\x05error\x18\x03 \x01(\v2\x12.kv.v1.StreamErrorR\x05error\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"I\n" +
@@ -308,9 +554,10 @@ const file_peer_v1_peer_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\x04R\tclusterId\"\x17\n" +
-	"\x15MemberRemovedResponse2\xdf\x01\n" +
+	"\x15MemberRemovedResponse2\xb3\x02\n" +
 	"\vPeerService\x12<\n" +
-	"\aPropose\x12\x17.peer.v1.ProposeRequest\x1a\x18.peer.v1.ProposeResponse\x12B\n" +
+	"\aPropose\x12\x17.peer.v1.ProposeRequest\x1a\x18.peer.v1.ProposeResponse\x12R\n" +
+	"\rProposeStream\x12\x1d.peer.v1.ProposeStreamRequest\x1a\x1e.peer.v1.ProposeStreamResponse(\x010\x01\x12B\n" +
 	"\tReadIndex\x12\x19.peer.v1.ReadIndexRequest\x1a\x1a.peer.v1.ReadIndexResponse\x12N\n" +
 	"\rMemberRemoved\x12\x1d.peer.v1.MemberRemovedRequest\x1a\x1e.peer.v1.MemberRemovedResponseB,Z*github.com/kvd-io/kvd/proto/peer/v1;peerv1b\x06proto3"
 
@@ -326,27 +573,37 @@ func file_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_peer_v1_peer_proto_rawDescData
 }
 
-var file_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_peer_v1_peer_proto_goTypes = []any{
 	(*ProposeRequest)(nil),        // 0: peer.v1.ProposeRequest
 	(*ProposeResponse)(nil),       // 1: peer.v1.ProposeResponse
-	(*ReadIndexRequest)(nil),      // 2: peer.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),     // 3: peer.v1.ReadIndexResponse
-	(*MemberRemovedRequest)(nil),  // 4: peer.v1.MemberRemovedRequest
-	(*MemberRemovedResponse)(nil), // 5: peer.v1.MemberRemovedResponse
+	(*ProposeStreamRequest)(nil),  // 2: peer.v1.ProposeStreamRequest
+	(*ProposeOp)(nil),             // 3: peer.v1.ProposeOp
+	(*ProposeStreamResponse)(nil), // 4: peer.v1.ProposeStreamResponse
+	(*ProposeResult)(nil),         // 5: peer.v1.ProposeResult
+	(*ReadIndexRequest)(nil),      // 6: peer.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),     // 7: peer.v1.ReadIndexResponse
+	(*MemberRemovedRequest)(nil),  // 8: peer.v1.MemberRemovedRequest
+	(*MemberRemovedResponse)(nil), // 9: peer.v1.MemberRemovedResponse
+	(*v1.StreamError)(nil),        // 10: kv.v1.StreamError
 }
 var file_peer_v1_peer_proto_depIdxs = []int32{
-	0, // 0: peer.v1.PeerService.Propose:input_type -> peer.v1.ProposeRequest
-	2, // 1: peer.v1.PeerService.ReadIndex:input_type -> peer.v1.ReadIndexRequest
-	4, // 2: peer.v1.PeerService.MemberRemoved:input_type -> peer.v1.MemberRemovedRequest
-	1, // 3: peer.v1.PeerService.Propose:output_type -> peer.v1.ProposeResponse
-	3, // 4: peer.v1.PeerService.ReadIndex:output_type -> peer.v1.ReadIndexResponse
-	5, // 5: peer.v1.PeerService.MemberRemoved:output_type -> peer.v1.MemberRemovedResponse
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	3,  // 0: peer.v1.ProposeStreamRequest.ops:type_name -> peer.v1.ProposeOp
+	5,  // 1: peer.v1.ProposeStreamResponse.results:type_name -> peer.v1.ProposeResult
+	10, // 2: peer.v1.ProposeResult.error:type_name -> kv.v1.StreamError
+	0,  // 3: peer.v1.PeerService.Propose:input_type -> peer.v1.ProposeRequest
+	2,  // 4: peer.v1.PeerService.ProposeStream:input_type -> peer.v1.ProposeStreamRequest
+	6,  // 5: peer.v1.PeerService.ReadIndex:input_type -> peer.v1.ReadIndexRequest
+	8,  // 6: peer.v1.PeerService.MemberRemoved:input_type -> peer.v1.MemberRemovedRequest
+	1,  // 7: peer.v1.PeerService.Propose:output_type -> peer.v1.ProposeResponse
+	4,  // 8: peer.v1.PeerService.ProposeStream:output_type -> peer.v1.ProposeStreamResponse
+	7,  // 9: peer.v1.PeerService.ReadIndex:output_type -> peer.v1.ReadIndexResponse
+	9,  // 10: peer.v1.PeerService.MemberRemoved:output_type -> peer.v1.MemberRemovedResponse
+	7,  // [7:11] is the sub-list for method output_type
+	3,  // [3:7] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_peer_v1_peer_proto_init() }
@@ -360,7 +617,7 @@ func file_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_v1_peer_proto_rawDesc), len(file_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	PeerService_Propose_FullMethodName       = "/peer.v1.PeerService/Propose"
+	PeerService_ProposeStream_FullMethodName = "/peer.v1.PeerService/ProposeStream"
 	PeerService_ReadIndex_FullMethodName     = "/peer.v1.PeerService/ReadIndex"
 	PeerService_MemberRemoved_FullMethodName = "/peer.v1.PeerService/MemberRemoved"
 )
@@ -36,6 +37,14 @@ type PeerServiceClient interface {
 	// Propose appends an encoded fsm.v1.Command to the log. Only the leader
 	// accepts it; it answers once the command is applied.
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
+	// ProposeStream carries many proposals, as Propose does one, over one
+	// long-lived stream: a follower forwards its clients' writes on it. Each op
+	// has an id unique among those in flight, and its result carries the same
+	// id, in the order they complete. When the leader shuts down it sends a
+	// response with draining set; the follower then sends nothing more and
+	// half-closes, and the leader answers what it got before it ends the
+	// stream.
+	ProposeStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProposeStreamRequest, ProposeStreamResponse], error)
 	// ReadIndex confirms leadership with a quorum and returns the commit index
 	// a linearizable read must wait for. Only the leader answers.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
@@ -61,6 +70,19 @@ func (c *peerServiceClient) Propose(ctx context.Context, in *ProposeRequest, opt
 	}
 	return out, nil
 }
+
+func (c *peerServiceClient) ProposeStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProposeStreamRequest, ProposeStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PeerService_ServiceDesc.Streams[0], PeerService_ProposeStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ProposeStreamRequest, ProposeStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PeerService_ProposeStreamClient = grpc.BidiStreamingClient[ProposeStreamRequest, ProposeStreamResponse]
 
 func (c *peerServiceClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -91,6 +113,14 @@ type PeerServiceServer interface {
 	// Propose appends an encoded fsm.v1.Command to the log. Only the leader
 	// accepts it; it answers once the command is applied.
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
+	// ProposeStream carries many proposals, as Propose does one, over one
+	// long-lived stream: a follower forwards its clients' writes on it. Each op
+	// has an id unique among those in flight, and its result carries the same
+	// id, in the order they complete. When the leader shuts down it sends a
+	// response with draining set; the follower then sends nothing more and
+	// half-closes, and the leader answers what it got before it ends the
+	// stream.
+	ProposeStream(grpc.BidiStreamingServer[ProposeStreamRequest, ProposeStreamResponse]) error
 	// ReadIndex confirms leadership with a quorum and returns the commit index
 	// a linearizable read must wait for. Only the leader answers.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
@@ -109,6 +139,9 @@ type UnimplementedPeerServiceServer struct{}
 
 func (UnimplementedPeerServiceServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Propose not implemented")
+}
+func (UnimplementedPeerServiceServer) ProposeStream(grpc.BidiStreamingServer[ProposeStreamRequest, ProposeStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method ProposeStream not implemented")
 }
 func (UnimplementedPeerServiceServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
@@ -154,6 +187,13 @@ func _PeerService_Propose_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _PeerService_ProposeStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServiceServer).ProposeStream(&grpc.GenericServerStream[ProposeStreamRequest, ProposeStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PeerService_ProposeStreamServer = grpc.BidiStreamingServer[ProposeStreamRequest, ProposeStreamResponse]
 
 func _PeerService_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReadIndexRequest)
@@ -211,6 +251,13 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PeerService_MemberRemoved_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ProposeStream",
+			Handler:       _PeerService_ProposeStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "peer/v1/peer.proto",
 }
