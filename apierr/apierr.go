@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
 // Domain is the ErrorInfo domain of kvd's errors.
@@ -73,4 +75,25 @@ func MarkUnsent(ctx context.Context, method string, req, reply any, cc *grpc.Cli
 		return NotApplied(codes.Unavailable, fmt.Sprintf("request not sent to %s: %s", cc.Target(), status.Convert(err).Message()))
 	}
 	return err
+}
+
+// ToStream returns err, a gRPC status error, as a stream result carries it
+// (kv.v1.StreamError): its code, its message, and whether it is marked not
+// applied.
+func ToStream(err error) *kvv1.StreamError {
+	st := status.Convert(err)
+	return &kvv1.StreamError{Code: int32(st.Code()), Message: st.Message(), NotApplied: IsNotApplied(err)}
+}
+
+// FromStream is the inverse of ToStream: the status error that e carries. A
+// zero code, which no error has, reads as Unknown.
+func FromStream(e *kvv1.StreamError) error {
+	code := codes.Code(e.GetCode())
+	if code == codes.OK {
+		code = codes.Unknown
+	}
+	if e.GetNotApplied() {
+		return NotApplied(code, e.GetMessage())
+	}
+	return status.Error(code, e.GetMessage())
 }

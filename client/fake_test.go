@@ -185,9 +185,7 @@ func (f *fakeServer) runOp(ctx context.Context, op *kvv1.StreamOp) *kvv1.StreamR
 		err = status.Error(codes.InvalidArgument, "no request")
 	}
 	if err != nil {
-		st := status.Convert(err)
-		return &kvv1.StreamResult{Id: op.GetId(), Error: &kvv1.StreamError{
-			Code: int32(st.Code()), Message: st.Message(), NotApplied: apierr.IsNotApplied(err)}}
+		return &kvv1.StreamResult{Id: op.GetId(), Error: apierr.ToStream(err)}
 	}
 	return &kvv1.StreamResult{Id: op.GetId(), Response: resp}
 }

@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/apierr"
+	"github.com/kvd-io/kvd/internal/streammux"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 )
 
@@ -52,32 +52,17 @@ func (p *peerService) proposeOp(ctx context.Context, op *peerv1.ProposeOp) *peer
 		return p.Propose(ctx, req)
 	})
 	if err != nil {
-		return &peerv1.ProposeResult{Id: op.GetId(), Error: streamError(err)}
+		return &peerv1.ProposeResult{Id: op.GetId(), Error: apierr.ToStream(err)}
 	}
 	return &peerv1.ProposeResult{Id: op.GetId(), Result: resp.(*peerv1.ProposeResponse).GetResult()}
 }
 
 // proposeStream is a follower's stream of forwarded proposals on one
-// connection to the leader. Calls share it: each op gets an id, and the
-// receive loop hands each result to the call waiting for that id.
+// connection to the leader, which every forwarded write shares (see package
+// streammux).
 type proposeStream struct {
 	leader string // for errors
-	ps     peerv1.PeerService_ProposeStreamClient
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the receive loop ends
-
-	sendMu sync.Mutex // serialises Send and CloseSend
-
-	mu     sync.Mutex
-	nextID uint64
-	calls  map[uint64]chan proposeReply
-	closed bool  // no more ops: the stream broke, drains or is closed
-	err    error // why it closed
-}
-
-type proposeReply struct {
-	result []byte
-	err    error
+	mux    *streammux.Mux[*peerv1.ProposeOp, *peerv1.ProposeResult]
 }
 
 func openProposeStream(conn *grpc.ClientConn, leader string) (*proposeStream, error) {
@@ -87,149 +72,69 @@ func openProposeStream(conn *grpc.ClientConn, leader string) (*proposeStream, er
 		cancel()
 		return nil, err
 	}
-	p := &proposeStream{leader: leader, ps: ps, cancel: cancel, done: make(chan struct{}), calls: make(map[uint64]chan proposeReply)}
-	go p.receive()
-	return p, nil
+	return &proposeStream{leader: leader, mux: streammux.New(proposeWire{ps}, cancel, proposeCodec)}, nil
 }
 
-func (p *proposeStream) usable() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return !p.closed
-}
-
-func (p *proposeStream) ended() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// close ends the stream and its receive loop; calls in flight fail.
-func (p *proposeStream) close() {
-	p.cancel()
-	<-p.done
-}
+func (p *proposeStream) usable() bool { return p.mux.Usable() }
+func (p *proposeStream) ended() bool  { return p.mux.Ended() }
+func (p *proposeStream) close()       { p.mux.Close() }
 
 // call forwards an encoded command and returns the leader's encoded result.
 // Its errors are gRPC status errors, as a Propose call's would be: marked not
 // applied when the op was never sent.
 func (p *proposeStream) call(ctx context.Context, command []byte) ([]byte, error) {
-	op := &peerv1.ProposeOp{Command: command}
-	if dl, ok := ctx.Deadline(); ok {
-		left := time.Until(dl)
-		if left <= 0 {
-			return nil, status.FromContextError(context.DeadlineExceeded).Err()
+	res, err := p.mux.Call(ctx, &peerv1.ProposeOp{Command: command})
+	var (
+		unsent *streammux.UnsentError
+		broken *streammux.BrokenError
+	)
+	switch {
+	case err == nil:
+		if e := res.GetError(); e != nil {
+			return nil, apierr.FromStream(e)
 		}
-		op.TimeoutMs = int64((left + time.Millisecond - 1) / time.Millisecond)
-	}
-	ch := make(chan proposeReply, 1)
-	p.mu.Lock()
-	if p.closed {
-		err := p.err
-		p.mu.Unlock()
-		return nil, p.unsent(err)
-	}
-	p.nextID++
-	op.Id = p.nextID
-	p.calls[op.Id] = ch
-	p.mu.Unlock()
-
-	p.sendMu.Lock()
-	err := p.ps.Send(&peerv1.ProposeStreamRequest{Ops: []*peerv1.ProposeOp{op}})
-	p.sendMu.Unlock()
-	if err != nil {
-		// A failed Send did not put the op on the wire.
-		p.mu.Lock()
-		delete(p.calls, op.Id)
-		p.closeLocked(fmt.Errorf("send: %w", err))
-		err = p.err
-		p.mu.Unlock()
-		return nil, p.unsent(err)
-	}
-	select {
-	case r := <-ch:
-		return r.result, r.err
-	case <-ctx.Done():
-		p.mu.Lock()
-		delete(p.calls, op.Id)
-		p.mu.Unlock()
-		return nil, status.FromContextError(ctx.Err()).Err()
-	}
-}
-
-// receive hands results to their calls until the stream ends, then fails
-// every call still waiting.
-func (p *proposeStream) receive() {
-	defer close(p.done)
-	for {
-		resp, err := p.ps.Recv()
-		if err != nil {
-			p.fail(err)
-			return
+		return res.GetResult(), nil
+	case errors.As(err, &unsent):
+		if status.Code(unsent.Cause) == codes.Unimplemented {
+			return nil, errNoProposeStream
 		}
-		p.mu.Lock()
-		for _, r := range resp.GetResults() {
-			reply := proposeReply{result: r.GetResult()}
-			if e := r.GetError(); e != nil {
-				reply = proposeReply{err: statusOf(e)}
-			}
-			p.deliverLocked(r.GetId(), reply)
-		}
-		drain := resp.GetDraining() && !p.closed
-		if drain {
-			p.closeLocked(fmt.Errorf("leader %s is shutting down", p.leader))
-		}
-		p.mu.Unlock()
-		if drain {
-			// Half-close, so that the leader ends the stream once it has
-			// answered what it got.
-			p.sendMu.Lock()
-			_ = p.ps.CloseSend()
-			p.sendMu.Unlock()
-		}
-	}
-}
-
-// fail ends the stream after Recv returned err.
-func (p *proposeStream) fail(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closeLocked(err)
-	st, _ := status.FromError(err)
-	for id := range p.calls {
-		if st.Code() == codes.Unimplemented {
-			p.deliverLocked(id, proposeReply{err: errNoProposeStream})
-			continue
+		return nil, apierr.NotApplied(codes.Unavailable, fmt.Sprintf("request not sent to leader %s: stream closed: %v", p.leader, unsent.Cause))
+	case errors.As(err, &broken):
+		if status.Code(broken.Cause) == codes.Unimplemented {
+			return nil, errNoProposeStream // refused before any op was read
 		}
 		// Sent and not answered: the write may have been applied.
-		p.deliverLocked(id, proposeReply{err: status.Errorf(codes.Unavailable, "stream to leader %s ended before the answer came: %v", p.leader, err)})
-	}
-	p.cancel()
-}
-
-func (p *proposeStream) closeLocked(err error) {
-	if !p.closed {
-		p.closed = true
-		p.err = err
+		return nil, status.Errorf(codes.Unavailable, "stream to leader %s ended before the answer came: %v", p.leader, broken.Cause)
+	default:
+		return nil, err
 	}
 }
 
-func (p *proposeStream) deliverLocked(id uint64, r proposeReply) {
-	if ch, ok := p.calls[id]; ok {
-		delete(p.calls, id)
-		ch <- r // buffered, and each call gets one reply
-	}
+// proposeWire is a PeerService.ProposeStream as streammux sees it.
+type proposeWire struct {
+	ps peerv1.PeerService_ProposeStreamClient
 }
 
-// unsent is the error of an op that was never sent.
-func (p *proposeStream) unsent(cause error) error {
-	if status.Code(cause) == codes.Unimplemented {
-		return errNoProposeStream
+func (w proposeWire) Send(ops []*peerv1.ProposeOp) error {
+	return w.ps.Send(&peerv1.ProposeStreamRequest{Ops: ops})
+}
+
+func (w proposeWire) Recv() ([]*peerv1.ProposeResult, bool, error) {
+	resp, err := w.ps.Recv()
+	if err != nil {
+		return nil, false, err
 	}
-	return apierr.NotApplied(codes.Unavailable, fmt.Sprintf("request not sent to leader %s: stream closed: %v", p.leader, cause))
+	return resp.GetResults(), resp.GetDraining(), nil
+}
+
+func (w proposeWire) CloseSend() error { return w.ps.CloseSend() }
+
+var proposeCodec = streammux.Codec[*peerv1.ProposeOp, *peerv1.ProposeResult]{
+	SetID: func(op *peerv1.ProposeOp, id uint64, timeoutMs int64) {
+		op.Id, op.TimeoutMs = id, timeoutMs
+	},
+	ID:   (*peerv1.ProposeResult).GetId,
+	Size: func(op *peerv1.ProposeOp) int { return proto.Size(op) },
 }
 
 // forwardOnStream forwards an encoded command on the connection's proposal

@@ -111,25 +111,7 @@ func (ks *opStream) run(op *kvv1.StreamOp) *kvv1.StreamResult {
 
 // failed is the result of an op that failed with err, a gRPC status error.
 func failed(id uint64, err error) *kvv1.StreamResult {
-	return &kvv1.StreamResult{Id: id, Error: streamError(err)}
-}
-
-// streamError is err, a gRPC status error, as a stream result carries it.
-func streamError(err error) *kvv1.StreamError {
-	st := status.Convert(err)
-	return &kvv1.StreamError{Code: int32(st.Code()), Message: st.Message(), NotApplied: apierr.IsNotApplied(err)}
-}
-
-// statusOf is the gRPC status error a stream result carries.
-func statusOf(e *kvv1.StreamError) error {
-	code := codes.Code(e.GetCode())
-	if code == codes.OK {
-		code = codes.Unknown
-	}
-	if e.GetNotApplied() {
-		return apierr.NotApplied(code, e.GetMessage())
-	}
-	return status.Error(code, e.GetMessage())
+	return &kvv1.StreamResult{Id: id, Error: apierr.ToStream(err)}
 }
 
 // opContext bounds a stream op's work by its timeout, as a deadline bounds

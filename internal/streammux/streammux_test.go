@@ -1,0 +1,281 @@
+package streammux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+type op struct {
+	id      uint64
+	timeout int64
+	body    string
+}
+
+type res struct {
+	id   uint64
+	body string
+}
+
+// pipe is an in-memory wire. Sent messages go to sent; the test answers
+// through answer, ends the stream with fail, and sees half-closes on closed.
+type pipe struct {
+	sent    chan []*op
+	answers chan msg
+	closed  chan struct{}
+
+	mu      sync.Mutex
+	sendErr error
+	half    bool
+}
+
+type msg struct {
+	results  []*res
+	draining bool
+	err      error
+}
+
+func newPipe() *pipe {
+	return &pipe{sent: make(chan []*op, 100), answers: make(chan msg, 100), closed: make(chan struct{})}
+}
+
+func (p *pipe) Send(ops []*op) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sendErr != nil {
+		return p.sendErr
+	}
+	if p.half {
+		return errors.New("send after CloseSend")
+	}
+	p.sent <- ops
+	return nil
+}
+
+func (p *pipe) Recv() ([]*res, bool, error) {
+	select {
+	case m := <-p.answers:
+		return m.results, m.draining, m.err
+	case <-p.closed:
+		return nil, false, status.Error(codes.Canceled, "context canceled")
+	}
+}
+
+func (p *pipe) CloseSend() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.half = true
+	return nil
+}
+
+var codec = Codec[*op, *res]{
+	SetID: func(o *op, id uint64, timeoutMs int64) { o.id, o.timeout = id, timeoutMs },
+	ID:    func(r *res) uint64 { return r.id },
+	Size:  func(o *op) int { return len(o.body) },
+}
+
+func newMux(t *testing.T) (*Mux[*op, *res], *pipe) {
+	p := newPipe()
+	var once sync.Once
+	m := New[*op, *res](p, func() { once.Do(func() { close(p.closed) }) }, codec)
+	t.Cleanup(m.Close)
+	return m, p
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// echo answers every op it is sent with its own body, from the last op of a
+// message to the first, until the pipe closes.
+func echo(p *pipe) {
+	go func() {
+		for {
+			select {
+			case ops := <-p.sent:
+				var rs []*res
+				for i := len(ops) - 1; i >= 0; i-- {
+					rs = append(rs, &res{id: ops[i].id, body: ops[i].body})
+				}
+				p.answers <- msg{results: rs}
+			case <-p.closed:
+				return
+			}
+		}
+	}()
+}
+
+func TestConcurrentCallsGetTheirOwnResults(t *testing.T) {
+	m, p := newMux(t)
+	echo(p)
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Sprint("op-", i)
+			r, err := m.Call(ctx, &op{body: body})
+			if err != nil || r.body != body {
+				errs <- fmt.Errorf("call %s: %v, %v", body, r, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestOpCarriesTimeoutRoundedUp(t *testing.T) {
+	m, p := newMux(t)
+	ctx, cancel := context.WithTimeout(ctxT(t), 1500*time.Microsecond)
+	defer cancel()
+	go func() { _, _ = m.Call(ctx, &op{body: "x"}) }()
+	ops := <-p.sent
+	if got := ops[0].timeout; got < 1 || got > 2 {
+		t.Errorf("timeout %d ms for a deadline 1.5 ms away, want 1 or 2", got)
+	}
+}
+
+func TestBrokenStreamFailsSentOpsAndRefusesNew(t *testing.T) {
+	m, p := newMux(t)
+	ctx := ctxT(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := m.Call(ctx, &op{body: "x"})
+		errc <- err
+	}()
+	<-p.sent // it left
+	p.answers <- msg{err: io.EOF}
+	var broken *BrokenError
+	if err := <-errc; !errors.As(err, &broken) {
+		t.Fatalf("sent op on a broken stream: %v, want a BrokenError", err)
+	}
+	var unsent *UnsentError
+	if _, err := m.Call(ctx, &op{body: "y"}); !errors.As(err, &unsent) {
+		t.Fatalf("op on a closed stream: %v, want an UnsentError", err)
+	}
+}
+
+func TestFailedSendIsUnsent(t *testing.T) {
+	m, p := newMux(t)
+	p.sendErr = io.EOF
+	var unsent *UnsentError
+	if _, err := m.Call(ctxT(t), &op{body: "x"}); !errors.As(err, &unsent) {
+		t.Fatalf("op whose send failed: %v, want an UnsentError", err)
+	}
+	if m.Usable() {
+		t.Error("stream still usable after a failed send")
+	}
+}
+
+func TestDrainingHalfClosesAndStillDelivers(t *testing.T) {
+	m, p := newMux(t)
+	ctx := ctxT(t)
+	errc := make(chan error, 1)
+	go func() {
+		r, err := m.Call(ctx, &op{body: "x"})
+		if err == nil && r.body != "answered" {
+			err = fmt.Errorf("got %q", r.body)
+		}
+		errc <- err
+	}()
+	sent := <-p.sent
+	p.answers <- msg{draining: true}
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Usable() {
+		if time.Now().After(deadline) {
+			t.Fatal("stream still usable after the draining notice")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for !p.halfClosed() {
+		if time.Now().After(deadline) {
+			t.Fatal("no half-close after the draining notice")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The op sent before the notice is still answered.
+	p.answers <- msg{results: []*res{{id: sent[0].id, body: "answered"}}}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	var unsent *UnsentError
+	if _, err := m.Call(ctx, &op{body: "y"}); !errors.As(err, &unsent) {
+		t.Fatalf("op after draining: %v, want an UnsentError", err)
+	}
+}
+
+func (p *pipe) halfClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.half
+}
+
+func TestContextEndsTheWaitNotTheStream(t *testing.T) {
+	m, p := newMux(t)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	errc := make(chan error, 1)
+	go func() {
+		_, err := m.Call(ctx, &op{body: "x"})
+		errc <- err
+	}()
+	sent := <-p.sent
+	cancel()
+	if err := <-errc; status.Code(err) != codes.Canceled {
+		t.Fatalf("call whose context ended: %v, want Canceled", err)
+	}
+	// A late answer for it is dropped; the stream goes on.
+	p.answers <- msg{results: []*res{{id: sent[0].id}}}
+	echo(p)
+	if r, err := m.Call(ctxT(t), &op{body: "y"}); err != nil || r.body != "y" {
+		t.Fatalf("next call: %v, %v", r, err)
+	}
+}
+
+func TestMessagesAreCappedInSize(t *testing.T) {
+	m, p := newMux(t)
+	big := string(make([]byte, MaxBatchBytes/2+1))
+	// Hold the first send, so that the next three ops queue behind it.
+	p.mu.Lock()
+	ctx := ctxT(t)
+	for range 4 {
+		go func() { _, _ = m.Call(ctx, &op{body: big}) }()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for m.queued() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("ops did not queue")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.mu.Unlock()
+	for range 4 {
+		select {
+		case ops := <-p.sent:
+			if len(ops) != 1 {
+				t.Fatalf("a message of %d ops over %d bytes", len(ops), MaxBatchBytes)
+			}
+		case <-ctx.Done():
+			t.Fatal("ops were not sent")
+		}
+	}
+}
+
+func (m *Mux[Op, Res]) queued() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.queue)
+}
