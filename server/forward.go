@@ -42,19 +42,21 @@ func (p *peerService) ProposeStream(st peerv1.PeerService_ProposeStreamServer) e
 	})
 }
 
-// proposeOp serves one op of a ProposeStream with Propose, after the checks
-// its interceptors make for a unary call.
+// proposeOp serves one op of a ProposeStream with Propose, after the check
+// its interceptor makes for a unary call.
 func (p *peerService) proposeOp(ctx context.Context, op *peerv1.ProposeOp) *peerv1.ProposeResult {
 	ctx, cancel := opContext(ctx, op.GetTimeoutMs())
 	defer cancel()
 	req := &peerv1.ProposeRequest{Command: op.GetCommand()}
-	resp, err := p.s.limitRequestSize(ctx, req, nil, func(ctx context.Context, _ any) (any, error) {
-		return p.Propose(ctx, req)
-	})
+	err := p.s.admit(req)
+	var resp *peerv1.ProposeResponse
+	if err == nil {
+		resp, err = p.Propose(ctx, req)
+	}
 	if err != nil {
 		return &peerv1.ProposeResult{Id: op.GetId(), Error: apierr.ToStream(err)}
 	}
-	return &peerv1.ProposeResult{Id: op.GetId(), Result: resp.(*peerv1.ProposeResponse).GetResult()}
+	return &peerv1.ProposeResult{Id: op.GetId(), Result: resp.GetResult()}
 }
 
 // proposeStream is a follower's stream of forwarded proposals on one

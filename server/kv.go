@@ -102,16 +102,25 @@ func (s *Server) header(rev int64) *kvv1.ResponseHeader {
 	return &kvv1.ResponseHeader{ClusterId: id, MemberId: s.id, Revision: rev, RaftTerm: s.raft.CurrentTerm()}
 }
 
-// limitRequestSize refuses requests larger than MaxRequestBytes, and every
-// request once the member was removed from its cluster.
+// limitRequestSize is the unary interceptor of admit.
 func (s *Server) limitRequestSize(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := s.Err(); err != nil {
-		return nil, toStatus(err)
-	}
 	if m, ok := req.(proto.Message); ok {
-		if n := proto.Size(m); n > s.cfg.MaxRequestBytes {
-			return nil, toStatus(fmt.Errorf("%w: %d bytes exceeds the limit of %d (--max-request-bytes)", ErrRequestTooLarge, n, s.cfg.MaxRequestBytes))
+		if err := s.admit(m); err != nil {
+			return nil, err
 		}
 	}
 	return handler(ctx, req)
+}
+
+// admit refuses a request larger than MaxRequestBytes, and every request
+// once the member was removed from its cluster, with a gRPC status error.
+// Unary calls and the ops of streams go through it alike.
+func (s *Server) admit(req proto.Message) error {
+	if err := s.Err(); err != nil {
+		return toStatus(err)
+	}
+	if n := proto.Size(req); n > s.cfg.MaxRequestBytes {
+		return toStatus(fmt.Errorf("%w: %d bytes exceeds the limit of %d (--max-request-bytes)", ErrRequestTooLarge, n, s.cfg.MaxRequestBytes))
+	}
+	return nil
 }

@@ -2,12 +2,10 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/apierr"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
@@ -46,14 +44,9 @@ type opStream struct {
 
 // dispatch starts one op.
 func (ks *opStream) dispatch(op *kvv1.StreamOp) {
-	s := ks.k.s
-	if err := s.Err(); err != nil {
-		ks.out.reply(failed(op.GetId(), toStatus(err)))
-		return
-	}
 	req := op.GetRequest()
-	if n := proto.Size(req); n > s.cfg.MaxRequestBytes {
-		ks.out.reply(failed(op.GetId(), toStatus(fmt.Errorf("%w: %d bytes exceeds the limit of %d (--max-request-bytes)", ErrRequestTooLarge, n, s.cfg.MaxRequestBytes))))
+	if err := ks.k.s.admit(req); err != nil {
+		ks.out.reply(failed(op.GetId(), err))
 		return
 	}
 	if r := req.GetRequestRange(); r != nil && r.GetSerializable() {
