@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvd-io/kvd/apierr"
+	"github.com/kvd-io/kvd/internal/streammux"
 )
 
 // ErrClosed is returned by calls on a Client after Close.
@@ -123,7 +124,7 @@ func (e *endpointConn) opStream(cc *grpc.ClientConn) (*opStream, error) {
 		return nil, ErrClosed
 	}
 	if e.noStream {
-		return nil, errNoStream
+		return nil, streammux.ErrNotServed
 	}
 	if e.stream != nil && e.stream.usable() {
 		return e.stream, nil

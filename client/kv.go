@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/internal/streammux"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -145,7 +146,7 @@ func (c *Client) send(ctx context.Context, kind rpcKind, req *kvv1.RequestOp) (*
 			if err == nil {
 				resp, err = s.call(ctx, req)
 			}
-			if !errors.Is(err, errNoStream) {
+			if !errors.Is(err, streammux.ErrNotServed) {
 				return err
 			}
 			e.streamUnsupported() // nothing ran: send it as a call

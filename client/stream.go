@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"math"
 
 	"google.golang.org/grpc"
@@ -26,15 +24,10 @@ const (
 	maxStreamRecvBytes = math.MaxInt32
 )
 
-// errNoStream reports that the endpoint does not serve KVService.Stream
-// (Unimplemented): the op was not run and goes as a unary call instead.
-var errNoStream = errors.New("client: endpoint does not serve streams")
-
 // opStream is one KVService.Stream on one endpoint's connection, which every
 // call to that endpoint shares (see package streammux).
 type opStream struct {
-	endpoint string
-	mux      *streammux.Mux[*kvv1.StreamOp, *kvv1.StreamResult]
+	mux *streammux.Mux[*kvv1.StreamOp, *kvv1.StreamResult]
 }
 
 // openStream starts a stream on cc. close ends it.
@@ -45,7 +38,7 @@ func openStream(cc *grpc.ClientConn, endpoint string) (*opStream, error) {
 		cancel()
 		return nil, err
 	}
-	return &opStream{endpoint: endpoint, mux: streammux.New(kvWire{cs}, cancel, kvCodec)}, nil
+	return &opStream{mux: streammux.New(endpoint, kvWire{cs}, cancel, kvCodec)}, nil
 }
 
 func (s *opStream) usable() bool { return s.mux.Usable() }
@@ -53,41 +46,14 @@ func (s *opStream) ended() bool  { return s.mux.Ended() }
 func (s *opStream) close()       { s.mux.Close() }
 
 // call sends req and waits for its result, or for ctx to end. Its errors are
-// what a unary call of the same kind would return.
+// what a unary call of the same kind would return, or
+// streammux.ErrNotServed.
 func (s *opStream) call(ctx context.Context, req *kvv1.RequestOp) (*kvv1.ResponseOp, error) {
 	res, err := s.mux.Call(ctx, &kvv1.StreamOp{Request: req})
 	if err != nil {
-		return nil, s.callError(err)
+		return nil, err
 	}
 	return resultOf(res)
-}
-
-// callError turns the multiplexer's errors into gRPC status errors: an op
-// that never left is marked not applied, one that left and got no answer is
-// as uncertain as a unary call whose connection broke.
-func (s *opStream) callError(err error) error {
-	var (
-		unsent *streammux.UnsentError
-		broken *streammux.BrokenError
-	)
-	switch {
-	case errors.As(err, &unsent):
-		if status.Code(unsent.Cause) == codes.Unimplemented {
-			return errNoStream
-		}
-		return apierr.NotApplied(codes.Unavailable, fmt.Sprintf("request not sent to %s: stream closed: %v", s.endpoint, unsent.Cause))
-	case errors.As(err, &broken):
-		code := status.Code(broken.Cause)
-		switch code {
-		case codes.Unimplemented:
-			return errNoStream // the member refused the stream before reading any op
-		case codes.OK, codes.Unknown:
-			code = codes.Unavailable // the stream ended without a status
-		}
-		return status.Errorf(code, "stream to %s ended before the answer came: %v", s.endpoint, broken.Cause)
-	default:
-		return err
-	}
 }
 
 // resultOf turns a result off the wire into the call's response or error.

@@ -3,11 +3,8 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/apierr"
@@ -19,10 +16,6 @@ import (
 // PeerService.ProposeStream per leader connection, rather than a Propose call
 // each: a unary call cost the leader and the follower more CPU than the rest
 // of forwarding a write.
-
-// errNoProposeStream: the leader does not serve ProposeStream (an older
-// version during a rolling upgrade). Nothing was sent; use Propose.
-var errNoProposeStream = errors.New("leader does not serve proposal streams")
 
 // ProposeStream serves a follower's forwarded proposals, each as Propose
 // would.
@@ -63,8 +56,7 @@ func (p *peerService) proposeOp(ctx context.Context, op *peerv1.ProposeOp) *peer
 // connection to the leader, which every forwarded write shares (see package
 // streammux).
 type proposeStream struct {
-	leader string // for errors
-	mux    *streammux.Mux[*peerv1.ProposeOp, *peerv1.ProposeResult]
+	mux *streammux.Mux[*peerv1.ProposeOp, *peerv1.ProposeResult]
 }
 
 func openProposeStream(conn *grpc.ClientConn, leader string) (*proposeStream, error) {
@@ -74,7 +66,7 @@ func openProposeStream(conn *grpc.ClientConn, leader string) (*proposeStream, er
 		cancel()
 		return nil, err
 	}
-	return &proposeStream{leader: leader, mux: streammux.New(proposeWire{ps}, cancel, proposeCodec)}, nil
+	return &proposeStream{mux: streammux.New("leader "+leader, proposeWire{ps}, cancel, proposeCodec)}, nil
 }
 
 func (p *proposeStream) usable() bool { return p.mux.Usable() }
@@ -82,34 +74,17 @@ func (p *proposeStream) ended() bool  { return p.mux.Ended() }
 func (p *proposeStream) close()       { p.mux.Close() }
 
 // call forwards an encoded command and returns the leader's encoded result.
-// Its errors are gRPC status errors, as a Propose call's would be: marked not
-// applied when the op was never sent.
+// Its errors are gRPC status errors, as a Propose call's would be (marked not
+// applied when the op was never sent), or streammux.ErrNotServed.
 func (p *proposeStream) call(ctx context.Context, command []byte) ([]byte, error) {
 	res, err := p.mux.Call(ctx, &peerv1.ProposeOp{Command: command})
-	var (
-		unsent *streammux.UnsentError
-		broken *streammux.BrokenError
-	)
-	switch {
-	case err == nil:
-		if e := res.GetError(); e != nil {
-			return nil, apierr.FromStream(e)
-		}
-		return res.GetResult(), nil
-	case errors.As(err, &unsent):
-		if status.Code(unsent.Cause) == codes.Unimplemented {
-			return nil, errNoProposeStream
-		}
-		return nil, apierr.NotApplied(codes.Unavailable, fmt.Sprintf("request not sent to leader %s: stream closed: %v", p.leader, unsent.Cause))
-	case errors.As(err, &broken):
-		if status.Code(broken.Cause) == codes.Unimplemented {
-			return nil, errNoProposeStream // refused before any op was read
-		}
-		// Sent and not answered: the write may have been applied.
-		return nil, status.Errorf(codes.Unavailable, "stream to leader %s ended before the answer came: %v", p.leader, broken.Cause)
-	default:
+	if err != nil {
 		return nil, err
 	}
+	if e := res.GetError(); e != nil {
+		return nil, apierr.FromStream(e)
+	}
+	return res.GetResult(), nil
 }
 
 // proposeWire is a PeerService.ProposeStream as streammux sees it.
@@ -148,7 +123,7 @@ func (s *Server) forwardOnStream(ctx context.Context, conn *grpc.ClientConn, lea
 	if err == nil {
 		encoded, err = ps.call(ctx, data)
 	}
-	if errors.Is(err, errNoProposeStream) {
+	if errors.Is(err, streammux.ErrNotServed) {
 		s.peers.noProposeStream(conn)
 		var resp *peerv1.ProposeResponse
 		resp, err = peerv1.NewPeerServiceClient(conn).Propose(ctx, &peerv1.ProposeRequest{Command: data})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/streammux"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 )
 
@@ -46,7 +47,7 @@ func (p *peerPool) proposeStream(conn *grpc.ClientConn, leader string) (*propose
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.noStream[conn] {
-		return nil, errNoProposeStream
+		return nil, streammux.ErrNotServed
 	}
 	if ps := p.streams[conn]; ps != nil {
 		if ps.usable() {

@@ -6,9 +6,9 @@
 // answers what it got before it ends the stream.
 //
 // The kvd SDK uses it for KVService.Stream, and members use it for
-// PeerService.ProposeStream. The callers own the meaning of errors: the
-// package only tells an op that never left (UnsentError) from one that left
-// and got no answer (BrokenError).
+// PeerService.ProposeStream. Its errors are gRPC status errors that say
+// what a caller may retry: an op that never left (UnsentError) is marked not
+// applied, one that left and got no answer (BrokenError) is not.
 package streammux
 
 import (
@@ -18,7 +18,10 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/kvd-io/kvd/apierr"
 )
 
 // Wire is one stream, seen through the messages of its service.
@@ -47,27 +50,59 @@ type Codec[Op, Res any] struct {
 // still goes alone.
 const MaxBatchBytes = 512 << 10
 
-// UnsentError is the error of an op that never left: the stream had closed,
-// or Send failed. Nothing of it reached the server.
-type UnsentError struct{ Cause error }
+// ErrNotServed is the error of an op sent to a server that does not serve
+// the stream (it answered Unimplemented, an older version): nothing ran, and
+// the caller should send the op some other way.
+var ErrNotServed = errors.New("the server does not serve this stream")
 
-func (e *UnsentError) Error() string { return "not sent: " + e.Cause.Error() }
+// UnsentError is the error of an op that never left: the stream had closed,
+// or Send failed. Nothing of it reached the server, so it is an Unavailable
+// marked not applied (apierr.IsNotApplied), safe to retry anywhere.
+type UnsentError struct {
+	Target string // the server, for the message
+	Cause  error
+}
+
+func (e *UnsentError) Error() string {
+	return fmt.Sprintf("request not sent to %s: stream closed: %v", e.Target, e.Cause)
+}
+
 func (e *UnsentError) Unwrap() error { return e.Cause }
 
+// GRPCStatus makes the error an Unavailable marked not applied.
+func (e *UnsentError) GRPCStatus() *status.Status {
+	return status.Convert(apierr.NotApplied(codes.Unavailable, e.Error()))
+}
+
 // BrokenError is the error of an op that was sent and not answered before
-// the stream ended: the server may or may not have acted on it.
-type BrokenError struct{ Cause error }
+// the stream ended: the server may or may not have acted on it. Its gRPC
+// code is the stream's, or Unavailable when the stream ended without one.
+type BrokenError struct {
+	Target string // the server, for the message
+	Cause  error
+}
 
 func (e *BrokenError) Error() string {
-	return "stream ended before the answer came: " + e.Cause.Error()
+	return fmt.Sprintf("stream to %s ended before the answer came: %v", e.Target, e.Cause)
 }
+
 func (e *BrokenError) Unwrap() error { return e.Cause }
+
+// GRPCStatus gives the error the stream's code, not marked not applied.
+func (e *BrokenError) GRPCStatus() *status.Status {
+	code := status.Code(e.Cause)
+	if code == codes.OK || code == codes.Unknown {
+		code = codes.Unavailable
+	}
+	return status.New(code, e.Error())
+}
 
 // errDraining closes a stream whose server is shutting down.
 var errDraining = errors.New("the server is shutting down")
 
 // Mux is the client side of one stream. Build it with New; Close ends it.
 type Mux[Op, Res any] struct {
+	target string
 	wire   Wire[Op, Res]
 	codec  Codec[Op, Res]
 	cancel context.CancelFunc
@@ -89,10 +124,11 @@ type reply[Res any] struct {
 	err error
 }
 
-// New starts the receive loop of wire. cancel ends the stream (the context
-// the stream was opened with); Close calls it.
-func New[Op, Res any](wire Wire[Op, Res], cancel context.CancelFunc, codec Codec[Op, Res]) *Mux[Op, Res] {
-	m := &Mux[Op, Res]{wire: wire, codec: codec, cancel: cancel, done: make(chan struct{}), calls: make(map[uint64]chan reply[Res])}
+// New starts the receive loop of wire, a stream to target (named in
+// errors). cancel ends the stream (the context the stream was opened with);
+// Close calls it.
+func New[Op, Res any](target string, wire Wire[Op, Res], cancel context.CancelFunc, codec Codec[Op, Res]) *Mux[Op, Res] {
+	m := &Mux[Op, Res]{target: target, wire: wire, codec: codec, cancel: cancel, done: make(chan struct{}), calls: make(map[uint64]chan reply[Res])}
 	go m.receive()
 	return m
 }
@@ -124,7 +160,9 @@ func (m *Mux[Op, Res]) Close() {
 // Call sends op and waits for its result, or for ctx to end; the op's
 // timeout is what is left of ctx's deadline. An op that never left fails
 // with an UnsentError; one that left and was not answered, with a
-// BrokenError; when ctx ends first, the error is ctx's as a gRPC status.
+// BrokenError; either fails with ErrNotServed when the server does not
+// serve the stream. When ctx ends first, the error is ctx's as a gRPC
+// status.
 func (m *Mux[Op, Res]) Call(ctx context.Context, op Op) (Res, error) {
 	var zero Res
 	var timeoutMs int64
@@ -138,9 +176,9 @@ func (m *Mux[Op, Res]) Call(ctx context.Context, op Op) (Res, error) {
 	ch := make(chan reply[Res], 1)
 	m.mu.Lock()
 	if m.closed {
-		err := m.err
+		err := m.unsentLocked()
 		m.mu.Unlock()
-		return zero, &UnsentError{Cause: err}
+		return zero, err
 	}
 	m.nextID++
 	id := m.nextID
@@ -206,7 +244,7 @@ func (m *Mux[Op, Res]) sendLoop() {
 // failUnsentLocked fails the calls of ops that never left.
 func (m *Mux[Op, Res]) failUnsentLocked(ids []uint64) {
 	for _, id := range ids {
-		m.deliverLocked(id, reply[Res]{err: &UnsentError{Cause: m.err}})
+		m.deliverLocked(id, reply[Res]{err: m.unsentLocked()})
 	}
 }
 
@@ -217,10 +255,14 @@ func (m *Mux[Op, Res]) receive() {
 	for {
 		results, draining, err := m.wire.Recv()
 		if err != nil {
+			var broken error = &BrokenError{Target: m.target, Cause: err}
+			if status.Code(err) == codes.Unimplemented {
+				broken = ErrNotServed // refused before it read any op
+			}
 			m.mu.Lock()
 			m.closeLocked(err)
 			for id := range m.calls {
-				m.deliverLocked(id, reply[Res]{err: &BrokenError{Cause: err}})
+				m.deliverLocked(id, reply[Res]{err: broken})
 			}
 			m.mu.Unlock()
 			m.cancel()
@@ -240,6 +282,14 @@ func (m *Mux[Op, Res]) receive() {
 		}
 		m.mu.Unlock()
 	}
+}
+
+// unsentLocked is the error of an op that did not leave a closed stream.
+func (m *Mux[Op, Res]) unsentLocked() error {
+	if status.Code(m.err) == codes.Unimplemented {
+		return ErrNotServed
+	}
+	return &UnsentError{Target: m.target, Cause: m.err}
 }
 
 // closeLocked takes no more ops, for the reason err.

@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/kvd-io/kvd/apierr"
 )
 
 type op struct {
@@ -84,7 +86,7 @@ var codec = Codec[*op, *res]{
 func newMux(t *testing.T) (*Mux[*op, *res], *pipe) {
 	p := newPipe()
 	var once sync.Once
-	m := New[*op, *res](p, func() { once.Do(func() { close(p.closed) }) }, codec)
+	m := New[*op, *res]("test", p, func() { once.Do(func() { close(p.closed) }) }, codec)
 	t.Cleanup(m.Close)
 	return m, p
 }
@@ -160,12 +162,40 @@ func TestBrokenStreamFailsSentOpsAndRefusesNew(t *testing.T) {
 	<-p.sent // it left
 	p.answers <- msg{err: io.EOF}
 	var broken *BrokenError
-	if err := <-errc; !errors.As(err, &broken) {
+	err := <-errc
+	if !errors.As(err, &broken) {
 		t.Fatalf("sent op on a broken stream: %v, want a BrokenError", err)
 	}
+	// It may have been acted on: Unavailable, not marked not applied.
+	if status.Code(err) != codes.Unavailable || apierr.IsNotApplied(err) {
+		t.Errorf("broken: code %v, not applied %v; want Unavailable, unmarked", status.Code(err), apierr.IsNotApplied(err))
+	}
 	var unsent *UnsentError
-	if _, err := m.Call(ctx, &op{body: "y"}); !errors.As(err, &unsent) {
+	_, err = m.Call(ctx, &op{body: "y"})
+	if !errors.As(err, &unsent) {
 		t.Fatalf("op on a closed stream: %v, want an UnsentError", err)
+	}
+	// It never left: safe to retry anywhere.
+	if status.Code(err) != codes.Unavailable || !apierr.IsNotApplied(err) {
+		t.Errorf("unsent: code %v, not applied %v; want Unavailable, marked", status.Code(err), apierr.IsNotApplied(err))
+	}
+}
+
+func TestStreamNotServedIsReported(t *testing.T) {
+	m, p := newMux(t)
+	ctx := ctxT(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := m.Call(ctx, &op{body: "x"})
+		errc <- err
+	}()
+	<-p.sent
+	p.answers <- msg{err: status.Error(codes.Unimplemented, "method Stream not implemented")}
+	if err := <-errc; !errors.Is(err, ErrNotServed) {
+		t.Fatalf("op on a stream the server does not serve: %v, want ErrNotServed", err)
+	}
+	if _, err := m.Call(ctx, &op{body: "y"}); !errors.Is(err, ErrNotServed) {
+		t.Fatalf("next op: %v, want ErrNotServed", err)
 	}
 }
 
