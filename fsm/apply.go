@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -215,9 +216,21 @@ func (f *FSM) rollbackLocked() {
 }
 
 func (f *FSM) applyCommand(w *writer, data []byte) (any, error) {
+	return f.applyCommandIn(w, data, false)
+}
+
+// applyCommandIn applies one encoded command; inBatch says it came from a
+// batch, which may not hold another.
+func (f *FSM) applyCommandIn(w *writer, data []byte, inBatch bool) (any, error) {
 	cmd := &fsmv1.Command{}
 	if err := proto.Unmarshal(data, cmd); err != nil {
 		return nil, fmt.Errorf("decode command: %w", err)
+	}
+	if cmd.GetType() == fsmv1.CommandType_COMMAND_TYPE_BATCH {
+		if inBatch {
+			return nil, errors.New("a batch holds a batch")
+		}
+		return f.applyBatchCommand(w, cmd.GetPayload())
 	}
 	h, ok := f.handlers[cmd.GetType()]
 	if !ok {
@@ -228,6 +241,25 @@ func (f *FSM) applyCommand(w *writer, data []byte) (any, error) {
 		return nil, fmt.Errorf("unknown command type %d", cmd.GetType())
 	}
 	return h(w, cmd.GetPayload())
+}
+
+// applyBatchCommand applies the commands of a COMMAND_TYPE_BATCH in order,
+// each exactly as if it had a log entry of its own, and returns their
+// results as a BatchResult.
+func (f *FSM) applyBatchCommand(w *writer, payload []byte) (any, error) {
+	batch := &fsmv1.CommandBatch{}
+	if err := proto.Unmarshal(payload, batch); err != nil {
+		return nil, fmt.Errorf("decode command batch: %w", err)
+	}
+	results := make(BatchResult, len(batch.GetCommands()))
+	for i, data := range batch.GetCommands() {
+		res, err := f.applyCommandIn(w, data, true)
+		if err != nil {
+			return nil, fmt.Errorf("command %d of a batch: %w", i, err)
+		}
+		results[i] = res
+	}
+	return results, nil
 }
 
 // writer applies commands inside one write transaction. The revision of a

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -16,6 +17,29 @@ import (
 var ignorable = map[fsmv1.CommandType]bool{
 	fsmv1.CommandType_COMMAND_TYPE_LEADER_START:   true,
 	fsmv1.CommandType_COMMAND_TYPE_PUBLISH_MEMBER: true,
+}
+
+// FeatureBatchCommands is the feature a member publishes (in
+// MemberAttributes.features) when it can apply COMMAND_TYPE_BATCH.
+const FeatureBatchCommands = "batch-commands"
+
+// Features lists the log formats this state machine can apply beyond those
+// of the first release, for a member to publish.
+func Features() []string { return []string{FeatureBatchCommands} }
+
+// HasFeature reports whether a member's published attributes name feature.
+func HasFeature(m *fsmv1.MemberAttributes, feature string) bool {
+	return slices.Contains(m.GetFeatures(), feature)
+}
+
+// BatchResult is what applying a COMMAND_TYPE_BATCH returns: the result of
+// each of its commands, in order, as each would have returned alone.
+type BatchResult []any
+
+// EncodeBatch packs encoded commands (none of them a batch) into one
+// COMMAND_TYPE_BATCH command.
+func EncodeBatch(cmds [][]byte) ([]byte, error) {
+	return EncodeCommand(fsmv1.CommandType_COMMAND_TYPE_BATCH, &fsmv1.CommandBatch{Commands: cmds})
 }
 
 // EncodeCommand wraps msg in a Command envelope of the given type.

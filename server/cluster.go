@@ -35,8 +35,10 @@ var (
 )
 
 // promoteMaxLag is how many log entries a learner may trail the leader's
-// commit index and still be promoted: more, and the new voter would slow
-// every commit while it catches up.
+// commit index, and how many revisions (writes) its state may trail the
+// leader's, and still be promoted: more, and the new voter would slow every
+// commit while it catches up. Both count because one entry may carry a
+// batch of writes.
 const promoteMaxLag = 1000
 
 // forwardedKey marks a cluster request a member forwarded to the leader, so
@@ -348,6 +350,11 @@ func (s *Server) checkLearnerCaughtUp(ctx context.Context, name string) error {
 	if lag := int64(commit) - int64(st.GetAppliedIndex()); lag > promoteMaxLag {
 		return fmt.Errorf("%w: %s has applied index %d, the leader has committed %d (%d behind, at most %d allowed); wait and retry",
 			ErrLearnerLagging, name, st.GetAppliedIndex(), commit, lag, promoteMaxLag)
+	}
+	rev := s.fsm.Revision()
+	if lag := rev - st.GetHeader().GetRevision(); lag > promoteMaxLag {
+		return fmt.Errorf("%w: %s is at revision %d, the leader at %d (%d writes behind, at most %d allowed); wait and retry",
+			ErrLearnerLagging, name, st.GetHeader().GetRevision(), rev, lag, promoteMaxLag)
 	}
 	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/fsm"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
 )
 
@@ -42,7 +44,7 @@ func (s *Server) startTerm() {
 		}
 		cmd := &fsmv1.LeaderStart{
 			Term:      term,
-			Leader:    &fsmv1.MemberAttributes{Name: s.cfg.Name, ClientAddr: s.clientAddr},
+			Leader:    s.attributes(),
 			ClusterId: clusterIDFor(cfg.Configuration()),
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
@@ -65,8 +67,14 @@ func (s *Server) startTerm() {
 	}
 }
 
-// publishSelf makes sure the state records this member's client address, so
-// that other members can forward to it and list it. It checks on a timer and
+// attributes are what this member publishes about itself.
+func (s *Server) attributes() *fsmv1.MemberAttributes {
+	return &fsmv1.MemberAttributes{Name: s.cfg.Name, ClientAddr: s.clientAddr, Features: fsm.Features()}
+}
+
+// publishSelf makes sure the state records this member's client address and
+// features, so that other members can forward to it and list it, and know
+// what it can apply. It checks on a timer and
 // proposes (through the leader) whenever the record is missing or stale.
 func (s *Server) publishSelf() {
 	tick := time.NewTicker(time.Second)
@@ -74,8 +82,7 @@ func (s *Server) publishSelf() {
 	for {
 		if !s.published() {
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-			_, err := s.propose(ctx, fsmv1.CommandType_COMMAND_TYPE_PUBLISH_MEMBER,
-				&fsmv1.MemberAttributes{Name: s.cfg.Name, ClientAddr: s.clientAddr})
+			_, err := s.propose(ctx, fsmv1.CommandType_COMMAND_TYPE_PUBLISH_MEMBER, s.attributes())
 			cancel()
 			if err != nil {
 				s.log.Debug("publish member attributes", "error", err)
@@ -95,5 +102,5 @@ func (s *Server) published() bool {
 		return false
 	}
 	m, ok := members[s.cfg.Name]
-	return ok && m.GetClientAddr() == s.clientAddr
+	return ok && proto.Equal(m, s.attributes())
 }

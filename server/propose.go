@@ -44,8 +44,8 @@ func (s *Server) applyLocal(ctx context.Context, t fsmv1.CommandType, msg proto.
 	return s.applyEncoded(ctx, data)
 }
 
-// applyEncoded appends an encoded command to the log and waits for it to be
-// applied, or for ctx to end (then the outcome is unknown).
+// applyEncoded appends an encoded command to the log (through the commit
+// queue, see batch.go) and waits for it to be applied, or for ctx to end.
 func (s *Server) applyEncoded(ctx context.Context, data []byte) (any, error) {
 	if !s.proposals.enter() {
 		return nil, fmt.Errorf("%w: %s is shutting down", ErrNotApplied, s.cfg.Name)
@@ -56,29 +56,33 @@ func (s *Server) applyEncoded(ctx context.Context, data []byte) (any, error) {
 	}
 	ctx, cancel := s.withDefaultTimeout(ctx)
 	defer cancel()
-	timeout := s.cfg.RequestTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = max(0, time.Until(dl))
+	return s.commits.propose(ctx, data)
+}
+
+// membersCanBatch reports whether every server in the raft configuration
+// can apply batch commands.
+func (s *Server) membersCanBatch() bool {
+	members, err := s.fsm.Members()
+	if err != nil {
+		return false
 	}
-	// The timeout given to raft only bounds the wait to enqueue; raft answers
-	// every future eventually (at the latest on shutdown), and the goroutine
-	// below lives until it does.
-	f := s.raft.Apply(data, timeout)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return nil, translateRaftError(err)
+	cfg := s.raft.GetConfiguration()
+	if cfg.Error() != nil {
+		return false
+	}
+	return allHaveFeature(cfg.Configuration(), members, fsm.FeatureBatchCommands)
+}
+
+// allHaveFeature reports whether every server in cfg has published feature.
+// A server that has published nothing yet (a member just added) may be of
+// an older version, so it counts as lacking it.
+func allHaveFeature(cfg raft.Configuration, members map[string]*fsmv1.MemberAttributes, feature string) bool {
+	for _, srv := range cfg.Servers {
+		if !fsm.HasFeature(members[string(srv.ID)], feature) {
+			return false
 		}
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: waiting for commit: %w", ErrOutcomeUnknown, ctx.Err())
 	}
-	res := f.Response()
-	if err, ok := res.(error); ok {
-		return nil, err
-	}
-	return res, nil
+	return true
 }
 
 // forward sends an encoded command to the leader and relays its answer.

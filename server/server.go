@@ -45,6 +45,7 @@ type Server struct {
 	peers     *peerPool
 	reads     *readIndexer
 	workers   *workerPool
+	commits   *commitQueue // every proposal of this member goes through it
 	health    *prober
 	metrics   *observe.Metrics
 	observe   *observe.Server
@@ -100,6 +101,9 @@ func New(cfg Config) (*Server, error) {
 		done:     make(chan struct{}),
 		workers:  newWorkerPool(),
 	}
+	s.commits = newCommitQueue(func(data []byte) raft.ApplyFuture {
+		return s.raft.Apply(data, s.cfg.RequestTimeout)
+	}, s.membersCanBatch)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -165,6 +169,7 @@ func (s *Server) start() error {
 	for range streamWorkers {
 		s.goLoop(func() { s.workers.run(s.stop) })
 	}
+	s.goLoop(func() { s.commits.run(s.stop) })
 	s.goLoop(s.watchLeadership)
 	s.goLoop(s.publishSelf)
 	s.goLoop(s.health.run)
@@ -317,7 +322,10 @@ func (s *Server) bootstrap(rc *raft.Config, snaps raft.SnapshotStore) error {
 }
 
 // logCacheSize is how many of the newest log entries are kept in memory.
-const logCacheSize = 4096
+// Replication needs only the entries not yet sent, and under load an entry
+// holds a batch of writes (up to maxBatchBytes), so this bounds the cache at
+// 64 MiB of batches.
+const logCacheSize = 1024
 
 // streamWorkers is the number of goroutines that serve gRPC requests, and
 // the number that serve the ops of KVService.Stream. More concurrent requests

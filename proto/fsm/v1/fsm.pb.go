@@ -41,6 +41,11 @@ const (
 	CommandType_COMMAND_TYPE_LEADER_START CommandType = 4
 	// COMMAND_TYPE_PUBLISH_MEMBER carries a MemberAttributes.
 	CommandType_COMMAND_TYPE_PUBLISH_MEMBER CommandType = 5
+	// COMMAND_TYPE_BATCH carries a CommandBatch: several commands in one log
+	// entry, applied in order as if each had an entry of its own. A leader
+	// writes it only when every member has published the feature
+	// "batch-commands" (see MemberAttributes.features).
+	CommandType_COMMAND_TYPE_BATCH CommandType = 6
 )
 
 // Enum value maps for CommandType.
@@ -52,6 +57,7 @@ var (
 		3: "COMMAND_TYPE_TXN",
 		4: "COMMAND_TYPE_LEADER_START",
 		5: "COMMAND_TYPE_PUBLISH_MEMBER",
+		6: "COMMAND_TYPE_BATCH",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":    0,
@@ -60,6 +66,7 @@ var (
 		"COMMAND_TYPE_TXN":            3,
 		"COMMAND_TYPE_LEADER_START":   4,
 		"COMMAND_TYPE_PUBLISH_MEMBER": 5,
+		"COMMAND_TYPE_BATCH":          6,
 	}
 )
 
@@ -163,7 +170,11 @@ type MemberAttributes struct {
 	// name is the member's name, which is also its raft server id.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// client_addr is the advertised address of the member's gRPC API.
-	ClientAddr    string `protobuf:"bytes,2,opt,name=client_addr,json=clientAddr,proto3" json:"client_addr,omitempty"`
+	ClientAddr string `protobuf:"bytes,2,opt,name=client_addr,json=clientAddr,proto3" json:"client_addr,omitempty"`
+	// features names the log formats the member can apply beyond those of the
+	// first release, so that a leader writes them only once every member can
+	// apply them (a rolling upgrade).
+	Features      []string `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -212,6 +223,59 @@ func (x *MemberAttributes) GetClientAddr() string {
 	return ""
 }
 
+func (x *MemberAttributes) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+// CommandBatch is the payload of COMMAND_TYPE_BATCH.
+type CommandBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// commands are encoded Commands, none of them a batch.
+	Commands      [][]byte `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandBatch) Reset() {
+	*x = CommandBatch{}
+	mi := &file_fsm_v1_fsm_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandBatch) ProtoMessage() {}
+
+func (x *CommandBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_v1_fsm_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
+func (*CommandBatch) Descriptor() ([]byte, []int) {
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CommandBatch) GetCommands() [][]byte {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
 // LeaderStart is the first command a new leader proposes in its term. Once it
 // is applied, every entry of earlier terms is applied too, so the leader may
 // serve linearizable reads.
@@ -229,7 +293,7 @@ type LeaderStart struct {
 
 func (x *LeaderStart) Reset() {
 	*x = LeaderStart{}
-	mi := &file_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +305,7 @@ func (x *LeaderStart) String() string {
 func (*LeaderStart) ProtoMessage() {}
 
 func (x *LeaderStart) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +318,7 @@ func (x *LeaderStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderStart.ProtoReflect.Descriptor instead.
 func (*LeaderStart) Descriptor() ([]byte, []int) {
-	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LeaderStart) GetTerm() uint64 {
@@ -297,7 +361,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +373,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +386,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Result) GetResult() isResult_Result {
@@ -392,11 +456,14 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aCommand\x12'\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x13.fsm.v1.CommandTypeR\x04type\x12\x1c\n" +
 	"\tignorable\x18\x02 \x01(\bR\tignorable\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"G\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"c\n" +
 	"\x10MemberAttributes\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vclient_addr\x18\x02 \x01(\tR\n" +
-	"clientAddr\"r\n" +
+	"clientAddr\x12\x1a\n" +
+	"\bfeatures\x18\x03 \x03(\tR\bfeatures\"*\n" +
+	"\fCommandBatch\x12\x1a\n" +
+	"\bcommands\x18\x01 \x03(\fR\bcommands\"r\n" +
 	"\vLeaderStart\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x120\n" +
 	"\x06leader\x18\x02 \x01(\v2\x18.fsm.v1.MemberAttributesR\x06leader\x12\x1d\n" +
@@ -406,14 +473,15 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x03put\x18\x01 \x01(\v2\x12.kv.v1.PutResponseH\x00R\x03put\x12?\n" +
 	"\fdelete_range\x18\x02 \x01(\v2\x1a.kv.v1.DeleteRangeResponseH\x00R\vdeleteRange\x12&\n" +
 	"\x03txn\x18\x03 \x01(\v2\x12.kv.v1.TxnResponseH\x00R\x03txnB\b\n" +
-	"\x06result*\xb6\x01\n" +
+	"\x06result*\xce\x01\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10COMMAND_TYPE_PUT\x10\x01\x12\x1d\n" +
 	"\x19COMMAND_TYPE_DELETE_RANGE\x10\x02\x12\x14\n" +
 	"\x10COMMAND_TYPE_TXN\x10\x03\x12\x1d\n" +
 	"\x19COMMAND_TYPE_LEADER_START\x10\x04\x12\x1f\n" +
-	"\x1bCOMMAND_TYPE_PUBLISH_MEMBER\x10\x05B*Z(github.com/kvd-io/kvd/proto/fsm/v1;fsmv1b\x06proto3"
+	"\x1bCOMMAND_TYPE_PUBLISH_MEMBER\x10\x05\x12\x16\n" +
+	"\x12COMMAND_TYPE_BATCH\x10\x06B*Z(github.com/kvd-io/kvd/proto/fsm/v1;fsmv1b\x06proto3"
 
 var (
 	file_fsm_v1_fsm_proto_rawDescOnce sync.Once
@@ -428,23 +496,24 @@ func file_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_fsm_v1_fsm_proto_goTypes = []any{
 	(CommandType)(0),               // 0: fsm.v1.CommandType
 	(*Command)(nil),                // 1: fsm.v1.Command
 	(*MemberAttributes)(nil),       // 2: fsm.v1.MemberAttributes
-	(*LeaderStart)(nil),            // 3: fsm.v1.LeaderStart
-	(*Result)(nil),                 // 4: fsm.v1.Result
-	(*v1.PutResponse)(nil),         // 5: kv.v1.PutResponse
-	(*v1.DeleteRangeResponse)(nil), // 6: kv.v1.DeleteRangeResponse
-	(*v1.TxnResponse)(nil),         // 7: kv.v1.TxnResponse
+	(*CommandBatch)(nil),           // 3: fsm.v1.CommandBatch
+	(*LeaderStart)(nil),            // 4: fsm.v1.LeaderStart
+	(*Result)(nil),                 // 5: fsm.v1.Result
+	(*v1.PutResponse)(nil),         // 6: kv.v1.PutResponse
+	(*v1.DeleteRangeResponse)(nil), // 7: kv.v1.DeleteRangeResponse
+	(*v1.TxnResponse)(nil),         // 8: kv.v1.TxnResponse
 }
 var file_fsm_v1_fsm_proto_depIdxs = []int32{
 	0, // 0: fsm.v1.Command.type:type_name -> fsm.v1.CommandType
 	2, // 1: fsm.v1.LeaderStart.leader:type_name -> fsm.v1.MemberAttributes
-	5, // 2: fsm.v1.Result.put:type_name -> kv.v1.PutResponse
-	6, // 3: fsm.v1.Result.delete_range:type_name -> kv.v1.DeleteRangeResponse
-	7, // 4: fsm.v1.Result.txn:type_name -> kv.v1.TxnResponse
+	6, // 2: fsm.v1.Result.put:type_name -> kv.v1.PutResponse
+	7, // 3: fsm.v1.Result.delete_range:type_name -> kv.v1.DeleteRangeResponse
+	8, // 4: fsm.v1.Result.txn:type_name -> kv.v1.TxnResponse
 	5, // [5:5] is the sub-list for method output_type
 	5, // [5:5] is the sub-list for method input_type
 	5, // [5:5] is the sub-list for extension type_name
@@ -457,7 +526,7 @@ func file_fsm_v1_fsm_proto_init() {
 	if File_fsm_v1_fsm_proto != nil {
 		return
 	}
-	file_fsm_v1_fsm_proto_msgTypes[3].OneofWrappers = []any{
+	file_fsm_v1_fsm_proto_msgTypes[4].OneofWrappers = []any{
 		(*Result_Put)(nil),
 		(*Result_DeleteRange)(nil),
 		(*Result_Txn)(nil),
@@ -468,7 +537,7 @@ func file_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_v1_fsm_proto_rawDesc), len(file_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

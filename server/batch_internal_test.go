@@ -1,0 +1,388 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kvd-io/kvd/fsm"
+	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
+)
+
+// fakeFuture is an ApplyFuture the test answers.
+type fakeFuture struct {
+	done chan struct{}
+	err  error
+	resp any
+}
+
+func (f *fakeFuture) Error() error  { <-f.done; return f.err }
+func (f *fakeFuture) Response() any { return f.resp }
+func (f *fakeFuture) Index() uint64 { return 0 }
+
+// fakeLog stands in for raft: it records each appended entry and answers it
+// when the test releases it, with what apply would return for it.
+type fakeLog struct {
+	t       *testing.T
+	mu      sync.Mutex
+	entries [][]byte
+	futures []*fakeFuture
+	added   chan struct{}
+	fail    error // answered to every entry when set
+}
+
+func newFakeLog(t *testing.T) *fakeLog {
+	return &fakeLog{t: t, added: make(chan struct{}, 1024)}
+}
+
+func (l *fakeLog) apply(data []byte) raft.ApplyFuture {
+	f := &fakeFuture{done: make(chan struct{})}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries = append(l.entries, data)
+	l.futures = append(l.futures, f)
+	l.added <- struct{}{}
+	return f
+}
+
+// waitEntries waits until n entries have been appended.
+func (l *fakeLog) waitEntries(n int) {
+	l.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		l.mu.Lock()
+		got := len(l.entries)
+		l.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-l.added:
+		case <-deadline:
+			l.t.Fatalf("%d entries appended, want %d", got, n)
+		}
+	}
+}
+
+// release answers entry i: each command's result is "ok <payload>", or a
+// domain error for a payload starting with "bad".
+func (l *fakeLog) release(i int) {
+	l.t.Helper()
+	l.mu.Lock()
+	data, f := l.entries[i], l.futures[i]
+	l.mu.Unlock()
+	if l.fail != nil {
+		f.err = l.fail
+	} else {
+		f.resp = l.result(data)
+	}
+	close(f.done)
+}
+
+func (l *fakeLog) result(data []byte) any {
+	cmd := decodeCommand(l.t, data)
+	if cmd.GetType() == fsmv1.CommandType_COMMAND_TYPE_BATCH {
+		batch := &fsmv1.CommandBatch{}
+		if err := proto.Unmarshal(cmd.GetPayload(), batch); err != nil {
+			l.t.Fatal(err)
+		}
+		out := make(fsm.BatchResult, len(batch.GetCommands()))
+		for i, c := range batch.GetCommands() {
+			out[i] = l.result(c)
+		}
+		return out
+	}
+	if p := string(cmd.GetPayload()); strings.HasPrefix(p, "bad") {
+		return fmt.Errorf("refused %s", p)
+	} else {
+		return "ok " + p
+	}
+}
+
+// payloads lists the payloads an entry carries: one, or a batch's.
+func (l *fakeLog) payloads(i int) []string {
+	l.mu.Lock()
+	data := l.entries[i]
+	l.mu.Unlock()
+	cmd := decodeCommand(l.t, data)
+	if cmd.GetType() != fsmv1.CommandType_COMMAND_TYPE_BATCH {
+		return []string{string(cmd.GetPayload())}
+	}
+	batch := &fsmv1.CommandBatch{}
+	if err := proto.Unmarshal(cmd.GetPayload(), batch); err != nil {
+		l.t.Fatal(err)
+	}
+	var out []string
+	for _, c := range batch.GetCommands() {
+		out = append(out, string(decodeCommand(l.t, c).GetPayload()))
+	}
+	return out
+}
+
+func decodeCommand(t *testing.T, data []byte) *fsmv1.Command {
+	t.Helper()
+	cmd := &fsmv1.Command{}
+	if err := proto.Unmarshal(data, cmd); err != nil {
+		t.Fatalf("entry is not a command: %v", err)
+	}
+	return cmd
+}
+
+// command encodes a put-typed command whose payload is s (the queue never
+// looks inside).
+func command(s string) []byte {
+	data, err := proto.Marshal(&fsmv1.Command{Type: fsmv1.CommandType_COMMAND_TYPE_PUT, Payload: []byte(s)})
+	if err != nil {
+		panic(err)
+	}
+	return data
+}
+
+type outcome struct {
+	res any
+	err error
+}
+
+// startQueue runs a commit queue over log until the test ends.
+func startQueue(t *testing.T, log *fakeLog, batchable bool) *commitQueue {
+	q := newCommitQueue(log.apply, func() bool { return batchable })
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); q.run(stop) }()
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+	})
+	return q
+}
+
+// proposeAsync proposes each payload on a goroutine of its own, in order,
+// waiting until each is queued or appended before the next, and returns
+// their outcomes.
+func proposeAsync(ctx context.Context, q *commitQueue, log *fakeLog, payloads ...string) []chan outcome {
+	log.t.Helper()
+	out := make([]chan outcome, len(payloads))
+	for i, p := range payloads {
+		out[i] = make(chan outcome, 1)
+		data := command(p)
+		go func() {
+			res, err := q.propose(ctx, data)
+			out[i] <- outcome{res, err}
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for !log.sawProposal(q, data) {
+			if time.Now().After(deadline) {
+				log.t.Fatalf("proposal %q was neither queued nor appended", p)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return out
+}
+
+// sawProposal reports whether data is in q's queue, or was appended alone
+// or in a batch.
+func (l *fakeLog) sawProposal(q *commitQueue, data []byte) bool {
+	q.mu.Lock()
+	for _, p := range q.queue {
+		if string(p.data) == string(data) {
+			q.mu.Unlock()
+			return true
+		}
+	}
+	q.mu.Unlock()
+	l.mu.Lock()
+	n := len(l.entries)
+	l.mu.Unlock()
+	want := string(decodeCommand(l.t, data).GetPayload())
+	for i := range n {
+		for _, got := range l.payloads(i) {
+			if got == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// queueBehind starts a queue whose first entry ("first") is in flight while
+// payloads are proposed, then lets that entry commit. The payloads are then
+// in the queue or being appended; it returns the log, and their outcomes.
+func queueBehind(t *testing.T, batchable bool, payloads ...string) (*fakeLog, []chan outcome) {
+	t.Helper()
+	log := newFakeLog(t)
+	q := startQueue(t, log, batchable)
+	ctx := context.Background()
+	first := proposeAsync(ctx, q, log, "first")
+	log.waitEntries(1)
+	rest := proposeAsync(ctx, q, log, payloads...)
+	log.release(0)
+	if o := <-first[0]; o.err != nil || o.res != "ok first" {
+		t.Fatalf("first: %v, %v", o.res, o.err)
+	}
+	log.mu.Lock()
+	entry := log.entries[0]
+	log.mu.Unlock()
+	if cmd := decodeCommand(t, entry); cmd.GetType() == fsmv1.CommandType_COMMAND_TYPE_BATCH {
+		t.Fatal("a lone proposal was wrapped in a batch")
+	}
+	return log, rest
+}
+
+func TestCommitQueueGroupsWhatQueuesDuringACommit(t *testing.T) {
+	// While the first entry is being committed, three more queue up.
+	log, rest := queueBehind(t, true, "b", "bad c", "d")
+	log.waitEntries(2)
+	if got := log.payloads(1); strings.Join(got, ",") != "b,bad c,d" {
+		t.Fatalf("second entry carries %q, want b, bad c and d in order", got)
+	}
+	log.release(1)
+	want := []outcome{{"ok b", nil}, {nil, errors.New("refused bad c")}, {"ok d", nil}}
+	for i, ch := range rest {
+		o := <-ch
+		if fmt.Sprint(o.res) != fmt.Sprint(want[i].res) || fmt.Sprint(o.err) != fmt.Sprint(want[i].err) {
+			t.Errorf("proposal %d: got (%v, %v), want (%v, %v)", i, o.res, o.err, want[i].res, want[i].err)
+		}
+	}
+}
+
+func TestCommitQueueWithoutBatchesGivesEachProposalAnEntry(t *testing.T) {
+	log, rest := queueBehind(t, false, "b", "c")
+	log.waitEntries(3)
+	for i, want := range []string{"first", "b", "c"} {
+		if got := log.payloads(i); len(got) != 1 || got[0] != want {
+			t.Errorf("entry %d carries %q, want only %q", i, got, want)
+		}
+	}
+	log.release(1)
+	log.release(2)
+	for i, ch := range rest {
+		if o := <-ch; o.err != nil || o.res != "ok "+[]string{"b", "c"}[i] {
+			t.Errorf("proposal %d: %v, %v", i, o.res, o.err)
+		}
+	}
+}
+
+func TestCommitQueueCapsABatch(t *testing.T) {
+	big := strings.Repeat("x", maxBatchBytes/3)
+	payloads := []string{"1" + big, "2" + big, "3" + big, "4" + big}
+	log, rest := queueBehind(t, true, payloads...)
+	log.waitEntries(2)
+	if got := len(log.payloads(1)); got != 2 {
+		t.Fatalf("the first batch carries %d proposals of a third of the cap each, want 2", got)
+	}
+	log.release(1)
+	log.waitEntries(3)
+	if got := len(log.payloads(2)); got != 2 {
+		t.Fatalf("the second batch carries %d proposals, want the other 2", got)
+	}
+	log.release(2)
+	for i, ch := range rest {
+		if o := <-ch; o.err != nil || o.res != "ok "+payloads[i] {
+			t.Errorf("proposal %d: err %v", i, o.err)
+		}
+	}
+}
+
+func TestCommitQueueWithdrawsAProposalWhoseContextEndsInTheQueue(t *testing.T) {
+	log := newFakeLog(t)
+	q := startQueue(t, log, true)
+
+	first := proposeAsync(context.Background(), q, log, "a")
+	log.waitEntries(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	queued := proposeAsync(ctx, q, log, "withdrawn")
+	cancel()
+	o := <-queued[0]
+	if !errors.Is(o.err, ErrNotApplied) || !errors.Is(o.err, context.Canceled) {
+		t.Fatalf("queued proposal whose context ended: %v, want ErrNotApplied and Canceled", o.err)
+	}
+	// One already appended is in raft's hands: its outcome is unknown.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	inLog := proposeAsync(ctx2, q, log, "in log")
+	log.release(0)
+	<-first[0]
+	log.waitEntries(2)
+	cancel2()
+	if o := <-inLog[0]; !errors.Is(o.err, ErrOutcomeUnknown) {
+		t.Fatalf("appended proposal whose context ended: %v, want ErrOutcomeUnknown", o.err)
+	}
+	log.release(1)
+	if got := log.payloads(1); len(got) != 1 || got[0] != "in log" {
+		t.Errorf("second entry carries %q; the withdrawn proposal must not reach the log", got)
+	}
+}
+
+func TestCommitQueueAnswersRaftErrorsToTheWholeBatch(t *testing.T) {
+	log, rest := queueBehind(t, true, "b", "c")
+	log.waitEntries(2)
+	log.fail = raft.ErrLeadershipLost
+	log.release(1)
+	for i, ch := range rest {
+		if o := <-ch; !errors.Is(o.err, ErrOutcomeUnknown) || !errors.Is(o.err, raft.ErrLeadershipLost) {
+			t.Errorf("proposal %d: %v, want ErrOutcomeUnknown from a lost leadership", i, o.err)
+		}
+	}
+}
+
+func TestCommitQueueRefusesProposalsOnceStopped(t *testing.T) {
+	log := newFakeLog(t)
+	q := newCommitQueue(log.apply, func() bool { return true })
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); q.run(stop) }()
+
+	first := proposeAsync(context.Background(), q, log, "a")
+	log.waitEntries(1)
+	queued := proposeAsync(context.Background(), q, log, "b")
+	close(stop)
+	log.release(0) // run finishes the entry it is committing, then stops
+	<-done
+	if o := <-first[0]; o.err != nil {
+		t.Errorf("the entry in flight at stop: %v", o.err)
+	}
+	if o := <-queued[0]; !errors.Is(o.err, ErrNotApplied) || !errors.Is(o.err, ErrStopped) {
+		t.Errorf("queued at stop: %v, want ErrNotApplied and ErrStopped", o.err)
+	}
+	if _, err := q.propose(context.Background(), command("late")); !errors.Is(err, ErrNotApplied) {
+		t.Errorf("proposed after stop: %v, want ErrNotApplied", err)
+	}
+	if n := len(log.entries); n != 1 {
+		t.Errorf("%d entries appended, want only the one in flight at stop", n)
+	}
+}
+
+func TestBatchesWaitForEveryMemberToPublishTheFeature(t *testing.T) {
+	cfg := raft.Configuration{Servers: []raft.Server{
+		{ID: "new1", Suffrage: raft.Voter}, {ID: "new2", Suffrage: raft.Voter}, {ID: "other", Suffrage: raft.Nonvoter},
+	}}
+	withFeature := &fsmv1.MemberAttributes{Features: fsm.Features()}
+	tests := []struct {
+		name  string
+		other *fsmv1.MemberAttributes
+		want  bool
+	}{
+		{"every member has it", withFeature, true},
+		{"a learner of an older version", &fsmv1.MemberAttributes{ClientAddr: "old:1"}, false},
+		{"a member that has not published yet", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			members := map[string]*fsmv1.MemberAttributes{"new1": withFeature, "new2": withFeature}
+			if tt.other != nil {
+				members["other"] = tt.other
+			}
+			if got := allHaveFeature(cfg, members, fsm.FeatureBatchCommands); got != tt.want {
+				t.Errorf("allHaveFeature = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
