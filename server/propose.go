@@ -224,7 +224,7 @@ func answerBy(ctx context.Context) (time.Time, bool) {
 
 func (s *Server) withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
 }
