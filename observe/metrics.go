@@ -20,7 +20,8 @@ var (
 	latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	// snapshotBuckets span a near-empty store to a multi-gigabyte one.
 	snapshotBuckets = []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 120, 300, 600}
-	// batchBuckets go up to raft's MaxAppendEntries (256 by default) and past.
+	// batchBuckets go up to raft's MaxAppendEntries (256 by default) and the
+	// commit queue's 512 proposals per entry, and past.
 	batchBuckets = prometheus.ExponentialBuckets(1, 2, 11) // 1 .. 1024
 )
 
@@ -34,6 +35,7 @@ type Metrics struct {
 	leaderChanges prometheus.Counter
 	applyDuration prometheus.Histogram
 	applyBatch    prometheus.Histogram
+	entryWrites   prometheus.Histogram
 	readIndex     prometheus.Histogram
 	snapshot      *prometheus.HistogramVec
 	// snapshotKnown holds the children of snapshot for the known kinds:
@@ -62,6 +64,11 @@ func NewMetrics(src Source) *Metrics {
 			Help:    "Entries in one batch applied by the state machine.",
 			Buckets: batchBuckets,
 		}),
+		entryWrites: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kvd_raft_entry_proposals",
+			Help:    "Proposals (writes) carried by one log entry this member appended as leader; above 1 when writes queued up during a commit shared the entry.",
+			Buckets: batchBuckets,
+		}),
 		readIndex: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kvd_read_index_duration_seconds",
 			Help:    "Time to obtain a read index for a batch of linearizable reads.",
@@ -80,7 +87,7 @@ func NewMetrics(src Source) *Metrics {
 		}
 	}
 	m.reg.MustRegister(
-		m.leaderChanges, m.applyDuration, m.applyBatch, m.readIndex, m.snapshot,
+		m.leaderChanges, m.applyDuration, m.applyBatch, m.entryWrites, m.readIndex, m.snapshot,
 		m.grpc.requests, m.grpc.duration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -107,6 +114,15 @@ func (m *Metrics) ObserveApply(d time.Duration, batchSize int) {
 	}
 	m.applyDuration.Observe(d.Seconds())
 	m.applyBatch.Observe(float64(batchSize))
+}
+
+// ObserveEntry records one log entry appended by the leader carrying
+// proposals writes.
+func (m *Metrics) ObserveEntry(proposals int) {
+	if m == nil {
+		return
+	}
+	m.entryWrites.Observe(float64(proposals))
 }
 
 // ObserveSnapshot records a snapshot of the given kind (SnapshotPersist or

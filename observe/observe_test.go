@@ -161,6 +161,8 @@ func TestMetrics(t *testing.T) {
 	m.LeaderChanged()
 	m.LeaderChanged()
 	m.ObserveApply(2*time.Millisecond, 8)
+	m.ObserveEntry(1)
+	m.ObserveEntry(40)
 	m.ObserveReadIndex(300 * time.Microsecond)
 	m.ObserveSnapshot(observe.SnapshotPersist, time.Second, nil)
 	m.ObserveSnapshot(observe.SnapshotRestore, 2*time.Second, errors.New("corrupt"))
@@ -188,6 +190,10 @@ func TestMetrics(t *testing.T) {
 		`kvd_fsm_apply_batch_size_bucket{le="4"} 0`,
 		`kvd_fsm_apply_batch_size_bucket{le="8"} 1`,
 		`kvd_fsm_apply_batch_size_sum 8`,
+		`kvd_raft_entry_proposals_bucket{le="1"} 1`,
+		`kvd_raft_entry_proposals_bucket{le="32"} 1`,
+		`kvd_raft_entry_proposals_bucket{le="64"} 2`,
+		`kvd_raft_entry_proposals_sum 41`,
 		`kvd_read_index_duration_seconds_sum 0.0003`,
 		`kvd_read_index_duration_seconds_count 1`,
 		`kvd_snapshot_duration_seconds_sum{kind="persist",result="ok"} 1`,
@@ -285,6 +291,7 @@ func TestNilMetrics(t *testing.T) {
 	var m *observe.Metrics
 	m.LeaderChanged()
 	m.ObserveApply(time.Millisecond, 1)
+	m.ObserveEntry(1)
 	m.ObserveSnapshot(observe.SnapshotPersist, time.Second, nil)
 	m.ObserveReadIndex(time.Millisecond)
 
@@ -316,6 +323,7 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 	for name, fn := range map[string]func(){
 		"LeaderChanged":    m.LeaderChanged,
 		"ObserveApply":     func() { m.ObserveApply(time.Millisecond, 16) },
+		"ObserveEntry":     func() { m.ObserveEntry(16) },
 		"ObserveReadIndex": func() { m.ObserveReadIndex(time.Millisecond) },
 		"ObserveSnapshot":  func() { m.ObserveSnapshot(observe.SnapshotPersist, time.Second, nil) },
 		"unary":            func() { _, _ = unary(ctx, nil, info, handler) },

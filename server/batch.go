@@ -46,6 +46,8 @@ type commitQueue struct {
 	// (during a rolling upgrade some may not); when false, queued proposals
 	// get an entry each.
 	batchable func() bool
+	// observe is told the proposals of each entry appended; nil: nobody.
+	observe func(proposals int)
 
 	kick chan struct{} // capacity 1: the queue has something for run
 
@@ -62,8 +64,14 @@ type proposal struct {
 	err  error
 }
 
-func newCommitQueue(apply func([]byte) raft.ApplyFuture, batchable func() bool) *commitQueue {
-	return &commitQueue{apply: apply, batchable: batchable, kick: make(chan struct{}, 1)}
+func newCommitQueue(apply func([]byte) raft.ApplyFuture, batchable func() bool, observe func(int)) *commitQueue {
+	return &commitQueue{apply: apply, batchable: batchable, observe: observe, kick: make(chan struct{}, 1)}
+}
+
+func (q *commitQueue) observed(proposals int) {
+	if q.observe != nil {
+		q.observe(proposals)
+	}
 }
 
 // propose queues data and waits until it is applied, or until ctx ends: then
@@ -157,6 +165,7 @@ func (q *commitQueue) commit(batch []*proposal, batches bool) {
 		futures := make([]raft.ApplyFuture, len(batch))
 		for i, p := range batch {
 			futures[i] = q.apply(p.data)
+			q.observed(1)
 		}
 		for i, p := range batch {
 			p.settle(futures[i].Error(), futures[i])
@@ -175,6 +184,7 @@ func (q *commitQueue) commit(batch []*proposal, batches bool) {
 		return
 	}
 	f := q.apply(data)
+	q.observed(len(batch))
 	if err := f.Error(); err != nil {
 		for _, p := range batch {
 			p.settle(err, nil)

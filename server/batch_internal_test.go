@@ -36,6 +36,13 @@ type fakeLog struct {
 	futures []*fakeFuture
 	added   chan struct{}
 	fail    error // answered to every entry when set
+	sizes   []int // proposals per entry, as the queue reported them
+}
+
+func (l *fakeLog) observe(proposals int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sizes = append(l.sizes, proposals)
 }
 
 func newFakeLog(t *testing.T) *fakeLog {
@@ -152,7 +159,7 @@ type outcome struct {
 
 // startQueue runs a commit queue over log until the test ends.
 func startQueue(t *testing.T, log *fakeLog, batchable bool) *commitQueue {
-	q := newCommitQueue(log.apply, func() bool { return batchable })
+	q := newCommitQueue(log.apply, func() bool { return batchable }, log.observe)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { defer close(done); q.run(stop) }()
@@ -244,6 +251,11 @@ func TestCommitQueueGroupsWhatQueuesDuringACommit(t *testing.T) {
 		t.Fatalf("second entry carries %q, want b, bad c and d in order", got)
 	}
 	log.release(1)
+	log.mu.Lock()
+	if fmt.Sprint(log.sizes) != "[1 3]" {
+		t.Errorf("reported proposals per entry %v, want [1 3]", log.sizes)
+	}
+	log.mu.Unlock()
 	want := []outcome{{"ok b", nil}, {nil, errors.New("refused bad c")}, {"ok d", nil}}
 	for i, ch := range rest {
 		o := <-ch
@@ -335,7 +347,7 @@ func TestCommitQueueAnswersRaftErrorsToTheWholeBatch(t *testing.T) {
 
 func TestCommitQueueRefusesProposalsOnceStopped(t *testing.T) {
 	log := newFakeLog(t)
-	q := newCommitQueue(log.apply, func() bool { return true })
+	q := newCommitQueue(log.apply, func() bool { return true }, log.observe)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { defer close(done); q.run(stop) }()

@@ -56,6 +56,12 @@ func TestProbesMetricsAndGRPCHealth(t *testing.T) {
 		if name == leader && !strings.Contains(body, `kvd_raft_state{state="leader"} 1`) {
 			t.Errorf("leader's metrics do not say it leads")
 		}
+		// The leader appended its term's first entry and the put through
+		// the commit queue, which counts the proposals of each entry.
+		if name == leader && (!strings.Contains(body, "kvd_raft_entry_proposals_count ") ||
+			strings.Contains(body, "kvd_raft_entry_proposals_count 0\n")) {
+			t.Errorf("leader's metrics count no appended entry")
+		}
 		if code, _, err := httpGet(base + "/debug/pprof/"); err != nil || code != 200 {
 			t.Fatalf("%s pprof: %d %v", name, code, err)
 		}

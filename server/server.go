@@ -103,7 +103,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.commits = newCommitQueue(func(data []byte) raft.ApplyFuture {
 		return s.raft.Apply(data, s.cfg.RequestTimeout)
-	}, s.membersCanBatch)
+	}, s.membersCanBatch, func(n int) { s.metrics.ObserveEntry(n) }) // s.metrics is set in start
 	if s.log == nil {
 		s.log = slog.Default()
 	}
