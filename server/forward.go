@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -36,16 +37,19 @@ func (p *peerService) ProposeStream(st peerv1.PeerService_ProposeStreamServer) e
 }
 
 // proposeOp serves one op of a ProposeStream with Propose, after the check
-// its interceptor makes for a unary call.
+// its interceptor makes for a unary call, and counts it in the request
+// metrics as a Propose call.
 func (p *peerService) proposeOp(ctx context.Context, op *peerv1.ProposeOp) *peerv1.ProposeResult {
 	ctx, cancel := opContext(ctx, op.GetTimeoutMs())
 	defer cancel()
+	start := time.Now()
 	req := &peerv1.ProposeRequest{Command: op.GetCommand()}
 	err := p.s.admit(req)
 	var resp *peerv1.ProposeResponse
 	if err == nil {
 		resp, err = p.Propose(ctx, req)
 	}
+	p.s.metrics.ObserveRequest(peerv1.PeerService_Propose_FullMethodName, time.Since(start), err)
 	if err != nil {
 		return &peerv1.ProposeResult{Id: op.GetId(), Error: apierr.ToStream(err)}
 	}

@@ -28,6 +28,7 @@ func TestProbesMetricsAndGRPCHealth(t *testing.T) {
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	put(t, c, leader, "k", "v")
+	put(t, c, others(c, leader)[0], "forwarded", "v")
 	for _, name := range c.Names() {
 		base := "http://" + c.Member(name).Server.HTTPAddr()
 		if _, err := get(ctxT(t, 5*time.Second), c, name, "k", false); err != nil {
@@ -55,6 +56,11 @@ func TestProbesMetricsAndGRPCHealth(t *testing.T) {
 		}
 		if name == leader && !strings.Contains(body, `kvd_raft_state{state="leader"} 1`) {
 			t.Errorf("leader's metrics do not say it leads")
+		}
+		// The put sent to a follower reached the leader on a proposal
+		// stream, and counts as the Propose it stands for.
+		if name == leader && !strings.Contains(body, `kvd_grpc_requests_total{code="OK",method="/peer.v1.PeerService/Propose"}`) {
+			t.Errorf("leader's metrics do not count the forwarded proposal")
 		}
 		// The leader appended its term's first entry and the put through
 		// the commit queue, which counts the proposals of each entry.
