@@ -151,18 +151,24 @@ func TestOpCarriesTimeoutRoundedUp(t *testing.T) {
 	}
 }
 
-func TestBrokenStreamFailsSentOpsAndRefusesNew(t *testing.T) {
-	m, p := newMux(t)
-	ctx := ctxT(t)
+// callAnswered sends one op and, once it has left, answers the stream
+// with answer; it returns the op's error.
+func callAnswered(ctx context.Context, m *Mux[*op, *res], p *pipe, answer msg) error {
 	errc := make(chan error, 1)
 	go func() {
 		_, err := m.Call(ctx, &op{body: "x"})
 		errc <- err
 	}()
 	<-p.sent // it left
-	p.answers <- msg{err: io.EOF}
+	p.answers <- answer
+	return <-errc
+}
+
+func TestBrokenStreamFailsSentOpsAndRefusesNew(t *testing.T) {
+	m, p := newMux(t)
+	ctx := ctxT(t)
 	var broken *BrokenError
-	err := <-errc
+	err := callAnswered(ctx, m, p, msg{err: io.EOF})
 	if !errors.As(err, &broken) {
 		t.Fatalf("sent op on a broken stream: %v, want a BrokenError", err)
 	}
@@ -184,14 +190,8 @@ func TestBrokenStreamFailsSentOpsAndRefusesNew(t *testing.T) {
 func TestStreamNotServedIsReported(t *testing.T) {
 	m, p := newMux(t)
 	ctx := ctxT(t)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := m.Call(ctx, &op{body: "x"})
-		errc <- err
-	}()
-	<-p.sent
-	p.answers <- msg{err: status.Error(codes.Unimplemented, "method Stream not implemented")}
-	if err := <-errc; !errors.Is(err, ErrNotServed) {
+	err := callAnswered(ctx, m, p, msg{err: status.Error(codes.Unimplemented, "method Stream not implemented")})
+	if !errors.Is(err, ErrNotServed) {
 		t.Fatalf("op on a stream the server does not serve: %v, want ErrNotServed", err)
 	}
 	if _, err := m.Call(ctx, &op{body: "y"}); !errors.Is(err, ErrNotServed) {
