@@ -185,7 +185,7 @@ func (s *Server) onlyRaftEntries(from, to uint64) bool {
 	}
 	for i := from; i <= to; i++ {
 		var l raft.Log
-		if err := s.logStore.GetLog(i, &l); err != nil {
+		if err := s.raftLog.GetLog(i, &l); err != nil {
 			return false
 		}
 		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/raftlog"
 	"github.com/kvd-io/kvd/observe"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
@@ -39,6 +40,8 @@ type Server struct {
 	fsm       *fsm.FSM
 	raft      *raft.Raft
 	logStore  *raftboltdb.BoltStore
+	raftLog   *raftlog.Store            // over logStore; what raft writes its log through
+	raftRef   atomic.Pointer[raft.Raft] // raft, for raftLog, which runs before NewRaft returns
 	transport raft.Transport
 	grpc      *grpc.Server
 	listener  net.Listener
@@ -272,16 +275,31 @@ func (s *Server) startRaft() error {
 			return err
 		}
 	}
+	s.raftLog, err = raftlog.New(raftlog.Config{
+		Log:     s.logStore,
+		Leading: func() bool { r := s.raftRef.Load(); return r != nil && r.State() == raft.Leader },
+		OnFailure: func(err error) {
+			s.log.Error("cannot write the raft log; stopping", "error", err)
+			panic(fmt.Sprintf("raft log: %v", err))
+		},
+	})
+	if err != nil {
+		return err
+	}
 	// Replication reads back the entries it just wrote; a cache of the
 	// newest ones spares those reads from bbolt.
-	logs, err := raft.NewLogCache(logCacheSize, s.logStore)
+	logs, err := raft.NewLogCache(logCacheSize, s.raftLog)
 	if err != nil {
 		return fmt.Errorf("log cache: %w", err)
 	}
-	s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.logStore, snaps, s.transport)
+	// The leader writes its log while it replicates it; the gated state
+	// machine and transport keep anything from counting an entry as
+	// committed before it is on the leader's disk (see package raftlog).
+	s.raft, err = raft.NewRaft(rc, s.raftLog.FSM(s.fsm), logs, s.logStore, snaps, s.raftLog.Transport(s.transport))
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
+	s.raftRef.Store(s.raft)
 	return nil
 }
 
@@ -504,6 +522,9 @@ func (s *Server) closeResources() error {
 	}
 	if c, ok := s.transport.(raft.WithClose); ok && s.cfg.RaftTransport == nil {
 		errs = append(errs, c.Close())
+	}
+	if s.raftLog != nil {
+		errs = append(errs, s.raftLog.Close())
 	}
 	if s.logStore != nil {
 		errs = append(errs, s.logStore.Close())
