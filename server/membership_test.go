@@ -328,7 +328,25 @@ func TestRefusedJoinStopsTheMember(t *testing.T) {
 // catches up, the configuration that removed it. It must not take that for
 // a new removal.
 func TestRemovedMemberRejoinsUnderItsOldName(t *testing.T) {
-	c := servertest.New(t, 3)
+	testRejoinUnderOldName(t, 20, nil)
+}
+
+// The same while the rejoining member is still replaying the log between
+// its removal and its return: one entry per append, so that the replay
+// spans several checks of the removal watcher.
+func TestRejoiningMemberReplaysItsRemoval(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow replay")
+	}
+	testRejoinUnderOldName(t, 600, servertest.WithConfig(func(cfg *server.Config) { cfg.MaxAppendEntries = 1 }))
+}
+
+func testRejoinUnderOldName(t *testing.T, after int, opt servertest.Option) {
+	var opts []servertest.Option
+	if opt != nil {
+		opts = append(opts, opt)
+	}
+	c := servertest.New(t, 3, opts...)
 	leader := c.Leader(20 * time.Second)
 	waitHealthy(t, c, c.Names()...)
 	victim := others(c, leader)[0]
@@ -340,16 +358,19 @@ func TestRemovedMemberRejoinsUnderItsOldName(t *testing.T) {
 	}
 	c.Stop(victim)
 	c.Wipe(victim)
-	for i := 20; i < 40; i++ {
-		put(t, c, leader, fmt.Sprintf("k%02d", i), "v")
+	for i := 20; i < 20+after; i++ {
+		put(t, c, leader, fmt.Sprintf("k%04d", i), "v")
 	}
 	var join []string
 	for _, n := range others(c, victim) {
 		join = append(join, c.Member(n).Server.ClientAddr())
 	}
 	c.StartWith(victim, func(cfg *server.Config) { cfg.InitialCluster = nil; cfg.Join = join })
-	c.Eventually(30*time.Second, func() error {
-		if n := countKeys(t, c, victim, true); n != 40 {
+	c.Eventually(60*time.Second, func() error {
+		if err := c.Member(victim).Server.Err(); err != nil {
+			t.Fatalf("rejoining member stopped itself while catching up: %v", err)
+		}
+		if n := countKeys(t, c, victim, true); n != int64(20+after) {
 			return fmt.Errorf("%s has %d keys", victim, n)
 		}
 		return nil

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 )
 
@@ -56,6 +58,7 @@ func (s *Server) stopServing(err error, first func()) {
 func (s *Server) watchRemoval() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	unconfirmed := 0 // checks in a row that found this member left out and no leader to ask
 	for {
 		select {
 		case <-s.stop:
@@ -68,17 +71,56 @@ func (s *Server) watchRemoval() {
 		if err != nil || len(cfg.Servers) == 0 {
 			continue // a joining member has no configuration yet
 		}
-		// While a member catches up, the newest configuration in its own log
-		// can be an old one: a member removed and added back replays the
-		// configuration that removed it. Judge only a log that holds
-		// everything the leader said is committed.
-		if s.raft.LastIndex() < s.raft.CommitIndex() || s.raft.CommitIndex() == 0 {
+		if _, err := findServer(cfg, s.cfg.Name); err == nil {
+			unconfirmed = 0
 			continue
 		}
-		if _, err := findServer(cfg, s.cfg.Name); err != nil {
+		// While a member catches up, the newest configuration in its own log
+		// can be an old one: a member removed and added back replays the
+		// configuration that removed it. Its log cannot tell, so the leader
+		// is asked.
+		listed, err := s.leaderListsMe()
+		switch {
+		case errors.Is(err, errSelfIsLeader):
 			s.markRemoved("the raft configuration no longer includes it")
+		case err == nil && !listed:
+			s.markRemoved("the leader's raft configuration no longer includes it")
+		case err == nil:
+			unconfirmed = 0 // catching up through an old removal
+		default:
+			unconfirmed++
+			if unconfirmed >= removalUnconfirmedChecks {
+				s.markRemoved(fmt.Sprintf("its raft configuration has not included it for %d checks and no leader answered", unconfirmed))
+			}
 		}
 	}
+}
+
+// removalUnconfirmedChecks is how many checks in a row (one a second) a
+// member left out of its own configuration waits for a leader to confirm it
+// before it believes its log alone. A removed member stops hearing from the
+// leader, so it may have no leader to ask; a member catching up has one.
+const removalUnconfirmedChecks = 10
+
+// leaderListsMe asks the leader whether its configuration names this member.
+// It returns errSelfIsLeader when this member leads.
+func (s *Server) leaderListsMe() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	conn, _, err := s.tryLeaderConn(ctx)
+	if err != nil {
+		return false, err
+	}
+	resp, err := kvv1.NewClusterServiceClient(conn).MemberList(ctx, &kvv1.MemberListRequest{})
+	if err != nil {
+		return false, err
+	}
+	for _, m := range resp.GetMembers() {
+		if m.GetName() == s.cfg.Name {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // MemberRemoved is the leader's notice that this member was removed.
