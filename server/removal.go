@@ -105,13 +105,9 @@ const removalUnconfirmedChecks = 10
 // leaderListsMe asks the leader whether its configuration names this member.
 // It returns errSelfIsLeader when this member leads.
 func (s *Server) leaderListsMe() (bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	conn, _, err := s.tryLeaderConn(ctx)
-	if err != nil {
-		return false, err
-	}
-	resp, err := kvv1.NewClusterServiceClient(conn).MemberList(ctx, &kvv1.MemberListRequest{})
+	resp, err := forwardToLeader(context.Background(), s, func(ctx context.Context, cc kvv1.ClusterServiceClient) (*kvv1.MemberListResponse, error) {
+		return cc.MemberList(ctx, &kvv1.MemberListRequest{})
+	})
 	if err != nil {
 		return false, err
 	}
