@@ -48,6 +48,8 @@
 //	kvd_fsm_apply_duration_seconds, kvd_fsm_apply_batch_size  Metrics.ObserveApply
 //	kvd_snapshot_duration_seconds{kind,result}          Metrics.ObserveSnapshot
 //	kvd_read_index_duration_seconds                     Metrics.ObserveReadIndex
+//	kvd_raft_log_append_duration_seconds{mode}          Metrics.ObserveLogAppend
+//	kvd_raft_log_durable_wait_seconds                   Metrics.ObserveLogDurableWait
 //	kvd_grpc_requests_total{method,code}                the gRPC interceptors
 //	kvd_grpc_request_duration_seconds{method}           the gRPC interceptors
 //

@@ -23,6 +23,10 @@ var (
 	// batchBuckets go up to raft's MaxAppendEntries (256 by default) and the
 	// commit queue's 512 proposals per entry, and past.
 	batchBuckets = prometheus.ExponentialBuckets(1, 2, 11) // 1 .. 1024
+	// diskBuckets span an fdatasync on a fast SSD (tens of microseconds) to
+	// a stalled disk (seconds). A wait that did not happen falls in the
+	// first bucket.
+	diskBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 )
 
 // Metrics holds a member's metrics in a registry of its own. Its methods are
@@ -37,7 +41,11 @@ type Metrics struct {
 	applyBatch    prometheus.Histogram
 	entryWrites   prometheus.Histogram
 	readIndex     prometheus.Histogram
-	snapshot      *prometheus.HistogramVec
+	logAppend     *prometheus.HistogramVec
+	// logAppendModes holds logAppend's children: [sync, background].
+	logAppendModes [2]prometheus.Observer
+	logDurableWait prometheus.Histogram
+	snapshot       *prometheus.HistogramVec
 	// snapshotKnown holds the children of snapshot for the known kinds:
 	// [persist, restore][ok, error].
 	snapshotKnown [2][2]prometheus.Observer
@@ -74,12 +82,25 @@ func NewMetrics(src Source) *Metrics {
 			Help:    "Time to obtain a read index for a batch of linearizable reads.",
 			Buckets: latencyBuckets,
 		}),
+		logAppend: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kvd_raft_log_append_duration_seconds",
+			Help:    "Time to write entries to this member's raft log (a bbolt commit with two fdatasyncs), by mode: background for the leader's writes made while it replicates, sync for writes raft waited for (a follower's, a configuration change).",
+			Buckets: diskBuckets,
+		}, []string{"mode"}),
+		logDurableWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kvd_raft_log_durable_wait_seconds",
+			Help:    "Time the state machine waited, before applying committed entries, for this member's own copy of them to reach the disk; above zero only on a leader whose disk was slower than a follower's acknowledgement.",
+			Buckets: diskBuckets,
+		}),
 		snapshot: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kvd_snapshot_duration_seconds",
 			Help:    "Time to persist or restore a state machine snapshot, by kind and result.",
 			Buckets: snapshotBuckets,
 		}, []string{"kind", "result"}),
 		grpc: newGRPCMetrics(),
+	}
+	for i, mode := range []string{"sync", "background"} {
+		m.logAppendModes[i] = m.logAppend.WithLabelValues(mode)
 	}
 	for i, kind := range []string{SnapshotPersist, SnapshotRestore} {
 		for j, result := range []string{"ok", "error"} {
@@ -88,6 +109,7 @@ func NewMetrics(src Source) *Metrics {
 	}
 	m.reg.MustRegister(
 		m.leaderChanges, m.applyDuration, m.applyBatch, m.entryWrites, m.readIndex, m.snapshot,
+		m.logAppend, m.logDurableWait,
 		m.grpc.requests, m.grpc.duration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -151,6 +173,28 @@ func (m *Metrics) ObserveReadIndex(d time.Duration) {
 		return
 	}
 	m.readIndex.Observe(d.Seconds())
+}
+
+// ObserveLogAppend records one write to the raft log that took d; background
+// is true for the leader's writes made while it replicates.
+func (m *Metrics) ObserveLogAppend(d time.Duration, background bool) {
+	if m == nil {
+		return
+	}
+	i := 0
+	if background {
+		i = 1
+	}
+	m.logAppendModes[i].Observe(d.Seconds())
+}
+
+// ObserveLogDurableWait records how long the state machine waited for this
+// member's copy of entries it was about to apply.
+func (m *Metrics) ObserveLogDurableWait(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.logDurableWait.Observe(d.Seconds())
 }
 
 // raftStates are the values of kvd_raft_state's state label.

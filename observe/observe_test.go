@@ -166,6 +166,10 @@ func TestMetrics(t *testing.T) {
 	m.ObserveReadIndex(300 * time.Microsecond)
 	m.ObserveSnapshot(observe.SnapshotPersist, time.Second, nil)
 	m.ObserveSnapshot(observe.SnapshotRestore, 2*time.Second, errors.New("corrupt"))
+	m.ObserveLogAppend(400*time.Microsecond, true)
+	m.ObserveLogAppend(2*time.Millisecond, false)
+	m.ObserveLogDurableWait(0)
+	m.ObserveLogDurableWait(300 * time.Microsecond)
 
 	code, body := get(t, srv, "/metrics")
 	if code != http.StatusOK {
@@ -200,6 +204,13 @@ func TestMetrics(t *testing.T) {
 		`kvd_snapshot_duration_seconds_count{kind="persist",result="ok"} 1`,
 		`kvd_snapshot_duration_seconds_sum{kind="restore",result="error"} 2`,
 		`kvd_snapshot_duration_seconds_count{kind="restore",result="error"} 1`,
+		`kvd_raft_log_append_duration_seconds_bucket{mode="background",le="0.0005"} 1`,
+		`kvd_raft_log_append_duration_seconds_count{mode="background"} 1`,
+		`kvd_raft_log_append_duration_seconds_bucket{mode="sync",le="0.001"} 0`,
+		`kvd_raft_log_append_duration_seconds_sum{mode="sync"} 0.002`,
+		`kvd_raft_log_durable_wait_seconds_bucket{le="5e-05"} 1`,
+		`kvd_raft_log_durable_wait_seconds_bucket{le="0.0005"} 2`,
+		`kvd_raft_log_durable_wait_seconds_count 2`,
 		`go_goroutines `,
 		`process_start_time_seconds `,
 	} {
@@ -294,6 +305,8 @@ func TestNilMetrics(t *testing.T) {
 	m.ObserveEntry(1)
 	m.ObserveSnapshot(observe.SnapshotPersist, time.Second, nil)
 	m.ObserveReadIndex(time.Millisecond)
+	m.ObserveLogAppend(time.Millisecond, true)
+	m.ObserveLogDurableWait(time.Millisecond)
 
 	resp, err := m.UnaryServerInterceptor()(context.Background(), "req", &grpc.UnaryServerInfo{FullMethod: "/x/Y"},
 		func(context.Context, any) (any, error) { return "resp", nil })
@@ -321,12 +334,14 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 	ctx := context.Background()
 	unary(ctx, nil, info, handler) // resolve the method's children once
 	for name, fn := range map[string]func(){
-		"LeaderChanged":    m.LeaderChanged,
-		"ObserveApply":     func() { m.ObserveApply(time.Millisecond, 16) },
-		"ObserveEntry":     func() { m.ObserveEntry(16) },
-		"ObserveReadIndex": func() { m.ObserveReadIndex(time.Millisecond) },
-		"ObserveSnapshot":  func() { m.ObserveSnapshot(observe.SnapshotPersist, time.Second, nil) },
-		"unary":            func() { _, _ = unary(ctx, nil, info, handler) },
+		"LeaderChanged":         m.LeaderChanged,
+		"ObserveApply":          func() { m.ObserveApply(time.Millisecond, 16) },
+		"ObserveEntry":          func() { m.ObserveEntry(16) },
+		"ObserveReadIndex":      func() { m.ObserveReadIndex(time.Millisecond) },
+		"ObserveSnapshot":       func() { m.ObserveSnapshot(observe.SnapshotPersist, time.Second, nil) },
+		"ObserveLogAppend":      func() { m.ObserveLogAppend(time.Millisecond, true) },
+		"ObserveLogDurableWait": func() { m.ObserveLogDurableWait(time.Millisecond) },
+		"unary":                 func() { _, _ = unary(ctx, nil, info, handler) },
 	} {
 		if n := testing.AllocsPerRun(100, fn); n != 0 {
 			t.Errorf("%s allocates %v times per call, want 0", name, n)

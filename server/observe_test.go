@@ -68,6 +68,18 @@ func TestProbesMetricsAndGRPCHealth(t *testing.T) {
 			strings.Contains(body, "kvd_raft_entry_proposals_count 0\n")) {
 			t.Errorf("leader's metrics count no appended entry")
 		}
+		// The leader wrote the puts' entries in the background while it
+		// replicated them; a follower wrote them before acknowledging. Every
+		// member applied them, each time after checking its own copy.
+		mode := "sync"
+		if name == leader {
+			mode = "background"
+		}
+		for _, count := range []string{`kvd_raft_log_append_duration_seconds_count{mode="` + mode + `"}`, "kvd_raft_log_durable_wait_seconds_count"} {
+			if !strings.Contains(body, count+" ") || strings.Contains(body, count+" 0\n") {
+				t.Errorf("%s /metrics: %s is missing or zero", name, count)
+			}
+		}
 		if code, _, err := httpGet(base + "/debug/pprof/"); err != nil || code != 200 {
 			t.Fatalf("%s pprof: %d %v", name, code, err)
 		}

@@ -282,6 +282,7 @@ func (s *Server) startRaft() error {
 			s.log.Error("cannot write the raft log; stopping", "error", err)
 			panic(fmt.Sprintf("raft log: %v", err))
 		},
+		Observer: s.metrics,
 	})
 	if err != nil {
 		return err

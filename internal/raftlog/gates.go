@@ -2,6 +2,7 @@ package raftlog
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -33,9 +34,15 @@ func (g *gatedFSM) Apply(l *raft.Log) any {
 // be made durable here cannot be applied either, and the state machine has
 // no way to skip it, so the member stops, as it does when an apply fails.
 func (s *Store) mustBeDurable(index uint64) {
+	if s.Durable() >= index {
+		s.cfg.Observer.ObserveLogDurableWait(0)
+		return
+	}
+	start := time.Now()
 	if err := s.WaitDurable(index); err != nil {
 		panic(fmt.Sprintf("raftlog: committed entry %d is not on disk: %v", index, err))
 	}
+	s.cfg.Observer.ObserveLogDurableWait(time.Since(start))
 }
 
 // Transport returns t with the commit index of every append it sends capped

@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -54,7 +55,31 @@ type Config struct {
 	// write fails. raft then believes it holds entries that are not on disk,
 	// so the member must stop; the default panics.
 	OnFailure func(error)
+	// Observer is told how long writes and the state machine's waits for
+	// them took; nil: nobody.
+	Observer Observer
 }
+
+// Observer receives the store's timings. Its methods are called on the
+// goroutines that write the log and apply it, so they must not block.
+type Observer interface {
+	// ObserveLogAppend is told of each write to Config.Log and how long it
+	// took: background when it wrote entries the leader had queued, not
+	// when StoreLogs waited for it (a follower's append, a configuration
+	// change).
+	ObserveLogAppend(d time.Duration, background bool)
+	// ObserveLogDurableWait is told, for each batch of entries the state
+	// machine is about to apply, how long it waited for this member's copy
+	// to reach the disk: zero when it was there already. It is above zero
+	// only on a leader whose own append finished after a follower's
+	// acknowledgement had committed the entry.
+	ObserveLogDurableWait(d time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveLogAppend(time.Duration, bool) {}
+func (nopObserver) ObserveLogDurableWait(time.Duration)  {}
 
 // Validate reports whether c can be used.
 func (c Config) Validate() error {
@@ -70,6 +95,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.OnFailure == nil {
 		c.OnFailure = func(err error) { panic(fmt.Sprintf("raftlog: %v", err)) }
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	return c
 }
@@ -206,9 +234,11 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	if err := s.cfg.Log.StoreLogs(logs); err != nil {
 		return err
 	}
+	s.cfg.Observer.ObserveLogAppend(time.Since(start), false)
 	s.setDurable(logs[len(logs)-1].Index)
 	return nil
 }
@@ -240,6 +270,7 @@ func (s *Store) writePending() error {
 	if len(batch) == 0 {
 		return nil
 	}
+	start := time.Now()
 	if err := s.cfg.Log.StoreLogs(batch); err != nil {
 		err = fmt.Errorf("write log entries %d-%d: %w", batch[0].Index, batch[len(batch)-1].Index, err)
 		s.fail(err)
@@ -253,6 +284,7 @@ func (s *Store) writePending() error {
 		s.pending = s.pending[len(batch):]
 	}
 	s.mu.Unlock()
+	s.cfg.Observer.ObserveLogAppend(time.Since(start), true)
 	s.setDurable(batch[len(batch)-1].Index)
 	return nil
 }

@@ -2,6 +2,7 @@ package raftlog
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -317,5 +318,78 @@ func TestCloseWritesPending(t *testing.T) {
 	}
 	if err := s.StoreLogs(entries(4, 4)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("StoreLogs after Close = %v, want ErrClosed", err)
+	}
+}
+
+// recordingObserver keeps what a Store reports.
+type recordingObserver struct {
+	mu      sync.Mutex
+	appends []bool // background, per write
+	waits   []time.Duration
+}
+
+func (o *recordingObserver) ObserveLogAppend(_ time.Duration, background bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.appends = append(o.appends, background)
+}
+
+func (o *recordingObserver) ObserveLogDurableWait(d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.waits = append(o.waits, d)
+}
+
+func (o *recordingObserver) seen() ([]bool, []time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.appends), slices.Clone(o.waits)
+}
+
+func TestObserver(t *testing.T) {
+	under := newHeldStore()
+	var leading atomic.Bool
+	leading.Store(true)
+	obs := &recordingObserver{}
+	s, err := New(Config{Log: under, Leading: leading.Load, Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		under.release()
+		_ = s.Close()
+	})
+	fsm := s.FSM(&appliedFSM{})
+
+	// The leader's entry is applied only after its write, which the disk
+	// holds for a while: the state machine reports the wait.
+	under.hold()
+	if err := s.StoreLogs(entries(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitEntered(t, under)
+	const slowDisk = 50 * time.Millisecond
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		time.Sleep(slowDisk) // the disk's delay, not a wait for anything
+		under.release()
+	}()
+	fsm.ApplyBatch(entries(1, 1))
+	<-released
+	// An entry already on disk is applied without waiting.
+	fsm.ApplyBatch(entries(1, 1))
+	// A follower's write is synchronous.
+	leading.Store(false)
+	if err := s.StoreLogs(entries(2, 2)); err != nil {
+		t.Fatal(err)
+	}
+
+	appends, waits := obs.seen()
+	if !slices.Equal(appends, []bool{true, false}) {
+		t.Errorf("appends observed (background?) %v, want [true false]", appends)
+	}
+	if len(waits) != 2 || waits[0] <= 0 || waits[1] != 0 {
+		t.Errorf("durable waits %v, want one above zero, then zero", waits)
 	}
 }
