@@ -122,8 +122,8 @@ func BenchmarkRange(b *testing.B) {
 		}
 	}
 	f.ApplyBatch(batch)
-	if n := mustStats(b, f).Keys; n != 10000 {
-		b.Fatalf("store has %d keys, want 10000", n)
+	if n, err := f.KeyCount(); err != nil || n != 10000 {
+		b.Fatalf("store has %d keys (%v), want 10000", n, err)
 	}
 	rev := f.Revision()
 	prefix := []byte("prefix050/")
