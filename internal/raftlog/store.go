@@ -127,6 +127,10 @@ type Store struct {
 	wake chan struct{}
 	stop chan struct{}
 	done chan struct{}
+
+	// beforeWait, when set (by tests, before any use), is called each time
+	// WaitDurable is about to block.
+	beforeWait func()
 }
 
 // New returns a Store over cfg.Log and starts its writer; Close stops it.
@@ -184,6 +188,9 @@ func (s *Store) WaitDurable(index uint64) error {
 		}
 		if err != nil {
 			return err
+		}
+		if s.beforeWait != nil {
+			s.beforeWait()
 		}
 		<-ch
 	}

@@ -362,17 +362,19 @@ func TestObserver(t *testing.T) {
 	fsm := s.FSM(&appliedFSM{})
 
 	// The leader's entry is applied only after its write, which the disk
-	// holds for a while: the state machine reports the wait.
+	// holds until the state machine waits for it: it reports the wait.
+	waiting := make(chan struct{})
+	var once sync.Once
+	s.beforeWait = func() { once.Do(func() { close(waiting) }) }
 	under.hold()
 	if err := s.StoreLogs(entries(1, 1)); err != nil {
 		t.Fatal(err)
 	}
 	waitEntered(t, under)
-	const slowDisk = 50 * time.Millisecond
 	released := make(chan struct{})
 	go func() {
 		defer close(released)
-		time.Sleep(slowDisk) // the disk's delay, not a wait for anything
+		<-waiting
 		under.release()
 	}()
 	fsm.ApplyBatch(entries(1, 1))
