@@ -8,7 +8,7 @@ import (
 )
 
 func TestTransportKeepsPreVoteSupport(t *testing.T) {
-	s := newStore(t, newHeldStore(), new(atomic.Bool), nil)
+	s := newStore(t, newHeldStore(), Config{})
 	_, inmem := raft.NewInmemTransport("")
 	if _, ok := s.Transport(inmem).(raft.WithPreVote); !ok {
 		t.Error("wrapping a transport with pre-vote lost it")
@@ -24,7 +24,7 @@ func TestTransportKeepsPreVoteSupport(t *testing.T) {
 
 func TestCapCommit(t *testing.T) {
 	var leading atomic.Bool
-	s := newStore(t, newHeldStore(), &leading, nil)
+	s := newStore(t, newHeldStore(), Config{Leading: leading.Load})
 	if err := s.StoreLogs(entries(1, 5)); err != nil {
 		t.Fatal(err)
 	}

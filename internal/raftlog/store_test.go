@@ -75,9 +75,12 @@ func entries(from, to uint64) []*raft.Log {
 	return ls
 }
 
-func newStore(t *testing.T, under *heldStore, leading *atomic.Bool, onFailure func(error)) *Store {
+// newStore returns a Store over under with cfg's other settings, closed
+// when the test ends.
+func newStore(t *testing.T, under *heldStore, cfg Config) *Store {
 	t.Helper()
-	s, err := New(Config{Log: under, Leading: leading.Load, OnFailure: onFailure})
+	cfg.Log = under
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +124,7 @@ func TestLeaderStoresInBackground(t *testing.T) {
 	under := newHeldStore()
 	var leading atomic.Bool
 	leading.Store(true)
-	s := newStore(t, under, &leading, nil)
+	s := newStore(t, under, Config{Leading: leading.Load})
 
 	under.hold()
 	if err := s.StoreLogs(entries(1, 3)); err != nil {
@@ -167,7 +170,7 @@ func TestLeaderStoresInBackground(t *testing.T) {
 func TestFollowerStoresSynchronously(t *testing.T) {
 	under := newHeldStore()
 	var leading atomic.Bool
-	s := newStore(t, under, &leading, nil)
+	s := newStore(t, under, Config{Leading: leading.Load})
 	if err := s.StoreLogs(entries(1, 2)); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +188,7 @@ func TestConfigurationEntriesAreSynchronous(t *testing.T) {
 	under := newHeldStore()
 	var leading atomic.Bool
 	leading.Store(true)
-	s := newStore(t, under, &leading, nil)
+	s := newStore(t, under, Config{Leading: leading.Load})
 	under.hold()
 	if err := s.StoreLogs(entries(1, 1)); err != nil {
 		t.Fatal(err)
@@ -212,7 +215,7 @@ func TestDeleteRange(t *testing.T) {
 	under := newHeldStore()
 	var leading atomic.Bool
 	leading.Store(true)
-	s := newStore(t, under, &leading, nil)
+	s := newStore(t, under, Config{Leading: leading.Load})
 	if err := s.StoreLogs(entries(1, 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +263,7 @@ func TestBackgroundWriteFailure(t *testing.T) {
 	var leading atomic.Bool
 	leading.Store(true)
 	failures := make(chan error, 10)
-	s := newStore(t, under, &leading, func(err error) { failures <- err })
+	s := newStore(t, under, Config{Leading: leading.Load, OnFailure: func(err error) { failures <- err }})
 
 	diskErr := errors.New("disk on fire")
 	under.mu.Lock()
@@ -351,14 +354,7 @@ func TestObserver(t *testing.T) {
 	var leading atomic.Bool
 	leading.Store(true)
 	obs := &recordingObserver{}
-	s, err := New(Config{Log: under, Leading: leading.Load, Observer: obs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		under.release()
-		_ = s.Close()
-	})
+	s := newStore(t, under, Config{Leading: leading.Load, Observer: obs})
 	fsm := s.FSM(&appliedFSM{})
 
 	// The leader's entry is applied only after its write, which the disk
