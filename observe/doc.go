@@ -50,6 +50,8 @@
 //	kvd_read_index_duration_seconds                     Metrics.ObserveReadIndex
 //	kvd_raft_log_append_duration_seconds{mode}          Metrics.ObserveLogAppend
 //	kvd_raft_log_durable_wait_seconds                   Metrics.ObserveLogDurableWait
+//	kvd_raft_log_checkpoint_duration_seconds            Metrics.ObserveLogCheckpoint
+//	kvd_raft_log_checkpoint_entries_total               Metrics.ObserveLogCheckpoint
 //	kvd_grpc_requests_total{method,code}                the gRPC interceptors
 //	kvd_grpc_request_duration_seconds{method}           the gRPC interceptors
 //

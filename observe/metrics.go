@@ -45,6 +45,8 @@ type Metrics struct {
 	// logAppendModes holds logAppend's children: [sync, background].
 	logAppendModes [2]prometheus.Observer
 	logDurableWait prometheus.Histogram
+	logCheckpoint  prometheus.Histogram
+	logCheckpointN prometheus.Counter
 	snapshot       *prometheus.HistogramVec
 	// snapshotKnown holds the children of snapshot for the known kinds:
 	// [persist, restore][ok, error].
@@ -84,13 +86,22 @@ func NewMetrics(src Source) *Metrics {
 		}),
 		logAppend: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kvd_raft_log_append_duration_seconds",
-			Help:    "Time to write entries to this member's raft log (a bbolt commit with two fdatasyncs), by mode: background for the leader's writes made while it replicates, sync for writes raft waited for (a follower's, a configuration change).",
+			Help:    "Time to make entries durable in this member's raft log (a journal write and one fdatasync), by mode: background for the leader's writes made while it replicates, sync for writes raft waited for (a follower's, a configuration change).",
 			Buckets: diskBuckets,
 		}, []string{"mode"}),
 		logDurableWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kvd_raft_log_durable_wait_seconds",
 			Help:    "Time the state machine waited, before applying committed entries, for this member's own copy of them to reach the disk; above zero only on a leader whose disk was slower than a follower's acknowledgement.",
 			Buckets: diskBuckets,
+		}),
+		logCheckpoint: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kvd_raft_log_checkpoint_duration_seconds",
+			Help:    "Time to copy journaled raft log entries into raft.db (one bbolt commit), per checkpoint.",
+			Buckets: diskBuckets,
+		}),
+		logCheckpointN: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kvd_raft_log_checkpoint_entries_total",
+			Help: "Raft log entries copied from the journal into raft.db by checkpoints.",
 		}),
 		snapshot: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kvd_snapshot_duration_seconds",
@@ -109,7 +120,7 @@ func NewMetrics(src Source) *Metrics {
 	}
 	m.reg.MustRegister(
 		m.leaderChanges, m.applyDuration, m.applyBatch, m.entryWrites, m.readIndex, m.snapshot,
-		m.logAppend, m.logDurableWait,
+		m.logAppend, m.logDurableWait, m.logCheckpoint, m.logCheckpointN,
 		m.grpc.requests, m.grpc.duration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -195,6 +206,16 @@ func (m *Metrics) ObserveLogDurableWait(d time.Duration) {
 		return
 	}
 	m.logDurableWait.Observe(d.Seconds())
+}
+
+// ObserveLogCheckpoint records one checkpoint of the raft log's journal: it
+// wrote entries into raft.db in d.
+func (m *Metrics) ObserveLogCheckpoint(d time.Duration, entries int) {
+	if m == nil {
+		return
+	}
+	m.logCheckpoint.Observe(d.Seconds())
+	m.logCheckpointN.Add(float64(entries))
 }
 
 // raftStates are the values of kvd_raft_state's state label.

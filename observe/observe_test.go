@@ -170,6 +170,8 @@ func TestMetrics(t *testing.T) {
 	m.ObserveLogAppend(2*time.Millisecond, false)
 	m.ObserveLogDurableWait(0)
 	m.ObserveLogDurableWait(300 * time.Microsecond)
+	m.ObserveLogCheckpoint(3*time.Millisecond, 120)
+	m.ObserveLogCheckpoint(time.Millisecond, 30)
 
 	code, body := get(t, srv, "/metrics")
 	if code != http.StatusOK {
@@ -211,6 +213,9 @@ func TestMetrics(t *testing.T) {
 		`kvd_raft_log_durable_wait_seconds_bucket{le="5e-05"} 1`,
 		`kvd_raft_log_durable_wait_seconds_bucket{le="0.0005"} 2`,
 		`kvd_raft_log_durable_wait_seconds_count 2`,
+		`kvd_raft_log_checkpoint_duration_seconds_count 2`,
+		`kvd_raft_log_checkpoint_duration_seconds_sum 0.004`,
+		`kvd_raft_log_checkpoint_entries_total 150`,
 		`go_goroutines `,
 		`process_start_time_seconds `,
 	} {
@@ -307,6 +312,7 @@ func TestNilMetrics(t *testing.T) {
 	m.ObserveReadIndex(time.Millisecond)
 	m.ObserveLogAppend(time.Millisecond, true)
 	m.ObserveLogDurableWait(time.Millisecond)
+	m.ObserveLogCheckpoint(time.Millisecond, 1)
 
 	resp, err := m.UnaryServerInterceptor()(context.Background(), "req", &grpc.UnaryServerInfo{FullMethod: "/x/Y"},
 		func(context.Context, any) (any, error) { return "resp", nil })
@@ -341,6 +347,7 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 		"ObserveSnapshot":       func() { m.ObserveSnapshot(observe.SnapshotPersist, time.Second, nil) },
 		"ObserveLogAppend":      func() { m.ObserveLogAppend(time.Millisecond, true) },
 		"ObserveLogDurableWait": func() { m.ObserveLogDurableWait(time.Millisecond) },
+		"ObserveLogCheckpoint":  func() { m.ObserveLogCheckpoint(time.Millisecond, 10) },
 		"unary":                 func() { _, _ = unary(ctx, nil, info, handler) },
 	} {
 		if n := testing.AllocsPerRun(100, fn); n != 0 {

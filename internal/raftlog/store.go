@@ -1,32 +1,3 @@
-// Package raftlog lets a raft leader write its log to disk while it
-// replicates it, without anything treating an entry as committed before it is
-// on disk on a quorum.
-//
-// hashicorp/raft's leader appends new entries to its own log (a bbolt commit,
-// two fdatasyncs) before it sends them to followers, so every write waits for
-// two disk commits in a row: the leader's, then a follower's. Raft does not
-// need that order (Ongaro's thesis, section 10.2.1, and etcd's leader writes
-// in parallel too); it needs only that nothing counts an entry as committed
-// until it is on disk on a quorum. The library counts the leader's copy as
-// soon as StoreLogs returns, so on the leader Store returns at once and
-// writes in the background, and three gates keep the promise instead:
-//
-//   - The state machine (Store.FSM) applies an entry only once this member's
-//     copy is on disk. Applying is what answers the client and what reads see.
-//   - The commit index the leader sends followers (Store.Transport) is capped
-//     at its durable index, so no follower applies an entry the leader could
-//     still lose.
-//   - Configuration entries are written synchronously, because the library
-//     starts the next membership change as soon as one commits.
-//
-// An entry the library commits while the leader's copy is still being
-// written is therefore held back everywhere until that copy is on disk, at
-// which point it is on disk on the leader and on the followers whose
-// acknowledgements committed it. If the leader crashes first the entry may be
-// lost, but no client was answered and no member applied it.
-//
-// Followers write synchronously, as before: their acknowledgement promises
-// the leader that the entries are on disk.
 package raftlog
 
 import (
@@ -44,26 +15,36 @@ var ErrClosed = errors.New("raft log closed")
 
 // Config configures a Store.
 type Config struct {
-	// Log is the durable store the entries are written to.
+	// Log is the durable store the entries end up in.
 	Log raft.LogStore
+	// Dir is the directory of the journal. Empty: no journal, and every
+	// append is written to Log before it counts as durable.
+	Dir string
 	// Leading reports whether this member is the raft leader. raft calls
 	// StoreLogs from its main goroutine, which is also the one that changes
 	// its state, so the answer is exact at that moment. Nil means never, and
 	// every write is synchronous.
 	Leading func() bool
-	// OnFailure is called once, from the writer goroutine, when a background
-	// write fails. raft then believes it holds entries that are not on disk,
-	// so the member must stop; the default panics.
+	// OnFailure is called once, from the goroutine that found it, when a
+	// background write fails. raft then believes it holds entries that are
+	// not on disk, so the member must stop; the default panics.
 	OnFailure func(error)
 	// Observer is told how long writes and the state machine's waits for
 	// them took; nil: nobody.
 	Observer Observer
+	// CheckpointInterval is how long journaled entries may wait before a
+	// checkpoint copies them into Log (default 100ms), and CheckpointBytes
+	// how much the journal may hold before one starts sooner (default 4
+	// MiB). Longer and larger mean fewer, bigger bbolt commits, and more
+	// entries held in memory and replayed after a crash.
+	CheckpointInterval time.Duration
+	CheckpointBytes    int64
 }
 
 // Observer receives the store's timings. Its methods are called on the
 // goroutines that write the log and apply it, so they must not block.
 type Observer interface {
-	// ObserveLogAppend is told of each write to Config.Log and how long it
+	// ObserveLogAppend is told of each append made durable and how long it
 	// took: background when it wrote entries the leader had queued, not
 	// when StoreLogs waited for it (a follower's append, a configuration
 	// change).
@@ -74,17 +55,24 @@ type Observer interface {
 	// only on a leader whose own append finished after a follower's
 	// acknowledgement had committed the entry.
 	ObserveLogDurableWait(d time.Duration)
+	// ObserveLogCheckpoint is told of each checkpoint: how many journaled
+	// entries it wrote into the log store, and how long that took.
+	ObserveLogCheckpoint(d time.Duration, entries int)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) ObserveLogAppend(time.Duration, bool) {}
-func (nopObserver) ObserveLogDurableWait(time.Duration)  {}
+func (nopObserver) ObserveLogAppend(time.Duration, bool)    {}
+func (nopObserver) ObserveLogDurableWait(time.Duration)     {}
+func (nopObserver) ObserveLogCheckpoint(time.Duration, int) {}
 
 // Validate reports whether c can be used.
 func (c Config) Validate() error {
 	if c.Log == nil {
 		return errors.New("raftlog: no log store")
+	}
+	if c.CheckpointInterval < 0 || c.CheckpointBytes < 0 {
+		return errors.New("raftlog: negative checkpoint interval or size")
 	}
 	return nil
 }
@@ -99,74 +87,184 @@ func (c Config) withDefaults() Config {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = 100 * time.Millisecond
+	}
+	if c.CheckpointBytes == 0 {
+		c.CheckpointBytes = 4 << 20
+	}
 	return c
 }
 
-// Store is a raft.LogStore that, on the leader, writes in the background.
-// Entries not yet written are served from memory.
+// maxJournaled bounds the journaled entries held in memory because they are
+// not in the log store yet: beyond it, appends wait for a checkpoint. (A
+// variable so that tests can make it small.)
+var maxJournaled = 64 << 20
+
+// Store is a raft.LogStore that makes appends durable through a journal and,
+// on the leader, in the background. Entries not yet in the log store are
+// served from memory.
 type Store struct {
 	cfg Config
+	j   *journal // nil without a journal
 
-	// writeMu is held for every write to cfg.Log, so writes and deletes
-	// reach it in the order raft made them.
+	// ckptMu serialises checkpoints, deletions and Close. It is taken
+	// before writeMu.
+	ckptMu sync.Mutex
+	// writeMu is held for every append, so that appends and deletions reach
+	// the disk in the order raft made them.
 	writeMu sync.Mutex
 
-	mu       sync.Mutex
-	pending  []*raft.Log   // stored by StoreLogs but not yet written, in index order
-	advanced chan struct{} // closed and replaced when durable moves, err is set or the store closes
-	err      error         // a background write failed; the store is unusable
-	closed   bool
+	mu sync.Mutex
+	// mem holds the entries that are not in cfg.Log, in index order: those
+	// at or below durable are in the journal, the rest (the leader's queue)
+	// on no disk yet.
+	mem []*raft.Log
+	// journaled is the size of the entries' data in mem that are in the
+	// journal: what a checkpoint can take out of memory.
+	journaled int
+	advanced  chan struct{} // closed and replaced when durable moves, mem shrinks, err is set or the store closes
+	err       error         // a background write failed; the store is unusable
+	closed    bool
 
 	closeOnce sync.Once
 	closeErr  error
 
-	// durable is the last index of the most recent completed write: every
+	// durable is the last index of the most recent completed append: every
 	// entry at or below it is on disk.
 	durable atomic.Uint64
+	// journalBytes and journalSince describe the active journal file: how
+	// much it holds and since when (unix nanoseconds) it holds anything.
+	journalBytes atomic.Int64
+	journalSince atomic.Int64
 
-	wake chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	wake     chan struct{} // the leader queued entries
+	ckptWake chan struct{} // the journal took its first entries, or grew past CheckpointBytes
+	stop     chan struct{}
+	done     sync.WaitGroup
 
 	// beforeWait, when set (by tests, before any use), is called each time
-	// WaitDurable is about to block.
-	beforeWait func()
+	// WaitDurable is about to block, and afterCheckpointWrite each time a
+	// checkpoint has written entries into cfg.Log but not yet emptied
+	// their journal file.
+	beforeWait           func()
+	afterCheckpointWrite func()
 }
 
 // New returns a Store over cfg.Log and starts its writer; Close stops it.
+// With a journal, New first writes whatever the journal holds into cfg.Log,
+// so a member that crashed finds its log whole.
 func New(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	last, err := cfg.Log.LastIndex()
-	if err != nil {
-		return nil, fmt.Errorf("raftlog: read last index: %w", err)
 	}
 	s := &Store{
 		cfg:      cfg.withDefaults(),
 		advanced: make(chan struct{}),
 		wake:     make(chan struct{}, 1),
+		ckptWake: make(chan struct{}, 1),
 		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+	}
+	if cfg.Dir != "" {
+		if err := s.openJournal(); err != nil {
+			return nil, err
+		}
+	}
+	last, err := cfg.Log.LastIndex()
+	if err != nil {
+		s.closeJournal()
+		return nil, fmt.Errorf("raftlog: read last index: %w", err)
 	}
 	s.durable.Store(last)
+	s.done.Add(1)
 	go s.run()
+	if s.j != nil {
+		s.done.Add(1)
+		go s.checkpoints()
+	}
 	return s, nil
 }
 
-// run writes pending entries until Close. Entries stored while a write is in
+// openJournal opens the journal and replays it into cfg.Log.
+func (s *Store) openJournal() error {
+	j, logs, err := openJournal(s.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	for len(logs) > 0 {
+		n := replayChunk(logs)
+		if err := s.cfg.Log.StoreLogs(logs[:n]); err != nil {
+			j.close()
+			return fmt.Errorf("raftlog: replay journal entries %d-%d: %w", logs[0].Index, logs[n-1].Index, err)
+		}
+		logs = logs[n:]
+	}
+	if err := j.resetAll(); err != nil {
+		j.close()
+		return fmt.Errorf("raftlog: %w", err)
+	}
+	s.j = j
+	return nil
+}
+
+// replayChunk returns how many of logs to write in one commit: up to 16 MiB.
+func replayChunk(logs []*raft.Log) int {
+	size := 0
+	for i, l := range logs {
+		size += len(l.Data)
+		if size > 16<<20 && i > 0 {
+			return i
+		}
+	}
+	return len(logs)
+}
+
+func (s *Store) closeJournal() {
+	if s.j != nil {
+		_ = s.j.close()
+	}
+}
+
+// run writes queued entries until Close. Entries queued while a write is in
 // progress go to disk together in the next one.
 func (s *Store) run() {
-	defer close(s.done)
+	defer s.done.Done()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-s.wake:
 		}
+		if !s.waitRoom() {
+			return
+		}
 		s.writeMu.Lock()
 		_ = s.writePending() // a failure is reported through OnFailure
 		s.writeMu.Unlock()
+	}
+}
+
+// waitRoom waits while the journaled entries held in memory exceed
+// maxJournaled, so that a log store slower than the journal slows appends
+// down instead of filling memory. It returns false when the store stops
+// first.
+func (s *Store) waitRoom() bool {
+	if s.j == nil {
+		return true
+	}
+	for {
+		s.mu.Lock()
+		full, ch := s.journaled > maxJournaled && s.unusable() == nil, s.advanced
+		s.mu.Unlock()
+		if !full {
+			return true
+		}
+		s.wakeCheckpoint()
+		select {
+		case <-s.stop:
+			return false
+		case <-ch:
+		}
 	}
 }
 
@@ -196,15 +294,24 @@ func (s *Store) WaitDurable(index uint64) error {
 	}
 }
 
-// Close writes what is pending and stops the writer. It does not close
-// cfg.Log, which belongs to the caller.
+// Close writes what is pending, copies the journal into cfg.Log and empties
+// it, and stops the writers. It does not close cfg.Log, which belongs to the
+// caller.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
-		<-s.done
+		s.done.Wait()
+		s.ckptMu.Lock()
 		s.writeMu.Lock()
 		s.closeErr = s.writePending()
+		if s.j != nil {
+			if s.closeErr == nil {
+				s.closeErr = s.flushJournal()
+			}
+			s.closeErr = errors.Join(s.closeErr, s.j.close())
+		}
 		s.writeMu.Unlock()
+		s.ckptMu.Unlock()
 		s.mu.Lock()
 		s.closed = true
 		s.signalLocked()
@@ -230,6 +337,9 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		}
 		return nil
 	}
+	if !s.waitRoom() {
+		return ErrClosed
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if err := s.writePending(); err != nil {
@@ -237,21 +347,59 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	}
 	s.mu.Lock()
 	err := s.unusable()
+	if err == nil && s.j != nil {
+		if n := len(s.mem); n > 0 && logs[0].Index != s.mem[n-1].Index+1 {
+			err = fmt.Errorf("raftlog: entry %d does not follow entry %d", logs[0].Index, s.mem[n-1].Index)
+		}
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	if err := s.cfg.Log.StoreLogs(logs); err != nil {
+	if err := s.appendDurably(logs); err != nil {
 		return err
+	}
+	if s.j != nil {
+		s.mu.Lock()
+		s.addToMemLocked(logs)
+		s.mu.Unlock()
 	}
 	s.cfg.Observer.ObserveLogAppend(time.Since(start), false)
 	s.setDurable(logs[len(logs)-1].Index)
 	return nil
 }
 
-// queue adds logs to the pending entries. It declines (and the caller writes
-// synchronously) when they do not follow the pending ones, which raft's
+// appendDurably puts logs on disk: in the journal, or without one in
+// cfg.Log. The caller holds writeMu.
+func (s *Store) appendDurably(logs []*raft.Log) error {
+	if s.j == nil {
+		return s.cfg.Log.StoreLogs(logs)
+	}
+	wasEmpty := s.j.activeBytes() == 0
+	if err := s.j.append(logs); err != nil {
+		return err
+	}
+	size := 0
+	for _, l := range logs {
+		size += len(l.Data)
+	}
+	s.mu.Lock()
+	s.journaled += size
+	s.mu.Unlock()
+	n := s.j.activeBytes()
+	s.journalBytes.Store(n)
+	if wasEmpty {
+		s.journalSince.Store(time.Now().UnixNano())
+	}
+	if wasEmpty || n >= s.cfg.CheckpointBytes {
+		s.wakeCheckpoint()
+	}
+	return nil
+}
+
+// queue adds logs to the leader's queue. It declines (and the caller writes
+// synchronously) when they do not follow the entries in memory, which raft's
 // leader never does, or when the store cannot be used, so that the error is
 // returned.
 func (s *Store) queue(logs []*raft.Log) bool {
@@ -260,40 +408,74 @@ func (s *Store) queue(logs []*raft.Log) bool {
 	if s.unusable() != nil {
 		return false
 	}
-	if n := len(s.pending); n > 0 && logs[0].Index != s.pending[n-1].Index+1 {
+	if n := len(s.mem); n > 0 && logs[0].Index != s.mem[n-1].Index+1 {
 		return false
 	}
-	s.pending = append(s.pending, logs...)
+	s.addToMemLocked(logs)
 	return true
 }
 
-// writePending writes every pending entry in one call. The caller holds
-// writeMu, so nothing else writes or deletes meanwhile; StoreLogs may add
+func (s *Store) addToMemLocked(logs []*raft.Log) { s.mem = append(s.mem, logs...) }
+
+// unwritten returns the entries in memory above the durable index. The
+// caller holds mu.
+func (s *Store) unwrittenLocked() []*raft.Log {
+	if len(s.mem) == 0 {
+		return nil
+	}
+	first, durable := s.mem[0].Index, s.durable.Load()
+	if durable < first {
+		return s.mem
+	}
+	if n := durable - first + 1; n < uint64(len(s.mem)) {
+		return s.mem[n:]
+	}
+	return nil
+}
+
+// writePending writes every queued entry in one append. The caller holds
+// writeMu, so nothing else writes or deletes meanwhile; StoreLogs may queue
 // entries behind the ones being written.
 func (s *Store) writePending() error {
 	s.mu.Lock()
-	batch := s.pending
+	batch := s.unwrittenLocked()
 	s.mu.Unlock()
 	if len(batch) == 0 {
 		return nil
 	}
 	start := time.Now()
-	if err := s.cfg.Log.StoreLogs(batch); err != nil {
+	if err := s.appendDurably(batch); err != nil {
 		err = fmt.Errorf("write log entries %d-%d: %w", batch[0].Index, batch[len(batch)-1].Index, err)
 		s.fail(err)
 		return err
 	}
-	s.mu.Lock()
-	// Entries leave pending only now that they can be read from cfg.Log.
-	if len(s.pending) == len(batch) {
-		s.pending = nil
-	} else {
-		s.pending = s.pending[len(batch):]
+	if s.j == nil {
+		// Entries leave memory only now that they can be read from cfg.Log.
+		s.dropMem(batch[len(batch)-1].Index)
 	}
-	s.mu.Unlock()
 	s.cfg.Observer.ObserveLogAppend(time.Since(start), true)
 	s.setDurable(batch[len(batch)-1].Index)
 	return nil
+}
+
+// dropMem removes the entries up to index from memory, once they are in
+// cfg.Log.
+func (s *Store) dropMem(index uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for n < len(s.mem) && s.mem[n].Index <= index {
+		if s.j != nil {
+			s.journaled -= len(s.mem[n].Data)
+		}
+		n++
+	}
+	if n == len(s.mem) {
+		s.mem = nil
+	} else {
+		s.mem = s.mem[n:]
+	}
+	s.signalLocked()
 }
 
 // setDurable records the last index of a completed write. It is the exact
@@ -332,22 +514,35 @@ func (s *Store) unusable() error {
 	return nil
 }
 
-// signalLocked wakes everyone in WaitDurable. The caller holds mu.
+// signalLocked wakes everyone waiting on advanced. The caller holds mu.
 func (s *Store) signalLocked() {
 	close(s.advanced)
 	s.advanced = make(chan struct{})
 }
 
-// DeleteRange deletes entries min..max once the pending ones are written.
+// DeleteRange deletes entries min..max once the queued ones are written.
 // Deleting the newest entries (raft does, when a new leader's log conflicts
-// with this member's) lowers the durable index to what is left.
+// with this member's) lowers the durable index to what is left. Entries the
+// journal holds are first copied into cfg.Log and the journal emptied, so
+// that no replay brings deleted entries back.
 func (s *Store) DeleteRange(min, max uint64) error {
+	s.ckptMu.Lock()
+	defer s.ckptMu.Unlock()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if err := s.writePending(); err != nil {
 		return err
 	}
-	last, err := s.cfg.Log.LastIndex()
+	s.mu.Lock()
+	inMem := len(s.mem) > 0 && min <= s.mem[len(s.mem)-1].Index && max >= s.mem[0].Index
+	s.mu.Unlock()
+	if inMem {
+		if err := s.flushJournal(); err != nil {
+			s.fail(err)
+			return err
+		}
+	}
+	last, err := s.LastIndex()
 	if err != nil {
 		return err
 	}
@@ -360,37 +555,38 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	return nil
 }
 
-// GetLog returns the entry at index, from memory if it is not written yet.
+// GetLog returns the entry at index, from memory if it is not in cfg.Log
+// yet.
 func (s *Store) GetLog(index uint64, out *raft.Log) error {
 	s.mu.Lock()
-	if n := len(s.pending); n > 0 && index >= s.pending[0].Index && index <= s.pending[n-1].Index {
-		*out = *s.pending[index-s.pending[0].Index]
+	if n := len(s.mem); n > 0 && index >= s.mem[0].Index && index <= s.mem[n-1].Index {
+		*out = *s.mem[index-s.mem[0].Index]
 		s.mu.Unlock()
 		return nil
 	}
 	s.mu.Unlock()
-	// An entry that left pending after the check above is already in
-	// cfg.Log: entries leave pending only once they are written.
+	// An entry that left memory after the check above is already in
+	// cfg.Log: entries leave memory only once they are written there.
 	return s.cfg.Log.GetLog(index, out)
 }
 
 // FirstIndex returns the first index in the log, 0 if it is empty.
 func (s *Store) FirstIndex() (uint64, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock() // held so that no pending entry is written meanwhile
+	defer s.mu.Unlock() // held so that no entry leaves memory meanwhile
 	first, err := s.cfg.Log.FirstIndex()
-	if err != nil || first != 0 || len(s.pending) == 0 {
+	if err != nil || first != 0 || len(s.mem) == 0 {
 		return first, err
 	}
-	return s.pending[0].Index, nil
+	return s.mem[0].Index, nil
 }
 
-// LastIndex returns the last index in the log, written or not.
+// LastIndex returns the last index in the log, on disk or not.
 func (s *Store) LastIndex() (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := len(s.pending); n > 0 {
-		return s.pending[n-1].Index, nil
+	if n := len(s.mem); n > 0 {
+		return s.mem[n-1].Index, nil
 	}
 	return s.cfg.Log.LastIndex()
 }

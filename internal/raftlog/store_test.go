@@ -20,7 +20,7 @@ type heldStore struct {
 	held    chan struct{} // while non-nil, StoreLogs waits for it to close
 	calls   [][]uint64    // the indexes of every StoreLogs call
 	failErr error
-	entered chan struct{} // receives each time StoreLogs starts
+	entered chan struct{} // receives each time StoreLogs starts (the first hundred not taken)
 }
 
 func newHeldStore() *heldStore {
@@ -43,7 +43,10 @@ func (h *heldStore) release() {
 }
 
 func (h *heldStore) StoreLogs(logs []*raft.Log) error {
-	h.entered <- struct{}{}
+	select {
+	case h.entered <- struct{}{}:
+	default: // nobody waits for this many
+	}
 	h.mu.Lock()
 	held, failErr := h.held, h.failErr
 	var idx []uint64
@@ -326,9 +329,10 @@ func TestCloseWritesPending(t *testing.T) {
 
 // recordingObserver keeps what a Store reports.
 type recordingObserver struct {
-	mu      sync.Mutex
-	appends []bool // background, per write
-	waits   []time.Duration
+	mu          sync.Mutex
+	appends     []bool // background, per write
+	waits       []time.Duration
+	checkpoints []int // entries, per checkpoint
 }
 
 func (o *recordingObserver) ObserveLogAppend(_ time.Duration, background bool) {
@@ -341,6 +345,18 @@ func (o *recordingObserver) ObserveLogDurableWait(d time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.waits = append(o.waits, d)
+}
+
+func (o *recordingObserver) ObserveLogCheckpoint(_ time.Duration, entries int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.checkpoints = append(o.checkpoints, entries)
+}
+
+func (o *recordingObserver) checkpointsSeen() []int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.checkpoints)
 }
 
 func (o *recordingObserver) seen() ([]bool, []time.Duration) {
