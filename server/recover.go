@@ -15,7 +15,7 @@ func (s *Server) forceNewCluster(rc *raft.Config, snaps raft.SnapshotStore) erro
 	s.log.Error("FORCE NEW CLUSTER: rewriting the raft configuration to this member alone; every other member is dropped and must rejoin with an empty data dir",
 		"name", s.cfg.Name, "raft_addr", s.raftAddr, "applied_index", s.fsm.AppliedIndex())
 	cfg := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(s.raftAddr), Suffrage: raft.Voter}}}
-	if err := raft.RecoverCluster(rc, s.fsm, s.logStore, s.logStore, snaps, s.transport, cfg); err != nil {
+	if err := raft.RecoverCluster(rc, s.fsm, s.raftLog, s.logStore, snaps, s.transport, cfg); err != nil {
 		return fmt.Errorf("force new cluster: %w", err)
 	}
 	s.log.Error("FORCE NEW CLUSTER: done; this member is now the only voter",

@@ -203,12 +203,28 @@ func (s *Server) startRaft() error {
 	var err error
 	s.logStore, err = raftboltdb.New(raftboltdb.Options{
 		Path: filepath.Join(raftDir, "raft.db"),
-		// Every append is still fsynced; only the freelist is not written
-		// with each commit (bbolt rebuilds it when the file is opened).
+		// Every commit is fsynced; only the freelist is not written with
+		// each one (bbolt rebuilds it when the file is opened).
 		BoltOptions: &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType},
 	})
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
+	}
+	// Everything reads and writes the log through raftLog: opening it
+	// replays its journal into raft.db, so what comes next sees the whole
+	// log.
+	s.raftLog, err = raftlog.New(raftlog.Config{
+		Log:     s.logStore,
+		Dir:     raftDir,
+		Leading: func() bool { r := s.raftRef.Load(); return r != nil && r.State() == raft.Leader },
+		OnFailure: func(err error) {
+			s.log.Error("cannot write the raft log; stopping", "error", err)
+			panic(fmt.Sprintf("raft log: %v", err))
+		},
+		Observer: s.metrics,
+	})
+	if err != nil {
+		return err
 	}
 	hlog := newRaftLogger(s.log)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.DataDir, s.cfg.SnapshotRetain, hlog)
@@ -246,7 +262,7 @@ func (s *Server) startRaft() error {
 	// (see watchRemoval); raft itself keeps running until Shutdown.
 	rc.ShutdownOnRemove = false
 
-	hasState, err := raft.HasExistingState(s.logStore, s.logStore, snaps)
+	hasState, err := raft.HasExistingState(s.raftLog, s.logStore, snaps)
 	if err != nil {
 		return fmt.Errorf("inspect raft state: %w", err)
 	}
@@ -274,18 +290,6 @@ func (s *Server) startRaft() error {
 		if err := s.bootstrap(rc, snaps); err != nil {
 			return err
 		}
-	}
-	s.raftLog, err = raftlog.New(raftlog.Config{
-		Log:     s.logStore,
-		Leading: func() bool { r := s.raftRef.Load(); return r != nil && r.State() == raft.Leader },
-		OnFailure: func(err error) {
-			s.log.Error("cannot write the raft log; stopping", "error", err)
-			panic(fmt.Sprintf("raft log: %v", err))
-		},
-		Observer: s.metrics,
-	})
-	if err != nil {
-		return err
 	}
 	// Replication reads back the entries it just wrote; a cache of the
 	// newest ones spares those reads from bbolt.
@@ -334,7 +338,7 @@ func (s *Server) bootstrap(rc *raft.Config, snaps raft.SnapshotStore) error {
 		}
 	}
 	s.log.Info("bootstrapping a new cluster", "voters", len(servers))
-	if err := raft.BootstrapCluster(rc, s.logStore, s.logStore, snaps, s.transport, raft.Configuration{Servers: servers}); err != nil {
+	if err := raft.BootstrapCluster(rc, s.raftLog, s.logStore, snaps, s.transport, raft.Configuration{Servers: servers}); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	return nil
