@@ -50,7 +50,7 @@ const (
 // Appends then write into allocated blocks, so an fdatasync need not also
 // write the file system's allocation metadata. A file grows past it if it
 // must. (A variable so that tests can make it small.)
-var journalPrealloc int64 = 64 << 20
+var journalPrealloc int64 = 16 << 20
 
 var (
 	journalMagic = [8]byte{'k', 'v', 'd', 'j', 'r', 'n', 'l', '1'}
