@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -70,6 +71,26 @@ func (k *kvService) Range(ctx context.Context, req *kvv1.RangeRequest) (*kvv1.Ra
 			return nil, toStatus(err)
 		}
 	}
+	return k.rangeLocal(req)
+}
+
+// rangeAt is Range for a linearizable read whose read index is known (res):
+// it waits, until deadline, for the state machine to apply it, then reads.
+func (k *kvService) rangeAt(req *kvv1.RangeRequest, res readIndexResult, deadline time.Time) (*kvv1.RangeResponse, error) {
+	if err := fsm.ValidateRange(req); err != nil {
+		return nil, toStatus(err)
+	}
+	if res.err != nil {
+		return nil, toStatus(res.err)
+	}
+	if err := k.s.waitAppliedBy(deadline, res.index); err != nil {
+		return nil, toStatus(err)
+	}
+	return k.rangeLocal(req)
+}
+
+// rangeLocal reads from this member's state as it is.
+func (k *kvService) rangeLocal(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 	resp, err := k.s.fsm.Range(req)
 	if err != nil {
 		return nil, toStatus(err)

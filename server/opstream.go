@@ -80,16 +80,16 @@ func (o *opServer[Req, R]) goOp(op func() R) {
 	})
 }
 
-// reply queues r for sending. Whichever goroutine finds no send loop running
-// becomes it, and sends everything queued meanwhile in as few messages as
-// fit: no goroutine is woken only to send.
-func (o *opServer[Req, R]) reply(r R) {
+// reply queues results for sending. Whichever goroutine finds no send loop
+// running becomes it, and sends everything queued meanwhile in as few
+// messages as fit: no goroutine is woken only to send.
+func (o *opServer[Req, R]) reply(rs ...R) {
 	o.mu.Lock()
 	if o.broken {
 		o.mu.Unlock()
 		return
 	}
-	o.pending = append(o.pending, r)
+	o.pending = append(o.pending, rs...)
 	o.sendLoop()
 }
 

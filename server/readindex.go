@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -18,12 +19,23 @@ import (
 // arrives during a fetch waits for the next one, because the index of a fetch
 // that began before the read arrived could miss writes acknowledged before
 // the read.
+//
+// A request is a channel (readIndex), answered from the batching goroutine,
+// or a callback (await), which may do the read itself: each callback runs on
+// a worker, so that the next fetch need not wait for it, nor one slow
+// callback for another.
 type readIndexer struct {
-	reqs    chan chan readIndexResult
 	fetch   func(context.Context) (uint64, error)
 	timeout time.Duration
 	stop    <-chan struct{}
 	metrics *observe.Metrics // may be nil
+	spawn   func(func())     // runs a callback
+
+	mu      sync.Mutex
+	chans   []chan readIndexResult
+	fns     []func(readIndexResult)
+	stopped bool
+	wake    chan struct{}
 }
 
 type readIndexResult struct {
@@ -31,57 +43,103 @@ type readIndexResult struct {
 	err   error
 }
 
-func newReadIndexer(fetch func(context.Context) (uint64, error), timeout time.Duration, stop <-chan struct{}, m *observe.Metrics) *readIndexer {
-	return &readIndexer{reqs: make(chan chan readIndexResult, 1024), fetch: fetch, timeout: timeout, stop: stop, metrics: m}
+func newReadIndexer(fetch func(context.Context) (uint64, error), timeout time.Duration, stop <-chan struct{}, m *observe.Metrics, spawn func(func())) *readIndexer {
+	return &readIndexer{fetch: fetch, timeout: timeout, stop: stop, metrics: m, spawn: spawn, wake: make(chan struct{}, 1)}
 }
 
-// run serves batches until stop is closed.
+// run serves batches until stop is closed; then it answers every request
+// with ErrStopped, and so does every later one.
 func (r *readIndexer) run() {
 	for {
-		var batch []chan readIndexResult
 		select {
 		case <-r.stop:
+			r.mu.Lock()
+			r.stopped = true
+			r.mu.Unlock()
+			r.answer(readIndexResult{err: ErrStopped})
 			return
-		case w := <-r.reqs:
-			batch = append(batch, w)
+		case <-r.wake:
 		}
-	drain:
-		for {
-			select {
-			case w := <-r.reqs:
-				batch = append(batch, w)
-			default:
-				break drain
-			}
+		r.mu.Lock()
+		waiting := len(r.chans) + len(r.fns)
+		r.mu.Unlock()
+		if waiting == 0 {
+			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		start := time.Now()
+		// The batch is taken before the fetch starts: it is every
+		// request that arrived before it.
+		chans, fns := r.take()
 		index, err := r.fetch(ctx)
 		cancel()
 		r.metrics.ObserveReadIndex(time.Since(start))
-		for _, w := range batch {
-			w <- readIndexResult{index: index, err: err} // buffered: never blocks
-		}
+		r.deliver(chans, fns, readIndexResult{index: index, err: err})
 	}
 }
+
+func (r *readIndexer) take() ([]chan readIndexResult, []func(readIndexResult)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	chans, fns := r.chans, r.fns
+	r.chans, r.fns = nil, nil
+	return chans, fns
+}
+
+// answer gives res to every waiting request.
+func (r *readIndexer) answer(res readIndexResult) {
+	chans, fns := r.take()
+	r.deliver(chans, fns, res)
+}
+
+func (r *readIndexer) deliver(chans []chan readIndexResult, fns []func(readIndexResult), res readIndexResult) {
+	for _, w := range chans {
+		w <- res // buffered: never blocks
+	}
+	for _, fn := range fns {
+		r.spawn(func() { fn(res) })
+	}
+}
+
+// add queues a request for the next batch, or answers it with ErrStopped
+// once the indexer has stopped.
+func (r *readIndexer) add(ch chan readIndexResult, fn func(readIndexResult)) {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		if ch != nil {
+			ch <- readIndexResult{err: ErrStopped}
+		} else {
+			fn(readIndexResult{err: ErrStopped})
+		}
+		return
+	}
+	if ch != nil {
+		r.chans = append(r.chans, ch)
+	} else {
+		r.fns = append(r.fns, fn)
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// await has fn called, on a goroutine of the indexer's choosing, with an
+// index that a linearizable read arriving now must wait for, or the error
+// that kept it from getting one. fn is always called, once.
+func (r *readIndexer) await(fn func(readIndexResult)) { r.add(nil, fn) }
 
 // readIndex returns an index that a linearizable read must wait for.
 func (r *readIndexer) readIndex(ctx context.Context) (uint64, error) {
 	w := make(chan readIndexResult, 1)
-	select {
-	case r.reqs <- w:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-r.stop:
-		return 0, ErrStopped
-	}
+	r.add(w, nil)
 	select {
 	case res := <-w:
 		return res.index, res.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
-	case <-r.stop:
-		return 0, ErrStopped
 	}
 }
 
@@ -125,6 +183,10 @@ func (s *Server) leaderReadIndex() (uint64, error) {
 	return index, nil
 }
 
+// errReadNotConfirmed answers a linearizable read whose read index did not
+// come before its deadline drew near (see answerBy).
+var errReadNotConfirmed = fmt.Errorf("%w: no leader confirmed the read in time", ErrNoLeader)
+
 // linearize waits until this member's state reflects every write that was
 // acknowledged before the call.
 func (s *Server) linearize(ctx context.Context) error {
@@ -142,7 +204,7 @@ func (s *Server) linearize(ctx context.Context) error {
 	index, err := s.reads.readIndex(early)
 	if err != nil {
 		if early.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("%w: no leader confirmed the read in time", ErrNoLeader)
+			return errReadNotConfirmed
 		}
 		return err
 	}
@@ -158,8 +220,7 @@ func (s *Server) waitApplied(ctx context.Context, index uint64) error {
 	var poll *time.Ticker // made only when there is something to wait for
 	for {
 		changed := s.fsm.AppliedChanged()
-		applied := s.fsm.AppliedIndex()
-		if applied >= index || s.onlyRaftEntries(applied+1, index) {
+		if s.caughtUp(index) {
 			return nil
 		}
 		if poll == nil {
@@ -170,11 +231,29 @@ func (s *Server) waitApplied(ctx context.Context, index uint64) error {
 		case <-changed:
 		case <-poll.C:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for index %d (applied %d): %w", index, applied, ctx.Err())
+			return fmt.Errorf("waiting for index %d (applied %d): %w", index, s.fsm.AppliedIndex(), ctx.Err())
 		case <-s.stop:
 			return ErrStopped
 		}
 	}
+}
+
+// caughtUp reports whether the state machine reflects every entry up to
+// index (see waitApplied).
+func (s *Server) caughtUp(index uint64) bool {
+	applied := s.fsm.AppliedIndex()
+	return applied >= index || s.onlyRaftEntries(applied+1, index)
+}
+
+// waitAppliedBy is waitApplied with a deadline, which costs a timer only
+// when there is something to wait for.
+func (s *Server) waitAppliedBy(deadline time.Time, index uint64) error {
+	if s.caughtUp(index) {
+		return nil
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	return s.waitApplied(ctx, index)
 }
 
 // onlyRaftEntries reports whether the log holds entries from..to and none of

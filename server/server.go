@@ -145,7 +145,7 @@ func (s *Server) start() error {
 	}
 	s.peers = newPeerPool(s.leaderWait())
 	s.health = newProber(s)
-	s.reads = newReadIndexer(s.fetchReadIndex, s.leaderWait(), s.stop, s.metrics)
+	s.reads = newReadIndexer(s.fetchReadIndex, s.leaderWait(), s.stop, s.metrics, s.workers.submit)
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
 		// Members ping each other's connections (see peerPool).

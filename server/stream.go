@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -17,8 +18,9 @@ import (
 // goroutine), which was most of a member's CPU per small request.
 //
 // Serializable ranges are answered inline, on the goroutine that reads the
-// stream: they never block. Everything else may wait for raft or for the
-// leader, and runs on the member's workers.
+// stream: they never block. The linearizable ranges of a message wait for a
+// read index together (see readAfterIndex). Everything else may wait for
+// raft or for the leader, and runs on the member's workers.
 func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 	ks := &opStream{k: k, ctx: st.Context()}
 	ks.out = opServer[*kvv1.StreamRequest, *kvv1.StreamResult]{
@@ -29,9 +31,78 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 		},
 	}
 	return ks.out.serve(func(req *kvv1.StreamRequest) {
+		var reads []*kvv1.StreamOp
 		for _, op := range req.GetOps() {
+			if ks.linearizableRead(op) {
+				reads = append(reads, op)
+				continue
+			}
 			ks.dispatch(op)
 		}
+		if len(reads) > 0 {
+			ks.readAfterIndex(reads)
+		}
+	})
+}
+
+// linearizableRead reports whether op is a range that must see every write
+// acknowledged before it, and may be served (it is admitted).
+func (ks *opStream) linearizableRead(op *kvv1.StreamOp) bool {
+	r := op.GetRequest().GetRequestRange()
+	return r != nil && !r.GetSerializable() && !ks.k.s.cfg.UnsafeLocalReads && ks.k.s.admit(op.GetRequest()) == nil
+}
+
+// readAfterIndex serves linearizable ranges without a goroutine each: they
+// join the read indexer's next batch together, and once it has an index
+// they are read one after another on one worker and answered in one
+// message. Each is answered as the unary Range would answer it: if no index
+// comes before their deadline draws near (answerBy), they fail as unconfirmed.
+func (ks *opStream) readAfterIndex(ops []*kvv1.StreamOp) {
+	s := ks.k.s
+	start := time.Now()
+	timeout := s.cfg.RequestTimeout
+	for _, op := range ops {
+		if ms := op.GetTimeoutMs(); ms > 0 {
+			timeout = min(timeout, time.Duration(ms)*time.Millisecond)
+		}
+	}
+	deadline := start.Add(timeout)
+	early := deadline.Add(-min(timeout/5, 500*time.Millisecond))
+
+	var answered atomic.Bool // by the read index or by the early deadline, whichever comes first
+	finish := func(results []*kvv1.StreamResult) {
+		ks.out.reply(results...)
+		ks.out.inflight.Done()
+	}
+	ks.out.inflight.Add(1)
+	timer := time.AfterFunc(time.Until(early), func() {
+		if !answered.CompareAndSwap(false, true) {
+			return
+		}
+		results := make([]*kvv1.StreamResult, len(ops))
+		for i, op := range ops {
+			err := toStatus(errReadNotConfirmed)
+			s.metrics.ObserveRequest(kvv1.KVService_Range_FullMethodName, time.Since(start), err)
+			results[i] = failed(op.GetId(), err)
+		}
+		finish(results)
+	})
+	s.reads.await(func(res readIndexResult) {
+		if !answered.CompareAndSwap(false, true) {
+			return
+		}
+		timer.Stop()
+		results := make([]*kvv1.StreamResult, len(ops))
+		for i, op := range ops {
+			resp, err := ks.k.rangeAt(op.GetRequest().GetRequestRange(), res, deadline)
+			s.metrics.ObserveRequest(kvv1.KVService_Range_FullMethodName, time.Since(start), err)
+			if err != nil {
+				results[i] = failed(op.GetId(), err)
+			} else {
+				results[i] = &kvv1.StreamResult{Id: op.GetId(), Response: &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseRange{ResponseRange: resp}}}
+			}
+		}
+		finish(results)
 	})
 }
 

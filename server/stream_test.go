@@ -87,6 +87,8 @@ func TestStreamServesOpsOnEveryMember(t *testing.T) {
 				putOp(5, "", "no key"),
 				&kvv1.StreamOp{Id: 6},
 				putOp(7, "big", strings.Repeat("x", 65<<10)),
+				rangeOp(10, "missing-"+name, false),
+				rangeOp(11, "", false),
 			)
 			// A linearizable read sent after the put was acknowledged sees
 			// it; the serializable one in the same message may or may not.
@@ -96,7 +98,12 @@ func TestStreamServesOpsOnEveryMember(t *testing.T) {
 			if res[4].GetError() != nil {
 				t.Errorf("serializable range: %v", res[4].GetError())
 			}
-			for _, id := range []uint64{5, 6, 7} {
+			// The linearizable ranges of a message are served together,
+			// each with its own answer.
+			if r := res[10].GetResponse().GetResponseRange(); r == nil || len(r.GetKvs()) != 0 || r.GetHeader().GetRevision() == 0 {
+				t.Errorf("linearizable range of a missing key: %v", res[10])
+			}
+			for _, id := range []uint64{5, 6, 7, 11} {
 				if e := res[id].GetError(); codes.Code(e.GetCode()) != codes.InvalidArgument || e.GetNotApplied() {
 					t.Errorf("op %d: error %v, want InvalidArgument", id, e)
 				}
@@ -254,4 +261,49 @@ func TestForwardedWritesRideOutLeaderShutdown(t *testing.T) {
 	for _, err := range problems {
 		t.Errorf("forwarded write: %v (want success or not applied)", err)
 	}
+}
+
+// A stream's linearizable reads on a leader cut off from its followers are
+// refused, not served from its stale state, and answered before their
+// deadline with Unavailable, as unary reads are.
+func TestIsolatedLeaderRefusesStreamReadsInTime(t *testing.T) {
+	c := servertest.New(t, 3)
+	old := c.Leader(20 * time.Second)
+	put(t, c, old, "x", "old")
+	ctx := ctxT(t, 30*time.Second)
+	st, err := c.KV(old).Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := exchange(t, st, rangeOp(1, "x", false))[1]; string(r.GetResponse().GetResponseRange().GetKvs()[0].GetValue()) != "old" {
+		t.Fatalf("read before the partition: %v", r)
+	}
+
+	c.Isolate(old)
+	put(t, c, c.Leader(20*time.Second, others(c, old)...), "x", "new")
+	// Short deadlines are answered before the old leader gives up
+	// confirming its leadership, long ones by its failure to confirm it.
+	for round, timeout := range []time.Duration{1500 * time.Millisecond, 1500 * time.Millisecond, 8 * time.Second} {
+		var ops []*kvv1.StreamOp
+		for i := range 3 {
+			op := rangeOp(uint64(10*round+i+2), "x", false)
+			op.TimeoutMs = timeout.Milliseconds()
+			ops = append(ops, op)
+		}
+		start := time.Now()
+		res := exchange(t, st, ops...)
+		if took := time.Since(start); took > timeout {
+			t.Errorf("round %d: answered after %v, past the ops' %v deadline", round, took, timeout)
+		}
+		for id, r := range res {
+			if r.GetError() == nil {
+				t.Fatalf("round %d: isolated former leader served linearizable read %d: %v", round, id, r.GetResponse())
+			}
+			if codes.Code(r.GetError().GetCode()) != codes.Unavailable {
+				t.Errorf("round %d: read %d failed with %v, want Unavailable", round, id, r.GetError())
+			}
+		}
+	}
+	c.Heal()
+	c.WaitConverged(10 * time.Second)
 }
