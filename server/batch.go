@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -49,23 +51,38 @@ type commitQueue struct {
 	// observe is told the proposals of each entry appended; nil: nobody.
 	observe func(proposals int)
 
-	kick chan struct{} // capacity 1: the queue has something for run
+	// spawn runs the callbacks of submitted proposals, off the goroutine
+	// that appends.
+	spawn func(func())
+
+	kick      chan struct{} // capacity 1: the queue has something for run
+	sweepKick chan struct{} // capacity 1: a submitted proposal's deadline comes before sweepAt
 
 	mu      sync.Mutex
 	queue   []*proposal
 	stopped bool
+	// submitted holds the submitted proposals not answered yet, queued or
+	// being committed; sweepAt is when the sweeper next looks at them.
+	submitted map[*proposal]struct{}
+	sweepAt   time.Time
 }
 
-// proposal is one encoded command waiting for its result.
+// proposal is one encoded command waiting for its result. Either a caller
+// waits for done (propose), or nobody waits and fn is called (submit).
 type proposal struct {
 	data []byte
-	done chan struct{} // closed once res and err are set
+	done chan struct{} // closed once res and err are set; nil for a submitted proposal
 	res  any
 	err  error
+
+	fn       func(res any, err error)
+	deadline time.Time
+	called   atomic.Bool // fn has been called, or is about to be
 }
 
-func newCommitQueue(apply func([]byte) raft.ApplyFuture, batchable func() bool, observe func(int)) *commitQueue {
-	return &commitQueue{apply: apply, batchable: batchable, observe: observe, kick: make(chan struct{}, 1)}
+func newCommitQueue(apply func([]byte) raft.ApplyFuture, batchable func() bool, observe func(int), spawn func(func())) *commitQueue {
+	return &commitQueue{apply: apply, batchable: batchable, observe: observe, spawn: spawn,
+		kick: make(chan struct{}, 1), sweepKick: make(chan struct{}, 1), submitted: map[*proposal]struct{}{}}
 }
 
 func (q *commitQueue) observed(proposals int) {
@@ -101,6 +118,126 @@ func (q *commitQueue) propose(ctx context.Context, data []byte) (any, error) {
 	return nil, fmt.Errorf("%w: waiting for commit: %w", ErrOutcomeUnknown, ctx.Err())
 }
 
+// submit queues data, to be answered without anyone waiting: fn is called
+// once, on a goroutine of spawn's, with what propose would have returned
+// for a context ending at deadline. It is for a caller that has many
+// proposals in flight (a stream), so that none holds a goroutine.
+func (q *commitQueue) submit(data []byte, deadline time.Time, fn func(res any, err error)) {
+	p := &proposal{data: data, fn: fn, deadline: deadline}
+	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		fn(nil, fmt.Errorf("%w: %w", ErrNotApplied, ErrStopped))
+		return
+	}
+	q.queue = append(q.queue, p)
+	q.submitted[p] = struct{}{}
+	earlier := q.sweepAt.IsZero() || deadline.Before(q.sweepAt)
+	if earlier {
+		q.sweepAt = deadline
+	}
+	q.mu.Unlock()
+	if earlier {
+		select {
+		case q.sweepKick <- struct{}{}:
+		default:
+		}
+	}
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// callBack calls the callbacks of the submitted proposals among ps that
+// were answered, on one goroutine of spawn's, in order.
+func (q *commitQueue) callBack(ps []*proposal) {
+	var answered []*proposal
+	q.mu.Lock()
+	for _, p := range ps {
+		if p.fn != nil {
+			delete(q.submitted, p)
+			if p.called.CompareAndSwap(false, true) {
+				answered = append(answered, p)
+			}
+		}
+	}
+	q.mu.Unlock()
+	if len(answered) > 0 {
+		q.spawn(func() {
+			for _, p := range answered {
+				p.fn(p.res, p.err)
+			}
+		})
+	}
+}
+
+// sweep answers submitted proposals whose deadline passed, as propose does
+// when its context ends: one still queued is withdrawn (ErrNotApplied), one
+// being committed has an unknown outcome. It runs until stop is closed.
+func (q *commitQueue) sweep(stop <-chan struct{}) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		q.mu.Lock()
+		var next time.Time
+		for p := range q.submitted {
+			if next.IsZero() || p.deadline.Before(next) {
+				next = p.deadline
+			}
+		}
+		q.sweepAt = next
+		q.mu.Unlock()
+		if next.IsZero() {
+			timer.Stop()
+		} else {
+			timer.Reset(time.Until(next))
+		}
+		select {
+		case <-stop:
+			return
+		case <-q.sweepKick:
+			continue
+		case <-timer.C:
+		}
+		q.expire(time.Now())
+	}
+}
+
+// expire answers the submitted proposals whose deadline is at or before now.
+// It leaves their res and err alone: run may be setting them.
+func (q *commitQueue) expire(now time.Time) {
+	type lateAnswer struct {
+		p   *proposal
+		err error
+	}
+	var late []lateAnswer
+	q.mu.Lock()
+	for p := range q.submitted {
+		if p.deadline.After(now) {
+			continue
+		}
+		delete(q.submitted, p)
+		if !p.called.CompareAndSwap(false, true) {
+			continue
+		}
+		err := fmt.Errorf("%w: waiting for commit: %w", ErrOutcomeUnknown, context.DeadlineExceeded)
+		if i := slices.Index(q.queue, p); i >= 0 {
+			q.queue = slices.Delete(q.queue, i, i+1)
+			err = errors.Join(ErrNotApplied, fmt.Errorf("%w before the write reached the log", context.DeadlineExceeded))
+		}
+		late = append(late, lateAnswer{p, err})
+	}
+	q.mu.Unlock()
+	if len(late) > 0 {
+		q.spawn(func() {
+			for _, a := range late {
+				a.p.fn(nil, a.err)
+			}
+		})
+	}
+}
+
 // withdraw removes p from the queue, reporting whether it was still there.
 func (q *commitQueue) withdraw(p *proposal) bool {
 	q.mu.Lock()
@@ -134,6 +271,7 @@ func (q *commitQueue) run(stop <-chan struct{}) {
 			continue
 		}
 		q.commit(batch, batches)
+		q.callBack(batch)
 	}
 }
 
@@ -217,13 +355,16 @@ func (p *proposal) settle(raftErr error, f raft.ApplyFuture) {
 }
 
 // answer sets p's outcome; a domain error the state machine returned as its
-// result becomes the error.
+// result becomes the error. A submitted proposal is then called back by
+// callBack, unless the sweeper gave it up first.
 func (p *proposal) answer(res any, err error) {
 	if e, ok := res.(error); ok {
 		res, err = nil, e
 	}
 	p.res, p.err = res, err
-	close(p.done)
+	if p.done != nil {
+		close(p.done)
+	}
 }
 
 // refuseQueued answers every queued proposal with ErrNotApplied and refuses
@@ -236,4 +377,5 @@ func (q *commitQueue) refuseQueued() {
 	for _, p := range queued {
 		p.answer(nil, fmt.Errorf("%w: %w", ErrNotApplied, ErrStopped))
 	}
+	q.callBack(queued)
 }

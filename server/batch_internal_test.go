@@ -159,15 +159,45 @@ type outcome struct {
 
 // startQueue runs a commit queue over log until the test ends.
 func startQueue(t *testing.T, log *fakeLog, batchable bool) *commitQueue {
-	q := newCommitQueue(log.apply, func() bool { return batchable }, log.observe)
+	q := newCommitQueue(log.apply, func() bool { return batchable }, log.observe, func(f func()) { go f() })
 	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { defer close(done); q.run(stop) }()
+	var done sync.WaitGroup
+	done.Add(2)
+	go func() { defer done.Done(); q.run(stop) }()
+	go func() { defer done.Done(); q.sweep(stop) }()
 	t.Cleanup(func() {
 		close(stop)
-		<-done
+		done.Wait()
 	})
 	return q
+}
+
+// submitted submits each payload with the given deadline, in order,
+// waiting until each is queued or appended before the next, and returns
+// channels of their outcomes, each of which fails the test if its callback
+// is called twice.
+func submitted(t *testing.T, q *commitQueue, log *fakeLog, deadline time.Time, payloads ...string) []chan outcome {
+	t.Helper()
+	out := make([]chan outcome, len(payloads))
+	for i, p := range payloads {
+		out[i] = make(chan outcome, 2)
+		data := command(p)
+		var calls sync.Mutex
+		n := 0
+		q.submit(data, deadline, func(res any, err error) {
+			calls.Lock()
+			n++
+			if n > 1 {
+				t.Errorf("%q called back %d times", p, n)
+			}
+			calls.Unlock()
+			out[i] <- outcome{res, err}
+		})
+		if !log.sawProposal(q, data) {
+			t.Fatalf("submitted %q is neither queued nor appended", p)
+		}
+	}
+	return out
 }
 
 // proposeAsync proposes each payload on a goroutine of its own, in order,
@@ -349,7 +379,7 @@ func TestCommitQueueAnswersRaftErrorsToTheWholeBatch(t *testing.T) {
 
 func TestCommitQueueRefusesProposalsOnceStopped(t *testing.T) {
 	log := newFakeLog(t)
-	q := newCommitQueue(log.apply, func() bool { return true }, log.observe)
+	q := newCommitQueue(log.apply, func() bool { return true }, log.observe, func(f func()) { go f() })
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { defer close(done); q.run(stop) }()
@@ -398,5 +428,105 @@ func TestBatchesWaitForEveryMemberToPublishTheFeature(t *testing.T) {
 				t.Errorf("allHaveFeature = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// A submitted proposal is answered by a callback with what propose would
+// return, and shares entries with waiting ones.
+func TestCommitQueueCallsSubmittedProposalsBack(t *testing.T) {
+	log := newFakeLog(t)
+	q := startQueue(t, log, true)
+	first := proposeAsync(context.Background(), q, log, "first")
+	log.waitEntries(1)
+	far := time.Now().Add(time.Minute)
+	subs := submitted(t, q, log, far, "b", "bad c")
+	waiting := proposeAsync(context.Background(), q, log, "d")
+	log.release(0)
+	<-first[0]
+	log.waitEntries(2)
+	if got := log.payloads(1); strings.Join(got, ",") != "b,bad c,d" {
+		t.Fatalf("second entry carries %q, want b, bad c and d", got)
+	}
+	log.release(1)
+	want := []outcome{{"ok b", nil}, {nil, errors.New("refused bad c")}}
+	for i, ch := range subs {
+		if o := <-ch; fmt.Sprint(o.res) != fmt.Sprint(want[i].res) || fmt.Sprint(o.err) != fmt.Sprint(want[i].err) {
+			t.Errorf("submitted %d: (%v, %v), want (%v, %v)", i, o.res, o.err, want[i].res, want[i].err)
+		}
+	}
+	if o := <-waiting[0]; o.res != "ok d" {
+		t.Errorf("waiting proposal: %v", o)
+	}
+	q.mu.Lock()
+	left := len(q.submitted)
+	q.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d submitted proposals still tracked after their answers", left)
+	}
+}
+
+// At its deadline a submitted proposal is answered as propose answers one
+// whose context ends: withdrawn if still queued, of unknown outcome once
+// appended, and not answered again when its entry commits later.
+func TestCommitQueueSweepsSubmittedProposalsAtTheirDeadline(t *testing.T) {
+	log := newFakeLog(t)
+	q := startQueue(t, log, true)
+	first := proposeAsync(context.Background(), q, log, "a")
+	log.waitEntries(1)
+	start := time.Now()
+	queued := submitted(t, q, log, start.Add(50*time.Millisecond), "withdrawn")
+	var o outcome
+	select {
+	case o = <-queued[0]:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a queued proposal past its deadline was not answered")
+	}
+	if !errors.Is(o.err, ErrNotApplied) || !errors.Is(o.err, context.DeadlineExceeded) {
+		t.Fatalf("queued past its deadline: %v, want ErrNotApplied and DeadlineExceeded", o.err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("answered %v after submitting, for a 50ms deadline", took)
+	}
+
+	inLog := submitted(t, q, log, time.Now().Add(time.Hour), "in log")
+	log.release(0)
+	<-first[0]
+	log.waitEntries(2)
+	q.expire(time.Now().Add(2 * time.Hour)) // as the sweeper would, once the hour has passed
+	if o := <-inLog[0]; !errors.Is(o.err, ErrOutcomeUnknown) || !errors.Is(o.err, context.DeadlineExceeded) {
+		t.Fatalf("appended past its deadline: %v, want ErrOutcomeUnknown", o.err)
+	}
+	log.release(1) // its callback must not run again (submitted checks)
+	if got := log.payloads(1); len(got) != 1 || got[0] != "in log" {
+		t.Errorf("second entry carries %q; the withdrawn proposal must not reach the log", got)
+	}
+	// Give a second callback the time to show up.
+	select {
+	case o := <-inLog[0]:
+		t.Fatalf("answered again once committed: %v", o)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func TestCommitQueueRefusesSubmittedProposalsOnceStopped(t *testing.T) {
+	log := newFakeLog(t)
+	q := newCommitQueue(log.apply, func() bool { return true }, log.observe, func(f func()) { go f() })
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); q.run(stop) }()
+	first := proposeAsync(context.Background(), q, log, "a")
+	log.waitEntries(1)
+	queued := submitted(t, q, log, time.Now().Add(time.Minute), "b")
+	close(stop)
+	log.release(0)
+	<-done
+	<-first[0]
+	if o := <-queued[0]; !errors.Is(o.err, ErrNotApplied) || !errors.Is(o.err, ErrStopped) {
+		t.Errorf("submitted and queued at stop: %v, want ErrNotApplied and ErrStopped", o.err)
+	}
+	late := make(chan error, 1)
+	q.submit(command("late"), time.Now().Add(time.Minute), func(_ any, err error) { late <- err })
+	if err := <-late; !errors.Is(err, ErrNotApplied) {
+		t.Errorf("submitted after stop: %v, want ErrNotApplied", err)
 	}
 }

@@ -31,6 +31,10 @@ func (p *peerService) ProposeStream(st peerv1.PeerService_ProposeStreamServer) e
 	}
 	return o.serve(func(req *peerv1.ProposeStreamRequest) {
 		for _, op := range req.GetOps() {
+			if p.s.IsLeader() {
+				p.submitOp(o, op)
+				continue
+			}
 			o.goOp(func() *peerv1.ProposeResult { return p.proposeOp(ctx, op) })
 		}
 	})
@@ -50,10 +54,34 @@ func (p *peerService) proposeOp(ctx context.Context, op *peerv1.ProposeOp) *peer
 		resp, err = p.Propose(ctx, req)
 	}
 	p.s.metrics.ObserveRequest(peerv1.PeerService_Propose_FullMethodName, time.Since(start), err)
-	if err != nil {
-		return &peerv1.ProposeResult{Id: op.GetId(), Error: apierr.ToStream(err)}
+	return proposeResult(op.GetId(), resp, err)
+}
+
+// submitOp is proposeOp on the leader with no goroutine waiting for the
+// write: the commit queue calls back once it is applied, or given up at its
+// deadline, and the result is sent from there.
+func (p *peerService) submitOp(o *opServer[*peerv1.ProposeStreamRequest, *peerv1.ProposeResult], op *peerv1.ProposeOp) {
+	start := time.Now()
+	finish := func(resp *peerv1.ProposeResponse, err error) {
+		p.s.metrics.ObserveRequest(peerv1.PeerService_Propose_FullMethodName, time.Since(start), err)
+		o.reply(proposeResult(op.GetId(), resp, err))
 	}
-	return &peerv1.ProposeResult{Id: op.GetId(), Result: resp.GetResult()}
+	if err := p.s.admit(&peerv1.ProposeRequest{Command: op.GetCommand()}); err != nil {
+		finish(nil, err)
+		return
+	}
+	o.inflight.Add(1)
+	p.s.submitEncoded(op.GetCommand(), start.Add(p.s.opTimeout(op.GetTimeoutMs())), func(res any, err error) {
+		defer o.inflight.Done()
+		finish(proposed(res, err))
+	})
+}
+
+func proposeResult(id uint64, resp *peerv1.ProposeResponse, err error) *peerv1.ProposeResult {
+	if err != nil {
+		return &peerv1.ProposeResult{Id: id, Error: apierr.ToStream(err)}
+	}
+	return &peerv1.ProposeResult{Id: id, Result: resp.GetResult()}
 }
 
 // proposeStream is a follower's stream of forwarded proposals on one

@@ -28,24 +28,16 @@ func (k *kvService) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutRes
 	if err := fsm.ValidatePut(req); err != nil {
 		return nil, toStatus(err)
 	}
-	resp, err := proposeAs[*kvv1.PutResponse](ctx, k.s, fsmv1.CommandType_COMMAND_TYPE_PUT, req)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	resp.Header = k.s.header(resp.GetHeader().GetRevision())
-	return resp, nil
+	res, err := k.s.propose(ctx, fsmv1.CommandType_COMMAND_TYPE_PUT, req)
+	return written[*kvv1.PutResponse](k.s, res, err)
 }
 
 func (k *kvService) DeleteRange(ctx context.Context, req *kvv1.DeleteRangeRequest) (*kvv1.DeleteRangeResponse, error) {
 	if err := fsm.ValidateDeleteRange(req); err != nil {
 		return nil, toStatus(err)
 	}
-	resp, err := proposeAs[*kvv1.DeleteRangeResponse](ctx, k.s, fsmv1.CommandType_COMMAND_TYPE_DELETE_RANGE, req)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	resp.Header = k.s.header(resp.GetHeader().GetRevision())
-	return resp, nil
+	res, err := k.s.propose(ctx, fsmv1.CommandType_COMMAND_TYPE_DELETE_RANGE, req)
+	return written[*kvv1.DeleteRangeResponse](k.s, res, err)
 }
 
 func (k *kvService) Txn(ctx context.Context, req *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
@@ -54,12 +46,37 @@ func (k *kvService) Txn(ctx context.Context, req *kvv1.TxnRequest) (*kvv1.TxnRes
 	}
 	// Every txn goes through the log, read-only ones included: that makes
 	// its compares and reads linearizable without a separate path.
-	resp, err := proposeAs[*kvv1.TxnResponse](ctx, k.s, fsmv1.CommandType_COMMAND_TYPE_TXN, req)
+	res, err := k.s.propose(ctx, fsmv1.CommandType_COMMAND_TYPE_TXN, req)
+	return written[*kvv1.TxnResponse](k.s, res, err)
+}
+
+// writeResponse is the response of a write.
+type writeResponse interface {
+	*kvv1.PutResponse | *kvv1.DeleteRangeResponse | *kvv1.TxnResponse
+	GetHeader() *kvv1.ResponseHeader
+}
+
+// written turns what a write's proposal returned into its response, with
+// this member's header, or into a gRPC status error.
+func written[R writeResponse](s *Server, res any, err error) (R, error) {
+	var zero R
 	if err != nil {
-		return nil, toStatus(err)
+		return zero, toStatus(err)
 	}
-	resp.Header = k.s.header(resp.GetHeader().GetRevision())
-	return resp, nil
+	r, ok := res.(R)
+	if !ok {
+		return zero, toStatus(fmt.Errorf("%w: %T for a %T", errUnexpectedResult, res, zero))
+	}
+	h := s.header(r.GetHeader().GetRevision())
+	switch r := any(r).(type) {
+	case *kvv1.PutResponse:
+		r.Header = h
+	case *kvv1.DeleteRangeResponse:
+		r.Header = h
+	case *kvv1.TxnResponse:
+		r.Header = h
+	}
+	return r, nil
 }
 
 func (k *kvService) Range(ctx context.Context, req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
@@ -97,20 +114,6 @@ func (k *kvService) rangeLocal(req *kvv1.RangeRequest) (*kvv1.RangeResponse, err
 	}
 	resp.Header = k.s.header(resp.GetHeader().GetRevision())
 	return resp, nil
-}
-
-// proposeAs proposes a command and checks the type of the response.
-func proposeAs[R proto.Message](ctx context.Context, s *Server, t fsmv1.CommandType, req proto.Message) (R, error) {
-	var zero R
-	res, err := s.propose(ctx, t, req)
-	if err != nil {
-		return zero, err
-	}
-	r, ok := res.(R)
-	if !ok {
-		return zero, fmt.Errorf("%w: %T for %s", errUnexpectedResult, res, t)
-	}
-	return r, nil
 }
 
 // header describes this member for a response at the given revision.

@@ -163,7 +163,11 @@ func (p *peerService) Propose(ctx context.Context, req *peerv1.ProposeRequest) (
 	if !p.s.IsLeader() {
 		return nil, toStatus(fmt.Errorf("%w: %s is not the leader", ErrNotApplied, p.s.cfg.Name))
 	}
-	res, err := p.s.applyEncoded(ctx, req.GetCommand())
+	return proposed(p.s.applyEncoded(ctx, req.GetCommand()))
+}
+
+// proposed is Propose's answer for what a proposal returned.
+func proposed(res any, err error) (*peerv1.ProposeResponse, error) {
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -47,16 +47,52 @@ func (s *Server) applyLocal(ctx context.Context, t fsmv1.CommandType, msg proto.
 // applyEncoded appends an encoded command to the log (through the commit
 // queue, see batch.go) and waits for it to be applied, or for ctx to end.
 func (s *Server) applyEncoded(ctx context.Context, data []byte) (any, error) {
-	if !s.proposals.enter() {
-		return nil, fmt.Errorf("%w: %s is shutting down", ErrNotApplied, s.cfg.Name)
-	}
-	defer s.proposals.leave()
-	if err := s.Err(); err != nil {
+	if err := s.enterProposal(); err != nil {
 		return nil, err
 	}
+	defer s.proposals.leave()
 	ctx, cancel := s.withDefaultTimeout(ctx)
 	defer cancel()
 	return s.commits.propose(ctx, data)
+}
+
+// submitEncoded is applyEncoded for a caller that does not wait, such as a
+// stream with many writes in flight: fn is called once, on a worker, with
+// what applyEncoded would return for a context ending at deadline. No
+// goroutine waits for the write meanwhile.
+func (s *Server) submitEncoded(data []byte, deadline time.Time, fn func(res any, err error)) {
+	if err := s.enterProposal(); err != nil {
+		fn(nil, err)
+		return
+	}
+	s.commits.submit(data, deadline, func(res any, err error) {
+		s.proposals.leave()
+		fn(res, err)
+	})
+}
+
+// enterProposal admits a proposal through the proposals gate, which
+// Shutdown closes and waits on; the caller leaves it once the proposal is
+// answered.
+func (s *Server) enterProposal() error {
+	if !s.proposals.enter() {
+		return fmt.Errorf("%w: %s is shutting down", ErrNotApplied, s.cfg.Name)
+	}
+	if err := s.Err(); err != nil {
+		s.proposals.leave()
+		return err
+	}
+	return nil
+}
+
+// opTimeout is how long an op of a stream may take: its own timeout, or the
+// member's request timeout when it has none (as for a unary call without a
+// deadline).
+func (s *Server) opTimeout(timeoutMs int64) time.Duration {
+	if timeoutMs > 0 {
+		return time.Duration(timeoutMs) * time.Millisecond
+	}
+	return s.cfg.RequestTimeout
 }
 
 // membersCanBatch reports whether every server in the raft configuration

@@ -106,7 +106,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.commits = newCommitQueue(func(data []byte) raft.ApplyFuture {
 		return s.raft.Apply(data, s.cfg.RequestTimeout)
-	}, s.membersCanBatch, func(n int) { s.metrics.ObserveEntry(n) }) // s.metrics is set in start
+	}, s.membersCanBatch, func(n int) { s.metrics.ObserveEntry(n) }, s.workers.submit) // s.metrics is set in start
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -173,6 +173,7 @@ func (s *Server) start() error {
 		s.goLoop(func() { s.workers.run(s.stop) })
 	}
 	s.goLoop(func() { s.commits.run(s.stop) })
+	s.goLoop(func() { s.commits.sweep(s.stop) })
 	s.goLoop(s.watchLeadership)
 	s.goLoop(s.publishSelf)
 	s.goLoop(s.health.run)

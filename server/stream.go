@@ -7,8 +7,11 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/apierr"
+	"github.com/kvd-io/kvd/fsm"
+	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -60,11 +63,9 @@ func (ks *opStream) linearizableRead(op *kvv1.StreamOp) bool {
 func (ks *opStream) readAfterIndex(ops []*kvv1.StreamOp) {
 	s := ks.k.s
 	start := time.Now()
-	timeout := s.cfg.RequestTimeout
-	for _, op := range ops {
-		if ms := op.GetTimeoutMs(); ms > 0 {
-			timeout = min(timeout, time.Duration(ms)*time.Millisecond)
-		}
+	timeout := s.opTimeout(ops[0].GetTimeoutMs())
+	for _, op := range ops[1:] {
+		timeout = min(timeout, s.opTimeout(op.GetTimeoutMs()))
 	}
 	deadline := start.Add(timeout)
 	early := deadline.Add(-min(timeout/5, 500*time.Millisecond))
@@ -124,7 +125,77 @@ func (ks *opStream) dispatch(op *kvv1.StreamOp) {
 		ks.out.reply(ks.run(op))
 		return
 	}
+	if w, ok := writeOf(req); ok && ks.k.s.IsLeader() {
+		ks.submitWrite(op, w)
+		return
+	}
 	ks.out.goOp(func() *kvv1.StreamResult { return ks.run(op) })
+}
+
+// streamWrite is a write op of a stream: the unary method it stands for, its
+// command, and how what the state machine returned becomes the op's
+// response.
+type streamWrite struct {
+	method  string
+	cmd     fsmv1.CommandType
+	msg     proto.Message
+	invalid error
+	respond func(s *Server, res any, err error) (*kvv1.ResponseOp, error)
+}
+
+func writeOf(req *kvv1.RequestOp) (streamWrite, bool) {
+	switch r := req.GetRequest().(type) {
+	case *kvv1.RequestOp_RequestPut:
+		return streamWrite{kvv1.KVService_Put_FullMethodName, fsmv1.CommandType_COMMAND_TYPE_PUT, r.RequestPut, fsm.ValidatePut(r.RequestPut),
+			func(s *Server, res any, err error) (*kvv1.ResponseOp, error) {
+				out, err := written[*kvv1.PutResponse](s, res, err)
+				return &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponsePut{ResponsePut: out}}, err
+			}}, true
+	case *kvv1.RequestOp_RequestDeleteRange:
+		return streamWrite{kvv1.KVService_DeleteRange_FullMethodName, fsmv1.CommandType_COMMAND_TYPE_DELETE_RANGE, r.RequestDeleteRange, fsm.ValidateDeleteRange(r.RequestDeleteRange),
+			func(s *Server, res any, err error) (*kvv1.ResponseOp, error) {
+				out, err := written[*kvv1.DeleteRangeResponse](s, res, err)
+				return &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: out}}, err
+			}}, true
+	case *kvv1.RequestOp_RequestTxn:
+		return streamWrite{kvv1.KVService_Txn_FullMethodName, fsmv1.CommandType_COMMAND_TYPE_TXN, r.RequestTxn, fsm.ValidateTxn(r.RequestTxn),
+			func(s *Server, res any, err error) (*kvv1.ResponseOp, error) {
+				out, err := written[*kvv1.TxnResponse](s, res, err)
+				return &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseTxn{ResponseTxn: out}}, err
+			}}, true
+	}
+	return streamWrite{}, false
+}
+
+// submitWrite proposes a write on the leader with no goroutine waiting for
+// it: the commit queue calls back once it is applied, or given up at its
+// deadline, and the result is sent from there. It is answered as the unary
+// method would answer it.
+func (ks *opStream) submitWrite(op *kvv1.StreamOp, w streamWrite) {
+	s := ks.k.s
+	start := time.Now()
+	finish := func(resp *kvv1.ResponseOp, err error) {
+		s.metrics.ObserveRequest(w.method, time.Since(start), err)
+		if err != nil {
+			ks.out.reply(failed(op.GetId(), err))
+			return
+		}
+		ks.out.reply(&kvv1.StreamResult{Id: op.GetId(), Response: resp})
+	}
+	if w.invalid != nil {
+		finish(nil, toStatus(w.invalid))
+		return
+	}
+	data, err := fsm.EncodeCommand(w.cmd, w.msg)
+	if err != nil {
+		finish(nil, toStatus(err))
+		return
+	}
+	ks.out.inflight.Add(1)
+	s.submitEncoded(data, start.Add(s.opTimeout(op.GetTimeoutMs())), func(res any, err error) {
+		defer ks.out.inflight.Done()
+		finish(w.respond(s, res, err))
+	})
 }
 
 // run serves one op with the unary method of its kind, under the op's
