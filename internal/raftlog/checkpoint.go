@@ -105,11 +105,13 @@ func (s *Store) checkpoint() error {
 }
 
 // flushJournal writes every journaled entry into cfg.Log and empties both
-// journal files. The caller holds ckptMu and writeMu and has written what
-// was queued, so every entry in memory is in the journal.
+// journal files. The caller holds ckptMu and writeMu. The leader may queue
+// entries meanwhile (queue takes only mu, and raft compacts the log on
+// another goroutine than the one that appends): those are on no disk yet,
+// so they stay in memory for the writer.
 func (s *Store) flushJournal() error {
 	s.mu.Lock()
-	batch := s.mem
+	batch := s.mem[:len(s.mem)-len(s.unwrittenLocked())]
 	s.mu.Unlock()
 	if len(batch) > 0 {
 		start := time.Now()

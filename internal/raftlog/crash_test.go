@@ -314,6 +314,74 @@ func TestDeletedEntriesStayDeletedAfterACrash(t *testing.T) {
 
 // A crash during an append leaves whatever reached the disk of it at the
 // journal's end; none of it was acknowledged, and the restart ignores it.
+// raft compacts the log on its snapshot goroutine while its main goroutine
+// goes on appending: entries the leader queues during a deletion's flush of
+// the journal are on no disk yet, and must still be written (and counted
+// durable) afterwards.
+func TestEntriesQueuedDuringAFlushAreWritten(t *testing.T) {
+	var leading atomic.Bool
+	leading.Store(true)
+	s, under, dir := newJournaledStore(t, Config{Leading: leading.Load, CheckpointInterval: quietCheckpoints.CheckpointInterval, CheckpointBytes: quietCheckpoints.CheckpointBytes})
+	all := richEntries(1, 8, 1)
+	if err := s.StoreLogs(all[:5]); err != nil {
+		t.Fatal(err)
+	}
+	waitDurable(t, s, 5)
+
+	// Where DeleteRange stands once it has written what was queued.
+	s.ckptMu.Lock()
+	s.writeMu.Lock()
+	if err := s.StoreLogs(all[5:]); err != nil { // queued: takes only mu
+		t.Fatal(err)
+	}
+	err := s.flushJournal()
+	s.writeMu.Unlock()
+	s.ckptMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	waitDurable(t, s, 8)
+	checkLog(t, s, all)
+	want := 0
+	for _, l := range all[5:] {
+		want += len(l.Data)
+	}
+	s.mu.Lock()
+	journaled := s.journaled
+	s.mu.Unlock()
+	if journaled != want {
+		t.Fatalf("journaled bytes counted %d, want %d (entries 6-8)", journaled, want)
+	}
+	crashed, _ := takeImage(t, dir, under).restart(t, Config{})
+	checkLog(t, crashed, all)
+}
+
+// A follower's failed journal append stops the member: the file may hold
+// records past its tail that a later, shorter append would not overwrite.
+func TestFailedJournalAppendStopsTheStore(t *testing.T) {
+	failures := make(chan error, 1)
+	cfg := quietCheckpoints
+	cfg.OnFailure = func(err error) { failures <- err }
+	s, _, _ := newJournaledStore(t, cfg)
+	all := richEntries(1, 4, 1)
+	if err := s.StoreLogs(all[:2]); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.j.files[s.j.active].f.Close() // every write to it fails now
+	if err := s.StoreLogs(all[2:3]); err == nil {
+		t.Fatal("append to a closed journal file succeeded")
+	}
+	select {
+	case <-failures:
+	default:
+		t.Fatal("a failed journal append was not reported through OnFailure")
+	}
+	if err := s.StoreLogs(all[3:]); err == nil {
+		t.Fatal("the store took an append after a failed one")
+	}
+}
+
 func TestTornAppendIsIgnored(t *testing.T) {
 	s, under, dir := newJournaledStore(t, quietCheckpoints)
 	all := richEntries(1, 8, 1)

@@ -358,6 +358,12 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	}
 	start := time.Now()
 	if err := s.appendDurably(logs); err != nil {
+		if s.j != nil {
+			// The journal file may now hold well-formed records past its
+			// tail that the next append only partly overwrites, and a
+			// replay would bring them back: the member must stop.
+			s.fail(err)
+		}
 		return err
 	}
 	if s.j != nil {
