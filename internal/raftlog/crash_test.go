@@ -382,6 +382,45 @@ func TestFailedJournalAppendStopsTheStore(t *testing.T) {
 	}
 }
 
+// After installing a snapshot, raft appends from the snapshot's index on
+// while older entries may stay in the log: the store takes the gap, as
+// raft-boltdb does, and keeps it across a crash.
+func TestAppendAfterAGap(t *testing.T) {
+	s, under, dir := newJournaledStore(t, quietCheckpoints)
+	before, after := richEntries(1, 3, 1), richEntries(10, 12, 2)
+	if err := s.StoreLogs(before); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreLogs(after); err != nil {
+		t.Fatalf("append after a gap: %v", err)
+	}
+	if err := s.StoreLogs(richEntries(13, 13, 2)); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(before, after...), richEntries(13, 13, 2)...)
+	check := func(s *Store) {
+		t.Helper()
+		if first, _ := s.FirstIndex(); first != 1 {
+			t.Fatalf("first index %d, want 1", first)
+		}
+		if last, _ := s.LastIndex(); last != 13 {
+			t.Fatalf("last index %d, want 13", last)
+		}
+		var got []*raft.Log
+		for _, w := range want {
+			var l raft.Log
+			if err := s.GetLog(w.Index, &l); err != nil {
+				t.Fatalf("entry %d: %v", w.Index, err)
+			}
+			got = append(got, &l)
+		}
+		sameLogs(t, got, want)
+	}
+	check(s)
+	crashed, _ := takeImage(t, dir, under).restart(t, Config{})
+	check(crashed)
+}
+
 func TestTornAppendIsIgnored(t *testing.T) {
 	s, under, dir := newJournaledStore(t, quietCheckpoints)
 	all := richEntries(1, 8, 1)

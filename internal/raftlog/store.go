@@ -340,6 +340,11 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if !s.waitRoom() {
 		return ErrClosed
 	}
+	if s.j != nil && s.startsPastMem(logs[0].Index) {
+		if err := s.flushBeforeGap(); err != nil {
+			return err
+		}
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if err := s.writePending(); err != nil {
@@ -373,6 +378,34 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	}
 	s.cfg.Observer.ObserveLogAppend(time.Since(start), false)
 	s.setDurable(logs[len(logs)-1].Index)
+	return nil
+}
+
+// startsPastMem reports whether index leaves a gap after the entries in
+// memory.
+func (s *Store) startsPastMem(index uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.mem)
+	return n > 0 && index > s.mem[n-1].Index+1
+}
+
+// flushBeforeGap empties memory into cfg.Log before an append that leaves a
+// gap, so that memory holds one run of entries. raft appends past a gap
+// after installing a snapshot, when its compaction kept the older entries
+// (it keeps TrailingLogs of them); cfg.Log, like raft-boltdb, holds a gap.
+func (s *Store) flushBeforeGap() error {
+	s.ckptMu.Lock()
+	defer s.ckptMu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if err := s.writePending(); err != nil {
+		return err
+	}
+	if err := s.flushJournal(); err != nil {
+		s.fail(err)
+		return err
+	}
 	return nil
 }
 
