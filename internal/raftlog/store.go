@@ -402,11 +402,18 @@ func (s *Store) flushBeforeGap() error {
 	if err := s.writePending(); err != nil {
 		return err
 	}
-	if err := s.flushJournal(); err != nil {
+	return s.flushJournalOrFail()
+}
+
+// flushJournalOrFail is flushJournal for an append or a deletion: if it
+// fails, memory, the journal and cfg.Log may disagree on what the log holds,
+// so the store becomes unusable.
+func (s *Store) flushJournalOrFail() error {
+	err := s.flushJournal()
+	if err != nil {
 		s.fail(err)
-		return err
 	}
-	return nil
+	return err
 }
 
 // appendDurably puts logs on disk: in the journal, or without one in
@@ -576,8 +583,7 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	inMem := len(s.mem) > 0 && min <= s.mem[len(s.mem)-1].Index && max >= s.mem[0].Index
 	s.mu.Unlock()
 	if inMem {
-		if err := s.flushJournal(); err != nil {
-			s.fail(err)
+		if err := s.flushJournalOrFail(); err != nil {
 			return err
 		}
 	}
