@@ -11,7 +11,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test unit proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
+.PHONY: all build run test unit unsafe-controls proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
 
 all: build
 
@@ -71,7 +71,12 @@ lint: fmt vet buf-lint buf-breaking
 unit:
 	$(GO) test $(TEST_FLAGS) ./...
 
-test: proto-check lint unit compose-test jepsen-short
+# Controls: the same tests against deliberately broken behaviour that only a
+# kvd_unsafe build has, to show that they catch it.
+unsafe-controls:
+	$(GO) test $(TEST_FLAGS) -tags kvd_unsafe -run 'Control$$' ./server/
+
+test: proto-check lint unit unsafe-controls compose-test jepsen-short
 
 clean:
 	rm -rf $(BIN)

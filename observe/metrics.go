@@ -41,6 +41,7 @@ type Metrics struct {
 	applyBatch    prometheus.Histogram
 	entryWrites   prometheus.Histogram
 	readIndex     prometheus.Histogram
+	leaderRounds  prometheus.Counter
 	logAppend     *prometheus.HistogramVec
 	// logAppendModes holds logAppend's children: [sync, background].
 	logAppendModes [2]prometheus.Observer
@@ -84,6 +85,10 @@ func NewMetrics(src Source) *Metrics {
 			Help:    "Time to obtain a read index for a batch of linearizable reads.",
 			Buckets: latencyBuckets,
 		}),
+		leaderRounds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kvd_read_index_leadership_rounds_total",
+			Help: "Rounds this member began, as leader, to confirm its leadership with a quorum for linearizable reads; one round serves every read that was waiting when it began.",
+		}),
 		logAppend: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kvd_raft_log_append_duration_seconds",
 			Help:    "Time to make entries durable in this member's raft log (a journal write and one fdatasync), by mode: background for the leader's writes made while it replicates, sync for writes raft waited for (a follower's, a configuration change).",
@@ -119,7 +124,7 @@ func NewMetrics(src Source) *Metrics {
 		}
 	}
 	m.reg.MustRegister(
-		m.leaderChanges, m.applyDuration, m.applyBatch, m.entryWrites, m.readIndex, m.snapshot,
+		m.leaderChanges, m.applyDuration, m.applyBatch, m.entryWrites, m.readIndex, m.leaderRounds, m.snapshot,
 		m.logAppend, m.logDurableWait, m.logCheckpoint, m.logCheckpointN,
 		m.grpc.requests, m.grpc.duration,
 		collectors.NewGoCollector(),
@@ -184,6 +189,15 @@ func (m *Metrics) ObserveReadIndex(d time.Duration) {
 		return
 	}
 	m.readIndex.Observe(d.Seconds())
+}
+
+// LeadershipRoundBegun counts a round of leadership confirmation that has
+// asked the followers.
+func (m *Metrics) LeadershipRoundBegun() {
+	if m == nil {
+		return
+	}
+	m.leaderRounds.Inc()
 }
 
 // ObserveLogAppend records one write to the raft log that took d; background

@@ -91,6 +91,13 @@ type Config struct {
 	// jepsen suite can prove it detects stale reads; Validate refuses it
 	// unless kvd was built with -tags kvd_unsafe.
 	UnsafeLocalReads bool
+	// UnsafeVerifyLeader confirms the leadership of linearizable reads with
+	// hashicorp/raft's VerifyLeader, as kvd did before it counted only
+	// answers to messages sent after a read arrived: a leader that resumes
+	// from a stall can then serve a stale read. It exists only so that tests
+	// can show they catch that; Validate refuses it unless kvd was built with
+	// -tags kvd_unsafe.
+	UnsafeVerifyLeader bool
 
 	// RaftTransport replaces the TCP transport, for in-process test clusters;
 	// nil means TCP on RaftAddr.
@@ -209,6 +216,9 @@ func (c Config) Validate() error {
 	}
 	if c.UnsafeLocalReads && !unsafeBuild {
 		return errors.New("unsafe local reads are only available in a build with -tags kvd_unsafe")
+	}
+	if c.UnsafeVerifyLeader && !unsafeBuild {
+		return errors.New("unsafe verify leader is only available in a build with -tags kvd_unsafe")
 	}
 	if c.MaxAppendEntries <= 0 || c.MaxAppendEntries > 1024 {
 		return fmt.Errorf("max append entries must be in 1..1024, got %d", c.MaxAppendEntries)

@@ -14,8 +14,10 @@
 // Reads are linearizable unless the request asks for a serializable one. A
 // linearizable read follows etcd's ReadIndex: the leader notes its commit
 // index, confirms with a quorum that it is still the leader (one round of
-// heartbeats serves every read that arrived before the round began), and the
-// serving member waits until its state machine has applied that index. A
+// heartbeats serves every read that arrived before the round began, and only
+// answers to heartbeats sent after the round began count: see package
+// leadership), and the serving member waits until its state machine has
+// applied that index. A
 // follower asks the leader for the index (PeerService.ReadIndex) and waits for
 // its own state to catch up. A new leader serves no linearizable read until
 // the first command of its term (fsm.v1.LeaderStart) is applied, because only

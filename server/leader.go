@@ -23,6 +23,7 @@ func (s *Server) watchLeadership() {
 			s.metrics.LeaderChanged()
 			if !isLeader {
 				s.readyTerm.Store(0)
+				s.confirm.LeadershipChanged()
 				s.log.Info("lost leadership")
 				continue
 			}

@@ -147,11 +147,11 @@ func (r *readIndexer) readIndex(ctx context.Context) (uint64, error) {
 // leadership; a follower asks the leader.
 func (s *Server) fetchReadIndex(ctx context.Context) (uint64, error) {
 	if s.raft.State() == raft.Leader {
-		return s.leaderReadIndex()
+		return s.leaderReadIndex(ctx)
 	}
 	conn, leader, err := s.leaderConn(ctx)
 	if errors.Is(err, errSelfIsLeader) {
-		return s.leaderReadIndex()
+		return s.leaderReadIndex(ctx)
 	}
 	if err != nil {
 		return 0, err
@@ -165,17 +165,42 @@ func (s *Server) fetchReadIndex(ctx context.Context) (uint64, error) {
 }
 
 // leaderReadIndex notes the commit index, then confirms with a quorum that
-// this member still leads. Only a leader that has applied the first command
-// of its term answers: before that its commit index may miss entries that an
-// earlier leader committed.
-func (s *Server) leaderReadIndex() (uint64, error) {
+// this member still leads, counting only followers' answers to messages sent
+// after the confirmation began (see package leadership: raft's VerifyLeader
+// also counts answers to older messages, which a leader resuming from a
+// stall finds waiting in its sockets). Only a leader that has applied the
+// first command of its term answers: before that its commit index may miss
+// entries that an earlier leader committed.
+func (s *Server) leaderReadIndex(ctx context.Context) (uint64, error) {
 	term := s.raft.CurrentTerm()
 	if s.readyTerm.Load() != term {
 		return 0, ErrNotReady
 	}
+	cfg := s.raft.GetConfiguration()
+	if err := cfg.Error(); err != nil {
+		return 0, fmt.Errorf("%w: read configuration: %w", ErrNoLeader, err)
+	}
+	var voters []raft.ServerID
+	for _, srv := range cfg.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters = append(voters, srv.ID)
+		}
+	}
+	round := s.confirm.Begin(term, raft.ServerID(s.cfg.Name), voters)
 	index := s.raft.CommitIndex()
-	if err := s.raft.VerifyLeader().Error(); err != nil {
-		return 0, fmt.Errorf("%w: confirm leadership: %w", ErrNoLeader, err)
+	// VerifyLeader makes raft send heartbeats now, rather than at its next
+	// tick; its own verdict is not trusted.
+	verified := s.raft.VerifyLeader()
+	s.metrics.LeadershipRoundBegun()
+	if s.cfg.UnsafeVerifyLeader {
+		// Deliberately unsafe; see Config.UnsafeVerifyLeader.
+		if err := verified.Error(); err != nil {
+			return 0, fmt.Errorf("%w: confirm leadership: %w", ErrNoLeader, err)
+		}
+		return index, nil
+	}
+	if err := round.Wait(ctx); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrNoLeader, err)
 	}
 	if s.raft.CurrentTerm() != term {
 		return 0, fmt.Errorf("%w: term changed while confirming leadership", ErrNoLeader)

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/leadership"
 	"github.com/kvd-io/kvd/internal/raftlog"
 	"github.com/kvd-io/kvd/observe"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
@@ -47,6 +48,7 @@ type Server struct {
 	listener  net.Listener
 	peers     *peerPool
 	reads     *readIndexer
+	confirm   *leadership.Confirmer // counts followers' answers for reads' leadership rounds
 	workers   *workerPool
 	commits   *commitQueue // every proposal of this member goes through it
 	health    *prober
@@ -301,7 +303,12 @@ func (s *Server) startRaft() error {
 	// The leader writes its log while it replicates it; the gated state
 	// machine and transport keep anything from counting an entry as
 	// committed before it is on the leader's disk (see package raftlog).
-	s.raft, err = raft.NewRaft(rc, s.raftLog.FSM(s.fsm), logs, s.logStore, snaps, s.raftLog.Transport(s.transport))
+	// The confirmer sees every heartbeat and its answer, for linearizable
+	// reads (see leaderReadIndex).
+	s.confirm = leadership.New(func(term uint64) bool {
+		return s.raft.State() == raft.Leader && s.raft.CurrentTerm() == term
+	})
+	s.raft, err = raft.NewRaft(rc, s.raftLog.FSM(s.fsm), logs, s.logStore, snaps, s.raftLog.Transport(s.confirm.Transport(s.transport)))
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

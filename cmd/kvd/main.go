@@ -105,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.StringVar(&o.configFile, "config", "", "YAML file of settings keyed by flag name (see deploy/kvd.yaml); flags and KVD_* variables win over it")
 	// Hidden in spirit: release builds refuse it (see server.Config).
 	fs.BoolVar(&o.cfg.UnsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY, needs a kvd_unsafe build: serve linearizable reads from local state")
+	fs.BoolVar(&o.cfg.UnsafeVerifyLeader, "unsafe-verify-leader", false, "TESTING ONLY, needs a kvd_unsafe build: confirm reads' leadership with raft's VerifyLeader, which a resumed leader can pass with stale answers")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -185,6 +186,9 @@ func run(args []string, stderr io.Writer) error {
 	tuneGC(log)
 	if o.cfg.UnsafeLocalReads {
 		log.Error("UNSAFE: linearizable reads are served from local state; this member can return stale data")
+	}
+	if o.cfg.UnsafeVerifyLeader {
+		log.Error("UNSAFE: reads' leadership is confirmed with raft's VerifyLeader; a leader resuming from a stall can return stale data")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -26,6 +26,7 @@ import (
 type Cluster struct {
 	t       testing.TB
 	base    server.Config
+	edit    func(name string, cfg *server.Config) // per member, at every start; may be nil
 	mu      sync.Mutex
 	members map[string]*Member
 	names   []string
@@ -42,11 +43,25 @@ type Member struct {
 	clientA string
 }
 
-// Option changes the config every member starts with.
-type Option func(*server.Config)
+// Option changes the config members start with.
+type Option func(*options)
+
+type options struct {
+	base server.Config
+	edit []func(name string, cfg *server.Config)
+}
 
 // WithConfig applies fn to every member's config.
-func WithConfig(fn func(*server.Config)) Option { return Option(fn) }
+func WithConfig(fn func(*server.Config)) Option {
+	return func(o *options) { fn(&o.base) }
+}
+
+// WithMemberConfig applies fn to a member's config each time it starts,
+// after everything else is set (its RaftTransport included, which fn may
+// wrap): for members that differ from the others.
+func WithMemberConfig(fn func(name string, cfg *server.Config)) Option {
+	return func(o *options) { o.edit = append(o.edit, fn) }
+}
 
 // New starts an n-member cluster and waits until it has a leader ready to
 // serve. Members are stopped when the test ends.
@@ -61,10 +76,18 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 	} else {
 		base.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	for _, o := range opts {
-		o(&base)
+	o := options{base: base}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	c := &Cluster{t: t, base: base, members: map[string]*Member{}}
+	c := &Cluster{t: t, base: o.base, members: map[string]*Member{}}
+	if len(o.edit) > 0 {
+		c.edit = func(name string, cfg *server.Config) {
+			for _, fn := range o.edit {
+				fn(name, cfg)
+			}
+		}
+	}
 	dir := t.TempDir()
 	var peers []server.Peer
 	for i := 1; i <= n; i++ {
@@ -156,6 +179,9 @@ func (c *Cluster) StartWith(name string, edit func(*server.Config)) {
 	}
 	if edit != nil {
 		edit(&cfg)
+	}
+	if c.edit != nil {
+		c.edit(name, &cfg)
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
