@@ -4,8 +4,10 @@
 // pause a random member, remove a member and add it back, move
 // leadership, ...). Nemeses are looked up by name in a registry built by
 // Registry; a family name (kill, pause, partition, member-churn,
-// leader-transfer; member and transfer are short for the last two) stands
-// for all its variants, and mixed for every family that is supported. A
+// leader-transfer, leader-stall; member and transfer are short for
+// member-churn and leader-transfer) stands for all its variants, and mixed
+// for every family that is supported and needs no run settings of its own
+// (leader-stall needs an op timeout longer than its stall). A
 // family can be registered as unsupported, for a fault that needs a
 // feature kvd does not have: asking for it is then an error that says so,
 // never a silent no-op.

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"sort"
 	"strings"
+	"time"
 )
 
 // target picks the members a kill or pause hits.
@@ -144,4 +145,56 @@ func sortedCopy(s []string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
+}
+
+// stallLeader SIGSTOPs the leader and keeps it stopped until the other
+// members have elected a new leader; Heal SIGCONTs it. A resumed leader
+// finds its followers' answers to the heartbeats it sent just before it
+// stopped, and its clients' requests that arrived meanwhile: no read may be
+// answered from its old state (issue 21). Run it with an op timeout longer
+// than the stall, so that reads sent to the stopped leader are still waiting
+// when it resumes, and a short fault duration: the stall is the election
+// plus the fault duration, while the new leader takes writes.
+type stallLeader struct {
+	name    string
+	stalled string
+	// replaceWithin bounds the wait for a new leader.
+	replaceWithin time.Duration
+}
+
+func (s *stallLeader) Name() string { return s.name }
+
+func (s *stallLeader) Start(ctx context.Context, c Cluster, _ *rand.Rand) (Fault, error) {
+	old, err := c.Leader(ctx)
+	if err != nil {
+		return Fault{}, skipped("no leader to stall: %v", err)
+	}
+	s.stalled = old
+	if err := c.Pause(old); err != nil {
+		return Fault{Nodes: []string{old}}, err
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, s.replaceWithin)
+	defer cancel()
+	for {
+		l, err := c.Leader(ctx)
+		if err == nil && l != old {
+			return Fault{Nodes: []string{old}, Description: fmt.Sprintf("SIGSTOP the leader %s; %s led after %s", old, l, time.Since(start).Round(time.Millisecond))}, nil
+		}
+		select {
+		case <-ctx.Done():
+			// Still a stall, only without a new leader yet.
+			return Fault{Nodes: []string{old}, Description: fmt.Sprintf("SIGSTOP the leader %s; no new leader within %s", old, s.replaceWithin)}, nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *stallLeader) Heal(ctx context.Context, c Cluster) error {
+	if s.stalled == "" {
+		return nil
+	}
+	err := c.Resume(s.stalled)
+	s.stalled = ""
+	return err
 }

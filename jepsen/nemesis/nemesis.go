@@ -109,6 +109,9 @@ type Family struct {
 	Variants []Nemesis
 	// Unsupported, when not empty, says why the family cannot run yet.
 	Unsupported string
+	// OwnRun, when not empty, keeps the family out of mixed and says why:
+	// it needs run settings of its own.
+	OwnRun string
 }
 
 // Registry returns every known family, keyed by name. Each call builds new
@@ -124,6 +127,9 @@ func Registry() map[string]Family {
 			&pause{name: "pause-one", target: targetOne},
 			&pause{name: "pause-leader", target: targetLeader},
 		}},
+		{Name: "leader-stall", Variants: []Nemesis{
+			&stallLeader{name: "stall-leader-until-replaced", replaceWithin: 10 * time.Second},
+		}, OwnRun: "reads must wait out the stall: run it with --op-timeout above the election time plus --fault-duration"},
 		{Name: "partition", Variants: []Nemesis{
 			&partition{name: "partition-halves", shape: shapeHalves},
 			&partition{name: "partition-leader", shape: shapeLeader},
@@ -195,7 +201,7 @@ func Parse(spec string) ([]Family, error) {
 		case "mixed", "all":
 			var names []string
 			for n, f := range reg {
-				if f.Unsupported == "" {
+				if f.Unsupported == "" && f.OwnRun == "" {
 					names = append(names, n)
 				}
 			}

@@ -33,6 +33,7 @@ func TestParse(t *testing.T) {
 			"leader-transfer": {"leader-transfer-to", "leader-transfer-any"}}},
 		{spec: "kill,leader-transfer-any", want: map[string][]string{
 			"kill": {"kill-one", "kill-leader", "kill-majority"}, "leader-transfer": {"leader-transfer-any"}}},
+		{spec: "leader-stall", want: map[string][]string{"leader-stall": {"stall-leader-until-replaced"}}},
 		{spec: "clock", wantErr: "unknown nemesis"},
 	}
 	for _, tt := range tests {
@@ -239,5 +240,47 @@ func TestMixedScheduleCoversEveryFamily(t *testing.T) {
 				t.Fatalf("seed %d, cycles %d..%d: %v", seed, i, i+4, got[i:i+5])
 			}
 		}
+	}
+}
+
+// electing is a fake cluster whose other members elect a new leader once
+// the leader is paused, after a few status rounds.
+type electing struct {
+	*fakeCluster
+	rounds int
+}
+
+func (e *electing) Leader(ctx context.Context) (string, error) {
+	if e.paused[e.leader] {
+		e.rounds++
+		if e.rounds < 3 {
+			return "", errors.New("election in progress")
+		}
+		e.leader = "n3"
+	}
+	return e.fakeCluster.Leader(ctx)
+}
+
+func TestStallLeaderWaitsForANewLeaderThenResumes(t *testing.T) {
+	ctx := context.Background()
+	c := &electing{fakeCluster: newFake(3, "n1")}
+	s := variant(t, "stall-leader-until-replaced")
+	f, err := s.Start(ctx, c, rand.New(rand.NewSource(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(f.Nodes, []string{"n1"}) || !c.paused["n1"] || !strings.Contains(f.Description, "n3 led after") {
+		t.Fatalf("stall: %+v, paused %v", f, c.paused)
+	}
+	if c.rounds < 3 {
+		t.Fatalf("Start returned before the new leader was elected (%d status rounds)", c.rounds)
+	}
+	if err := s.Heal(ctx, c); err != nil || c.paused["n1"] {
+		t.Fatalf("heal: %v, paused %v", err, c.paused)
+	}
+
+	// Without a leader to stall, the fault is skipped, not an error.
+	if _, err := s.Start(ctx, newFake(3, ""), rand.New(rand.NewSource(1))); !errors.Is(err, ErrSkipped) {
+		t.Fatalf("stall without a leader: %v, want ErrSkipped", err)
 	}
 }
