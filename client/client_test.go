@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/apierr"
+	"github.com/kvd-io/kvd/internal/opstream"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -525,7 +526,7 @@ func TestClosed(t *testing.T) {
 }
 
 func TestRetryable(t *testing.T) {
-	notReady := &notReadyError{endpoint: "a:1", reason: "connection failed"}
+	notReady := &opstream.NotReadyError{Target: "a:1", Reason: "connection failed"}
 	tests := []struct {
 		name        string
 		err         error

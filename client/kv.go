@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/kvd-io/kvd/internal/streammux"
+	"github.com/kvd-io/kvd/internal/opstream"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -136,20 +136,23 @@ func (c *Client) Do(ctx context.Context, op Op) (OpResponse, error) {
 func (c *Client) send(ctx context.Context, kind rpcKind, req *kvv1.RequestOp) (*kvv1.ResponseOp, error) {
 	stream := !c.cfg.UnaryCalls && proto.Size(req) <= maxStreamOpBytes
 	var resp *kvv1.ResponseOp
-	err := c.retry(ctx, kind, func(ctx context.Context, e *endpointConn) error {
-		cc, err := c.ready(ctx, e)
+	err := c.retry(ctx, kind, func(ctx context.Context, endpoint string) error {
+		cc, err := c.ready(ctx, endpoint)
 		if err != nil {
 			return err
 		}
 		if stream {
-			s, err := e.opStream(cc)
-			if err == nil {
-				resp, err = s.call(ctx, req)
+			s, err := c.pool.Stream(endpoint)
+			if errors.Is(err, opstream.ErrClosed) {
+				return ErrClosed
 			}
-			if !errors.Is(err, streammux.ErrNotServed) {
+			if err == nil {
+				resp, err = streamCall(ctx, s, req)
+			}
+			if !errors.Is(err, opstream.ErrNotServed) {
 				return err
 			}
-			e.streamUnsupported() // nothing ran: send it as a call
+			c.pool.NotServed(endpoint) // nothing ran: send it as a call
 		}
 		resp, err = unary(ctx, cc, req)
 		return err

@@ -89,14 +89,13 @@ func (c *Client) HashKV(ctx context.Context, endpoint string, rev int64) (*HashK
 	return &HashKVResponse{resp}, nil
 }
 
-// endpoint returns the connection of one of the client's endpoints.
-func (c *Client) endpoint(endpoint string) (*endpointConn, error) {
+// endpoint checks that endpoint is one of the client's endpoints.
+func (c *Client) endpoint(endpoint string) (string, error) {
 	if c.closed.Load() {
-		return nil, ErrClosed
+		return "", ErrClosed
 	}
-	i := slices.Index(c.cfg.Endpoints, endpoint)
-	if i < 0 {
-		return nil, fmt.Errorf("client: %q is not one of the client's endpoints %q", endpoint, c.cfg.Endpoints)
+	if !slices.Contains(c.cfg.Endpoints, endpoint) {
+		return "", fmt.Errorf("client: %q is not one of the client's endpoints %q", endpoint, c.cfg.Endpoints)
 	}
-	return c.conns[i], nil
+	return endpoint, nil
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvd-io/kvd/apierr"
+	"github.com/kvd-io/kvd/internal/opstream"
 )
 
 // rpcKind says whether a call may change the store, which decides what is
@@ -27,14 +28,14 @@ type rpcFunc func(ctx context.Context, cc grpc.ClientConnInterface) error
 
 // invoke runs call on the endpoints' connections in turn, as retry does.
 func (c *Client) invoke(ctx context.Context, kind rpcKind, call rpcFunc) error {
-	return c.retry(ctx, kind, func(ctx context.Context, e *endpointConn) error {
-		return c.try(ctx, e, call)
+	return c.retry(ctx, kind, func(ctx context.Context, endpoint string) error {
+		return c.try(ctx, endpoint, call)
 	})
 }
 
-// try sends call on e once its connection is ready.
-func (c *Client) try(ctx context.Context, e *endpointConn, call rpcFunc) error {
-	cc, err := c.ready(ctx, e)
+// try sends call to endpoint once its connection is ready.
+func (c *Client) try(ctx context.Context, endpoint string, call rpcFunc) error {
+	cc, err := c.ready(ctx, endpoint)
 	if err != nil {
 		return err
 	}
@@ -42,7 +43,7 @@ func (c *Client) try(ctx context.Context, e *endpointConn, call rpcFunc) error {
 }
 
 // attemptFunc sends one request to one endpoint.
-type attemptFunc func(ctx context.Context, e *endpointConn) error
+type attemptFunc func(ctx context.Context, endpoint string) error
 
 // retry runs attempt on the endpoints in turn, starting with the one that
 // last answered, following the retry policy in the package documentation.
@@ -54,9 +55,9 @@ func (c *Client) retry(ctx context.Context, kind rpcKind, attempt attemptFunc) e
 	var lastErr error
 	for {
 		start := int(c.pinned.Load())
-		for i := range c.conns {
-			idx := (start + i) % len(c.conns)
-			err := attempt(ctx, c.conns[idx])
+		for i := range c.cfg.Endpoints {
+			idx := (start + i) % len(c.cfg.Endpoints)
+			err := attempt(ctx, c.cfg.Endpoints[idx])
 			if err == nil {
 				c.pinned.Store(int64(idx))
 				return nil
@@ -122,7 +123,7 @@ func retryable(err error, kind rpcKind) bool {
 	if errors.Is(err, ErrClosed) {
 		return false
 	}
-	var nr *notReadyError
+	var nr *opstream.NotReadyError
 	if errors.As(err, &nr) {
 		return true // nothing was sent
 	}

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/apierr"
-	"github.com/kvd-io/kvd/internal/streammux"
+	"github.com/kvd-io/kvd/internal/opstream"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -24,32 +24,23 @@ const (
 	maxStreamRecvBytes = math.MaxInt32
 )
 
-// opStream is one KVService.Stream on one endpoint's connection, which every
-// call to that endpoint shares (see package streammux).
-type opStream struct {
-	mux *streammux.Mux[*kvv1.StreamOp, *kvv1.StreamResult]
-}
-
-// openStream starts a stream on cc. close ends it.
-func openStream(cc *grpc.ClientConn, endpoint string) (*opStream, error) {
+// openStream starts the KVService.Stream that every call to endpoint
+// shares (see package opstream).
+func openStream(cc *grpc.ClientConn, endpoint string) (*opstream.Mux[*kvv1.StreamOp, *kvv1.StreamResult], error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cs, err := kvv1.NewKVServiceClient(cc).Stream(ctx, grpc.MaxCallRecvMsgSize(maxStreamRecvBytes))
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	return &opStream{mux: streammux.New(endpoint, kvWire{cs}, cancel, kvCodec)}, nil
+	return opstream.New(endpoint, kvWire{cs}, cancel, kvCodec), nil
 }
 
-func (s *opStream) usable() bool { return s.mux.Usable() }
-func (s *opStream) ended() bool  { return s.mux.Ended() }
-func (s *opStream) close()       { s.mux.Close() }
-
-// call sends req and waits for its result, or for ctx to end. Its errors are
-// what a unary call of the same kind would return, or
-// streammux.ErrNotServed.
-func (s *opStream) call(ctx context.Context, req *kvv1.RequestOp) (*kvv1.ResponseOp, error) {
-	res, err := s.mux.Call(ctx, &kvv1.StreamOp{Request: req})
+// streamCall sends req on s and waits for its result, or for ctx to end. Its
+// errors are what a unary call of the same kind would return, or
+// opstream.ErrNotServed.
+func streamCall(ctx context.Context, s *opstream.Mux[*kvv1.StreamOp, *kvv1.StreamResult], req *kvv1.RequestOp) (*kvv1.ResponseOp, error) {
+	res, err := s.Call(ctx, &kvv1.StreamOp{Request: req})
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +58,7 @@ func resultOf(r *kvv1.StreamResult) (*kvv1.ResponseOp, error) {
 	return r.GetResponse(), nil
 }
 
-// kvWire is a KVService.Stream as streammux sees it.
+// kvWire is a KVService.Stream as opstream sees it.
 type kvWire struct{ cs kvv1.KVService_StreamClient }
 
 func (w kvWire) Send(ops []*kvv1.StreamOp) error {
@@ -84,7 +75,7 @@ func (w kvWire) Recv() ([]*kvv1.StreamResult, bool, error) {
 
 func (w kvWire) CloseSend() error { return w.cs.CloseSend() }
 
-var kvCodec = streammux.Codec[*kvv1.StreamOp, *kvv1.StreamResult]{
+var kvCodec = opstream.Codec[*kvv1.StreamOp, *kvv1.StreamResult]{
 	SetID: func(op *kvv1.StreamOp, id uint64, timeoutMs int64) {
 		op.Id, op.TimeoutMs = id, timeoutMs
 	},

@@ -2,11 +2,14 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kvd-io/kvd/internal/opstream"
 )
 
 func TestStreamCarriesConcurrentCalls(t *testing.T) {
@@ -63,10 +66,7 @@ func TestEndpointWithoutStreamsGetsUnaryCalls(t *testing.T) {
 	if got := f.count("Put"); got != 3 {
 		t.Errorf("server served %d puts, want 3 (each once)", got)
 	}
-	c.conns[0].mu.Lock()
-	noStream := c.conns[0].noStream
-	c.conns[0].mu.Unlock()
-	if !noStream {
+	if _, err := c.pool.Stream(addr); !errors.Is(err, opstream.ErrNotServed) {
 		t.Error("the client did not record that the endpoint serves no streams")
 	}
 }

@@ -164,7 +164,7 @@ func forwardToLeader[R any](ctx context.Context, s *Server, call func(context.Co
 	var zero R
 	ctx, cancel := s.withDefaultTimeout(ctx)
 	defer cancel()
-	conn, leader, err := s.leaderConn(ctx)
+	conn, leader, _, err := s.leaderConn(ctx)
 	if errors.Is(err, errSelfIsLeader) {
 		return zero, err
 	}
@@ -338,7 +338,7 @@ func (s *Server) checkLearnerCaughtUp(ctx context.Context, name string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	conn, err := s.peers.ready(ctx, addr)
+	conn, err := s.peers.Ready(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("%w: %s is unreachable: %w", ErrLearnerLagging, name, err)
 	}
@@ -396,7 +396,7 @@ func (s *Server) removeMember(ctx context.Context, name string) error {
 func (s *Server) notifyRemoved(ctx context.Context, name, addr string) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	conn, err := s.peers.ready(ctx, addr)
+	conn, err := s.peers.Ready(ctx, addr)
 	if err == nil {
 		_, err = peerv1.NewPeerServiceClient(conn).MemberRemoved(ctx, &peerv1.MemberRemovedRequest{Name: name, ClusterId: s.clusterID.Load()})
 	}

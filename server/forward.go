@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/apierr"
-	"github.com/kvd-io/kvd/internal/streammux"
+	"github.com/kvd-io/kvd/internal/opstream"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 )
 
@@ -22,20 +22,21 @@ import (
 // would.
 func (p *peerService) ProposeStream(st peerv1.PeerService_ProposeStreamServer) error {
 	ctx := st.Context()
-	o := &opServer[*peerv1.ProposeStreamRequest, *peerv1.ProposeResult]{
-		s:    p.s,
-		recv: st.Recv,
-		send: func(results []*peerv1.ProposeResult, draining bool) error {
+	o := &opstream.Server[*peerv1.ProposeStreamRequest, *peerv1.ProposeResult]{
+		Recv: st.Recv,
+		Send: func(results []*peerv1.ProposeResult, draining bool) error {
 			return st.Send(&peerv1.ProposeStreamResponse{Results: results, Draining: draining})
 		},
+		Draining: p.s.draining,
+		Go:       p.s.workers.submit,
 	}
-	return o.serve(func(req *peerv1.ProposeStreamRequest) {
+	return o.Serve(func(req *peerv1.ProposeStreamRequest) {
 		for _, op := range req.GetOps() {
 			if p.s.IsLeader() {
 				p.submitOp(o, op)
 				continue
 			}
-			o.goOp(func() *peerv1.ProposeResult { return p.proposeOp(ctx, op) })
+			o.GoOp(func() *peerv1.ProposeResult { return p.proposeOp(ctx, op) })
 		}
 	})
 }
@@ -60,19 +61,19 @@ func (p *peerService) proposeOp(ctx context.Context, op *peerv1.ProposeOp) *peer
 // submitOp is proposeOp on the leader with no goroutine waiting for the
 // write: the commit queue calls back once it is applied, or given up at its
 // deadline, and the result is sent from there.
-func (p *peerService) submitOp(o *opServer[*peerv1.ProposeStreamRequest, *peerv1.ProposeResult], op *peerv1.ProposeOp) {
+func (p *peerService) submitOp(o *opstream.Server[*peerv1.ProposeStreamRequest, *peerv1.ProposeResult], op *peerv1.ProposeOp) {
 	start := time.Now()
 	finish := func(resp *peerv1.ProposeResponse, err error) {
 		p.s.metrics.ObserveRequest(peerv1.PeerService_Propose_FullMethodName, time.Since(start), err)
-		o.reply(proposeResult(op.GetId(), resp, err))
+		o.Reply(proposeResult(op.GetId(), resp, err))
 	}
 	if err := p.s.admit(&peerv1.ProposeRequest{Command: op.GetCommand()}); err != nil {
 		finish(nil, err)
 		return
 	}
-	o.inflight.Add(1)
+	o.Begin()
 	p.s.submitEncoded(op.GetCommand(), start.Add(p.s.opTimeout(op.GetTimeoutMs())), func(res any, err error) {
-		defer o.inflight.Done()
+		defer o.Done()
 		finish(proposed(res, err))
 	})
 }
@@ -84,32 +85,24 @@ func proposeResult(id uint64, resp *peerv1.ProposeResponse, err error) *peerv1.P
 	return &peerv1.ProposeResult{Id: id, Result: resp.GetResult()}
 }
 
-// proposeStream is a follower's stream of forwarded proposals on one
-// connection to the leader, which every forwarded write shares (see package
-// streammux).
-type proposeStream struct {
-	mux *streammux.Mux[*peerv1.ProposeOp, *peerv1.ProposeResult]
-}
-
-func openProposeStream(conn *grpc.ClientConn, leader string) (*proposeStream, error) {
+// openProposeStream opens the stream that every write this member forwards
+// to the leader at addr shares (see package opstream).
+func openProposeStream(conn *grpc.ClientConn, addr string) (*opstream.Mux[*peerv1.ProposeOp, *peerv1.ProposeResult], error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ps, err := peerv1.NewPeerServiceClient(conn).ProposeStream(ctx)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	return &proposeStream{mux: streammux.New("leader "+leader, proposeWire{ps}, cancel, proposeCodec)}, nil
+	return opstream.New("leader at "+addr, proposeWire{ps}, cancel, proposeCodec), nil
 }
 
-func (p *proposeStream) usable() bool { return p.mux.Usable() }
-func (p *proposeStream) ended() bool  { return p.mux.Ended() }
-func (p *proposeStream) close()       { p.mux.Close() }
-
-// call forwards an encoded command and returns the leader's encoded result.
-// Its errors are gRPC status errors, as a Propose call's would be (marked not
-// applied when the op was never sent), or streammux.ErrNotServed.
-func (p *proposeStream) call(ctx context.Context, command []byte) ([]byte, error) {
-	res, err := p.mux.Call(ctx, &peerv1.ProposeOp{Command: command})
+// callProposeStream forwards an encoded command on m and returns the
+// leader's encoded result. Its errors are gRPC status errors, as a Propose
+// call's would be (marked not applied when the op was never sent), or
+// opstream.ErrNotServed.
+func callProposeStream(ctx context.Context, m *opstream.Mux[*peerv1.ProposeOp, *peerv1.ProposeResult], command []byte) ([]byte, error) {
+	res, err := m.Call(ctx, &peerv1.ProposeOp{Command: command})
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +112,7 @@ func (p *proposeStream) call(ctx context.Context, command []byte) ([]byte, error
 	return res.GetResult(), nil
 }
 
-// proposeWire is a PeerService.ProposeStream as streammux sees it.
+// proposeWire is a PeerService.ProposeStream as opstream sees it.
 type proposeWire struct {
 	ps peerv1.PeerService_ProposeStreamClient
 }
@@ -138,7 +131,7 @@ func (w proposeWire) Recv() ([]*peerv1.ProposeResult, bool, error) {
 
 func (w proposeWire) CloseSend() error { return w.ps.CloseSend() }
 
-var proposeCodec = streammux.Codec[*peerv1.ProposeOp, *peerv1.ProposeResult]{
+var proposeCodec = opstream.Codec[*peerv1.ProposeOp, *peerv1.ProposeResult]{
 	SetID: func(op *peerv1.ProposeOp, id uint64, timeoutMs int64) {
 		op.Id, op.TimeoutMs = id, timeoutMs
 	},
@@ -149,14 +142,14 @@ var proposeCodec = streammux.Codec[*peerv1.ProposeOp, *peerv1.ProposeResult]{
 // forwardOnStream forwards an encoded command on the connection's proposal
 // stream, or as a Propose call when the leader serves no streams, and returns
 // the leader's encoded result or a gRPC status error.
-func (s *Server) forwardOnStream(ctx context.Context, conn *grpc.ClientConn, leader string, data []byte) ([]byte, error) {
+func (s *Server) forwardOnStream(ctx context.Context, conn *grpc.ClientConn, addr string, data []byte) ([]byte, error) {
 	var encoded []byte
-	ps, err := s.peers.proposeStream(conn, leader)
+	ps, err := s.peers.Stream(addr)
 	if err == nil {
-		encoded, err = ps.call(ctx, data)
+		encoded, err = callProposeStream(ctx, ps, data)
 	}
-	if errors.Is(err, streammux.ErrNotServed) {
-		s.peers.noProposeStream(conn)
+	if errors.Is(err, opstream.ErrNotServed) {
+		s.peers.NotServed(addr)
 		var resp *peerv1.ProposeResponse
 		resp, err = peerv1.NewPeerServiceClient(conn).Propose(ctx, &peerv1.ProposeRequest{Command: data})
 		encoded = resp.GetResult()

@@ -2,14 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kvd-io/kvd/internal/opstream"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 )
 
@@ -36,18 +37,18 @@ func TestForwardFallsBackToProposeForAnOldLeader(t *testing.T) {
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	s := &Server{peers: newPeerPool(time.Second)}
+	t.Cleanup(func() { _ = s.peers.Close() })
+	addr := lis.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := s.peers.Ready(ctx, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{peers: newPeerPool(time.Second)}
-	t.Cleanup(s.peers.close)
-	s.peers.conns[lis.Addr().String()] = conn
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 
 	for i, cmd := range []string{"first", "second"} {
-		got, err := s.forwardOnStream(ctx, conn, "old", []byte(cmd))
+		got, err := s.forwardOnStream(ctx, conn, addr, []byte(cmd))
 		if err != nil {
 			t.Fatalf("forward %d: %v", i, err)
 		}
@@ -58,10 +59,7 @@ func TestForwardFallsBackToProposeForAnOldLeader(t *testing.T) {
 	if n := leader.proposes.Load(); n != 2 {
 		t.Errorf("old leader got %d Propose calls, want 2 (each command once)", n)
 	}
-	s.peers.mu.Lock()
-	noStream := s.peers.noStream[conn]
-	s.peers.mu.Unlock()
-	if !noStream {
+	if _, err := s.peers.Stream(addr); !errors.Is(err, opstream.ErrNotServed) {
 		t.Error("the pool did not record that the leader serves no proposal stream")
 	}
 }

@@ -62,13 +62,13 @@ func (p *prober) probeAll() {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 			defer cancel()
-			conn, err := p.s.peers.ready(ctx, addr)
+			conn, err := p.s.peers.Ready(ctx, addr)
 			if err != nil {
 				return
 			}
 			st, err := kvv1.NewMaintenanceServiceClient(conn).Status(ctx, &kvv1.StatusRequest{})
 			if err != nil {
-				p.s.peerFailed(conn, err)
+				p.s.peerFailed(addr, err)
 				return
 			}
 			if st.GetName() != name {

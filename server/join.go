@@ -55,7 +55,7 @@ func (s *Server) join() {
 func (s *Server) askToJoin(addr string, req *kvv1.MemberAddRequest) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
-	conn, err := s.peers.ready(ctx, addr)
+	conn, err := s.peers.Ready(ctx, addr)
 	if err != nil {
 		return err
 	}

@@ -125,16 +125,16 @@ func allHaveFeature(cfg raft.Configuration, members map[string]*fsmv1.MemberAttr
 func (s *Server) forward(ctx context.Context, data []byte) (any, error) {
 	ctx, cancel := s.withDefaultTimeout(ctx)
 	defer cancel()
-	conn, leader, err := s.leaderConn(ctx)
+	conn, leader, addr, err := s.leaderConn(ctx)
 	if errors.Is(err, errSelfIsLeader) {
 		return s.applyEncoded(ctx, data) // this member won the election meanwhile
 	}
 	if err != nil {
 		return nil, err
 	}
-	encoded, err := s.forwardOnStream(ctx, conn, leader, data)
+	encoded, err := s.forwardOnStream(ctx, conn, addr, data)
 	if err != nil {
-		s.peerFailed(conn, err)
+		s.peerFailed(addr, err)
 		return nil, relayError(leader, err)
 	}
 	result := &fsmv1.Result{}
@@ -167,20 +167,21 @@ func relayError(leader string, err error) error {
 
 // peerFailed drops a member connection on which a call failed in a way that
 // may mean the connection itself is dead.
-func (s *Server) peerFailed(conn *grpc.ClientConn, err error) {
+func (s *Server) peerFailed(addr string, err error) {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded:
 		if !apierr.IsNotApplied(err) {
-			s.peers.reset(conn)
+			s.peers.Reset(addr)
 		}
 	}
 }
 
-// leaderConn returns a connection to the leader's API. During
+// leaderConn returns a connection to the leader's API, the leader's name and
+// its address. During
 // an election, or while this member has not yet learned the new leader's
 // address, it waits up to leaderWait (bounded by ctx). It returns ErrNoLeader
 // when there is still no leader it can reach; then nothing has been sent.
-func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, string, error) {
+func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, string, string, error) {
 	wait := s.leaderWait()
 	if dl, ok := answerBy(ctx); ok {
 		wait = min(wait, time.Until(dl))
@@ -191,19 +192,19 @@ func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, string, erro
 	defer poll.Stop()
 	for {
 		changed := s.fsm.AppliedChanged()
-		conn, leader, err := s.tryLeaderConn(ctx)
+		conn, leader, addr, err := s.tryLeaderConn(ctx)
 		if err == nil || !errors.Is(err, ErrNoLeader) {
-			return conn, leader, err
+			return conn, leader, addr, err
 		}
 		select {
 		case <-changed:
 		case <-poll.C:
 		case <-deadline.C:
-			return nil, leader, err
+			return nil, leader, addr, err
 		case <-ctx.Done():
-			return nil, leader, err
+			return nil, leader, addr, err
 		case <-s.stop:
-			return nil, leader, ErrStopped
+			return nil, leader, addr, ErrStopped
 		}
 	}
 }
@@ -214,36 +215,36 @@ func (s *Server) leaderWait() time.Duration {
 	return 2*s.cfg.ElectionTimeout + s.cfg.HeartbeatTimeout
 }
 
-func (s *Server) tryLeaderConn(ctx context.Context) (*grpc.ClientConn, string, error) {
+func (s *Server) tryLeaderConn(ctx context.Context) (*grpc.ClientConn, string, string, error) {
 	select {
 	case <-s.stop:
-		return nil, "", ErrStopped
+		return nil, "", "", ErrStopped
 	default:
 	}
 	_, leaderID := s.raft.LeaderWithID()
 	if leaderID == "" {
-		return nil, "", ErrNoLeader
+		return nil, "", "", ErrNoLeader
 	}
 	leader := string(leaderID)
 	if leader == s.cfg.Name {
 		if s.raft.State() == raft.Leader {
-			return nil, leader, errSelfIsLeader
+			return nil, leader, "", errSelfIsLeader
 		}
-		return nil, leader, fmt.Errorf("%w: leadership is changing", ErrNoLeader)
+		return nil, leader, "", fmt.Errorf("%w: leadership is changing", ErrNoLeader)
 	}
 	members, err := s.fsm.Members()
 	if err != nil {
-		return nil, leader, err
+		return nil, leader, "", err
 	}
 	addr := members[leader].GetClientAddr()
 	if addr == "" {
-		return nil, leader, fmt.Errorf("%w: leader %s has not published its address yet", ErrNoLeader, leader)
+		return nil, leader, "", fmt.Errorf("%w: leader %s has not published its address yet", ErrNoLeader, leader)
 	}
-	conn, err := s.peers.ready(ctx, addr)
+	conn, err := s.peers.Ready(ctx, addr)
 	if err != nil {
-		return nil, leader, fmt.Errorf("%w: leader %s at %s is unreachable: %w", ErrNoLeader, leader, addr, err)
+		return nil, leader, addr, fmt.Errorf("%w: leader %s at %s is unreachable: %w", ErrNoLeader, leader, addr, err)
 	}
-	return conn, leader, nil
+	return conn, leader, addr, nil
 }
 
 // answerBy returns when a member should give up waiting for the cluster

@@ -149,7 +149,7 @@ func (s *Server) fetchReadIndex(ctx context.Context) (uint64, error) {
 	if s.raft.State() == raft.Leader {
 		return s.leaderReadIndex(ctx)
 	}
-	conn, leader, err := s.leaderConn(ctx)
+	conn, leader, addr, err := s.leaderConn(ctx)
 	if errors.Is(err, errSelfIsLeader) {
 		return s.leaderReadIndex(ctx)
 	}
@@ -158,7 +158,7 @@ func (s *Server) fetchReadIndex(ctx context.Context) (uint64, error) {
 	}
 	resp, err := peerv1.NewPeerServiceClient(conn).ReadIndex(ctx, &peerv1.ReadIndexRequest{})
 	if err != nil {
-		s.peerFailed(conn, err)
+		s.peerFailed(addr, err)
 		return 0, fmt.Errorf("%w: read index from leader %s: %w", ErrNoLeader, leader, err)
 	}
 	return resp.GetIndex(), nil

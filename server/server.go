@@ -372,9 +372,9 @@ func (s *Server) clusterExists() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	probe := newPeerPool(time.Second)
-	defer probe.close()
+	defer probe.Close()
 	for _, addr := range s.cfg.Join {
-		conn, err := probe.ready(ctx, addr)
+		conn, err := probe.Ready(ctx, addr)
 		if err != nil {
 			continue
 		}
@@ -528,7 +528,7 @@ func (s *Server) voters() int {
 func (s *Server) closeResources() error {
 	var errs []error
 	if s.peers != nil {
-		s.peers.close()
+		_ = s.peers.Close()
 	}
 	if s.listener != nil && s.grpc == nil {
 		errs = append(errs, s.listener.Close())

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/opstream"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
@@ -26,14 +27,15 @@ import (
 // raft or for the leader, and runs on the member's workers.
 func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 	ks := &opStream{k: k, ctx: st.Context()}
-	ks.out = opServer[*kvv1.StreamRequest, *kvv1.StreamResult]{
-		s:    k.s,
-		recv: st.Recv,
-		send: func(results []*kvv1.StreamResult, draining bool) error {
+	ks.out = opstream.Server[*kvv1.StreamRequest, *kvv1.StreamResult]{
+		Recv: st.Recv,
+		Send: func(results []*kvv1.StreamResult, draining bool) error {
 			return st.Send(&kvv1.StreamResponse{Results: results, Draining: draining})
 		},
+		Draining: k.s.draining,
+		Go:       k.s.workers.submit,
 	}
-	return ks.out.serve(func(req *kvv1.StreamRequest) {
+	return ks.out.Serve(func(req *kvv1.StreamRequest) {
 		var reads []*kvv1.StreamOp
 		for _, op := range req.GetOps() {
 			if ks.linearizableRead(op) {
@@ -72,10 +74,10 @@ func (ks *opStream) readAfterIndex(ops []*kvv1.StreamOp) {
 
 	var answered atomic.Bool // by the read index or by the early deadline, whichever comes first
 	finish := func(results []*kvv1.StreamResult) {
-		ks.out.reply(results...)
-		ks.out.inflight.Done()
+		ks.out.Reply(results...)
+		ks.out.Done()
 	}
-	ks.out.inflight.Add(1)
+	ks.out.Begin()
 	timer := time.AfterFunc(time.Until(early), func() {
 		if !answered.CompareAndSwap(false, true) {
 			return
@@ -111,25 +113,25 @@ func (ks *opStream) readAfterIndex(ops []*kvv1.StreamOp) {
 type opStream struct {
 	k   *kvService
 	ctx context.Context
-	out opServer[*kvv1.StreamRequest, *kvv1.StreamResult]
+	out opstream.Server[*kvv1.StreamRequest, *kvv1.StreamResult]
 }
 
 // dispatch starts one op.
 func (ks *opStream) dispatch(op *kvv1.StreamOp) {
 	req := op.GetRequest()
 	if err := ks.k.s.admit(req); err != nil {
-		ks.out.reply(failed(op.GetId(), err))
+		ks.out.Reply(failed(op.GetId(), err))
 		return
 	}
 	if r := req.GetRequestRange(); r != nil && r.GetSerializable() {
-		ks.out.reply(ks.run(op))
+		ks.out.Reply(ks.run(op))
 		return
 	}
 	if w, ok := writeOf(req); ok && ks.k.s.IsLeader() {
 		ks.submitWrite(op, w)
 		return
 	}
-	ks.out.goOp(func() *kvv1.StreamResult { return ks.run(op) })
+	ks.out.GoOp(func() *kvv1.StreamResult { return ks.run(op) })
 }
 
 // streamWrite is a write op of a stream: the unary method it stands for, its
@@ -177,10 +179,10 @@ func (ks *opStream) submitWrite(op *kvv1.StreamOp, w streamWrite) {
 	finish := func(resp *kvv1.ResponseOp, err error) {
 		s.metrics.ObserveRequest(w.method, time.Since(start), err)
 		if err != nil {
-			ks.out.reply(failed(op.GetId(), err))
+			ks.out.Reply(failed(op.GetId(), err))
 			return
 		}
-		ks.out.reply(&kvv1.StreamResult{Id: op.GetId(), Response: resp})
+		ks.out.Reply(&kvv1.StreamResult{Id: op.GetId(), Response: resp})
 	}
 	if w.invalid != nil {
 		finish(nil, toStatus(w.invalid))
@@ -191,9 +193,9 @@ func (ks *opStream) submitWrite(op *kvv1.StreamOp, w streamWrite) {
 		finish(nil, toStatus(err))
 		return
 	}
-	ks.out.inflight.Add(1)
+	ks.out.Begin()
 	s.submitEncoded(data, start.Add(s.opTimeout(op.GetTimeoutMs())), func(res any, err error) {
-		defer ks.out.inflight.Done()
+		defer ks.out.Done()
 		finish(w.respond(s, res, err))
 	})
 }
@@ -254,7 +256,7 @@ func failed(id uint64, err error) *kvv1.StreamResult {
 //
 // The op does not end with the stream: a write goes on to its commit
 // either way, and a stream waits for its ops before it ends (see
-// opServer.serve). Not deriving each op from the stream's context also
+// opstream.Server.Serve). Not deriving each op from the stream's context also
 // spares registering every op with it, which was 5% of the leader's CPU at
 // 1000 concurrent clients.
 func opContext(ctx context.Context, timeoutMs int64) (context.Context, context.CancelFunc) {

@@ -1,4 +1,4 @@
-package streammux
+package opstream
 
 import (
 	"context"
@@ -201,13 +201,46 @@ func TestStreamNotServedIsReported(t *testing.T) {
 
 func TestFailedSendIsUnsent(t *testing.T) {
 	m, p := newMux(t)
-	p.sendErr = io.EOF
+	p.sendErr = errors.New("transport is closing")
 	var unsent *UnsentError
 	if _, err := m.Call(ctxT(t), &op{body: "x"}); !errors.As(err, &unsent) {
 		t.Fatalf("op whose send failed: %v, want an UnsentError", err)
 	}
 	if m.Usable() {
 		t.Error("stream still usable after a failed send")
+	}
+}
+
+// A Send that meets the end of the stream (io.EOF, as gRPC reports it) did
+// not send, and why the stream ended comes from the receive side: the op is
+// unsent, or not served when the server answered Unimplemented.
+func TestSendAtTheEndOfTheStreamTakesTheReasonFromRecv(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		end  error
+		want func(error) bool
+	}{
+		{"unavailable", status.Error(codes.Unavailable, "gone"), func(err error) bool {
+			var u *UnsentError
+			return errors.As(err, &u) && apierr.IsNotApplied(err)
+		}},
+		{"unimplemented", status.Error(codes.Unimplemented, "unknown method"), func(err error) bool {
+			return errors.Is(err, ErrNotServed)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, p := newMux(t)
+			p.sendErr = io.EOF
+			done := make(chan error, 1)
+			go func() {
+				_, err := m.Call(ctxT(t), &op{body: "x"})
+				done <- err
+			}()
+			p.answers <- msg{err: tt.end}
+			if err := <-done; !tt.want(err) {
+				t.Fatalf("op whose send met the end of the stream: %v (%T)", err, err)
+			}
+		})
 	}
 }
 

@@ -1,20 +1,10 @@
-// Package streammux multiplexes concurrent calls over one bidirectional gRPC
-// stream. Each call's op gets an id; ops queued while another call is
-// sending go out together in the next message; a receive loop hands each
-// result to the call waiting for its id. When the server says it is
-// draining, the stream takes no more ops and half-closes, and the server
-// answers what it got before it ends the stream.
-//
-// The kvd SDK uses it for KVService.Stream, and members use it for
-// PeerService.ProposeStream. Its errors are gRPC status errors that say
-// what a caller may retry: an op that never left (UnsentError) is marked not
-// applied, one that left and got no answer (BrokenError) is not.
-package streammux
+package opstream
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -117,6 +107,11 @@ type Mux[Op, Res any] struct {
 	closed  bool     // no more ops: the stream broke, drains or is closed
 	halfGo  bool     // CloseSend is owed once the send loop is idle
 	err     error    // why it closed
+	// unsent are ops whose Send met the end of the stream (io.EOF): they did
+	// not leave, and the receive loop, which learns why the stream ended,
+	// fails them.
+	unsent []uint64
+	ended  bool // the receive loop has ended
 }
 
 type reply[Res any] struct {
@@ -223,7 +218,13 @@ func (m *Mux[Op, Res]) sendLoop() {
 		m.mu.Unlock()
 		err := m.wire.Send(batch)
 		m.mu.Lock()
-		if err != nil {
+		switch {
+		case errors.Is(err, io.EOF) && !m.ended:
+			// The stream has ended; why (Unimplemented, say) is for the
+			// receive loop to learn. The message did not leave.
+			m.closeLocked(fmt.Errorf("send: %w", err))
+			m.unsent = append(m.unsent, ids...)
+		case err != nil:
 			// A failed Send did not put the message on the wire.
 			m.closeLocked(fmt.Errorf("send: %w", err))
 			m.failUnsentLocked(ids)
@@ -260,7 +261,13 @@ func (m *Mux[Op, Res]) receive() {
 				broken = ErrNotServed // refused before it read any op
 			}
 			m.mu.Lock()
+			m.ended = true
+			if m.closed && len(m.unsent) > 0 {
+				m.err = err // why the sends met the end
+			}
 			m.closeLocked(err)
+			m.failUnsentLocked(m.unsent)
+			m.unsent = nil
 			for id := range m.calls {
 				m.deliverLocked(id, reply[Res]{err: broken})
 			}

@@ -1,0 +1,233 @@
+package opstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
+
+	"github.com/kvd-io/kvd/apierr"
+)
+
+// ErrClosed is returned by a Pool after Close.
+var ErrClosed = errors.New("connection pool closed")
+
+// PoolConfig configures a Pool.
+type PoolConfig[Op, Res any] struct {
+	// DialOptions are given to every connection (credentials, keepalive,
+	// interceptors, backoff).
+	DialOptions []grpc.DialOption
+	// DialTimeout bounds Ready's wait for a connection. Required.
+	DialTimeout time.Duration
+	// Open opens the shared stream on cc, to target (the address, named in
+	// errors). Required for Stream.
+	Open func(cc *grpc.ClientConn, target string) (*Mux[Op, Res], error)
+}
+
+// Pool keeps one gRPC connection per address, dialed when first needed,
+// and on each connection the stream its calls share. It is safe for
+// concurrent use.
+type Pool[Op, Res any] struct {
+	cfg PoolConfig[Op, Res]
+
+	mu     sync.Mutex
+	ends   map[string]*endpoint[Op, Res]
+	closed bool
+}
+
+// endpoint is one address's connection and stream.
+type endpoint[Op, Res any] struct {
+	cc       *grpc.ClientConn
+	stream   *Mux[Op, Res]
+	retiring []*Mux[Op, Res] // replaced while they still answered ops
+	noStream bool            // the address answered Unimplemented to a stream
+}
+
+// NewPool returns an empty pool.
+func NewPool[Op, Res any](cfg PoolConfig[Op, Res]) *Pool[Op, Res] {
+	return &Pool[Op, Res]{cfg: cfg, ends: map[string]*endpoint[Op, Res]{}}
+}
+
+// endLocked returns addr's endpoint with a connection, dialing (lazily) when
+// it has none. The caller holds p.mu.
+func (p *Pool[Op, Res]) endLocked(addr string) (*endpoint[Op, Res], error) {
+	if p.closed {
+		return nil, ErrClosed
+	}
+	e := p.ends[addr]
+	if e == nil {
+		e = &endpoint[Op, Res]{}
+		p.ends[addr] = e
+	}
+	if e.cc == nil {
+		cc, err := grpc.NewClient(addr, p.cfg.DialOptions...)
+		if err != nil {
+			return nil, fmt.Errorf("dial %q: %w", addr, err)
+		}
+		e.cc = cc
+	}
+	return e, nil
+}
+
+// Conn returns addr's connection, without waiting for it to be ready.
+func (p *Pool[Op, Res]) Conn(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, err := p.endLocked(addr)
+	if err != nil {
+		return nil, err
+	}
+	return e.cc, nil
+}
+
+// Ready returns addr's connection once it is READY. It waits at most the
+// dial timeout, and returns a *NotReadyError at once when the last attempt
+// to connect failed (TRANSIENT_FAILURE): the address is down for now, and
+// the caller should try another or say so. When it fails, nothing was sent.
+func (p *Pool[Op, Res]) Ready(ctx context.Context, addr string) (*grpc.ClientConn, error) {
+	cc, err := p.Conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	if cc.GetState() == connectivity.Ready {
+		return cc, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
+	defer cancel()
+	for {
+		s := cc.GetState()
+		switch s {
+		case connectivity.Ready:
+			return cc, nil
+		case connectivity.TransientFailure:
+			cc.Connect() // keep reconnecting in the background
+			return nil, &NotReadyError{Target: addr, Reason: "connection failed"}
+		case connectivity.Shutdown:
+			return nil, ErrClosed
+		case connectivity.Idle:
+			cc.Connect()
+		}
+		if !cc.WaitForStateChange(wctx, s) {
+			if err := ctx.Err(); err != nil {
+				return nil, &NotReadyError{Target: addr, Reason: "gave up waiting", Cause: err}
+			}
+			return nil, &NotReadyError{Target: addr, Reason: fmt.Sprintf("still %s after the dial timeout of %v", s, p.cfg.DialTimeout)}
+		}
+	}
+}
+
+// Stream returns the stream calls to addr share, opening one on addr's
+// connection when there is none or the last one closed. When it fails,
+// nothing was sent: the error is an Unavailable marked not applied, or
+// ErrNotServed once the address has answered that it serves no stream.
+func (p *Pool[Op, Res]) Stream(addr string) (*Mux[Op, Res], error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, err := p.endLocked(addr)
+	if err != nil {
+		return nil, err
+	}
+	if e.noStream {
+		return nil, ErrNotServed
+	}
+	if e.stream != nil {
+		if e.stream.Usable() {
+			return e.stream, nil
+		}
+		// A draining stream still answers what it sent; keep it until then.
+		e.retiring = slices.DeleteFunc(append(e.retiring, e.stream), (*Mux[Op, Res]).Ended)
+		e.stream = nil
+	}
+	m, err := p.cfg.Open(e.cc, addr)
+	if err != nil {
+		return nil, apierr.NotApplied(codes.Unavailable, fmt.Sprintf("request not sent to %s: open stream: %v", addr, err))
+	}
+	e.stream = m
+	return m, nil
+}
+
+// NotServed records that addr serves no stream, so that its calls go as
+// unary calls.
+func (p *Pool[Op, Res]) NotServed(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e := p.ends[addr]; e != nil {
+		e.noStream = true
+	}
+}
+
+// Reset drops addr's connection and its streams after a call on it failed
+// in a way that may mean the connection itself is dead, so that the next
+// call dials anew: after a partition heals, a fresh connection works at
+// once, while the old one may still be stuck.
+func (p *Pool[Op, Res]) Reset(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e := p.ends[addr]; e != nil {
+		_ = e.close()
+		delete(p.ends, addr)
+	}
+}
+
+// Close closes every connection; calls in flight fail, later ones get
+// ErrClosed. Close is idempotent.
+func (p *Pool[Op, Res]) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	var errs []error
+	for addr, e := range p.ends {
+		if err := e.close(); err != nil {
+			errs = append(errs, fmt.Errorf("close connection to %q: %w", addr, err))
+		}
+		delete(p.ends, addr)
+	}
+	return errors.Join(errs...)
+}
+
+func (e *endpoint[Op, Res]) close() error {
+	for _, s := range append(e.retiring, e.stream) {
+		if s != nil {
+			s.Close()
+		}
+	}
+	e.stream, e.retiring = nil, nil
+	if e.cc == nil {
+		return nil
+	}
+	err := e.cc.Close()
+	e.cc = nil
+	return err
+}
+
+// NotReadyError reports that a call was not sent because the connection to
+// its target did not become ready. Nothing was sent, so it is an Unavailable
+// marked not applied.
+type NotReadyError struct {
+	Target string
+	Reason string
+	Cause  error // the context error that ended the wait, if any
+}
+
+func (e *NotReadyError) Error() string {
+	msg := fmt.Sprintf("endpoint %q is not ready: %s", e.Target, e.Reason)
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
+	}
+	return msg
+}
+
+func (e *NotReadyError) Unwrap() error { return e.Cause }
+
+// GRPCStatus lets status.Code and apierr.IsNotApplied see the error as an
+// Unavailable that certainly was not applied.
+func (e *NotReadyError) GRPCStatus() *status.Status {
+	return status.Convert(apierr.NotApplied(codes.Unavailable, e.Error()))
+}
