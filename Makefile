@@ -18,6 +18,7 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/kvd ./cmd/kvd
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/kvctl ./cmd/kvctl
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/kvdutil ./cmd/kvdutil
 
 run:
 	$(GO) run ./cmd/kvd

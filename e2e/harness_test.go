@@ -27,15 +27,15 @@ var (
 	buildErr  error
 )
 
-// binaries builds kvd and kvctl once per test binary run.
-func binaries(t *testing.T) (kvd, kvctl string) {
+// binaries builds kvd, kvctl and kvdutil once per test binary run.
+func binaries(t *testing.T) (kvd, kvctl, kvdutil string) {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "kvd-e2e-bin")
 		if buildErr != nil {
 			return
 		}
-		for _, pkg := range []string{"kvd", "kvctl"} {
+		for _, pkg := range []string{"kvd", "kvctl", "kvdutil"} {
 			cmd := exec.Command("go", "build", "-race", "-o", filepath.Join(binDir, pkg), "github.com/kvd-io/kvd/cmd/"+pkg)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, out)
@@ -46,7 +46,7 @@ func binaries(t *testing.T) (kvd, kvctl string) {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return filepath.Join(binDir, "kvd"), filepath.Join(binDir, "kvctl")
+	return filepath.Join(binDir, "kvd"), filepath.Join(binDir, "kvctl"), filepath.Join(binDir, "kvdutil")
 }
 
 func TestMain(m *testing.M) {
@@ -87,18 +87,19 @@ type node struct {
 
 // cluster is a set of kvd processes on loopback.
 type cluster struct {
-	t        *testing.T
-	kvdBin   string
-	kvctlBin string
-	nodes    []*node
-	conns    map[string]*grpc.ClientConn
-	connsMu  sync.Mutex
+	t          *testing.T
+	kvdBin     string
+	kvctlBin   string
+	kvdutilBin string
+	nodes      []*node
+	conns      map[string]*grpc.ClientConn
+	connsMu    sync.Mutex
 }
 
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	kvd, kvctl := binaries(t)
-	c := &cluster{t: t, kvdBin: kvd, kvctlBin: kvctl, conns: map[string]*grpc.ClientConn{}}
+	kvd, kvctl, kvdutil := binaries(t)
+	c := &cluster{t: t, kvdBin: kvd, kvctlBin: kvctl, kvdutilBin: kvdutil, conns: map[string]*grpc.ClientConn{}}
 	ports := freePorts(t, 3*n)
 	dir := t.TempDir()
 	var initial []string
@@ -240,6 +241,20 @@ func (c *cluster) kvctl(stdin string, endpoints string, args ...string) (string,
 	err := cmd.Run()
 	if err != nil {
 		return out.String(), fmt.Errorf("kvctl %v: %v: %s", args, err, errb.String())
+	}
+	return out.String(), nil
+}
+
+// kvdutil runs the offline tool and returns its stdout.
+func (c *cluster) kvdutil(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.kvdutilBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("kvdutil %v: %v: %s", args, err, errb.String())
 	}
 	return out.String(), nil
 }

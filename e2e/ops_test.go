@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -16,7 +18,8 @@ import (
 	"github.com/kvd-io/kvd/client"
 )
 
-// The runbooks of docs/operations.md, each run with real processes and kvctl.
+// The runbooks of docs/operations.md, each run with real processes, kvctl and
+// kvdutil.
 
 type member struct {
 	Name      string `json:"name"`
@@ -244,10 +247,14 @@ func TestRunbookBackupAndRestoreIntoNewCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := filepath.Join(t.TempDir(), "backup.db")
-	if _, err := c.kvctl("", leader.clientAddr, "snapshot", "save", file); err != nil {
+	saved, err := c.kvctl("", leader.clientAddr, "snapshot", "save", file)
+	if err != nil {
 		t.Fatal(err)
 	}
-	status, err := c.kvctl("", leader.clientAddr, "snapshot", "status", file, "-w", "json")
+	if !strings.HasPrefix(saved, "Snapshot saved at "+file+" (") || !strings.Contains(saved, "kvdutil snapshot status "+file) {
+		t.Fatalf("snapshot save printed %q", saved)
+	}
+	status, err := c.kvdutil("snapshot", "status", file, "-w", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +273,7 @@ func TestRunbookBackupAndRestoreIntoNewCluster(t *testing.T) {
 	}
 	for _, nd := range fresh.nodes {
 		os.RemoveAll(nd.dir)
-		if _, err := fresh.kvctl("", nd.clientAddr, "snapshot", "restore", file, "--name", nd.name,
+		if _, err := fresh.kvdutil("snapshot", "restore", file, "--name", nd.name,
 			"--data-dir", nd.dir, "--initial-cluster", strings.Join(initial, ",")); err != nil {
 			t.Fatal(err)
 		}
@@ -289,9 +296,16 @@ func TestRunbookBackupAndRestoreIntoNewCluster(t *testing.T) {
 	b[len(b)/2] ^= 0xff
 	bad := filepath.Join(t.TempDir(), "bad.db")
 	os.WriteFile(bad, b, 0o600)
-	if _, err := fresh.kvctl("", fresh.endpoints(), "snapshot", "restore", bad, "--name", "x",
+	if _, err := fresh.kvdutil("snapshot", "restore", bad, "--name", "x",
 		"--data-dir", filepath.Join(t.TempDir(), "x"), "--initial-cluster", "x=127.0.0.1:1"); err == nil {
 		t.Fatal("restore accepted a corrupt backup")
+	}
+	// kvctl keeps etcdctl's command names but sends the user to kvdutil.
+	out, err := exec.Command(fresh.kvctlBin, "snapshot", "restore", file, "--name", "n1",
+		"--data-dir", filepath.Join(t.TempDir(), "n1"), "--initial-cluster", "n1=127.0.0.1:1").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "use `kvdutil snapshot restore "+file+" --name n1") {
+		t.Fatalf("kvctl snapshot restore: %v, %s; want exit status 1 and the kvdutil command", err, out)
 	}
 }
 

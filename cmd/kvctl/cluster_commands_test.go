@@ -10,8 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/kvd-io/kvd/apierr"
+	"github.com/kvd-io/kvd/internal/memberid"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
-	"github.com/kvd-io/kvd/server"
 )
 
 func TestMemberAdd(t *testing.T) {
@@ -62,7 +62,7 @@ func TestMemberPromoteAndRemove(t *testing.T) {
 	}
 
 	table := mustRun(t, ep, "", "-w", "table", "member", "remove", "n2")
-	want := fmt.Sprintf("Member %x removed from cluster 64\n\n+-----+------+", server.MemberID("n2"))
+	want := fmt.Sprintf("Member %x removed from cluster 64\n\n+-----+------+", memberid.FromName("n2"))
 	if !strings.HasPrefix(table, want) || strings.Contains(table, "n2") {
 		t.Errorf("remove printed\n%s\nwant it to start with %q and list n1 alone", table, want)
 	}

@@ -1,7 +1,9 @@
 // Command kvctl is the command line client of kvd. Its verbs and output
 // follow etcdctl: put, get, del and txn for data; member, endpoint, leader,
 // snapshot and check for administration; -w simple|json|table to choose the
-// output format.
+// output format. kvctl only talks to a cluster and does not link the server's
+// storage; the offline tools on snapshot files and data dirs are kvdutil's
+// (cmd/kvdutil), as etcdutl's are for etcd.
 package main
 
 import (

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvd-io/kvd/client"
-	"github.com/kvd-io/kvd/server"
+	"github.com/kvd-io/kvd/internal/memberid"
 )
 
 type memberAddOptions struct {
@@ -135,7 +135,7 @@ func memberID(members []*client.Member, name string) uint64 {
 			return m.GetId()
 		}
 	}
-	return server.MemberID(name)
+	return memberid.FromName(name)
 }
 
 // checkMemberName rejects names no member can have, before anything is sent.
@@ -143,9 +143,7 @@ func checkMemberName(name string) error {
 	if name == "" {
 		return errors.New("member name is empty")
 	}
-	cfg := server.DefaultConfig()
-	cfg.Name = name
-	return cfg.Validate()
+	return memberid.CheckName(name)
 }
 
 // checkHostPort checks that addr is host:port.

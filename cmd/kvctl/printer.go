@@ -9,7 +9,6 @@ import (
 	"unicode"
 
 	"github.com/kvd-io/kvd/client"
-	"github.com/kvd-io/kvd/fsm"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -37,13 +36,8 @@ type printer interface {
 	MemberChange(ch memberChange) error
 	// LeaderTransfer prints the leader after a transfer.
 	LeaderTransfer(resp *client.LeaderTransferResponse) error
-	// SnapshotSave prints where a snapshot was saved.
+	// SnapshotSave prints where a snapshot was saved and how to inspect it.
 	SnapshotSave(s snapshotSaved) error
-	// SnapshotStatus prints what a snapshot file holds.
-	SnapshotStatus(s snapshotStatus) error
-	// SnapshotRestore prints what a restore wrote and how to start the
-	// member.
-	SnapshotRestore(r snapshotRestored) error
 	// HashCheck prints the hash of every member that answered, in member
 	// list order.
 	HashCheck(hashes []memberHash) error
@@ -91,32 +85,18 @@ type memberChange struct {
 	Join []string
 }
 
-// snapshotSaved describes a snapshot file that snapshot save wrote.
+// snapshotSaved describes a snapshot file that snapshot save wrote: what
+// the stream told, checked against the bytes written. kvctl does not open
+// the database; kvdutil snapshot status does.
 type snapshotSaved struct {
 	Path     string
 	Size     int64 // of the file: the database and its SHA-256
 	DBSize   int64
 	SHA256   []byte
 	Endpoint string
-	Header   *kvv1.ResponseHeader
-}
-
-// snapshotStatus describes a snapshot file, for snapshot status.
-type snapshotStatus struct {
-	Path       string
-	SHA256     []byte // of the database part of the file
-	ChecksumOK bool   // it matches the SHA-256 stored at the end of the file
-	Info       fsm.StateInfo
-}
-
-// snapshotRestored describes a data dir that snapshot restore built.
-type snapshotRestored struct {
-	Path           string
-	Name           string
-	DataDir        string
-	RaftAddr       string
-	InitialCluster string
-	Info           fsm.StateInfo
+	// Header is the stream's: the member that sent the snapshot and its
+	// revision when the copy began.
+	Header *kvv1.ResponseHeader
 }
 
 // memberHash is one member's answer to check hash.
@@ -162,15 +142,6 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f %cB", f, units[i])
 	}
 	return fmt.Sprintf("%.0f %cB", f, units[i])
-}
-
-// shortHash is the first four bytes of a SHA-256 in hex, eight digits like
-// the hash etcdctl shows for a snapshot.
-func shortHash(sum []byte) string {
-	if len(sum) < 4 {
-		return fmt.Sprintf("%x", sum)
-	}
-	return fmt.Sprintf("%x", sum[:4])
 }
 
 // ago formats how long before now t was: "0.4s ago" under a minute, "2m3s

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/client"
-	"github.com/kvd-io/kvd/fsm"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -27,16 +26,6 @@ func testMemberAdd() memberChange {
 
 func testSnapshotSaved() snapshotSaved {
 	return snapshotSaved{Path: "b.db", Size: 20512, DBSize: 20480, SHA256: bytes.Repeat([]byte{0xab}, 32), Endpoint: "a:1", Header: testHeader}
-}
-
-func testSnapshotStatus(ok bool) snapshotStatus {
-	return snapshotStatus{Path: "b.db", SHA256: append([]byte{0xfe, 0x01, 0xcf, 0x57}, make([]byte, 28)...), ChecksumOK: ok,
-		Info: fsm.StateInfo{Revision: 10, Keys: 7, AppliedIndex: 30, ClusterID: 9, Size: 2_100_000}}
-}
-
-func testSnapshotRestored() snapshotRestored {
-	return snapshotRestored{Path: "b.db", Name: "n1", DataDir: "/d/n1", RaftAddr: "r:1", InitialCluster: "n1=r:1,n2=r:2",
-		Info: fsm.StateInfo{Revision: 10, Keys: 7}}
 }
 
 func testHashes() []memberHash {
@@ -76,13 +65,13 @@ func TestSimplePrinterAdmin(t *testing.T) {
 		{"leader transfer", func(p printer) error { return p.LeaderTransfer(testTransfer("n2")) }, "Leadership transferred to n2\n"},
 		{"leader transfer, leader unknown", func(p printer) error { return p.LeaderTransfer(testTransfer("")) },
 			"Leadership transferred; the new leader is not known yet\n"},
-		{"snapshot save", func(p printer) error { return p.SnapshotSave(testSnapshotSaved()) }, "Snapshot saved at b.db (20512 bytes)\n"},
-		{"snapshot status", func(p printer) error { return p.SnapshotStatus(testSnapshotStatus(true)) }, "fe01cf57, 10, 7, 2.1 MB\n"},
-		{"snapshot restore", func(p printer) error { return p.SnapshotRestore(testSnapshotRestored()) },
-			"Restored b.db into /d/n1: revision 10, 7 keys; member n1 of a new cluster n1=r:1,n2=r:2\n" +
-				"Restore every member from the same file with the same --initial-cluster, then start each; this one with:\n" +
-				"  kvd --name n1 --data-dir /d/n1 --raft-addr r:1\n" +
-				"(add --client-addr and the member's other flags; --initial-cluster is not needed, the data dir holds it)\n"},
+		{"snapshot save", func(p printer) error { return p.SnapshotSave(testSnapshotSaved()) },
+			"Snapshot saved at b.db (20512 bytes, revision 42)\nTo see what it holds: kvdutil snapshot status b.db\n"},
+		{"snapshot save, no header, a path to quote", func(p printer) error {
+			s := testSnapshotSaved()
+			s.Path, s.Header = "/backups/it's here.db", nil
+			return p.SnapshotSave(s)
+		}, "Snapshot saved at /backups/it's here.db (20512 bytes)\nTo see what it holds: kvdutil snapshot status '/backups/it'\\''s here.db'\n"},
 		{"hash check", func(p printer) error { return p.HashCheck(testHashes()) },
 			"n1, 1f, a:1, 0000feed, 42, 3, true\nn2, 2f, b:2, 00000bad, 42, 3, false\n"},
 	}
@@ -119,12 +108,6 @@ func TestJSONPrinterAdmin(t *testing.T) {
 		{"leader transfer", func(p printer) error { return p.LeaderTransfer(testTransfer("n2")) }, `{` + header + `,"leader":"n2"}`},
 		{"snapshot save", func(p printer) error { return p.SnapshotSave(testSnapshotSaved()) },
 			`{"path":"b.db","size":20512,"db_size":20480,"sha256":"` + strings.Repeat("ab", 32) + `","endpoint":"a:1",` + header + `}`},
-		{"snapshot status", func(p printer) error { return p.SnapshotStatus(testSnapshotStatus(false)) },
-			`{"path":"b.db","hash":"fe01cf57","sha256":"fe01cf57` + strings.Repeat("00", 28) + `","checksum_ok":false,` +
-				`"revision":10,"total_keys":7,"total_size":2100000,"applied_index":30,"cluster_id":9}`},
-		{"snapshot restore", func(p printer) error { return p.SnapshotRestore(testSnapshotRestored()) },
-			`{"path":"b.db","data_dir":"/d/n1","name":"n1","initial_cluster":"n1=r:1,n2=r:2","revision":10,"total_keys":7,` +
-				`"start_command":"kvd --name n1 --data-dir /d/n1 --raft-addr r:1"}`},
 		{"hash check", func(p printer) error { return p.HashCheck(testHashes()) },
 			`[{"name":"n1","id":31,"endpoint":"a:1","hash":65261,"hash_revision":42,"compact_revision":3,"matches":true},` +
 				`{"name":"n2","id":47,"endpoint":"b:2","hash":2989,"hash_revision":42,"compact_revision":3,"matches":false}]`},
@@ -194,12 +177,6 @@ func TestTablePrinterAdmin(t *testing.T) {
 | 3b | n3   | r:3       |             | true       | false     | false   | never        |
 +----+------+-----------+-------------+------------+-----------+---------+--------------+
 `},
-		{"snapshot status", func(p printer) error { return p.SnapshotStatus(testSnapshotStatus(false)) }, `+----------+----------+------------+------------+----------+
-| HASH     | REVISION | TOTAL KEYS | TOTAL SIZE | CHECKSUM |
-+----------+----------+------------+------------+----------+
-| fe01cf57 | 10       | 7          | 2.1 MB     | MISMATCH |
-+----------+----------+------------+------------+----------+
-`},
 		{"hash check", func(p printer) error { return p.HashCheck(testHashes()) }, `+------+----+----------+----------+---------------+------------------+---------+
 | NAME | ID | ENDPOINT | HASH     | HASH REVISION | COMPACT REVISION | MATCHES |
 +------+----+----------+----------+---------------+------------------+---------+
@@ -210,7 +187,7 @@ func TestTablePrinterAdmin(t *testing.T) {
 		{"leader transfer falls back to simple", func(p printer) error { return p.LeaderTransfer(testTransfer("n2")) },
 			"Leadership transferred to n2\n"},
 		{"snapshot save falls back to simple", func(p printer) error { return p.SnapshotSave(testSnapshotSaved()) },
-			"Snapshot saved at b.db (20512 bytes)\n"},
+			"Snapshot saved at b.db (20512 bytes, revision 42)\nTo see what it holds: kvdutil snapshot status b.db\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

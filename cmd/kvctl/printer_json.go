@@ -105,28 +105,6 @@ type jsonSnapshotSaved struct {
 	Header   jsonHeader `json:"header"`
 }
 
-type jsonSnapshotStatus struct {
-	Path         string `json:"path"`
-	Hash         string `json:"hash"`
-	SHA256       string `json:"sha256"`
-	ChecksumOK   bool   `json:"checksum_ok"`
-	Revision     int64  `json:"revision"`
-	TotalKeys    int    `json:"total_keys"`
-	TotalSize    int64  `json:"total_size"`
-	AppliedIndex uint64 `json:"applied_index"`
-	ClusterID    uint64 `json:"cluster_id"`
-}
-
-type jsonSnapshotRestored struct {
-	Path           string `json:"path"`
-	DataDir        string `json:"data_dir"`
-	Name           string `json:"name"`
-	InitialCluster string `json:"initial_cluster"`
-	Revision       int64  `json:"revision"`
-	TotalKeys      int    `json:"total_keys"`
-	StartCommand   string `json:"start_command"`
-}
-
 type jsonMemberHash struct {
 	Name            string `json:"name"`
 	ID              uint64 `json:"id"`
@@ -321,32 +299,6 @@ func (p *jsonPrinter) SnapshotSave(s snapshotSaved) error {
 		SHA256:   hex.EncodeToString(s.SHA256),
 		Endpoint: s.Endpoint,
 		Header:   toJSONHeader(s.Header),
-	})
-}
-
-func (p *jsonPrinter) SnapshotStatus(s snapshotStatus) error {
-	return p.write(jsonSnapshotStatus{
-		Path:         s.Path,
-		Hash:         shortHash(s.SHA256),
-		SHA256:       hex.EncodeToString(s.SHA256),
-		ChecksumOK:   s.ChecksumOK,
-		Revision:     s.Info.Revision,
-		TotalKeys:    s.Info.Keys,
-		TotalSize:    s.Info.Size,
-		AppliedIndex: s.Info.AppliedIndex,
-		ClusterID:    s.Info.ClusterID,
-	})
-}
-
-func (p *jsonPrinter) SnapshotRestore(r snapshotRestored) error {
-	return p.write(jsonSnapshotRestored{
-		Path:           r.Path,
-		DataDir:        r.DataDir,
-		Name:           r.Name,
-		InitialCluster: r.InitialCluster,
-		Revision:       r.Info.Revision,
-		TotalKeys:      r.Info.Keys,
-		StartCommand:   restoreStartCommand(r),
 	})
 }
 

@@ -175,36 +175,18 @@ func (p *simplePrinter) LeaderTransfer(resp *client.LeaderTransferResponse) erro
 	return w.err
 }
 
-// SnapshotSave writes "Snapshot saved at FILE (N bytes)", N being the size
-// of the file.
+// SnapshotSave writes etcdctl's "Snapshot saved at FILE", with the size of
+// the file and the member's revision when the copy began, then the kvdutil
+// command that shows what the file holds.
 func (p *simplePrinter) SnapshotSave(s snapshotSaved) error {
 	w := &errWriter{w: p.out}
-	w.printf("Snapshot saved at %s (%d bytes)\n", s.Path, s.Size)
+	if s.Header != nil {
+		w.printf("Snapshot saved at %s (%d bytes, revision %d)\n", s.Path, s.Size, s.Header.GetRevision())
+	} else {
+		w.printf("Snapshot saved at %s (%d bytes)\n", s.Path, s.Size)
+	}
+	w.printf("To see what it holds: kvdutil snapshot status %s\n", shellQuote(s.Path))
 	return w.err
-}
-
-// SnapshotStatus writes etcdctl's line: hash, revision, total keys, total
-// size.
-func (p *simplePrinter) SnapshotStatus(s snapshotStatus) error {
-	w := &errWriter{w: p.out}
-	w.println(strings.Join(snapshotStatusRow(s)[:4], ", "))
-	return w.err
-}
-
-// SnapshotRestore writes what was restored, then the command that starts
-// the member.
-func (p *simplePrinter) SnapshotRestore(r snapshotRestored) error {
-	w := &errWriter{w: p.out}
-	w.printf("Restored %s into %s: revision %d, %d keys; member %s of a new cluster %s\n",
-		r.Path, r.DataDir, r.Info.Revision, r.Info.Keys, r.Name, r.InitialCluster)
-	w.println("Restore every member from the same file with the same --initial-cluster, then start each; this one with:")
-	w.println("  " + restoreStartCommand(r))
-	w.println("(add --client-addr and the member's other flags; --initial-cluster is not needed, the data dir holds it)")
-	return w.err
-}
-
-func restoreStartCommand(r snapshotRestored) string {
-	return strings.Join([]string{"kvd", "--name", r.Name, "--data-dir", r.DataDir, "--raft-addr", r.RaftAddr}, " ")
 }
 
 // HashCheck writes one comma-separated line per member, in the columns of
@@ -260,19 +242,6 @@ func memberRows(members []*kvv1.Member, now time.Time) [][]string {
 		})
 	}
 	return rows
-}
-
-var snapshotStatusHeader = []string{"HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE", "CHECKSUM"}
-
-func snapshotStatusRow(s snapshotStatus) []string {
-	checksum := "OK"
-	if !s.ChecksumOK {
-		checksum = "MISMATCH"
-	}
-	return []string{
-		shortHash(s.SHA256), fmt.Sprint(s.Info.Revision), fmt.Sprint(s.Info.Keys),
-		humanBytes(s.Info.Size), checksum,
-	}
 }
 
 var hashHeader = []string{"NAME", "ID", "ENDPOINT", "HASH", "HASH REVISION", "COMPACT REVISION", "MATCHES"}

@@ -10,8 +10,8 @@ import (
 )
 
 // tablePrinter draws boxed tables with a header row, like etcdctl's table
-// format. Put, del and txn results, leader transfer and snapshot save and
-// restore have no table form and print as simple, as in etcdctl.
+// format. Put, del and txn results, leader transfer and snapshot save have no
+// table form and print as simple, as in etcdctl.
 type tablePrinter struct {
 	*simplePrinter
 }
@@ -94,10 +94,6 @@ func statusRole(r *client.StatusResponse) string {
 	default:
 		return strings.ToLower(r.GetRaftState())
 	}
-}
-
-func (p *tablePrinter) SnapshotStatus(s snapshotStatus) error {
-	return writeTable(p.out, snapshotStatusHeader, [][]string{snapshotStatusRow(s)})
 }
 
 func (p *tablePrinter) HashCheck(hashes []memberHash) error {

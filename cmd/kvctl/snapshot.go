@@ -1,21 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
-	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/kvd-io/kvd/fsm"
 )
 
 // newSnapshotCmd groups the snapshot commands. Add a subcommand here, in its
-// own file.
+// own file. Only save talks to a cluster; status and restore work on files
+// and data dirs and live in kvdutil, but keep their names here to point
+// etcdctl users there.
 func newSnapshotCmd(g *globalOptions) *cobra.Command {
 	return groupCmd("snapshot", "Manages kvd snapshots",
 		newSnapshotSaveCmd(g),
@@ -26,85 +23,63 @@ func newSnapshotCmd(g *globalOptions) *cobra.Command {
 
 // A snapshot file, as snapshot save writes it, is laid out like etcd's: the
 // member's state database (a bbolt file) byte for byte, then the SHA-256 of
-// those bytes (32 bytes). The checksum is what lets status and restore
-// refuse a file that was truncated or damaged since it was saved.
+// those bytes (32 bytes). The checksum is what lets kvdutil snapshot status
+// and restore refuse a file that was truncated or damaged since it was
+// saved.
 const snapshotSumLen = sha256.Size
 
-// errChecksumMismatch is wrapped by the error of a snapshot file whose
-// database does not match the SHA-256 it ends with.
+// errChecksumMismatch is wrapped by the error of a snapshot whose bytes do
+// not match their SHA-256.
 var errChecksumMismatch = errors.New("checksum mismatch")
 
-// snapshotCheck is what checkSnapshotFile found.
-type snapshotCheck struct {
-	dbSize int64  // bytes before the checksum
-	sum    []byte // SHA-256 of those bytes
-	stored []byte // the SHA-256 the file ends with
+// offlineArg is one argument of a kvdutil command line that kvctl suggests:
+// a flag's value, or a placeholder when the user did not give it.
+type offlineArg struct {
+	flag        string // "--name"; empty for a positional argument
+	value       string
+	placeholder string // printed when value is empty
 }
 
-func (c snapshotCheck) ok() bool { return bytes.Equal(c.sum, c.stored) }
-
-// mismatch is the error of a check that failed.
-func (c snapshotCheck) mismatch(path string) error {
-	return fmt.Errorf("snapshot %s is corrupt (truncated or damaged): %w: its %d database bytes hash to %x, the file ends with %x",
-		path, errChecksumMismatch, c.dbSize, c.sum, c.stored)
-}
-
-// checkSnapshotFile reads the snapshot file f, copying its database part to
-// copyTo unless copyTo is nil, and computes the database's SHA-256. A
-// mismatch is not an error here: see snapshotCheck.ok.
-func checkSnapshotFile(f *os.File, copyTo io.Writer) (snapshotCheck, error) {
-	var c snapshotCheck
-	fi, err := f.Stat()
-	if err != nil {
-		return c, err
-	}
-	if !fi.Mode().IsRegular() {
-		return c, fmt.Errorf("%s is not a regular file", f.Name())
-	}
-	if fi.Size() < snapshotSumLen {
-		return c, fmt.Errorf("%s is not a snapshot file: %d bytes, fewer than its %d-byte checksum", f.Name(), fi.Size(), snapshotSumLen)
-	}
-	c.dbSize = fi.Size() - snapshotSumLen
-	h := sha256.New()
-	var w io.Writer = h
-	if copyTo != nil {
-		w = io.MultiWriter(h, copyTo)
-	}
-	if _, err := io.Copy(w, io.NewSectionReader(f, 0, c.dbSize)); err != nil {
-		return c, fmt.Errorf("read %s: %w", f.Name(), err)
-	}
-	c.sum = h.Sum(nil)
-	c.stored = make([]byte, snapshotSumLen)
-	if _, err := f.ReadAt(c.stored, c.dbSize); err != nil {
-		return c, fmt.Errorf("read %s: %w", f.Name(), err)
-	}
-	return c, nil
-}
-
-// verifyingReader reads a database part that was checked before, and fails
-// at its end if the bytes changed since.
-type verifyingReader struct {
-	r    io.Reader
-	h    hash.Hash
-	want []byte
-}
-
-func (v *verifyingReader) Read(p []byte) (int, error) {
-	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	if err == io.EOF && !bytes.Equal(v.h.Sum(nil), v.want) {
-		return n, fmt.Errorf("%w: the file changed while it was read", errChecksumMismatch)
-	}
-	return n, err
-}
-
-// inspectState is fsm.InspectState, with bbolt's panics on a damaged file
-// turned into an error.
-func inspectState(path string) (info fsm.StateInfo, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("damaged database: %v", r)
+// movedToKvdutil is the error of a kvctl command that became a kvdutil one:
+// it names the kvdutil command line with the user's arguments.
+func movedToKvdutil(g *globalOptions, command string, args ...offlineArg) error {
+	line := []string{"kvdutil", command}
+	for _, a := range args {
+		if a.flag != "" {
+			line = append(line, a.flag)
 		}
-	}()
-	return fsm.InspectState(path)
+		if a.value == "" {
+			line = append(line, a.placeholder)
+		} else {
+			line = append(line, shellQuote(a.value))
+		}
+	}
+	if g.writeOut != formatSimple {
+		line = append(line, "-w", g.writeOut)
+	}
+	return fmt.Errorf("%s is an offline tool: use `%s`", command, strings.Join(line, " "))
+}
+
+// positionalArgs turns a command's arguments into offlineArgs, or into
+// placeholder when there are none.
+func positionalArgs(args []string, placeholder string) []offlineArg {
+	if len(args) == 0 {
+		return []offlineArg{{placeholder: placeholder}}
+	}
+	out := make([]offlineArg, 0, len(args))
+	for _, a := range args {
+		out = append(out, offlineArg{value: a, placeholder: "''"})
+	}
+	return out
+}
+
+// shellQuote returns s as a POSIX shell word: as is when it holds only
+// characters the shell leaves alone, in single quotes otherwise.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@%+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

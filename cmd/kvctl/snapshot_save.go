@@ -29,7 +29,12 @@ exactly one endpoint (ideally the leader's, for the freshest data), into FILE:
 the database bytes followed by their 32-byte SHA-256, as etcd lays out its
 snapshot files. The copy goes to FILE.part, is checked against the checksum the
 member sent, synced, and only then renamed to FILE, so FILE is either complete
-or untouched (an existing FILE is replaced).
+or untouched (an existing FILE is replaced). It prints FILE's size and the
+member's revision when the copy began.
+
+kvctl does not read the database itself: "kvdutil snapshot status FILE" checks
+the file again and shows its revision, keys and size, and
+"kvdutil snapshot restore" builds a new cluster's data dirs from it.
 
 --command-timeout bounds the wait for the member to start sending, not the
 transfer; interrupt a transfer with Ctrl-C. A progress bar is drawn on stderr

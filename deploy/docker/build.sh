@@ -21,7 +21,7 @@ trap 'rm -rf "$ctx"' EXIT
 
 mkdir -p "$ctx/rootfs/usr/local/bin" "$ctx/rootfs/etc" "$ctx/data"
 chmod 0700 "$ctx/data"
-for cmd in kvd kvctl; do
+for cmd in kvd kvctl kvdutil; do
 	CGO_ENABLED=0 GOOS=linux GOARCH="$GOARCH" "$GO" build -trimpath \
 		-ldflags "-s -w -X main.version=$VERSION" \
 		-o "$ctx/rootfs/usr/local/bin/$cmd" "./cmd/$cmd"
