@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/kvd-io/kvd/internal/proposal"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
@@ -290,7 +291,7 @@ func (s *Server) addMember(ctx context.Context, req *kvv1.MemberAddRequest) erro
 		f = s.raft.AddVoter(id, addr, index, timeout)
 	}
 	if err := f.Error(); err != nil {
-		return fmt.Errorf("add %s: %w", id, translateRaftError(err))
+		return fmt.Errorf("add %s: %w", id, proposal.Outcome(err))
 	}
 	s.log.Info("member added", "name", id, "raft_addr", addr, "learner", req.GetIsLearner())
 	return nil
@@ -319,7 +320,7 @@ func (s *Server) promoteMember(ctx context.Context, name string) error {
 		return err
 	}
 	if err := s.raft.AddVoter(target.ID, target.Address, index, s.cfg.RequestTimeout).Error(); err != nil {
-		return fmt.Errorf("promote %s: %w", name, translateRaftError(err))
+		return fmt.Errorf("promote %s: %w", name, proposal.Outcome(err))
 	}
 	s.log.Info("learner promoted", "name", name)
 	return nil
@@ -382,7 +383,7 @@ func (s *Server) removeMember(ctx context.Context, name string) error {
 	}
 	attrs, _ := s.fsm.Members()
 	if err := s.raft.RemoveServer(target.ID, index, s.cfg.RequestTimeout).Error(); err != nil {
-		return fmt.Errorf("remove %s: %w", name, translateRaftError(err))
+		return fmt.Errorf("remove %s: %w", name, proposal.Outcome(err))
 	}
 	s.log.Info("member removed", "name", name)
 	if addr := attrs[name].GetClientAddr(); addr != "" {

@@ -4,16 +4,16 @@ import (
 	"context"
 	"errors"
 
-	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/proposal"
 )
 
 // Errors raised by the member itself. Raft's errors are translated into these
-// where raft is called (translateRaftError), and all of them are mapped to
+// where raft is called (proposal.Outcome), and all of them are mapped to
 // gRPC codes by toStatus.
 var (
 	// ErrNoLeader: the cluster has no leader this member can reach. Nothing
@@ -24,31 +24,14 @@ var (
 	ErrNotReady = errors.New("leader is not ready to serve linearizable reads yet")
 	// ErrNotApplied: the leader refused the proposal before it reached the
 	// log (leadership lost or moving, queue full). Safe to retry.
-	ErrNotApplied = errors.New("proposal was not accepted")
+	ErrNotApplied = proposal.ErrNotApplied
 	// ErrOutcomeUnknown: the proposal may or may not have been committed.
-	ErrOutcomeUnknown = errors.New("the outcome of the request is unknown")
+	ErrOutcomeUnknown = proposal.ErrOutcomeUnknown
 	// ErrRequestTooLarge: the request exceeds MaxRequestBytes.
 	ErrRequestTooLarge = errors.New("request is too large")
 	// ErrStopped: the member is shutting down.
 	ErrStopped = errors.New("member is stopping")
 )
-
-// translateRaftError turns an error from a raft proposal into the member's
-// sentinels. Only errors raised before the entry was stored are certain.
-func translateRaftError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress),
-		errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrNotVoter):
-		return errors.Join(ErrNotApplied, err)
-	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown),
-		errors.Is(err, raft.ErrAbortedByRestore):
-		return errors.Join(ErrOutcomeUnknown, err)
-	default:
-		return errors.Join(ErrOutcomeUnknown, err)
-	}
-}
 
 // toStatus is the one table from internal errors to gRPC status codes.
 func toStatus(err error) error {

@@ -91,16 +91,13 @@ func (k *kvService) Range(ctx context.Context, req *kvv1.RangeRequest) (*kvv1.Ra
 	return k.rangeLocal(req)
 }
 
-// rangeAt is Range for a linearizable read whose read index is known (res):
+// rangeAt is Range for a linearizable read whose read index is known:
 // it waits, until deadline, for the state machine to apply it, then reads.
-func (k *kvService) rangeAt(req *kvv1.RangeRequest, res readIndexResult, deadline time.Time) (*kvv1.RangeResponse, error) {
+func (k *kvService) rangeAt(req *kvv1.RangeRequest, index uint64, deadline time.Time) (*kvv1.RangeResponse, error) {
 	if err := fsm.ValidateRange(req); err != nil {
 		return nil, toStatus(err)
 	}
-	if res.err != nil {
-		return nil, toStatus(res.err)
-	}
-	if err := k.s.waitAppliedBy(deadline, res.index); err != nil {
+	if err := k.s.waitAppliedBy(deadline, index); err != nil {
 		return nil, toStatus(err)
 	}
 	return k.rangeLocal(req)

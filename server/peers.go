@@ -72,7 +72,7 @@ func (p *peerService) ReadIndex(ctx context.Context, _ *peerv1.ReadIndexRequest)
 	if !p.s.IsLeader() {
 		return nil, toStatus(fmt.Errorf("%w: %s is not the leader", ErrNoLeader, p.s.cfg.Name))
 	}
-	index, err := p.s.reads.readIndex(ctx)
+	index, err := p.s.reads.ReadIndex(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}

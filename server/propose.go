@@ -44,8 +44,8 @@ func (s *Server) applyLocal(ctx context.Context, t fsmv1.CommandType, msg proto.
 	return s.applyEncoded(ctx, data)
 }
 
-// applyEncoded appends an encoded command to the log (through the commit
-// queue, see batch.go) and waits for it to be applied, or for ctx to end.
+// applyEncoded appends an encoded command to the log (through the proposal
+// buffer, which groups concurrent writes into one entry) and waits for it to be applied, or for ctx to end.
 func (s *Server) applyEncoded(ctx context.Context, data []byte) (any, error) {
 	if err := s.enterProposal(); err != nil {
 		return nil, err
@@ -53,7 +53,7 @@ func (s *Server) applyEncoded(ctx context.Context, data []byte) (any, error) {
 	defer s.proposals.leave()
 	ctx, cancel := s.withDefaultTimeout(ctx)
 	defer cancel()
-	return s.commits.propose(ctx, data)
+	return s.buffer.Propose(ctx, data)
 }
 
 // submitEncoded is applyEncoded for a caller that does not wait, such as a
@@ -65,7 +65,7 @@ func (s *Server) submitEncoded(data []byte, deadline time.Time, fn func(res any,
 		fn(nil, err)
 		return
 	}
-	s.commits.submit(data, deadline, func(res any, err error) {
+	s.buffer.Submit(data, deadline, func(res any, err error) {
 		s.proposals.leave()
 		fn(res, err)
 	})

@@ -4,146 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 
-	"github.com/kvd-io/kvd/observe"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 )
 
-// readIndexer batches the read-index requests of concurrent linearizable
-// reads: one fetch (one quorum round on the leader, one RPC on a follower)
-// answers every request that was waiting when it began. A request that
-// arrives during a fetch waits for the next one, because the index of a fetch
-// that began before the read arrived could miss writes acknowledged before
-// the read.
-//
-// A request is a channel (readIndex), answered from the batching goroutine,
-// or a callback (await), which may do the read itself: each callback runs on
-// a worker, so that the next fetch need not wait for it, nor one slow
-// callback for another.
-type readIndexer struct {
-	fetch   func(context.Context) (uint64, error)
-	timeout time.Duration
-	stop    <-chan struct{}
-	metrics *observe.Metrics // may be nil
-	spawn   func(func())     // runs a callback
-
-	mu      sync.Mutex
-	chans   []chan readIndexResult
-	fns     []func(readIndexResult)
-	stopped bool
-	wake    chan struct{}
-}
-
-type readIndexResult struct {
-	index uint64
-	err   error
-}
-
-func newReadIndexer(fetch func(context.Context) (uint64, error), timeout time.Duration, stop <-chan struct{}, m *observe.Metrics, spawn func(func())) *readIndexer {
-	return &readIndexer{fetch: fetch, timeout: timeout, stop: stop, metrics: m, spawn: spawn, wake: make(chan struct{}, 1)}
-}
-
-// run serves batches until stop is closed; then it answers every request
-// with ErrStopped, and so does every later one.
-func (r *readIndexer) run() {
-	for {
-		select {
-		case <-r.stop:
-			r.mu.Lock()
-			r.stopped = true
-			r.mu.Unlock()
-			r.answer(readIndexResult{err: ErrStopped})
-			return
-		case <-r.wake:
-		}
-		r.mu.Lock()
-		waiting := len(r.chans) + len(r.fns)
-		r.mu.Unlock()
-		if waiting == 0 {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
-		start := time.Now()
-		// The batch is taken before the fetch starts: it is every
-		// request that arrived before it.
-		chans, fns := r.take()
-		index, err := r.fetch(ctx)
-		cancel()
-		r.metrics.ObserveReadIndex(time.Since(start))
-		r.deliver(chans, fns, readIndexResult{index: index, err: err})
-	}
-}
-
-func (r *readIndexer) take() ([]chan readIndexResult, []func(readIndexResult)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	chans, fns := r.chans, r.fns
-	r.chans, r.fns = nil, nil
-	return chans, fns
-}
-
-// answer gives res to every waiting request.
-func (r *readIndexer) answer(res readIndexResult) {
-	chans, fns := r.take()
-	r.deliver(chans, fns, res)
-}
-
-func (r *readIndexer) deliver(chans []chan readIndexResult, fns []func(readIndexResult), res readIndexResult) {
-	for _, w := range chans {
-		w <- res // buffered: never blocks
-	}
-	for _, fn := range fns {
-		r.spawn(func() { fn(res) })
-	}
-}
-
-// add queues a request for the next batch, or answers it with ErrStopped
-// once the indexer has stopped.
-func (r *readIndexer) add(ch chan readIndexResult, fn func(readIndexResult)) {
-	r.mu.Lock()
-	if r.stopped {
-		r.mu.Unlock()
-		if ch != nil {
-			ch <- readIndexResult{err: ErrStopped}
-		} else {
-			fn(readIndexResult{err: ErrStopped})
-		}
-		return
-	}
-	if ch != nil {
-		r.chans = append(r.chans, ch)
-	} else {
-		r.fns = append(r.fns, fn)
-	}
-	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
-
-// await has fn called, on a goroutine of the indexer's choosing, with an
-// index that a linearizable read arriving now must wait for, or the error
-// that kept it from getting one. fn is always called, once.
-func (r *readIndexer) await(fn func(readIndexResult)) { r.add(nil, fn) }
-
-// readIndex returns an index that a linearizable read must wait for.
-func (r *readIndexer) readIndex(ctx context.Context) (uint64, error) {
-	w := make(chan readIndexResult, 1)
-	r.add(w, nil)
-	select {
-	case res := <-w:
-		return res.index, res.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-}
-
-// fetchReadIndex is the readIndexer's fetch: the leader confirms its own
+// fetchReadIndex is the read-index queue's fetch: the leader confirms its own
 // leadership; a follower asks the leader.
 func (s *Server) fetchReadIndex(ctx context.Context) (uint64, error) {
 	if s.raft.State() == raft.Leader {
@@ -226,7 +94,7 @@ func (s *Server) linearize(ctx context.Context) error {
 		early, cancelEarly = context.WithDeadline(ctx, dl)
 		defer cancelEarly()
 	}
-	index, err := s.reads.readIndex(early)
+	index, err := s.reads.ReadIndex(early)
 	if err != nil {
 		if early.Err() != nil && ctx.Err() == nil {
 			return errReadNotConfirmed

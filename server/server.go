@@ -24,7 +24,9 @@ import (
 
 	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/internal/leadership"
+	"github.com/kvd-io/kvd/internal/proposal"
 	"github.com/kvd-io/kvd/internal/raftlog"
+	"github.com/kvd-io/kvd/internal/readindex"
 	"github.com/kvd-io/kvd/observe"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
@@ -47,10 +49,10 @@ type Server struct {
 	grpc      *grpc.Server
 	listener  net.Listener
 	peers     *peerPool
-	reads     *readIndexer
+	reads     *readindex.Queue      // linearizable reads wait here for a read index
 	confirm   *leadership.Confirmer // counts followers' answers for reads' leadership rounds
 	workers   *workerPool
-	commits   *commitQueue // every proposal of this member goes through it
+	buffer    *proposal.Buffer // every proposal of this member goes through it
 	health    *prober
 	metrics   *observe.Metrics
 	observe   *observe.Server
@@ -76,7 +78,10 @@ type Server struct {
 	// to move on (see kvService.Stream).
 	draining chan struct{}
 
-	stop     chan struct{} // closed by Shutdown; every loop below watches it
+	stop chan struct{} // closed by Shutdown; every loop below watches it
+	// ctx is the member's lifetime: cancelled, with stop closed, by Shutdown.
+	ctx      context.Context
+	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
@@ -106,14 +111,34 @@ func New(cfg Config) (*Server, error) {
 		done:     make(chan struct{}),
 		workers:  newWorkerPool(),
 	}
-	s.commits = newCommitQueue(func(data []byte) raft.ApplyFuture {
-		return s.raft.Apply(data, s.cfg.RequestTimeout)
-	}, s.membersCanBatch, func(n int) { s.metrics.ObserveEntry(n) }, s.workers.submit) // s.metrics is set in start
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	var err error
+	s.buffer, err = proposal.New(proposal.Config{
+		Apply:     func(data []byte) raft.ApplyFuture { return s.raft.Apply(data, s.cfg.RequestTimeout) },
+		Batchable: s.membersCanBatch,
+		Observe:   func(n int) { s.metrics.ObserveEntry(n) }, // s.metrics is set in start
+		Spawn:     s.workers.submit,
+		Stopped:   ErrStopped,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.reads, err = readindex.New(readindex.Config{
+		Fetch:        s.fetchReadIndex,
+		FetchTimeout: s.leaderWait(),
+		Observe:      func(d time.Duration) { s.metrics.ObserveReadIndex(d) },
+		Spawn:        s.workers.submit,
+		Stopped:      ErrStopped,
+	})
+	if err != nil {
+		return nil, err
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	s.log = s.log.With("member", cfg.Name)
 	if err := s.start(); err != nil {
+		s.cancel()
 		s.closeResources()
 		return nil, err
 	}
@@ -147,7 +172,6 @@ func (s *Server) start() error {
 	}
 	s.peers = newPeerPool(s.leaderWait())
 	s.health = newProber(s)
-	s.reads = newReadIndexer(s.fetchReadIndex, s.leaderWait(), s.stop, s.metrics, s.workers.submit)
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
 		// Members ping each other's connections (see peerPool).
@@ -170,12 +194,11 @@ func (s *Server) start() error {
 	}
 
 	s.goLoop(func() { _ = s.grpc.Serve(s.listener) })
-	s.goLoop(s.reads.run)
+	s.goLoop(func() { s.reads.Run(s.ctx) })
 	for range streamWorkers {
 		s.goLoop(func() { s.workers.run(s.stop) })
 	}
-	s.goLoop(func() { s.commits.run(s.stop) })
-	s.goLoop(func() { s.commits.sweep(s.stop) })
+	s.goLoop(func() { s.buffer.Run(s.ctx) })
 	s.goLoop(s.watchLeadership)
 	s.goLoop(s.publishSelf)
 	s.goLoop(s.health.run)
@@ -354,7 +377,7 @@ func (s *Server) bootstrap(rc *raft.Config, snaps raft.SnapshotStore) error {
 
 // logCacheSize is how many of the newest log entries are kept in memory.
 // Replication needs only the entries not yet sent, and under load an entry
-// holds a batch of writes (up to maxBatchBytes), so this bounds the cache at
+// holds a batch of writes (up to proposal.MaxBatchBytes), so this bounds the cache at
 // 64 MiB of batches.
 const logCacheSize = 1024
 
@@ -466,6 +489,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 		close(s.stop)
+		s.cancel()
 		if s.observe != nil {
 			if err := s.observe.Shutdown(ctx); err != nil {
 				s.stopErr = errors.Join(s.stopErr, fmt.Errorf("stop metrics listener: %w", err))

@@ -2,7 +2,7 @@ package server
 
 import (
 	"context"
-	"sync/atomic"
+	"errors"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -12,6 +12,7 @@ import (
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/internal/opstream"
+	"github.com/kvd-io/kvd/internal/readindex"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
@@ -58,10 +59,11 @@ func (ks *opStream) linearizableRead(op *kvv1.StreamOp) bool {
 }
 
 // readAfterIndex serves linearizable ranges without a goroutine each: they
-// join the read indexer's next batch together, and once it has an index
+// join the read-index queue's next batch together, and once it has an index
 // they are read one after another on one worker and answered in one
 // message. Each is answered as the unary Range would answer it: if no index
-// comes before their deadline draws near (answerBy), they fail as unconfirmed.
+// comes before their deadline draws near (answerBy), they fail as
+// unconfirmed.
 func (ks *opStream) readAfterIndex(ops []*kvv1.StreamOp) {
 	s := ks.k.s
 	start := time.Now()
@@ -72,40 +74,27 @@ func (ks *opStream) readAfterIndex(ops []*kvv1.StreamOp) {
 	deadline := start.Add(timeout)
 	early := deadline.Add(-min(timeout/5, 500*time.Millisecond))
 
-	var answered atomic.Bool // by the read index or by the early deadline, whichever comes first
-	finish := func(results []*kvv1.StreamResult) {
-		ks.out.Reply(results...)
-		ks.out.Done()
-	}
 	ks.out.Begin()
-	timer := time.AfterFunc(time.Until(early), func() {
-		if !answered.CompareAndSwap(false, true) {
-			return
+	s.reads.Await(early, func(index uint64, err error) {
+		defer ks.out.Done()
+		if errors.Is(err, readindex.ErrNotConfirmed) {
+			err = errReadNotConfirmed
 		}
 		results := make([]*kvv1.StreamResult, len(ops))
 		for i, op := range ops {
-			err := toStatus(errReadNotConfirmed)
-			s.metrics.ObserveRequest(kvv1.KVService_Range_FullMethodName, time.Since(start), err)
-			results[i] = failed(op.GetId(), err)
-		}
-		finish(results)
-	})
-	s.reads.await(func(res readIndexResult) {
-		if !answered.CompareAndSwap(false, true) {
-			return
-		}
-		timer.Stop()
-		results := make([]*kvv1.StreamResult, len(ops))
-		for i, op := range ops {
-			resp, err := ks.k.rangeAt(op.GetRequest().GetRequestRange(), res, deadline)
-			s.metrics.ObserveRequest(kvv1.KVService_Range_FullMethodName, time.Since(start), err)
-			if err != nil {
-				results[i] = failed(op.GetId(), err)
+			var resp *kvv1.RangeResponse
+			opErr := toStatus(err)
+			if err == nil {
+				resp, opErr = ks.k.rangeAt(op.GetRequest().GetRequestRange(), index, deadline)
+			}
+			s.metrics.ObserveRequest(kvv1.KVService_Range_FullMethodName, time.Since(start), opErr)
+			if opErr != nil {
+				results[i] = failed(op.GetId(), opErr)
 			} else {
 				results[i] = &kvv1.StreamResult{Id: op.GetId(), Response: &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseRange{ResponseRange: resp}}}
 			}
 		}
-		finish(results)
+		ks.out.Reply(results...)
 	})
 }
 
