@@ -131,9 +131,16 @@ func NewMetrics(src Source) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	if src != nil {
-		m.reg.MustRegister(newSourceCollector(src))
+		m.AddSource(src)
 	}
 	return m
+}
+
+// AddSource adds the gauges read from src at scrape time, for metrics made
+// before their source existed (a member reports to its metrics from the
+// start). Call it once.
+func (m *Metrics) AddSource(src Source) {
+	m.reg.MustRegister(newSourceCollector(src))
 }
 
 // LeaderChanged counts a change of raft leader seen by this member.

@@ -3,148 +3,50 @@ package server
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"strings"
-	"time"
 
-	"github.com/hashicorp/raft"
+	"github.com/kvd-io/kvd/member"
 )
 
-// Config configures a member. The zero value of each field is described on
-// it; DefaultConfig fills in the defaults kvd's daemon uses.
+// Config configures a member and the API it serves: the member's own
+// settings (member.Config, embedded), and where and how it serves. The zero
+// value of each field is described on it; DefaultConfig fills in the
+// defaults kvd's daemon uses.
 type Config struct {
-	// Name is the member's name, unique in the cluster. It is the raft server
-	// id and the member id is derived from it. Required.
-	Name string
-	// DataDir holds state.db, raft/ and snapshots/. Required.
-	DataDir string
+	member.Config
+
 	// ClientAddr is the address the gRPC API listens on. Port 0 picks a free
-	// port (see Server.ClientAddr).
+	// port (see Server.ClientAddr). When AdvertiseClientAddr is empty, the
+	// address it bound is what other members and clients are told, so it
+	// must not be a wildcard then.
 	ClientAddr string
-	// RaftAddr is the address the raft transport listens on. Ignored when
-	// RaftTransport is set.
-	RaftAddr string
 	// HTTPAddr is where /metrics, /healthz, /readyz and /debug/pprof are
 	// served; empty turns that listener off.
 	HTTPAddr string
-	// AdvertiseClientAddr is the API address other members and clients are
-	// told; empty means the address ClientAddr bound.
-	AdvertiseClientAddr string
-	// AdvertiseRaftAddr is the raft address other members are told; empty
-	// means the address RaftAddr bound.
-	AdvertiseRaftAddr string
-	// InitialCluster lists the founding voters of a new cluster. Every
-	// founding member gets the same list, and must be in it. Empty means a
-	// single-member cluster of this member. Ignored when DataDir already
-	// holds raft state.
-	InitialCluster []Peer
-	// Join lists client addresses of members of an existing cluster. A
-	// member with an empty DataDir asks them to add it, then catches up.
-	// Ignored when DataDir already holds raft state. With InitialCluster also
-	// set, only a member not named in it joins; the ones named found the
-	// cluster (so every StatefulSet pod can get the same flags).
-	Join []string
-	// JoinAsLearner joins as a non-voting member, to be promoted later.
-	JoinAsLearner bool
-	// ForceNewCluster turns a surviving member of a cluster that lost quorum
-	// for good into a single-voter cluster that keeps all its data
-	// (hashicorp/raft's RecoverCluster). Other members then join it anew. It
-	// needs a data dir with raft state; InitialCluster and Join are then
-	// ignored, so it can be added to a member's usual flags.
-	ForceNewCluster bool
-
-	// SnapshotThreshold is how many log entries since the last snapshot
-	// trigger a new one; SnapshotInterval is how often that is checked.
-	SnapshotThreshold uint64
-	SnapshotInterval  time.Duration
-	// TrailingLogs is how many entries are kept in the log after a snapshot,
-	// so that slightly lagging followers catch up without a snapshot.
-	TrailingLogs uint64
-	// SnapshotRetain is how many snapshots are kept on disk. Each is a full
-	// copy of the state; two (as Consul and Vault keep) leave the previous
-	// one to fall back on.
-	SnapshotRetain int
-
 	// MaxRequestBytes bounds the encoded size of one request.
 	MaxRequestBytes int
-	// RequestTimeout bounds a request whose context has no deadline.
-	RequestTimeout time.Duration
-
-	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and
-	// CommitTimeout are hashicorp/raft's timers; see raft.Config.
-	HeartbeatTimeout   time.Duration
-	ElectionTimeout    time.Duration
-	LeaderLeaseTimeout time.Duration
-	CommitTimeout      time.Duration
-	// MaxAppendEntries bounds the entries in one append and one apply batch.
-	MaxAppendEntries int
-
 	// Version is reported by the Status RPC.
 	Version string
-	// Logger receives the member's logs, raft's included; nil means
-	// slog.Default().
-	Logger *slog.Logger
-
-	// UnsafeLocalReads serves linearizable reads from local state without a
-	// read index, breaking linearizability on purpose. It exists only so the
-	// jepsen suite can prove it detects stale reads; Validate refuses it
-	// unless kvd was built with -tags kvd_unsafe.
-	UnsafeLocalReads bool
-	// UnsafeVerifyLeader confirms the leadership of linearizable reads with
-	// hashicorp/raft's VerifyLeader, as kvd did before it counted only
-	// answers to messages sent after a read arrived: a leader that resumes
-	// from a stall can then serve a stale read. It exists only so that tests
-	// can show they catch that; Validate refuses it unless kvd was built with
-	// -tags kvd_unsafe.
-	UnsafeVerifyLeader bool
-
-	// RaftTransport replaces the TCP transport, for in-process test clusters;
-	// nil means TCP on RaftAddr.
-	RaftTransport raft.Transport
 }
 
 // Peer is one founding member: its name and raft address.
-type Peer struct {
-	Name     string
-	RaftAddr string
-}
+type Peer = member.Peer
 
 // DefaultConfig returns the daemon's defaults, tuned for a LAN.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:         "kvd-data",
+		Config:          member.DefaultConfig(),
 		ClientAddr:      "127.0.0.1:7379",
-		RaftAddr:        "127.0.0.1:7380",
 		MaxRequestBytes: 1536 * 1024,
-		RequestTimeout:  5 * time.Second,
-		// hashicorp/raft's LAN defaults: a leader is replaced about one to
-		// two seconds after it dies, and a busy disk or a GC pause on a
-		// small machine does not depose a healthy one.
-		HeartbeatTimeout:   time.Second,
-		ElectionTimeout:    time.Second,
-		LeaderLeaseTimeout: 500 * time.Millisecond,
-		CommitTimeout:      20 * time.Millisecond,
-		MaxAppendEntries:   256,
-		SnapshotThreshold:  8192,
-		SnapshotInterval:   2 * time.Minute,
-		TrailingLogs:       10240,
-		SnapshotRetain:     2,
-		Version:            "dev",
+		Version:         "dev",
 	}
 }
 
 // Validate reports the first thing wrong with the config, quoting the bad
 // value. It does not change the config.
 func (c Config) Validate() error {
-	if c.Name == "" {
-		return errors.New("name is required")
-	}
-	if strings.ContainsAny(c.Name, ",= \t\n") {
-		return fmt.Errorf("name %q must not contain commas, '=' or spaces", c.Name)
-	}
-	if c.DataDir == "" {
-		return errors.New("data dir is required")
+	if err := c.Config.Validate(); err != nil {
+		return err
 	}
 	if err := checkHostPort("client address", c.ClientAddr); err != nil {
 		return err
@@ -154,81 +56,15 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	if c.RaftTransport == nil {
-		if err := checkHostPort("raft address", c.RaftAddr); err != nil {
-			return err
-		}
-	}
-	for _, a := range []struct{ what, addr string }{
-		{"advertised client address", c.AdvertiseClientAddr},
-		{"advertised raft address", c.AdvertiseRaftAddr},
-	} {
-		if a.addr == "" {
-			continue
-		}
-		if err := checkHostPort(a.what, a.addr); err != nil {
-			return err
-		}
-		if host, _, _ := net.SplitHostPort(a.addr); host == "" || host == "0.0.0.0" || host == "::" {
-			return fmt.Errorf("%s %q must name a reachable host, not a wildcard", a.what, a.addr)
-		}
-	}
-	if len(c.InitialCluster) > 0 {
-		seen := map[string]bool{}
-		self := false
-		for _, p := range c.InitialCluster {
-			if p.Name == "" || p.RaftAddr == "" {
-				return fmt.Errorf("initial cluster member %q=%q needs a name and a raft address", p.Name, p.RaftAddr)
-			}
-			if seen[p.Name] {
-				return fmt.Errorf("initial cluster names %q twice", p.Name)
-			}
-			seen[p.Name] = true
-			self = self || p.Name == c.Name
-		}
-		if !self && len(c.Join) == 0 {
-			return fmt.Errorf("initial cluster does not include this member's name %q (a member that is not a founder needs join)", c.Name)
-		}
-	}
-
-	for _, a := range c.Join {
-		if err := checkHostPort("join address", a); err != nil {
-			return err
-		}
-	}
-	if c.JoinAsLearner && len(c.Join) == 0 {
-		return errors.New("learner needs join: only a joining member can start as a learner")
-	}
-	if c.SnapshotThreshold == 0 || c.SnapshotInterval <= 0 || c.SnapshotRetain < 1 {
-		return fmt.Errorf("snapshot threshold (%d), interval (%s) and retain (%d) must be positive", c.SnapshotThreshold, c.SnapshotInterval, c.SnapshotRetain)
-	}
 	if c.MaxRequestBytes <= 0 {
 		return fmt.Errorf("max request bytes must be positive, got %d", c.MaxRequestBytes)
-	}
-	if c.RequestTimeout <= 0 {
-		return fmt.Errorf("request timeout must be positive, got %s", c.RequestTimeout)
-	}
-	if c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.CommitTimeout <= 0 {
-		return errors.New("raft timeouts must be positive")
-	}
-	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
-		return fmt.Errorf("leader lease timeout %s must not exceed heartbeat timeout %s", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
-	}
-	if c.UnsafeLocalReads && !unsafeBuild {
-		return errors.New("unsafe local reads are only available in a build with -tags kvd_unsafe")
-	}
-	if c.UnsafeVerifyLeader && !unsafeBuild {
-		return errors.New("unsafe verify leader is only available in a build with -tags kvd_unsafe")
-	}
-	if c.MaxAppendEntries <= 0 || c.MaxAppendEntries > 1024 {
-		return fmt.Errorf("max append entries must be in 1..1024, got %d", c.MaxAppendEntries)
 	}
 	return nil
 }
 
 func checkHostPort(what, addr string) error {
 	if addr == "" {
-		return fmt.Errorf("%s is required", what)
+		return errors.New(what + " is required")
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("%s %q: %w", what, addr, err)
@@ -237,20 +73,4 @@ func checkHostPort(what, addr string) error {
 }
 
 // ParseInitialCluster parses "name=raftaddr,name=raftaddr,...".
-func ParseInitialCluster(s string) ([]Peer, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	var peers []Peer
-	for _, part := range strings.Split(s, ",") {
-		name, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok || name == "" || addr == "" {
-			return nil, fmt.Errorf("initial cluster entry %q: want name=raftaddr", part)
-		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("initial cluster entry %q: %w", part, err)
-		}
-		peers = append(peers, Peer{Name: name, RaftAddr: addr})
-	}
-	return peers, nil
-}
+func ParseInitialCluster(s string) ([]Peer, error) { return member.ParseInitialCluster(s) }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvd-io/kvd/member"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	"github.com/kvd-io/kvd/server"
 	"github.com/kvd-io/kvd/server/servertest"
@@ -319,7 +320,7 @@ func TestRefusedJoinStopsTheMember(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("member whose join was refused keeps running")
 	}
-	if !errors.Is(joiner.Err(), server.ErrJoinRefused) {
+	if !errors.Is(joiner.Err(), member.ErrJoinRefused) {
 		t.Fatalf("stopped with %v, want ErrJoinRefused", joiner.Err())
 	}
 }

@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kvd-io/kvd/member"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
-	"github.com/kvd-io/kvd/server"
 )
 
 // scaleResult compares the clusters once they hold many keys.
@@ -98,16 +98,16 @@ func (r *runner) scaleKVD(ctx context.Context, s *scaleSide) error {
 		return err
 	}
 	defer f.Close()
-	var peers []server.Peer
+	var peers []member.Peer
 	for _, m := range r.kvd.members {
-		peers = append(peers, server.Peer{Name: m.name, RaftAddr: m.raftAddr})
+		peers = append(peers, member.Peer{Name: m.name, RaftAddr: m.raftAddr})
 	}
 	restored := filepath.Join(r.o.dir, "kvd-restored")
 	if err := os.RemoveAll(restored); err != nil {
 		return err
 	}
 	start = time.Now()
-	err = server.RestoreDataDir(f, server.RestoreConfig{Name: "n1", DataDir: filepath.Join(restored, "n1"), InitialCluster: peers})
+	err = member.RestoreDataDir(f, member.RestoreConfig{Name: "n1", DataDir: filepath.Join(restored, "n1"), InitialCluster: peers})
 	s.restore = time.Since(start)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kvd-io/kvd/member"
 	"github.com/kvd-io/kvd/server"
 )
 
@@ -36,7 +37,7 @@ func main() {
 			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "kvd:", err)
-		if errors.Is(err, server.ErrRemoved) {
+		if errors.Is(err, member.ErrRemoved) {
 			// Distinct, so that a supervisor can stop restarting a member
 			// that will never serve again (systemd: RestartPreventExitStatus).
 			os.Exit(exitRemoved)

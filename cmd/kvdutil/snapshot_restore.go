@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvd-io/kvd/fsm"
-	"github.com/kvd-io/kvd/server"
+	"github.com/kvd-io/kvd/member"
 )
 
 type snapshotRestoreOptions struct {
@@ -54,20 +54,20 @@ the command prints the kvd command line. It needs no cluster.`,
 
 // config checks the flags and returns the restore's config and the raft
 // address of the member.
-func (o *snapshotRestoreOptions) config() (server.RestoreConfig, string, error) {
+func (o *snapshotRestoreOptions) config() (member.RestoreConfig, string, error) {
 	switch {
 	case o.name == "":
-		return server.RestoreConfig{}, "", errors.New("snapshot restore needs --name")
+		return member.RestoreConfig{}, "", errors.New("snapshot restore needs --name")
 	case o.dataDir == "":
-		return server.RestoreConfig{}, "", errors.New("snapshot restore needs --data-dir")
+		return member.RestoreConfig{}, "", errors.New("snapshot restore needs --data-dir")
 	case o.initialCluster == "":
-		return server.RestoreConfig{}, "", errors.New("snapshot restore needs --initial-cluster")
+		return member.RestoreConfig{}, "", errors.New("snapshot restore needs --initial-cluster")
 	}
-	peers, err := server.ParseInitialCluster(o.initialCluster)
+	peers, err := member.ParseInitialCluster(o.initialCluster)
 	if err != nil {
-		return server.RestoreConfig{}, "", fmt.Errorf("invalid --initial-cluster: %w", err)
+		return member.RestoreConfig{}, "", fmt.Errorf("invalid --initial-cluster: %w", err)
 	}
-	cfg := server.RestoreConfig{Name: o.name, DataDir: o.dataDir, InitialCluster: peers}
+	cfg := member.RestoreConfig{Name: o.name, DataDir: o.dataDir, InitialCluster: peers}
 	if err := cfg.Validate(); err != nil {
 		return cfg, "", fmt.Errorf("snapshot restore: %w", err)
 	}
@@ -101,8 +101,8 @@ func (o *snapshotRestoreOptions) Run(context.Context) error {
 
 	undo := undoForDataDir(o.dataDir)
 	backup := &verifyingReader{r: io.NewSectionReader(f, 0, check.dbSize), h: sha256.New(), want: check.sum}
-	if err := server.RestoreDataDir(backup, cfg); err != nil {
-		if !errors.Is(err, server.ErrDataDirNotEmpty) {
+	if err := member.RestoreDataDir(backup, cfg); err != nil {
+		if !errors.Is(err, member.ErrDataDirNotEmpty) {
 			undo()
 		}
 		return fmt.Errorf("snapshot restore of %s: %w", o.path, err)

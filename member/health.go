@@ -1,11 +1,9 @@
-package server
+package member
 
 import (
 	"context"
 	"sync"
 	"time"
-
-	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
 // Health of the other members is what this member sees of their APIs: every
@@ -20,12 +18,12 @@ const (
 
 // prober tracks when each member last answered.
 type prober struct {
-	s      *Server
+	m      *Member
 	mu     sync.Mutex
 	lastOK map[string]time.Time
 }
 
-func newProber(s *Server) *prober { return &prober{s: s, lastOK: map[string]time.Time{}} }
+func newProber(m *Member) *prober { return &prober{m: m, lastOK: map[string]time.Time{}} }
 
 // run probes until the member stops.
 func (p *prober) run() {
@@ -34,7 +32,7 @@ func (p *prober) run() {
 	for {
 		p.probeAll()
 		select {
-		case <-p.s.stop:
+		case <-p.m.ctx.Done():
 			return
 		case <-tick.C:
 		}
@@ -42,42 +40,32 @@ func (p *prober) run() {
 }
 
 func (p *prober) probeAll() {
-	attrs, err := p.s.fsm.Members()
+	attrs, err := p.m.fsm.Members()
 	if err != nil {
 		return
 	}
-	f := p.s.raft.GetConfiguration()
-	if f.Error() != nil {
+	cfg, _, err := p.m.configuration()
+	if err != nil {
 		return
 	}
 	var wg sync.WaitGroup
-	for _, srv := range f.Configuration().Servers {
+	for _, srv := range cfg.Servers {
 		name := string(srv.ID)
 		addr := attrs[name].GetClientAddr()
-		if name == p.s.cfg.Name || addr == "" {
+		if name == p.m.cfg.Name || addr == "" {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(p.m.ctx, probeTimeout)
 			defer cancel()
-			conn, err := p.s.peers.Ready(ctx, addr)
-			if err != nil {
-				return
-			}
-			st, err := kvv1.NewMaintenanceServiceClient(conn).Status(ctx, &kvv1.StatusRequest{})
-			if err != nil {
-				p.s.peerFailed(addr, err)
-				return
-			}
-			if st.GetName() != name {
+			st, err := p.m.peers.Status(ctx, addr)
+			if err != nil || st.Name != name {
 				return
 			}
 			p.mu.Lock()
 			p.lastOK[name] = time.Now()
 			p.mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 }
@@ -85,7 +73,7 @@ func (p *prober) probeAll() {
 // lastContact returns when the member last answered; this member itself
 // always answers.
 func (p *prober) lastContact(name string) (time.Time, bool) {
-	if name == p.s.cfg.Name {
+	if name == p.m.cfg.Name {
 		return time.Now(), true
 	}
 	p.mu.Lock()

@@ -1,6 +1,6 @@
 //go:build !kvd_unsafe
 
-package server
+package member
 
 // unsafeBuild is false in every release build: the unsafe switches in Config
 // are refused by Validate.

@@ -1,4 +1,4 @@
-package server
+package member
 
 import (
 	"context"
@@ -8,9 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
-	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 )
 
 // removedMarker is written into the data dir of a member removed from its
@@ -31,47 +28,47 @@ func checkNotRemoved(dataDir string) error {
 }
 
 // markRemoved records the removal on disk and stops serving.
-func (s *Server) markRemoved(why string) {
-	s.stopServing(fmt.Errorf("%w: %s", ErrRemoved, why), func() {
+func (m *Member) markRemoved(why string) {
+	m.stopServing(fmt.Errorf("%w: %s", ErrRemoved, why), func() {
 		note := fmt.Sprintf("removed at %s: %s\n", time.Now().UTC().Format(time.RFC3339), why)
-		if err := os.WriteFile(filepath.Join(s.cfg.DataDir, removedMarker), []byte(note), 0o600); err != nil {
-			s.log.Error("write removal marker", "error", err)
+		if err := os.WriteFile(filepath.Join(m.cfg.DataDir, removedMarker), []byte(note), 0o600); err != nil {
+			m.log.Error("write removal marker", "error", err)
 		}
-		s.log.Error("this member was removed from the cluster and stops serving", "reason", why)
+		m.log.Error("this member was removed from the cluster and stops serving", "reason", why)
 	})
 }
 
 // stopServing makes the member refuse every request and closes Done, once;
 // first runs before Done is closed.
-func (s *Server) stopServing(err error, first func()) {
-	s.doneOnce.Do(func() {
+func (m *Member) stopServing(err error, first func()) {
+	m.doneOnce.Do(func() {
 		if first != nil {
 			first()
 		}
-		s.doneErr = err
-		close(s.done)
+		m.doneErr = err
+		close(m.done)
 	})
 }
 
 // watchRemoval notices when the raft configuration no longer names this
 // member (the leader's notice may not arrive).
-func (s *Server) watchRemoval() {
+func (m *Member) watchRemoval() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	unconfirmed := 0 // checks in a row that found this member left out and no leader to ask
 	for {
 		select {
-		case <-s.stop:
+		case <-m.ctx.Done():
 			return
-		case <-s.done:
+		case <-m.done:
 			return
 		case <-tick.C:
 		}
-		cfg, _, err := s.configuration()
+		cfg, _, err := m.configuration()
 		if err != nil || len(cfg.Servers) == 0 {
 			continue // a joining member has no configuration yet
 		}
-		if _, err := findServer(cfg, s.cfg.Name); err == nil {
+		if _, err := findServer(cfg, m.cfg.Name); err == nil {
 			unconfirmed = 0
 			continue
 		}
@@ -79,18 +76,18 @@ func (s *Server) watchRemoval() {
 		// can be an old one: a member removed and added back replays the
 		// configuration that removed it. Its log cannot tell, so the leader
 		// is asked.
-		listed, err := s.leaderListsMe()
+		listed, err := m.leaderListsMe()
 		switch {
-		case errors.Is(err, errSelfIsLeader):
-			s.markRemoved("the raft configuration no longer includes it")
+		case errors.Is(err, ErrSelfIsLeader):
+			m.markRemoved("the raft configuration no longer includes it")
 		case err == nil && !listed:
-			s.markRemoved("the leader's raft configuration no longer includes it")
+			m.markRemoved("the leader's raft configuration no longer includes it")
 		case err == nil:
 			unconfirmed = 0 // catching up through an old removal
 		default:
 			unconfirmed++
 			if unconfirmed >= removalUnconfirmedChecks {
-				s.markRemoved(fmt.Sprintf("its raft configuration has not included it for %d checks and no leader answered", unconfirmed))
+				m.markRemoved(fmt.Sprintf("its raft configuration has not included it for %d checks and no leader answered", unconfirmed))
 			}
 		}
 	}
@@ -103,27 +100,32 @@ func (s *Server) watchRemoval() {
 const removalUnconfirmedChecks = 10
 
 // leaderListsMe asks the leader whether its configuration names this member.
-// It returns errSelfIsLeader when this member leads.
-func (s *Server) leaderListsMe() (bool, error) {
-	resp, err := forwardToLeader(context.Background(), s, func(ctx context.Context, cc kvv1.ClusterServiceClient) (*kvv1.MemberListResponse, error) {
-		return cc.MemberList(ctx, &kvv1.MemberListRequest{})
-	})
+// It returns ErrSelfIsLeader when this member leads.
+func (m *Member) leaderListsMe() (bool, error) {
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.RequestTimeout)
+	defer cancel()
+	addr, _, err := m.leaderAddr(ctx)
 	if err != nil {
 		return false, err
 	}
-	for _, m := range resp.GetMembers() {
-		if m.GetName() == s.cfg.Name {
+	members, err := m.peers.Members(ctx, addr)
+	if err != nil {
+		return false, err
+	}
+	for _, mem := range members {
+		if mem.GetName() == m.cfg.Name {
 			return true, nil
 		}
 	}
 	return false, nil
 }
 
-// MemberRemoved is the leader's notice that this member was removed.
-func (p *peerService) MemberRemoved(ctx context.Context, req *peerv1.MemberRemovedRequest) (*peerv1.MemberRemovedResponse, error) {
-	if req.GetName() != p.s.cfg.Name {
-		return &peerv1.MemberRemovedResponse{}, nil
+// RemovedNotice is the leader's notice that the member named name was
+// removed (PeerService.MemberRemoved). A notice for another name is
+// ignored.
+func (m *Member) RemovedNotice(name string) {
+	if name != m.cfg.Name {
+		return
 	}
-	p.s.markRemoved("the leader removed it")
-	return &peerv1.MemberRemovedResponse{}, nil
+	m.markRemoved("the leader removed it")
 }

@@ -1,4 +1,4 @@
-package server
+package member
 
 import (
 	"errors"
@@ -37,9 +37,6 @@ func (c RestoreConfig) Validate() error {
 	cfg.Name, cfg.DataDir, cfg.InitialCluster = c.Name, c.DataDir, c.InitialCluster
 	return cfg.Validate()
 }
-
-// ErrDataDirNotEmpty: a restore would overwrite existing data.
-var ErrDataDirNotEmpty = errors.New("data dir is not empty")
 
 // RestoreDataDir builds the data dir of a member of a new cluster from a
 // backup of a state database (the payload of `kvctl snapshot save`, already

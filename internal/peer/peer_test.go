@@ -1,4 +1,4 @@
-package server
+package peer
 
 import (
 	"context"
@@ -37,18 +37,17 @@ func TestForwardFallsBackToProposeForAnOldLeader(t *testing.T) {
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 
-	s := &Server{peers: newPeerPool(time.Second)}
-	t.Cleanup(func() { _ = s.peers.Close() })
-	addr := lis.Addr().String()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := s.peers.Ready(ctx, addr)
+	p, err := New(Config{DialTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = p.Close() })
+	addr := lis.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 
 	for i, cmd := range []string{"first", "second"} {
-		got, err := s.forwardOnStream(ctx, conn, addr, []byte(cmd))
+		got, err := p.Propose(ctx, addr, []byte(cmd))
 		if err != nil {
 			t.Fatalf("forward %d: %v", i, err)
 		}
@@ -59,7 +58,7 @@ func TestForwardFallsBackToProposeForAnOldLeader(t *testing.T) {
 	if n := leader.proposes.Load(); n != 2 {
 		t.Errorf("old leader got %d Propose calls, want 2 (each command once)", n)
 	}
-	if _, err := s.peers.Stream(addr); !errors.Is(err, opstream.ErrNotServed) {
+	if _, err := p.pool.Stream(addr); !errors.Is(err, opstream.ErrNotServed) {
 		t.Error("the pool did not record that the leader serves no proposal stream")
 	}
 }

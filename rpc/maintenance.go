@@ -1,4 +1,4 @@
-package server
+package rpc
 
 import (
 	"context"
@@ -12,58 +12,42 @@ import (
 // maintenanceService serves kv.v1.MaintenanceService.
 type maintenanceService struct {
 	kvv1.UnimplementedMaintenanceServiceServer
-	s *Server
+	node    MaintenanceNode
+	version string
 }
 
 func (m *maintenanceService) Status(ctx context.Context, _ *kvv1.StatusRequest) (*kvv1.StatusResponse, error) {
-	s := m.s
-	stats, err := s.fsm.Stats()
+	st, err := m.node.Status()
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	_, leaderID := s.raft.LeaderWithID()
-	resp := &kvv1.StatusResponse{
-		Header:       s.header(stats.Revision),
-		Name:         s.cfg.Name,
-		Version:      s.cfg.Version,
-		LeaderName:   string(leaderID),
-		RaftState:    s.raft.State().String(),
-		RaftTerm:     s.raft.CurrentTerm(),
-		CommitIndex:  s.raft.CommitIndex(),
-		AppliedIndex: stats.AppliedIndex,
-		DbSize:       stats.DBSize,
-	}
-	if leaderID != "" {
-		resp.LeaderId = MemberID(string(leaderID))
-	}
-	if members, err := s.members(); err == nil {
-		for _, mem := range members {
-			if mem.GetName() == s.cfg.Name {
-				resp.IsLearner = mem.GetIsLearner()
-			}
-		}
-	}
-	return resp, nil
+	return &kvv1.StatusResponse{
+		Header:       m.node.Header(st.Revision),
+		Name:         st.Name,
+		Version:      m.version,
+		LeaderName:   st.LeaderName,
+		LeaderId:     st.LeaderID,
+		RaftState:    st.RaftState,
+		RaftTerm:     st.RaftTerm,
+		CommitIndex:  st.CommitIndex,
+		AppliedIndex: st.AppliedIndex,
+		DbSize:       st.DBSize,
+		IsLearner:    st.IsLearner,
+	}, nil
 }
 
 // snapshotChunk is the size of one message of a snapshot stream.
 const snapshotChunk = 256 * 1024
 
 func (m *maintenanceService) Snapshot(_ *kvv1.SnapshotRequest, stream kvv1.MaintenanceService_SnapshotServer) error {
-	s := m.s
-	if err := s.Err(); err != nil {
-		return toStatus(err)
-	}
-	w := &snapshotStreamer{stream: stream, sum: sha256.New(), header: s.header(s.fsm.Revision())}
-	n, err := s.fsm.Backup(w, func(size int64) { w.total = uint64(size); w.remaining = uint64(size) })
-	if err != nil {
-		return toStatus(err)
-	}
-	if err := w.flush(true); err != nil {
+	if err := m.node.Err(); err != nil {
 		return err
 	}
-	s.log.Info("snapshot sent", "bytes", n)
-	return nil
+	w := &snapshotStreamer{stream: stream, sum: sha256.New(), header: m.node.Header(m.node.Revision())}
+	if _, err := m.node.Backup(w, func(size int64) { w.total = uint64(size); w.remaining = uint64(size) }); err != nil {
+		return err
+	}
+	return w.flush(true)
 }
 
 // snapshotStreamer cuts the database into messages and hashes it on the way.
@@ -114,15 +98,14 @@ func (w *snapshotStreamer) flush(last bool) error {
 }
 
 func (m *maintenanceService) HashKV(ctx context.Context, req *kvv1.HashKVRequest) (*kvv1.HashKVResponse, error) {
-	s := m.s
 	// Catch up with the cluster first, so that a member that is merely
 	// behind is not reported as different.
-	if err := s.linearize(ctx); err != nil {
-		return nil, toStatus(err)
+	if err := m.node.Linearize(ctx); err != nil {
+		return nil, err
 	}
-	h, rev, compacted, err := s.fsm.HashKV(req.GetRevision())
+	h, rev, compacted, err := m.node.HashKV(req.GetRevision())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	return &kvv1.HashKVResponse{Header: s.header(s.fsm.Revision()), Hash: h, HashRevision: rev, CompactRevision: compacted}, nil
+	return &kvv1.HashKVResponse{Header: m.node.Header(m.node.Revision()), Hash: h, HashRevision: rev, CompactRevision: compacted}, nil
 }

@@ -1,0 +1,84 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kvd-io/kvd/apierr"
+	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/member"
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+)
+
+// ErrRequestTooLarge: the request exceeds Config.MaxRequestBytes.
+var ErrRequestTooLarge = errors.New("request is too large")
+
+// Handlers return the member's errors as they are. Only this file turns them
+// into gRPC statuses: unaryErrors and streamErrors at the return of every
+// call, and streamError for each op of a stream.
+
+// toStatus is the one table from internal errors to gRPC status codes.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err // already a status, e.g. relayed from the leader
+	}
+	msg := err.Error()
+	switch {
+	case errors.Is(err, fsm.ErrEmptyKey), errors.Is(err, fsm.ErrInvalidRange),
+		errors.Is(err, fsm.ErrDuplicateKey), errors.Is(err, fsm.ErrTooManyOps),
+		errors.Is(err, fsm.ErrInvalidCompare), errors.Is(err, fsm.ErrEmptyRequest),
+		errors.Is(err, ErrRequestTooLarge), errors.Is(err, member.ErrInvalidMember):
+		return status.Error(codes.InvalidArgument, msg)
+	case errors.Is(err, fsm.ErrLeaseNotFound), errors.Is(err, member.ErrMemberNotFound):
+		return status.Error(codes.NotFound, msg)
+	case errors.Is(err, member.ErrMemberExists):
+		return status.Error(codes.AlreadyExists, msg)
+	case errors.Is(err, member.ErrUnsafeReconfig), errors.Is(err, member.ErrLearnerLagging),
+		errors.Is(err, member.ErrNotLearner), errors.Is(err, member.ErrRemoved):
+		return status.Error(codes.FailedPrecondition, msg)
+	case errors.Is(err, fsm.ErrFutureRevision), errors.Is(err, fsm.ErrCompacted):
+		return status.Error(codes.OutOfRange, msg)
+	case errors.Is(err, member.ErrNoLeader), errors.Is(err, member.ErrNotReady),
+		errors.Is(err, member.ErrNotApplied), errors.Is(err, member.ErrUnreachable):
+		return apierr.NotApplied(codes.Unavailable, msg)
+	case errors.Is(err, member.ErrStopped):
+		return status.Error(codes.Unavailable, msg)
+	case errors.Is(err, member.ErrOutcomeUnknown):
+		return status.Error(codes.Unknown, msg)
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "request timed out; a write may or may not have been applied")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, msg)
+	default:
+		return status.Error(codes.Internal, msg)
+	}
+}
+
+// unaryErrors is the unary interceptor that turns a handler's error into a
+// gRPC status.
+func unaryErrors(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
+}
+
+// streamErrors is the stream interceptor that turns a handler's error into
+// a gRPC status.
+func streamErrors(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return toStatus(handler(srv, ss))
+}
+
+// streamError is the error of one op of a stream, as the unary call of its
+// kind would have returned it.
+func streamError(err error) *kvv1.StreamError {
+	return apierr.ToStream(toStatus(err))
+}

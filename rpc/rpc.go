@@ -1,0 +1,127 @@
+// Package rpc serves kvd's gRPC API over a member (package member): the
+// kv.v1 services clients call and the peer.v1 service members call. Each
+// service sees the member through a small interface of its own (node.go),
+// so that handlers can be tested with a fake.
+//
+// It is the only code that turns errors into gRPC statuses (errors.go):
+// handlers return the member's errors, and one unary and one stream
+// interceptor convert them at the return of every call; the ops of a stream
+// are converted by one helper.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/kvd-io/kvd/internal/workers"
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
+)
+
+// Config configures the API.
+type Config struct {
+	// MaxRequestBytes bounds the encoded size of one request, or of one op
+	// of a stream. Required.
+	MaxRequestBytes int
+	// Version is what Status reports.
+	Version string
+	// Workers runs the ops of streams off the receiving goroutine.
+	// Required.
+	Workers *workers.Pool
+	// Metrics records the ops of streams as the calls they stand for; nil:
+	// nobody does.
+	Metrics Metrics
+}
+
+// Metrics records requests. *observe.Metrics implements it.
+type Metrics interface {
+	// ObserveRequest records one request of method (a unary method's full
+	// name) that took d and ended with err (a gRPC status, or nil).
+	ObserveRequest(method string, d time.Duration, err error)
+}
+
+// Validate reports what is wrong with the config.
+func (c Config) Validate() error {
+	if c.MaxRequestBytes <= 0 {
+		return errors.New("rpc: max request bytes must be positive")
+	}
+	if c.Workers == nil {
+		return errors.New("rpc: Workers is required")
+	}
+	return nil
+}
+
+// LeaderConns gives a connection to the leader, so that a follower can pass
+// on a membership request only the leader can serve. *peer.Peers implements
+// it.
+type LeaderConns interface {
+	Conn(ctx context.Context, addr string) (*grpc.ClientConn, error)
+}
+
+// API is the member's gRPC services.
+type API struct {
+	cfg   Config
+	node  Node
+	conns LeaderConns
+	adm   admission
+}
+
+// New returns the API of node; Register serves it.
+func New(cfg Config, node Node, conns LeaderConns) (*API, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = nopMetrics{}
+	}
+	return &API{cfg: cfg, node: node, conns: conns, adm: admission{maxBytes: cfg.MaxRequestBytes, err: node.Err}}, nil
+}
+
+// ServerOptions are the interceptors every call goes through, innermost
+// last: wrap them with the metrics interceptors, so that those see the
+// final status.
+func (a *API) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unaryErrors, a.adm.unary),
+		grpc.ChainStreamInterceptor(streamErrors),
+	}
+}
+
+// Register registers the services on s.
+func (a *API) Register(s *grpc.Server) {
+	kvv1.RegisterKVServiceServer(s, &kvService{node: a.node, cfg: a.cfg, adm: a.adm})
+	kvv1.RegisterClusterServiceServer(s, &clusterService{node: a.node, conns: a.conns})
+	kvv1.RegisterMaintenanceServiceServer(s, &maintenanceService{node: a.node, version: a.cfg.Version})
+	peerv1.RegisterPeerServiceServer(s, &peerService{node: a.node, cfg: a.cfg, adm: a.adm})
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) ObserveRequest(string, time.Duration, error) {}
+
+// WatchHealth keeps the gRPC health service (grpc.health.v1) in step with
+// serving, until ctx ends: SERVING while it reports true (a leader is known
+// and the member serves), NOT_SERVING otherwise.
+func WatchHealth(ctx context.Context, h *health.Server, serving func() bool) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if serving() {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		h.SetServingStatus("", st)
+		h.SetServingStatus(kvv1.KVService_ServiceDesc.ServiceName, st)
+		select {
+		case <-ctx.Done():
+			h.Shutdown()
+			return
+		case <-tick.C:
+		}
+	}
+}
