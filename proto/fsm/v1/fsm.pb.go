@@ -46,6 +46,10 @@ const (
 	// writes it only when every member has published the feature
 	// "batch-commands" (see MemberAttributes.features).
 	CommandType_COMMAND_TYPE_BATCH CommandType = 6
+	// COMMAND_TYPE_COMPACT carries a kv.v1.CompactRequest: the history below
+	// its revision is discarded. A leader writes it only when every member has
+	// published the feature "compact".
+	CommandType_COMMAND_TYPE_COMPACT CommandType = 7
 )
 
 // Enum value maps for CommandType.
@@ -58,6 +62,7 @@ var (
 		4: "COMMAND_TYPE_LEADER_START",
 		5: "COMMAND_TYPE_PUBLISH_MEMBER",
 		6: "COMMAND_TYPE_BATCH",
+		7: "COMMAND_TYPE_COMPACT",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":    0,
@@ -67,6 +72,7 @@ var (
 		"COMMAND_TYPE_LEADER_START":   4,
 		"COMMAND_TYPE_PUBLISH_MEMBER": 5,
 		"COMMAND_TYPE_BATCH":          6,
+		"COMMAND_TYPE_COMPACT":        7,
 	}
 )
 
@@ -473,7 +479,7 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x03put\x18\x01 \x01(\v2\x12.kv.v1.PutResponseH\x00R\x03put\x12?\n" +
 	"\fdelete_range\x18\x02 \x01(\v2\x1a.kv.v1.DeleteRangeResponseH\x00R\vdeleteRange\x12&\n" +
 	"\x03txn\x18\x03 \x01(\v2\x12.kv.v1.TxnResponseH\x00R\x03txnB\b\n" +
-	"\x06result*\xce\x01\n" +
+	"\x06result*\xe8\x01\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10COMMAND_TYPE_PUT\x10\x01\x12\x1d\n" +
@@ -481,7 +487,8 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x10COMMAND_TYPE_TXN\x10\x03\x12\x1d\n" +
 	"\x19COMMAND_TYPE_LEADER_START\x10\x04\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_PUBLISH_MEMBER\x10\x05\x12\x16\n" +
-	"\x12COMMAND_TYPE_BATCH\x10\x06B*Z(github.com/kvd-io/kvd/proto/fsm/v1;fsmv1b\x06proto3"
+	"\x12COMMAND_TYPE_BATCH\x10\x06\x12\x18\n" +
+	"\x14COMMAND_TYPE_COMPACT\x10\aB*Z(github.com/kvd-io/kvd/proto/fsm/v1;fsmv1b\x06proto3"
 
 var (
 	file_fsm_v1_fsm_proto_rawDescOnce sync.Once

@@ -83,7 +83,7 @@ func (x Compare_CompareResult) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Compare_CompareResult.Descriptor instead.
 func (Compare_CompareResult) EnumDescriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15, 0}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17, 0}
 }
 
 // CompareTarget is the property of the key that is compared.
@@ -149,7 +149,109 @@ func (x Compare_CompareTarget) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Compare_CompareTarget.Descriptor instead.
 func (Compare_CompareTarget) EnumDescriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15, 1}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17, 1}
+}
+
+// CompactRequest asks for a compaction.
+type CompactRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision is the oldest revision kept; it must not be above the current
+	// revision.
+	Revision int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// physical waits until the serving member has deleted the history.
+	Physical      bool `protobuf:"varint,2,opt,name=physical,proto3" json:"physical,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactRequest) Reset() {
+	*x = CompactRequest{}
+	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactRequest) ProtoMessage() {}
+
+func (x *CompactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
+func (*CompactRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CompactRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *CompactRequest) GetPhysical() bool {
+	if x != nil {
+		return x.Physical
+	}
+	return false
+}
+
+// CompactResponse answers a CompactRequest.
+type CompactResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header describes the serving member.
+	Header        *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactResponse) Reset() {
+	*x = CompactResponse{}
+	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactResponse) ProtoMessage() {}
+
+func (x *CompactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactResponse.ProtoReflect.Descriptor instead.
+func (*CompactResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CompactResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
 }
 
 // StreamRequest carries ops on a Stream.
@@ -163,7 +265,7 @@ type StreamRequest struct {
 
 func (x *StreamRequest) Reset() {
 	*x = StreamRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	mi := &file_kv_v1_kv_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -175,7 +277,7 @@ func (x *StreamRequest) String() string {
 func (*StreamRequest) ProtoMessage() {}
 
 func (x *StreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[0]
+	mi := &file_kv_v1_kv_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -188,7 +290,7 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
 func (*StreamRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{0}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StreamRequest) GetOps() []*StreamOp {
@@ -214,7 +316,7 @@ type StreamOp struct {
 
 func (x *StreamOp) Reset() {
 	*x = StreamOp{}
-	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	mi := &file_kv_v1_kv_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +328,7 @@ func (x *StreamOp) String() string {
 func (*StreamOp) ProtoMessage() {}
 
 func (x *StreamOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[1]
+	mi := &file_kv_v1_kv_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +341,7 @@ func (x *StreamOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOp.ProtoReflect.Descriptor instead.
 func (*StreamOp) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{1}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StreamOp) GetId() uint64 {
@@ -277,7 +379,7 @@ type StreamResponse struct {
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[2]
+	mi := &file_kv_v1_kv_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +391,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[2]
+	mi := &file_kv_v1_kv_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +404,7 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{2}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StreamResponse) GetResults() []*StreamResult {
@@ -334,7 +436,7 @@ type StreamResult struct {
 
 func (x *StreamResult) Reset() {
 	*x = StreamResult{}
-	mi := &file_kv_v1_kv_proto_msgTypes[3]
+	mi := &file_kv_v1_kv_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +448,7 @@ func (x *StreamResult) String() string {
 func (*StreamResult) ProtoMessage() {}
 
 func (x *StreamResult) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[3]
+	mi := &file_kv_v1_kv_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +461,7 @@ func (x *StreamResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResult.ProtoReflect.Descriptor instead.
 func (*StreamResult) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{3}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StreamResult) GetId() uint64 {
@@ -400,7 +502,7 @@ type StreamError struct {
 
 func (x *StreamError) Reset() {
 	*x = StreamError{}
-	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	mi := &file_kv_v1_kv_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +514,7 @@ func (x *StreamError) String() string {
 func (*StreamError) ProtoMessage() {}
 
 func (x *StreamError) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	mi := &file_kv_v1_kv_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +527,7 @@ func (x *StreamError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
 func (*StreamError) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{4}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StreamError) GetCode() int32 {
@@ -466,7 +568,7 @@ type ResponseHeader struct {
 
 func (x *ResponseHeader) Reset() {
 	*x = ResponseHeader{}
-	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	mi := &file_kv_v1_kv_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +580,7 @@ func (x *ResponseHeader) String() string {
 func (*ResponseHeader) ProtoMessage() {}
 
 func (x *ResponseHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	mi := &file_kv_v1_kv_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +593,7 @@ func (x *ResponseHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseHeader.ProtoReflect.Descriptor instead.
 func (*ResponseHeader) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{5}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ResponseHeader) GetClusterId() uint64 {
@@ -544,7 +646,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_kv_v1_kv_proto_msgTypes[6]
+	mi := &file_kv_v1_kv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +658,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[6]
+	mi := &file_kv_v1_kv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +671,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{6}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -631,7 +733,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[7]
+	mi := &file_kv_v1_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +745,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[7]
+	mi := &file_kv_v1_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +758,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -701,7 +803,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_kv_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +815,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_kv_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +828,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PutResponse) GetHeader() *ResponseHeader {
@@ -770,7 +872,7 @@ type RangeRequest struct {
 
 func (x *RangeRequest) Reset() {
 	*x = RangeRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_kv_v1_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +884,7 @@ func (x *RangeRequest) String() string {
 func (*RangeRequest) ProtoMessage() {}
 
 func (x *RangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_kv_v1_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +897,7 @@ func (x *RangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeRequest.ProtoReflect.Descriptor instead.
 func (*RangeRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RangeRequest) GetKey() []byte {
@@ -864,7 +966,7 @@ type RangeResponse struct {
 
 func (x *RangeResponse) Reset() {
 	*x = RangeResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_kv_v1_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +978,7 @@ func (x *RangeResponse) String() string {
 func (*RangeResponse) ProtoMessage() {}
 
 func (x *RangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_kv_v1_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +991,7 @@ func (x *RangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeResponse.ProtoReflect.Descriptor instead.
 func (*RangeResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RangeResponse) GetHeader() *ResponseHeader {
@@ -936,7 +1038,7 @@ type DeleteRangeRequest struct {
 
 func (x *DeleteRangeRequest) Reset() {
 	*x = DeleteRangeRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_kv_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1050,7 @@ func (x *DeleteRangeRequest) String() string {
 func (*DeleteRangeRequest) ProtoMessage() {}
 
 func (x *DeleteRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_kv_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1063,7 @@ func (x *DeleteRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRangeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRangeRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteRangeRequest) GetKey() []byte {
@@ -1000,7 +1102,7 @@ type DeleteRangeResponse struct {
 
 func (x *DeleteRangeResponse) Reset() {
 	*x = DeleteRangeResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_kv_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1114,7 @@ func (x *DeleteRangeResponse) String() string {
 func (*DeleteRangeResponse) ProtoMessage() {}
 
 func (x *DeleteRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_kv_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1127,7 @@ func (x *DeleteRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRangeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRangeResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteRangeResponse) GetHeader() *ResponseHeader {
@@ -1067,7 +1169,7 @@ type RequestOp struct {
 
 func (x *RequestOp) Reset() {
 	*x = RequestOp{}
-	mi := &file_kv_v1_kv_proto_msgTypes[13]
+	mi := &file_kv_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1181,7 @@ func (x *RequestOp) String() string {
 func (*RequestOp) ProtoMessage() {}
 
 func (x *RequestOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[13]
+	mi := &file_kv_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1194,7 @@ func (x *RequestOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestOp.ProtoReflect.Descriptor instead.
 func (*RequestOp) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RequestOp) GetRequest() isRequestOp_Request {
@@ -1188,7 +1290,7 @@ type ResponseOp struct {
 
 func (x *ResponseOp) Reset() {
 	*x = ResponseOp{}
-	mi := &file_kv_v1_kv_proto_msgTypes[14]
+	mi := &file_kv_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1302,7 @@ func (x *ResponseOp) String() string {
 func (*ResponseOp) ProtoMessage() {}
 
 func (x *ResponseOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[14]
+	mi := &file_kv_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1315,7 @@ func (x *ResponseOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseOp.ProtoReflect.Descriptor instead.
 func (*ResponseOp) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ResponseOp) GetResponse() isResponseOp_Response {
@@ -1319,7 +1421,7 @@ type Compare struct {
 
 func (x *Compare) Reset() {
 	*x = Compare{}
-	mi := &file_kv_v1_kv_proto_msgTypes[15]
+	mi := &file_kv_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1433,7 @@ func (x *Compare) String() string {
 func (*Compare) ProtoMessage() {}
 
 func (x *Compare) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[15]
+	mi := &file_kv_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1446,7 @@ func (x *Compare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Compare.ProtoReflect.Descriptor instead.
 func (*Compare) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Compare) GetResult() Compare_CompareResult {
@@ -1481,7 +1583,7 @@ type TxnRequest struct {
 
 func (x *TxnRequest) Reset() {
 	*x = TxnRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[16]
+	mi := &file_kv_v1_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1595,7 @@ func (x *TxnRequest) String() string {
 func (*TxnRequest) ProtoMessage() {}
 
 func (x *TxnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[16]
+	mi := &file_kv_v1_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1608,7 @@ func (x *TxnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRequest.ProtoReflect.Descriptor instead.
 func (*TxnRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{16}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TxnRequest) GetCompare() []*Compare {
@@ -1546,7 +1648,7 @@ type TxnResponse struct {
 
 func (x *TxnResponse) Reset() {
 	*x = TxnResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[17]
+	mi := &file_kv_v1_kv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1660,7 @@ func (x *TxnResponse) String() string {
 func (*TxnResponse) ProtoMessage() {}
 
 func (x *TxnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[17]
+	mi := &file_kv_v1_kv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1673,7 @@ func (x *TxnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResponse.ProtoReflect.Descriptor instead.
 func (*TxnResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TxnResponse) GetHeader() *ResponseHeader {
@@ -1599,7 +1701,12 @@ var File_kv_v1_kv_proto protoreflect.FileDescriptor
 
 const file_kv_v1_kv_proto_rawDesc = "" +
 	"\n" +
-	"\x0ekv/v1/kv.proto\x12\x05kv.v1\"2\n" +
+	"\x0ekv/v1/kv.proto\x12\x05kv.v1\"H\n" +
+	"\x0eCompactRequest\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1a\n" +
+	"\bphysical\x18\x02 \x01(\bR\bphysical\"@\n" +
+	"\x0fCompactResponse\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\"2\n" +
 	"\rStreamRequest\x12!\n" +
 	"\x03ops\x18\x01 \x03(\v2\x0f.kv.v1.StreamOpR\x03ops\"e\n" +
 	"\bStreamOp\x12\x0e\n" +
@@ -1711,13 +1818,14 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\vTxnResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x12/\n" +
-	"\tresponses\x18\x03 \x03(\v2\x11.kv.v1.ResponseOpR\tresponses2\x9c\x02\n" +
+	"\tresponses\x18\x03 \x03(\v2\x11.kv.v1.ResponseOpR\tresponses2\xd6\x02\n" +
 	"\tKVService\x12,\n" +
 	"\x03Put\x12\x11.kv.v1.PutRequest\x1a\x12.kv.v1.PutResponse\x122\n" +
 	"\x05Range\x12\x13.kv.v1.RangeRequest\x1a\x14.kv.v1.RangeResponse\x12D\n" +
 	"\vDeleteRange\x12\x19.kv.v1.DeleteRangeRequest\x1a\x1a.kv.v1.DeleteRangeResponse\x12,\n" +
 	"\x03Txn\x12\x11.kv.v1.TxnRequest\x1a\x12.kv.v1.TxnResponse\x129\n" +
-	"\x06Stream\x12\x14.kv.v1.StreamRequest\x1a\x15.kv.v1.StreamResponse(\x010\x01B(Z&github.com/kvd-io/kvd/proto/kv/v1;kvv1b\x06proto3"
+	"\x06Stream\x12\x14.kv.v1.StreamRequest\x1a\x15.kv.v1.StreamResponse(\x010\x01\x128\n" +
+	"\aCompact\x12\x15.kv.v1.CompactRequest\x1a\x16.kv.v1.CompactResponseB(Z&github.com/kvd-io/kvd/proto/kv/v1;kvv1b\x06proto3"
 
 var (
 	file_kv_v1_kv_proto_rawDescOnce sync.Once
@@ -1732,71 +1840,76 @@ func file_kv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_kv_v1_kv_proto_goTypes = []any{
 	(Compare_CompareResult)(0),  // 0: kv.v1.Compare.CompareResult
 	(Compare_CompareTarget)(0),  // 1: kv.v1.Compare.CompareTarget
-	(*StreamRequest)(nil),       // 2: kv.v1.StreamRequest
-	(*StreamOp)(nil),            // 3: kv.v1.StreamOp
-	(*StreamResponse)(nil),      // 4: kv.v1.StreamResponse
-	(*StreamResult)(nil),        // 5: kv.v1.StreamResult
-	(*StreamError)(nil),         // 6: kv.v1.StreamError
-	(*ResponseHeader)(nil),      // 7: kv.v1.ResponseHeader
-	(*KeyValue)(nil),            // 8: kv.v1.KeyValue
-	(*PutRequest)(nil),          // 9: kv.v1.PutRequest
-	(*PutResponse)(nil),         // 10: kv.v1.PutResponse
-	(*RangeRequest)(nil),        // 11: kv.v1.RangeRequest
-	(*RangeResponse)(nil),       // 12: kv.v1.RangeResponse
-	(*DeleteRangeRequest)(nil),  // 13: kv.v1.DeleteRangeRequest
-	(*DeleteRangeResponse)(nil), // 14: kv.v1.DeleteRangeResponse
-	(*RequestOp)(nil),           // 15: kv.v1.RequestOp
-	(*ResponseOp)(nil),          // 16: kv.v1.ResponseOp
-	(*Compare)(nil),             // 17: kv.v1.Compare
-	(*TxnRequest)(nil),          // 18: kv.v1.TxnRequest
-	(*TxnResponse)(nil),         // 19: kv.v1.TxnResponse
+	(*CompactRequest)(nil),      // 2: kv.v1.CompactRequest
+	(*CompactResponse)(nil),     // 3: kv.v1.CompactResponse
+	(*StreamRequest)(nil),       // 4: kv.v1.StreamRequest
+	(*StreamOp)(nil),            // 5: kv.v1.StreamOp
+	(*StreamResponse)(nil),      // 6: kv.v1.StreamResponse
+	(*StreamResult)(nil),        // 7: kv.v1.StreamResult
+	(*StreamError)(nil),         // 8: kv.v1.StreamError
+	(*ResponseHeader)(nil),      // 9: kv.v1.ResponseHeader
+	(*KeyValue)(nil),            // 10: kv.v1.KeyValue
+	(*PutRequest)(nil),          // 11: kv.v1.PutRequest
+	(*PutResponse)(nil),         // 12: kv.v1.PutResponse
+	(*RangeRequest)(nil),        // 13: kv.v1.RangeRequest
+	(*RangeResponse)(nil),       // 14: kv.v1.RangeResponse
+	(*DeleteRangeRequest)(nil),  // 15: kv.v1.DeleteRangeRequest
+	(*DeleteRangeResponse)(nil), // 16: kv.v1.DeleteRangeResponse
+	(*RequestOp)(nil),           // 17: kv.v1.RequestOp
+	(*ResponseOp)(nil),          // 18: kv.v1.ResponseOp
+	(*Compare)(nil),             // 19: kv.v1.Compare
+	(*TxnRequest)(nil),          // 20: kv.v1.TxnRequest
+	(*TxnResponse)(nil),         // 21: kv.v1.TxnResponse
 }
 var file_kv_v1_kv_proto_depIdxs = []int32{
-	3,  // 0: kv.v1.StreamRequest.ops:type_name -> kv.v1.StreamOp
-	15, // 1: kv.v1.StreamOp.request:type_name -> kv.v1.RequestOp
-	5,  // 2: kv.v1.StreamResponse.results:type_name -> kv.v1.StreamResult
-	16, // 3: kv.v1.StreamResult.response:type_name -> kv.v1.ResponseOp
-	6,  // 4: kv.v1.StreamResult.error:type_name -> kv.v1.StreamError
-	7,  // 5: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
-	8,  // 6: kv.v1.PutResponse.prev_kv:type_name -> kv.v1.KeyValue
-	7,  // 7: kv.v1.RangeResponse.header:type_name -> kv.v1.ResponseHeader
-	8,  // 8: kv.v1.RangeResponse.kvs:type_name -> kv.v1.KeyValue
-	7,  // 9: kv.v1.DeleteRangeResponse.header:type_name -> kv.v1.ResponseHeader
-	8,  // 10: kv.v1.DeleteRangeResponse.prev_kvs:type_name -> kv.v1.KeyValue
-	11, // 11: kv.v1.RequestOp.request_range:type_name -> kv.v1.RangeRequest
-	9,  // 12: kv.v1.RequestOp.request_put:type_name -> kv.v1.PutRequest
-	13, // 13: kv.v1.RequestOp.request_delete_range:type_name -> kv.v1.DeleteRangeRequest
-	18, // 14: kv.v1.RequestOp.request_txn:type_name -> kv.v1.TxnRequest
-	12, // 15: kv.v1.ResponseOp.response_range:type_name -> kv.v1.RangeResponse
-	10, // 16: kv.v1.ResponseOp.response_put:type_name -> kv.v1.PutResponse
-	14, // 17: kv.v1.ResponseOp.response_delete_range:type_name -> kv.v1.DeleteRangeResponse
-	19, // 18: kv.v1.ResponseOp.response_txn:type_name -> kv.v1.TxnResponse
-	0,  // 19: kv.v1.Compare.result:type_name -> kv.v1.Compare.CompareResult
-	1,  // 20: kv.v1.Compare.target:type_name -> kv.v1.Compare.CompareTarget
-	17, // 21: kv.v1.TxnRequest.compare:type_name -> kv.v1.Compare
-	15, // 22: kv.v1.TxnRequest.success:type_name -> kv.v1.RequestOp
-	15, // 23: kv.v1.TxnRequest.failure:type_name -> kv.v1.RequestOp
-	7,  // 24: kv.v1.TxnResponse.header:type_name -> kv.v1.ResponseHeader
-	16, // 25: kv.v1.TxnResponse.responses:type_name -> kv.v1.ResponseOp
-	9,  // 26: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
-	11, // 27: kv.v1.KVService.Range:input_type -> kv.v1.RangeRequest
-	13, // 28: kv.v1.KVService.DeleteRange:input_type -> kv.v1.DeleteRangeRequest
-	18, // 29: kv.v1.KVService.Txn:input_type -> kv.v1.TxnRequest
-	2,  // 30: kv.v1.KVService.Stream:input_type -> kv.v1.StreamRequest
-	10, // 31: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
-	12, // 32: kv.v1.KVService.Range:output_type -> kv.v1.RangeResponse
-	14, // 33: kv.v1.KVService.DeleteRange:output_type -> kv.v1.DeleteRangeResponse
-	19, // 34: kv.v1.KVService.Txn:output_type -> kv.v1.TxnResponse
-	4,  // 35: kv.v1.KVService.Stream:output_type -> kv.v1.StreamResponse
-	31, // [31:36] is the sub-list for method output_type
-	26, // [26:31] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	9,  // 0: kv.v1.CompactResponse.header:type_name -> kv.v1.ResponseHeader
+	5,  // 1: kv.v1.StreamRequest.ops:type_name -> kv.v1.StreamOp
+	17, // 2: kv.v1.StreamOp.request:type_name -> kv.v1.RequestOp
+	7,  // 3: kv.v1.StreamResponse.results:type_name -> kv.v1.StreamResult
+	18, // 4: kv.v1.StreamResult.response:type_name -> kv.v1.ResponseOp
+	8,  // 5: kv.v1.StreamResult.error:type_name -> kv.v1.StreamError
+	9,  // 6: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
+	10, // 7: kv.v1.PutResponse.prev_kv:type_name -> kv.v1.KeyValue
+	9,  // 8: kv.v1.RangeResponse.header:type_name -> kv.v1.ResponseHeader
+	10, // 9: kv.v1.RangeResponse.kvs:type_name -> kv.v1.KeyValue
+	9,  // 10: kv.v1.DeleteRangeResponse.header:type_name -> kv.v1.ResponseHeader
+	10, // 11: kv.v1.DeleteRangeResponse.prev_kvs:type_name -> kv.v1.KeyValue
+	13, // 12: kv.v1.RequestOp.request_range:type_name -> kv.v1.RangeRequest
+	11, // 13: kv.v1.RequestOp.request_put:type_name -> kv.v1.PutRequest
+	15, // 14: kv.v1.RequestOp.request_delete_range:type_name -> kv.v1.DeleteRangeRequest
+	20, // 15: kv.v1.RequestOp.request_txn:type_name -> kv.v1.TxnRequest
+	14, // 16: kv.v1.ResponseOp.response_range:type_name -> kv.v1.RangeResponse
+	12, // 17: kv.v1.ResponseOp.response_put:type_name -> kv.v1.PutResponse
+	16, // 18: kv.v1.ResponseOp.response_delete_range:type_name -> kv.v1.DeleteRangeResponse
+	21, // 19: kv.v1.ResponseOp.response_txn:type_name -> kv.v1.TxnResponse
+	0,  // 20: kv.v1.Compare.result:type_name -> kv.v1.Compare.CompareResult
+	1,  // 21: kv.v1.Compare.target:type_name -> kv.v1.Compare.CompareTarget
+	19, // 22: kv.v1.TxnRequest.compare:type_name -> kv.v1.Compare
+	17, // 23: kv.v1.TxnRequest.success:type_name -> kv.v1.RequestOp
+	17, // 24: kv.v1.TxnRequest.failure:type_name -> kv.v1.RequestOp
+	9,  // 25: kv.v1.TxnResponse.header:type_name -> kv.v1.ResponseHeader
+	18, // 26: kv.v1.TxnResponse.responses:type_name -> kv.v1.ResponseOp
+	11, // 27: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
+	13, // 28: kv.v1.KVService.Range:input_type -> kv.v1.RangeRequest
+	15, // 29: kv.v1.KVService.DeleteRange:input_type -> kv.v1.DeleteRangeRequest
+	20, // 30: kv.v1.KVService.Txn:input_type -> kv.v1.TxnRequest
+	4,  // 31: kv.v1.KVService.Stream:input_type -> kv.v1.StreamRequest
+	2,  // 32: kv.v1.KVService.Compact:input_type -> kv.v1.CompactRequest
+	12, // 33: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
+	14, // 34: kv.v1.KVService.Range:output_type -> kv.v1.RangeResponse
+	16, // 35: kv.v1.KVService.DeleteRange:output_type -> kv.v1.DeleteRangeResponse
+	21, // 36: kv.v1.KVService.Txn:output_type -> kv.v1.TxnResponse
+	6,  // 37: kv.v1.KVService.Stream:output_type -> kv.v1.StreamResponse
+	3,  // 38: kv.v1.KVService.Compact:output_type -> kv.v1.CompactResponse
+	33, // [33:39] is the sub-list for method output_type
+	27, // [27:33] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_kv_v1_kv_proto_init() }
@@ -1804,19 +1917,19 @@ func file_kv_v1_kv_proto_init() {
 	if File_kv_v1_kv_proto != nil {
 		return
 	}
-	file_kv_v1_kv_proto_msgTypes[13].OneofWrappers = []any{
+	file_kv_v1_kv_proto_msgTypes[15].OneofWrappers = []any{
 		(*RequestOp_RequestRange)(nil),
 		(*RequestOp_RequestPut)(nil),
 		(*RequestOp_RequestDeleteRange)(nil),
 		(*RequestOp_RequestTxn)(nil),
 	}
-	file_kv_v1_kv_proto_msgTypes[14].OneofWrappers = []any{
+	file_kv_v1_kv_proto_msgTypes[16].OneofWrappers = []any{
 		(*ResponseOp_ResponseRange)(nil),
 		(*ResponseOp_ResponsePut)(nil),
 		(*ResponseOp_ResponseDeleteRange)(nil),
 		(*ResponseOp_ResponseTxn)(nil),
 	}
-	file_kv_v1_kv_proto_msgTypes[15].OneofWrappers = []any{
+	file_kv_v1_kv_proto_msgTypes[17].OneofWrappers = []any{
 		(*Compare_Version)(nil),
 		(*Compare_CreateRevision)(nil),
 		(*Compare_ModRevision)(nil),
@@ -1829,7 +1942,7 @@ func file_kv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_v1_kv_proto_rawDesc), len(file_kv_v1_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

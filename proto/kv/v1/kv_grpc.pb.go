@@ -28,6 +28,7 @@ const (
 	KVService_DeleteRange_FullMethodName = "/kv.v1.KVService/DeleteRange"
 	KVService_Txn_FullMethodName         = "/kv.v1.KVService/Txn"
 	KVService_Stream_FullMethodName      = "/kv.v1.KVService/Stream"
+	KVService_Compact_FullMethodName     = "/kv.v1.KVService/Compact"
 )
 
 // KVServiceClient is the client API for KVService service.
@@ -57,6 +58,13 @@ type KVServiceClient interface {
 	// half-closes it, and the member answers every op it received before it
 	// ends the stream.
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
+	// Compact discards the store's history below a revision, through the raft
+	// log: reads and watches at an older revision then fail with OutOfRange
+	// ("required revision has been compacted"), while a read at the revision
+	// itself still works and the newest version of every key stays. The
+	// history is deleted in the background on every member; physical waits
+	// until this member has deleted it.
+	Compact(ctx context.Context, in *CompactRequest, opts ...grpc.CallOption) (*CompactResponse, error)
 }
 
 type kVServiceClient struct {
@@ -120,6 +128,16 @@ func (c *kVServiceClient) Stream(ctx context.Context, opts ...grpc.CallOption) (
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KVService_StreamClient = grpc.BidiStreamingClient[StreamRequest, StreamResponse]
 
+func (c *kVServiceClient) Compact(ctx context.Context, in *CompactRequest, opts ...grpc.CallOption) (*CompactResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompactResponse)
+	err := c.cc.Invoke(ctx, KVService_Compact_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServiceServer is the server API for KVService service.
 // All implementations must embed UnimplementedKVServiceServer
 // for forward compatibility.
@@ -147,6 +165,13 @@ type KVServiceServer interface {
 	// half-closes it, and the member answers every op it received before it
 	// ends the stream.
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
+	// Compact discards the store's history below a revision, through the raft
+	// log: reads and watches at an older revision then fail with OutOfRange
+	// ("required revision has been compacted"), while a read at the revision
+	// itself still works and the newest version of every key stays. The
+	// history is deleted in the background on every member; physical waits
+	// until this member has deleted it.
+	Compact(context.Context, *CompactRequest) (*CompactResponse, error)
 	mustEmbedUnimplementedKVServiceServer()
 }
 
@@ -171,6 +196,9 @@ func (UnimplementedKVServiceServer) Txn(context.Context, *TxnRequest) (*TxnRespo
 }
 func (UnimplementedKVServiceServer) Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error {
 	return status.Error(codes.Unimplemented, "method Stream not implemented")
+}
+func (UnimplementedKVServiceServer) Compact(context.Context, *CompactRequest) (*CompactResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Compact not implemented")
 }
 func (UnimplementedKVServiceServer) mustEmbedUnimplementedKVServiceServer() {}
 func (UnimplementedKVServiceServer) testEmbeddedByValue()                   {}
@@ -272,6 +300,24 @@ func _KVService_Stream_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KVService_StreamServer = grpc.BidiStreamingServer[StreamRequest, StreamResponse]
 
+func _KVService_Compact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServiceServer).Compact(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KVService_Compact_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServiceServer).Compact(ctx, req.(*CompactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KVService_ServiceDesc is the grpc.ServiceDesc for KVService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -294,6 +340,10 @@ var KVService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Txn",
 			Handler:    _KVService_Txn_Handler,
+		},
+		{
+			MethodName: "Compact",
+			Handler:    _KVService_Compact_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

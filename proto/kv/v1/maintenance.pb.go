@@ -21,6 +21,107 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DefragmentRequest asks a member to defragment its state file.
+type DefragmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DefragmentRequest) Reset() {
+	*x = DefragmentRequest{}
+	mi := &file_kv_v1_maintenance_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DefragmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DefragmentRequest) ProtoMessage() {}
+
+func (x *DefragmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_maintenance_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DefragmentRequest.ProtoReflect.Descriptor instead.
+func (*DefragmentRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{0}
+}
+
+// DefragmentResponse answers a DefragmentRequest.
+type DefragmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header describes the serving member.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// db_size_before is the state file's size before, in bytes.
+	DbSizeBefore int64 `protobuf:"varint,2,opt,name=db_size_before,json=dbSizeBefore,proto3" json:"db_size_before,omitempty"`
+	// db_size is its size after, in bytes.
+	DbSize        int64 `protobuf:"varint,3,opt,name=db_size,json=dbSize,proto3" json:"db_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DefragmentResponse) Reset() {
+	*x = DefragmentResponse{}
+	mi := &file_kv_v1_maintenance_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DefragmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DefragmentResponse) ProtoMessage() {}
+
+func (x *DefragmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_maintenance_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DefragmentResponse.ProtoReflect.Descriptor instead.
+func (*DefragmentResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DefragmentResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *DefragmentResponse) GetDbSizeBefore() int64 {
+	if x != nil {
+		return x.DbSizeBefore
+	}
+	return 0
+}
+
+func (x *DefragmentResponse) GetDbSize() int64 {
+	if x != nil {
+		return x.DbSize
+	}
+	return 0
+}
+
 // StatusRequest asks a member for its status.
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -30,7 +131,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[0]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +143,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[0]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +156,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{0}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{2}
 }
 
 // StatusResponse answers a StatusRequest.
@@ -83,14 +184,19 @@ type StatusResponse struct {
 	// db_size is the size in bytes of the member's state file.
 	DbSize int64 `protobuf:"varint,10,opt,name=db_size,json=dbSize,proto3" json:"db_size,omitempty"`
 	// is_learner is true when the member is a non-voting member.
-	IsLearner     bool `protobuf:"varint,11,opt,name=is_learner,json=isLearner,proto3" json:"is_learner,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	IsLearner bool `protobuf:"varint,11,opt,name=is_learner,json=isLearner,proto3" json:"is_learner,omitempty"`
+	// db_size_in_use is how many bytes of the state file hold data; the rest
+	// is free space that Defragment gives back.
+	DbSizeInUse int64 `protobuf:"varint,12,opt,name=db_size_in_use,json=dbSizeInUse,proto3" json:"db_size_in_use,omitempty"`
+	// compact_revision is the revision below which history was compacted.
+	CompactRevision int64 `protobuf:"varint,13,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[1]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +208,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[1]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +221,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{1}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StatusResponse) GetHeader() *ResponseHeader {
@@ -195,6 +301,20 @@ func (x *StatusResponse) GetIsLearner() bool {
 	return false
 }
 
+func (x *StatusResponse) GetDbSizeInUse() int64 {
+	if x != nil {
+		return x.DbSizeInUse
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetCompactRevision() int64 {
+	if x != nil {
+		return x.CompactRevision
+	}
+	return 0
+}
+
 // SnapshotRequest asks for a snapshot.
 type SnapshotRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -204,7 +324,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[2]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -216,7 +336,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[2]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -229,7 +349,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{2}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{4}
 }
 
 // SnapshotResponse is one chunk of a snapshot stream.
@@ -252,7 +372,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[3]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +384,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[3]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +397,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{3}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SnapshotResponse) GetHeader() *ResponseHeader {
@@ -326,7 +446,7 @@ type HashKVRequest struct {
 
 func (x *HashKVRequest) Reset() {
 	*x = HashKVRequest{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[4]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +458,7 @@ func (x *HashKVRequest) String() string {
 func (*HashKVRequest) ProtoMessage() {}
 
 func (x *HashKVRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[4]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +471,7 @@ func (x *HashKVRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashKVRequest.ProtoReflect.Descriptor instead.
 func (*HashKVRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{4}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HashKVRequest) GetRevision() int64 {
@@ -378,7 +498,7 @@ type HashKVResponse struct {
 
 func (x *HashKVResponse) Reset() {
 	*x = HashKVResponse{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[5]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +510,7 @@ func (x *HashKVResponse) String() string {
 func (*HashKVResponse) ProtoMessage() {}
 
 func (x *HashKVResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[5]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +523,7 @@ func (x *HashKVResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashKVResponse.ProtoReflect.Descriptor instead.
 func (*HashKVResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{5}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HashKVResponse) GetHeader() *ResponseHeader {
@@ -438,8 +558,13 @@ var File_kv_v1_maintenance_proto protoreflect.FileDescriptor
 
 const file_kv_v1_maintenance_proto_rawDesc = "" +
 	"\n" +
-	"\x17kv/v1/maintenance.proto\x12\x05kv.v1\x1a\x0ekv/v1/kv.proto\"\x0f\n" +
-	"\rStatusRequest\"\xe7\x02\n" +
+	"\x17kv/v1/maintenance.proto\x12\x05kv.v1\x1a\x0ekv/v1/kv.proto\"\x13\n" +
+	"\x11DefragmentRequest\"\x82\x01\n" +
+	"\x12DefragmentResponse\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12$\n" +
+	"\x0edb_size_before\x18\x02 \x01(\x03R\fdbSizeBefore\x12\x17\n" +
+	"\adb_size\x18\x03 \x01(\x03R\x06dbSize\"\x0f\n" +
+	"\rStatusRequest\"\xb7\x03\n" +
 	"\x0eStatusResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -455,7 +580,9 @@ const file_kv_v1_maintenance_proto_rawDesc = "" +
 	"\adb_size\x18\n" +
 	" \x01(\x03R\x06dbSize\x12\x1d\n" +
 	"\n" +
-	"is_learner\x18\v \x01(\bR\tisLearner\"\x11\n" +
+	"is_learner\x18\v \x01(\bR\tisLearner\x12#\n" +
+	"\x0edb_size_in_use\x18\f \x01(\x03R\vdbSizeInUse\x12)\n" +
+	"\x10compact_revision\x18\r \x01(\x03R\x0fcompactRevision\"\x11\n" +
 	"\x0fSnapshotRequest\"\xb7\x01\n" +
 	"\x10SnapshotResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12'\n" +
@@ -470,11 +597,13 @@ const file_kv_v1_maintenance_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\rR\x04hash\x12#\n" +
 	"\rhash_revision\x18\x03 \x01(\x03R\fhashRevision\x12)\n" +
-	"\x10compact_revision\x18\x04 \x01(\x03R\x0fcompactRevision2\xc1\x01\n" +
+	"\x10compact_revision\x18\x04 \x01(\x03R\x0fcompactRevision2\x84\x02\n" +
 	"\x12MaintenanceService\x125\n" +
 	"\x06Status\x12\x14.kv.v1.StatusRequest\x1a\x15.kv.v1.StatusResponse\x12=\n" +
 	"\bSnapshot\x12\x16.kv.v1.SnapshotRequest\x1a\x17.kv.v1.SnapshotResponse0\x01\x125\n" +
-	"\x06HashKV\x12\x14.kv.v1.HashKVRequest\x1a\x15.kv.v1.HashKVResponseB(Z&github.com/kvd-io/kvd/proto/kv/v1;kvv1b\x06proto3"
+	"\x06HashKV\x12\x14.kv.v1.HashKVRequest\x1a\x15.kv.v1.HashKVResponse\x12A\n" +
+	"\n" +
+	"Defragment\x12\x18.kv.v1.DefragmentRequest\x1a\x19.kv.v1.DefragmentResponseB(Z&github.com/kvd-io/kvd/proto/kv/v1;kvv1b\x06proto3"
 
 var (
 	file_kv_v1_maintenance_proto_rawDescOnce sync.Once
@@ -488,31 +617,36 @@ func file_kv_v1_maintenance_proto_rawDescGZIP() []byte {
 	return file_kv_v1_maintenance_proto_rawDescData
 }
 
-var file_kv_v1_maintenance_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_kv_v1_maintenance_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_kv_v1_maintenance_proto_goTypes = []any{
-	(*StatusRequest)(nil),    // 0: kv.v1.StatusRequest
-	(*StatusResponse)(nil),   // 1: kv.v1.StatusResponse
-	(*SnapshotRequest)(nil),  // 2: kv.v1.SnapshotRequest
-	(*SnapshotResponse)(nil), // 3: kv.v1.SnapshotResponse
-	(*HashKVRequest)(nil),    // 4: kv.v1.HashKVRequest
-	(*HashKVResponse)(nil),   // 5: kv.v1.HashKVResponse
-	(*ResponseHeader)(nil),   // 6: kv.v1.ResponseHeader
+	(*DefragmentRequest)(nil),  // 0: kv.v1.DefragmentRequest
+	(*DefragmentResponse)(nil), // 1: kv.v1.DefragmentResponse
+	(*StatusRequest)(nil),      // 2: kv.v1.StatusRequest
+	(*StatusResponse)(nil),     // 3: kv.v1.StatusResponse
+	(*SnapshotRequest)(nil),    // 4: kv.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),   // 5: kv.v1.SnapshotResponse
+	(*HashKVRequest)(nil),      // 6: kv.v1.HashKVRequest
+	(*HashKVResponse)(nil),     // 7: kv.v1.HashKVResponse
+	(*ResponseHeader)(nil),     // 8: kv.v1.ResponseHeader
 }
 var file_kv_v1_maintenance_proto_depIdxs = []int32{
-	6, // 0: kv.v1.StatusResponse.header:type_name -> kv.v1.ResponseHeader
-	6, // 1: kv.v1.SnapshotResponse.header:type_name -> kv.v1.ResponseHeader
-	6, // 2: kv.v1.HashKVResponse.header:type_name -> kv.v1.ResponseHeader
-	0, // 3: kv.v1.MaintenanceService.Status:input_type -> kv.v1.StatusRequest
-	2, // 4: kv.v1.MaintenanceService.Snapshot:input_type -> kv.v1.SnapshotRequest
-	4, // 5: kv.v1.MaintenanceService.HashKV:input_type -> kv.v1.HashKVRequest
-	1, // 6: kv.v1.MaintenanceService.Status:output_type -> kv.v1.StatusResponse
-	3, // 7: kv.v1.MaintenanceService.Snapshot:output_type -> kv.v1.SnapshotResponse
-	5, // 8: kv.v1.MaintenanceService.HashKV:output_type -> kv.v1.HashKVResponse
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	8, // 0: kv.v1.DefragmentResponse.header:type_name -> kv.v1.ResponseHeader
+	8, // 1: kv.v1.StatusResponse.header:type_name -> kv.v1.ResponseHeader
+	8, // 2: kv.v1.SnapshotResponse.header:type_name -> kv.v1.ResponseHeader
+	8, // 3: kv.v1.HashKVResponse.header:type_name -> kv.v1.ResponseHeader
+	2, // 4: kv.v1.MaintenanceService.Status:input_type -> kv.v1.StatusRequest
+	4, // 5: kv.v1.MaintenanceService.Snapshot:input_type -> kv.v1.SnapshotRequest
+	6, // 6: kv.v1.MaintenanceService.HashKV:input_type -> kv.v1.HashKVRequest
+	0, // 7: kv.v1.MaintenanceService.Defragment:input_type -> kv.v1.DefragmentRequest
+	3, // 8: kv.v1.MaintenanceService.Status:output_type -> kv.v1.StatusResponse
+	5, // 9: kv.v1.MaintenanceService.Snapshot:output_type -> kv.v1.SnapshotResponse
+	7, // 10: kv.v1.MaintenanceService.HashKV:output_type -> kv.v1.HashKVResponse
+	1, // 11: kv.v1.MaintenanceService.Defragment:output_type -> kv.v1.DefragmentResponse
+	8, // [8:12] is the sub-list for method output_type
+	4, // [4:8] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_kv_v1_maintenance_proto_init() }
@@ -527,7 +661,7 @@ func file_kv_v1_maintenance_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_v1_maintenance_proto_rawDesc), len(file_kv_v1_maintenance_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

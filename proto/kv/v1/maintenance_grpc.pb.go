@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MaintenanceService_Status_FullMethodName   = "/kv.v1.MaintenanceService/Status"
-	MaintenanceService_Snapshot_FullMethodName = "/kv.v1.MaintenanceService/Snapshot"
-	MaintenanceService_HashKV_FullMethodName   = "/kv.v1.MaintenanceService/HashKV"
+	MaintenanceService_Status_FullMethodName     = "/kv.v1.MaintenanceService/Status"
+	MaintenanceService_Snapshot_FullMethodName   = "/kv.v1.MaintenanceService/Snapshot"
+	MaintenanceService_HashKV_FullMethodName     = "/kv.v1.MaintenanceService/HashKV"
+	MaintenanceService_Defragment_FullMethodName = "/kv.v1.MaintenanceService/Defragment"
 )
 
 // MaintenanceServiceClient is the client API for MaintenanceService service.
@@ -41,6 +42,10 @@ type MaintenanceServiceClient interface {
 	// revision, for comparing members. It waits (linearizably) until the member
 	// has applied the revision.
 	HashKV(ctx context.Context, in *HashKVRequest, opts ...grpc.CallOption) (*HashKVResponse, error)
+	// Defragment rewrites the serving member's state file without the space
+	// that deleted data left free, while the member goes on serving: reads and
+	// writes wait only for the final swap of the files, not for the copy.
+	Defragment(ctx context.Context, in *DefragmentRequest, opts ...grpc.CallOption) (*DefragmentResponse, error)
 }
 
 type maintenanceServiceClient struct {
@@ -90,6 +95,16 @@ func (c *maintenanceServiceClient) HashKV(ctx context.Context, in *HashKVRequest
 	return out, nil
 }
 
+func (c *maintenanceServiceClient) Defragment(ctx context.Context, in *DefragmentRequest, opts ...grpc.CallOption) (*DefragmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DefragmentResponse)
+	err := c.cc.Invoke(ctx, MaintenanceService_Defragment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MaintenanceServiceServer is the server API for MaintenanceService service.
 // All implementations must embed UnimplementedMaintenanceServiceServer
 // for forward compatibility.
@@ -107,6 +122,10 @@ type MaintenanceServiceServer interface {
 	// revision, for comparing members. It waits (linearizably) until the member
 	// has applied the revision.
 	HashKV(context.Context, *HashKVRequest) (*HashKVResponse, error)
+	// Defragment rewrites the serving member's state file without the space
+	// that deleted data left free, while the member goes on serving: reads and
+	// writes wait only for the final swap of the files, not for the copy.
+	Defragment(context.Context, *DefragmentRequest) (*DefragmentResponse, error)
 	mustEmbedUnimplementedMaintenanceServiceServer()
 }
 
@@ -125,6 +144,9 @@ func (UnimplementedMaintenanceServiceServer) Snapshot(*SnapshotRequest, grpc.Ser
 }
 func (UnimplementedMaintenanceServiceServer) HashKV(context.Context, *HashKVRequest) (*HashKVResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method HashKV not implemented")
+}
+func (UnimplementedMaintenanceServiceServer) Defragment(context.Context, *DefragmentRequest) (*DefragmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Defragment not implemented")
 }
 func (UnimplementedMaintenanceServiceServer) mustEmbedUnimplementedMaintenanceServiceServer() {}
 func (UnimplementedMaintenanceServiceServer) testEmbeddedByValue()                            {}
@@ -194,6 +216,24 @@ func _MaintenanceService_HashKV_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MaintenanceService_Defragment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DefragmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MaintenanceServiceServer).Defragment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MaintenanceService_Defragment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MaintenanceServiceServer).Defragment(ctx, req.(*DefragmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MaintenanceService_ServiceDesc is the grpc.ServiceDesc for MaintenanceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -208,6 +248,10 @@ var MaintenanceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "HashKV",
 			Handler:    _MaintenanceService_HashKV_Handler,
+		},
+		{
+			MethodName: "Defragment",
+			Handler:    _MaintenanceService_Defragment_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
