@@ -73,6 +73,9 @@ const (
 // index are skipped: raft replays the log after its last snapshot on
 // restart, and the state already holds them.
 //
+// Once the entries are applied (and visible to reads), Config.Feed, if set,
+// is told what they changed; see Feed.
+//
 // An entry that cannot be applied (see the package doc) rolls back every
 // uncommitted entry, marks the FSM failed so that it serves nothing more and
 // is rebuilt at the next start, and panics.
@@ -80,14 +83,18 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	results := make([]any, len(logs))
 	start := time.Now()
 	applied := f.AppliedIndex()
-	var last *raft.Log
+	var (
+		last    *raft.Log
+		changes []Change
+	)
 	err := f.be.Batch(func(tx *bolt.Tx) (int, error) {
-		w := newWriter(tx)
+		w := newWriter(tx, f.feed != nil)
 		var (
 			n   int
 			err error
 		)
 		last, n, err = f.applyEntries(w, logs, applied, results)
+		changes = w.changes
 		return n, err
 	})
 	if err != nil {
@@ -98,6 +105,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	if last != nil {
 		f.setApplied(last.Index)
+	}
+	if len(changes) > 0 {
+		f.feed.Applied(changes)
 	}
 	if f.cfg.Observer != nil {
 		f.cfg.Observer.ObserveApply(time.Since(start), len(logs))
@@ -194,13 +204,26 @@ type writer struct {
 	kv      mvcc.Writer
 	// membersChanged is set when a command wrote the members bucket.
 	membersChanged bool
+	// record says a Feed listens: changes collects what each key-value
+	// transaction changed, in revision order.
+	record  bool
+	changes []Change
 }
 
-func newWriter(tx *bolt.Tx) *writer {
+func newWriter(tx *bolt.Tx, record bool) *writer {
 	return &writer{
 		meta:    tx.Bucket(bucketMeta),
 		members: tx.Bucket(bucketMembers),
-		kv:      mvcc.NewWriter(tx, false),
+		kv:      mvcc.NewWriter(tx, record),
+		record:  record,
+	}
+}
+
+// collect records what a finished key-value transaction changed, if a Feed
+// listens and it changed anything.
+func (w *writer) collect(t *mvcc.TxnWrite) {
+	if w.record && t.Revision() != 0 {
+		w.changes = append(w.changes, Change{Revision: t.Revision(), Events: t.Changes()})
 	}
 }
 
@@ -210,6 +233,7 @@ func (w *writer) put(r *kvv1.PutRequest) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.collect(t)
 	return resp, nil
 }
 
@@ -219,6 +243,7 @@ func (w *writer) deleteRange(r *kvv1.DeleteRangeRequest) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.collect(t)
 	return resp, nil
 }
 
@@ -231,6 +256,7 @@ func (w *writer) txn(r *kvv1.TxnRequest) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.collect(t)
 	return resp, nil
 }
 

@@ -40,6 +40,9 @@ type Config struct {
 	// Observer is told how long each apply batch and snapshot took; nil
 	// means nobody is.
 	Observer Observer
+	// Feed is told what each applied batch changed, and when a snapshot
+	// replaced the state; nil means nobody listens, at no cost to applies.
+	Feed Feed
 }
 
 // Observer receives the FSM's timings. Its methods are called on raft's FSM
@@ -67,6 +70,7 @@ type FSM struct {
 	cfg  Config
 	log  *slog.Logger
 	path string
+	feed Feed
 
 	// be is the state database: its batching, failure and life.
 	be *backend.Backend
@@ -78,6 +82,11 @@ type FSM struct {
 	appliedCh chan struct{}
 
 	handlers map[fsmv1.CommandType]handler
+
+	// openRevision is the store revision read when the database was last
+	// opened, for Restore to report. Written by backend's Init hook, under
+	// the backend's exclusive lock.
+	openRevision int64
 
 	// members caches the members bucket, which a follower reads for every
 	// write it forwards to the leader: reading bbolt would first commit the
@@ -103,6 +112,7 @@ func New(cfg Config) (*FSM, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		path:      filepath.Join(cfg.Dir, StateFile),
+		feed:      cfg.Feed,
 		appliedCh: make(chan struct{}),
 	}
 	if f.log == nil {
@@ -135,6 +145,7 @@ func (f *FSM) initState(tx *bolt.Tx) error {
 	if _, err := tx.CreateBucketIfNotExists(bucketMembers); err != nil {
 		return err
 	}
+	f.openRevision = mvcc.Read(tx).Revision()
 	f.forgetMembers()
 	f.setApplied(readU64(tx.Bucket(bucketMeta).Get(metaAppliedIndex)))
 	return nil

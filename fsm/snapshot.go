@@ -54,6 +54,7 @@ func (s *snapshot) Release() { s.release.Do(func() { _ = s.tx.Rollback() }) }
 // Restore replaces the state with a snapshot: the stream is written to a
 // temporary file beside the database, synced, checked to be a database, and
 // renamed over state.db, so a crash leaves either the old state or the new.
+// Config.Feed, if set, is then told the revision of the new state.
 func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 	defer rc.Close()
 	if f.cfg.Observer != nil {
@@ -71,6 +72,9 @@ func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
 	f.log.Info("fsm: restored state from snapshot", "applied_index", applied)
+	if f.feed != nil {
+		f.feed.Restored(f.openRevision)
+	}
 	return nil
 }
 
