@@ -20,7 +20,11 @@ const fillPercent = 0.9
 // its caller applies any number of key-value transactions, one after the
 // other, each begun with Begin. It is used by one goroutine (kvd: raft's FSM
 // goroutine, inside backend.Batch) and must not outlive the bbolt
-// transaction.
+// transaction, nor be copied once Begin was called.
+//
+// Compaction, when it comes, is a method here (Compact(rev)): it moves the
+// compact revision in meta and trims versions through the history type,
+// the one place that touches the history bucket.
 type Writer struct {
 	tx     *bolt.Tx
 	meta   *bolt.Bucket
@@ -76,9 +80,10 @@ type TxnWrite struct {
 func (t *TxnWrite) Revision() int64 { return t.rev }
 
 // Changes returns the keys the transaction changed so far, at its
-// revision, in the order its operations applied them; nil if it changed
-// none, or if the Writer does not record changes. The slice is the
-// caller's: the TxnWrite only appends to it.
+// revision, in the order its operations applied them (the keys of one
+// delete-range in key order); nil if it changed none, or if the Writer does
+// not record changes. The slice is the caller's: the TxnWrite only appends
+// to it.
 func (t *TxnWrite) Changes() []Event { return t.changes }
 
 // writeRev returns the transaction's revision, allocating it on first use.
