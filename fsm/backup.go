@@ -3,11 +3,12 @@ package fsm
 import (
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/kvd-io/kvd/internal/mvcc"
 )
 
 // Backup writes a consistent copy of the state database to w, as of the last
@@ -15,15 +16,7 @@ import (
 // applies continue meanwhile. size is called with the size of the copy before
 // anything is written.
 func (f *FSM) Backup(w io.Writer, size func(int64)) (int64, error) {
-	var n int64
-	err := f.view(func(tx *bolt.Tx) error {
-		if size != nil {
-			size(tx.Size())
-		}
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
+	n, err := f.be.WriteTo(w, size)
 	if err != nil {
 		return n, fmt.Errorf("fsm: backup: %w", err)
 	}
@@ -35,34 +28,12 @@ func (f *FSM) Backup(w io.Writer, size func(int64)) (int64, error) {
 // Members that applied the same log agree on it whatever else they hold, so
 // it finds a member whose data was damaged.
 func (f *FSM) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
-	h := crc32.New(castagnoli)
 	err = f.view(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		current := int64(readU64(meta.Get(metaRevision)))
-		compactRev = int64(readU64(meta.Get(metaCompactRevision)))
-		if rev <= 0 {
-			rev = current
-		}
-		if rev > current {
-			return fmt.Errorf("%w: %d > current %d", ErrFutureRevision, rev, current)
-		}
-		if rev < compactRev {
-			return fmt.Errorf("%w: %d < compacted %d", ErrCompacted, rev, compactRev)
-		}
-		hashRev = rev
-		return tx.Bucket(bucketHistory).ForEach(func(k, v []byte) error {
-			_, r, err := splitHistoryKey(k)
-			if err != nil {
-				return err
-			}
-			if r > rev {
-				return nil
-			}
-			hashPair(h, k, v)
-			return nil
-		})
+		var err error
+		hash, hashRev, compactRev, err = mvcc.Read(tx).HashKV(rev)
+		return err
 	})
-	return h.Sum32(), hashRev, compactRev, err
+	return hash, hashRev, compactRev, err
 }
 
 // StateInfo describes a state database file.
@@ -97,10 +68,11 @@ func InspectState(path string) (StateInfo, error) {
 		if meta == nil || keys == nil {
 			return errors.New("not a kvd state database: buckets missing")
 		}
-		info.Revision = int64(readU64(meta.Get(metaRevision)))
+		kv := mvcc.Read(tx)
+		info.Revision = kv.Revision()
 		info.AppliedIndex = readU64(meta.Get(metaAppliedIndex))
 		info.ClusterID = readU64(meta.Get(metaClusterID))
-		info.Keys = keys.Stats().KeyN
+		info.Keys = kv.KeyCount()
 		return nil
 	})
 	return info, err

@@ -5,11 +5,7 @@ import (
 	"time"
 )
 
-func (f *FSM) hasPending() bool {
-	f.txMu.Lock()
-	defer f.txMu.Unlock()
-	return f.pending != nil
-}
+func (f *FSM) hasPending() bool { return f.be.Pending() }
 
 // TestAppliedEntriesAreCommittedInBatches checks that applies share one
 // write transaction, that a read commits it first (and so sees every applied

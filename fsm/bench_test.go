@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"log/slog"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -33,10 +34,16 @@ func BenchmarkEncodeCommand(b *testing.B) {
 
 // BenchmarkApplyBatchPut applies puts of distinct keys; each iteration is one
 // batch, one bbolt transaction.
-func BenchmarkApplyBatchPut(b *testing.B) {
+func BenchmarkApplyBatchPut(b *testing.B) { benchApplyBatchPut(b, nil) }
+
+// BenchmarkApplyBatchPutFeed is BenchmarkApplyBatchPut with a Feed that
+// counts events, to measure what reporting changes costs.
+func BenchmarkApplyBatchPutFeed(b *testing.B) { benchApplyBatchPut(b, &countingFeed{}) }
+
+func benchApplyBatchPut(b *testing.B, feed Feed) {
 	for _, size := range []int{1, 64} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			f, l := newFSM(b), newTestLog(b)
+			f, l := benchFSM(b, feed), newTestLog(b)
 			batch := make([]*raft.Log, size)
 			b.ReportAllocs()
 			n := 0
@@ -69,10 +76,16 @@ func BenchmarkEncodeBatch(b *testing.B) {
 // BenchmarkApplyBatchCommand applies one entry carrying a COMMAND_TYPE_BATCH
 // of puts of distinct 8-byte keys with 256-byte values, as the leader's
 // group commit writes them.
-func BenchmarkApplyBatchCommand(b *testing.B) {
+func BenchmarkApplyBatchCommand(b *testing.B) { benchApplyBatchCommand(b, nil) }
+
+// BenchmarkApplyBatchCommandFeed is BenchmarkApplyBatchCommand with a Feed
+// that counts events.
+func BenchmarkApplyBatchCommandFeed(b *testing.B) { benchApplyBatchCommand(b, &countingFeed{}) }
+
+func benchApplyBatchCommand(b *testing.B, feed Feed) {
 	for _, size := range []int{16, 200} {
 		b.Run(fmt.Sprintf("commands=%d", size), func(b *testing.B) {
-			f, l := newFSM(b), newTestLog(b)
+			f, l := benchFSM(b, feed), newTestLog(b)
 			b.ReportAllocs()
 			n := 0
 			for b.Loop() {
@@ -89,6 +102,29 @@ func BenchmarkApplyBatchCommand(b *testing.B) {
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "puts/s")
 		})
 	}
+}
+
+// countingFeed counts what it is told, as a cheap consumer would.
+type countingFeed struct{ changes, events int }
+
+func (c *countingFeed) Applied(changes []Change) {
+	c.changes += len(changes)
+	for _, ch := range changes {
+		c.events += len(ch.Events)
+	}
+}
+
+func (c *countingFeed) Restored(int64) {}
+
+// benchFSM opens an FSM in a fresh directory with feed (nil: none).
+func benchFSM(b *testing.B, feed Feed) *FSM {
+	b.Helper()
+	f, err := New(Config{Dir: b.TempDir(), Logger: slog.New(slog.DiscardHandler), Feed: feed})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = f.Close() })
+	return f
 }
 
 // benchPutCommands encodes n puts of keys from first on, with 8-byte keys

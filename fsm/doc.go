@@ -1,6 +1,28 @@
 // Package fsm is kvd's replicated state machine: it applies the commands that
-// raft has committed to a bbolt database (DATA/state.db) and answers reads
+// raft has committed to the state database (DATA/state.db) and answers reads
 // from it.
+//
+// # Layers
+//
+// Three packages share the work; each knows only the one below it:
+//
+//   - fsm (this package): the raft side. raft's BatchingFSM (ApplyBatch,
+//     Snapshot, Restore), the command envelopes and their dispatch table,
+//     validation, LeaderStart and member attributes, the applied index, the
+//     change feed (Feed), and the exported API the server uses.
+//   - internal/mvcc: the revisioned key-value store with etcd v3's
+//     semantics (put, delete-range, txn and compares; Range at the current
+//     or a past revision; History; HashKV), inside a bbolt transaction it is
+//     given. Its TxnWrite reports what each transaction changed.
+//   - internal/backend: the bbolt file: opening it (and discarding one that
+//     was not closed cleanly), batching applied writes into one pending
+//     transaction, committing it before reads, failure, close, copy (Backup),
+//     size, and swapping in a restored file.
+//
+// ApplyBatch runs inside backend.Batch: for each entry it decodes the
+// command and hands key-value commands to an mvcc.TxnWrite, cluster
+// commands to the meta and members buckets, then records the applied index
+// in the same transaction.
 //
 // # Contract
 //
@@ -23,17 +45,29 @@
 //
 // The database holds four buckets:
 //
-//   - meta: applied raft index and term, the store revision, the cluster id.
-//   - keys: the live value of every key (a kv.v1.KeyValue), for fast reads at
-//     the current revision.
-//   - history: every version of every key, keyed by the key (escaped so the
-//     order of keys is kept) and the revision that wrote it; deletions are
-//     tombstones. Reads at past revisions scan it, and compaction will trim it.
-//   - members: the addresses each member published through the log.
+//   - meta: applied raft index and term and the cluster id (fsm's); the
+//     store revision and compact revision (mvcc's).
+//   - keys (mvcc's): the live value of every key (a kv.v1.KeyValue), for
+//     fast reads at the current revision.
+//   - history (mvcc's): every version of every key, keyed by the key
+//     (escaped so the order of keys is kept) and the revision that wrote it;
+//     deletions are tombstones. Reads at past revisions scan it, and
+//     compaction will trim it.
+//   - members (fsm's): the addresses each member published through the log.
 //
 // The applied raft index is written in the same transaction as the data it
 // covers, so a restarted member skips what its state already holds instead of
 // applying it twice (raft's NoSnapshotRestoreOnStart).
+//
+// # Change feed
+//
+// Config.Feed, when set, is told what each ApplyBatch changed (one Change
+// per revision, its events in the order the operations applied them) once
+// the entries are visible to reads, and when Restore replaced the state;
+// see Feed for the contract. Watch is meant to be built on it. Replaying
+// from history (mvcc's ReadView.History) yields the same events per
+// revision, but in key order within a revision, since history is keyed by
+// key and revision and does not record the order of operations.
 //
 // # Durability
 //

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -15,6 +14,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/internal/backend"
+	"github.com/kvd-io/kvd/internal/mvcc"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
@@ -39,6 +40,9 @@ type Config struct {
 	// Observer is told how long each apply batch and snapshot took; nil
 	// means nobody is.
 	Observer Observer
+	// Feed is told what each applied batch changed, and when a snapshot
+	// replaced the state; nil means nobody listens, at no cost to applies.
+	Feed Feed
 }
 
 // Observer receives the FSM's timings. Its methods are called on raft's FSM
@@ -63,23 +67,13 @@ func (c Config) Validate() error {
 // Snapshot and Restore on its FSM goroutine, one at a time; the read methods
 // may be called from any goroutine at any time.
 type FSM struct {
-	cfg     Config
-	log     *slog.Logger
-	path    string
-	marshal proto.MarshalOptions
+	cfg  Config
+	log  *slog.Logger
+	path string
+	feed Feed
 
-	// mu guards db against Restore swapping it: readers and the applier hold
-	// it shared, Restore holds it exclusively.
-	mu sync.RWMutex
-	db *bolt.DB
-
-	// txMu guards the batch of applied entries not yet committed to db (see
-	// ApplyBatch): pending is its open write transaction, or nil.
-	txMu           sync.Mutex
-	pending        *bolt.Tx
-	pendingEntries int
-	commitTimer    *time.Timer // commits pending commitInterval after it opened
-	failed         error       // set when an apply failed; the FSM then refuses all use
+	// be is the state database: its batching, failure and life.
+	be *backend.Backend
 
 	// applied is the last raft index applied; appliedCh is closed and replaced
 	// whenever it moves, to wake waiters.
@@ -88,7 +82,11 @@ type FSM struct {
 	appliedCh chan struct{}
 
 	handlers map[fsmv1.CommandType]handler
-	rebuilt  bool
+
+	// openRevision is the store revision read when the database was last
+	// opened, for Restore to report. Written by backend's Init hook, under
+	// the backend's exclusive lock.
+	openRevision int64
 
 	// members caches the members bucket, which a follower reads for every
 	// write it forwards to the leader: reading bbolt would first commit the
@@ -104,143 +102,71 @@ var (
 	_ raft.BatchingFSM = (*FSM)(nil)
 )
 
-// New opens (or creates) the state database in cfg.Dir.
+// New opens (or creates) the state database in cfg.Dir. A state that was
+// not closed cleanly is discarded (see Rebuilt and the package doc).
 func New(cfg Config) (*FSM, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("fsm: create dir: %w", err)
 	}
 	f := &FSM{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		path:      filepath.Join(cfg.Dir, StateFile),
-		marshal:   protoMarshal,
+		feed:      cfg.Feed,
 		appliedCh: make(chan struct{}),
 	}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
 	f.handlers = f.handlerTable()
-	if err := f.discardIfUnclean(); err != nil {
-		return nil, err
+	be, err := backend.Open(backend.Config{
+		Dir:            cfg.Dir,
+		File:           StateFile,
+		CleanMarker:    CleanMarker,
+		CommitInterval: commitInterval,
+		CommitEntries:  commitEntries,
+		Init:           f.initState,
+		Logger:         f.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fsm: %w", err)
 	}
-	if err := f.open(); err != nil {
-		return nil, err
-	}
+	f.be = be
 	return f, nil
 }
 
-// discardIfUnclean deletes a state that was not closed cleanly: its last
-// commits were never fsynced, so after a power loss it may be torn. The
-// member then rebuilds it from its newest raft snapshot and the raft log,
-// both of which were fsynced before any write was acknowledged. The marker
-// of a clean close is consumed, so that a crash from now on is noticed.
-func (f *FSM) discardIfUnclean() error {
-	marker := filepath.Join(f.cfg.Dir, CleanMarker)
-	_, err := os.Stat(marker)
-	clean := err == nil
-	if _, err := os.Stat(f.path); err == nil && !clean {
-		f.log.Warn("fsm: state was not closed cleanly; discarding it to rebuild it from the last snapshot and the raft log", "path", f.path)
-		if err := os.Remove(f.path); err != nil {
-			return fmt.Errorf("fsm: discard unclean state: %w", err)
-		}
-		f.rebuilt = true
+// initState prepares a freshly opened state database (backend's Init hook,
+// run by New and by Restore before any other use of the database): it
+// creates the buckets and loads what the FSM keeps in memory.
+func (f *FSM) initState(tx *bolt.Tx) error {
+	if err := mvcc.Init(tx); err != nil {
+		return err
 	}
-	if clean {
-		if err := os.Remove(marker); err != nil {
-			return fmt.Errorf("fsm: consume clean marker: %w", err)
-		}
+	if _, err := tx.CreateBucketIfNotExists(bucketMembers); err != nil {
+		return err
 	}
-	return syncDir(f.cfg.Dir)
+	f.openRevision = mvcc.Read(tx).Revision()
+	f.forgetMembers()
+	f.setApplied(readU64(tx.Bucket(bucketMeta).Get(metaAppliedIndex)))
+	return nil
 }
 
 // Rebuilt reports whether New discarded a state that was not closed cleanly;
 // the state then starts empty and must be rebuilt from a snapshot and the log.
-func (f *FSM) Rebuilt() bool { return f.rebuilt }
+func (f *FSM) Rebuilt() bool { return f.be.Rebuilt() }
 
 // MarkClean records that the state database in dir is complete and synced,
 // for a tool that wrote one (a restore) rather than a running FSM.
-func MarkClean(dir string) error {
-	if err := os.WriteFile(filepath.Join(dir, CleanMarker), []byte("clean\n"), 0o600); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
+func MarkClean(dir string) error { return backend.MarkClean(dir, CleanMarker) }
 
-func (f *FSM) open() error {
-	// No fsync per commit: the raft log, fsynced before any write is
-	// acknowledged, holds everything applied since the last snapshot; see
-	// discardIfUnclean for how a crash is survived. The freelist is rebuilt
-	// on open rather than written with every commit.
-	db, err := bolt.Open(f.path, 0o600, &bolt.Options{NoSync: true, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return fmt.Errorf("fsm: open %s: %w", f.path, err)
-	}
-	var applied uint64
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		if meta.Get(metaRevision) == nil {
-			// etcd's convention: an empty store is at revision 1, so the
-			// first write is revision 2 and revision 0 can mean "current".
-			if err := meta.Put(metaRevision, u64(1)); err != nil {
-				return err
-			}
-		}
-		applied = readU64(meta.Get(metaAppliedIndex))
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return fmt.Errorf("fsm: initialise %s: %w", f.path, err)
-	}
-	f.db = db
-	f.forgetMembers()
-	f.setApplied(applied)
-	return nil
-}
-
-// Close closes the state database.
+// Close commits what was applied, syncs and closes the state database, and
+// marks it clean; after a failed apply it leaves no marker, so that the next
+// start discards the state and rebuilds it.
 func (f *FSM) Close() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.db == nil {
-		return nil
-	}
-	if err := f.closeDB(); err != nil {
-		return fmt.Errorf("fsm: close: %w", err)
-	}
-	if f.failed != nil {
-		// Leave no marker: the next start discards this state and rebuilds it.
-		return nil
-	}
-	if err := MarkClean(f.cfg.Dir); err != nil {
-		return fmt.Errorf("fsm: mark clean close: %w", err)
+	if err := f.be.Close(); err != nil {
+		return fmt.Errorf("fsm: %w", err)
 	}
 	return nil
-}
-
-// closeDB commits the pending batch (unless an apply failed), syncs and
-// closes db. The caller holds mu exclusively.
-func (f *FSM) closeDB() error {
-	var err error
-	if f.failed == nil {
-		err = f.flush()
-	}
-	if err == nil {
-		err = f.db.Sync()
-	}
-	if cerr := f.db.Close(); err == nil {
-		err = cerr
-	}
-	f.db = nil
-	return err
 }
 
 func (f *FSM) setApplied(index uint64) {
@@ -285,22 +211,21 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 
 // view runs fn in a read transaction of the current database, after
 // committing the pending batch so that the read sees every applied entry.
+// Errors from fn are returned as they are; the backend's own (closed, or
+// failed after a failed apply) say they come from fsm.
 func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if err := f.committed(); err != nil {
-		return err
+	var fnErr error
+	err := f.be.View(func(tx *bolt.Tx) error {
+		fnErr = fn(tx)
+		return fnErr
+	})
+	if fnErr != nil {
+		return fnErr
 	}
-	return f.db.View(fn)
-}
-
-// committed commits the pending batch of the open database, so that a read
-// transaction begun next holds every applied entry. The caller holds mu.
-func (f *FSM) committed() error {
-	if f.db == nil {
-		return errors.New("fsm: closed")
+	if err != nil {
+		return fmt.Errorf("fsm: %w", err)
 	}
-	return f.flush()
+	return nil
 }
 
 // Stats is a consistent summary of the state. It has no key count: counting
@@ -320,7 +245,7 @@ type Stats struct {
 func (f *FSM) KeyCount() (int, error) {
 	var n int
 	err := f.view(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketKeys).Stats().KeyN
+		n = mvcc.Read(tx).KeyCount()
 		return nil
 	})
 	return n, err
@@ -330,9 +255,9 @@ func (f *FSM) KeyCount() (int, error) {
 func (f *FSM) Stats() (Stats, error) {
 	var s Stats
 	err := f.view(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		s.Revision = int64(readU64(meta.Get(metaRevision)))
-		s.CompactRevision = int64(readU64(meta.Get(metaCompactRevision)))
+		meta, kv := tx.Bucket(bucketMeta), mvcc.Read(tx)
+		s.Revision = kv.Revision()
+		s.CompactRevision = kv.CompactRevision()
 		s.AppliedIndex = readU64(meta.Get(metaAppliedIndex))
 		s.AppliedTerm = readU64(meta.Get(metaAppliedTerm))
 		s.ClusterID = readU64(meta.Get(metaClusterID))
@@ -342,11 +267,22 @@ func (f *FSM) Stats() (Stats, error) {
 	return s, err
 }
 
+// DBSize returns the size of the state database (Stats.DBSize) and the size
+// of its pages in use: the file less its free pages, as etcd reports db size
+// and db size in use.
+func (f *FSM) DBSize() (size, inUse int64, err error) {
+	size, inUse, err = f.be.Size()
+	if err != nil {
+		return 0, 0, fmt.Errorf("fsm: %w", err)
+	}
+	return size, inUse, nil
+}
+
 // Revision returns the current store revision.
 func (f *FSM) Revision() int64 {
 	var rev int64
 	_ = f.view(func(tx *bolt.Tx) error {
-		rev = int64(readU64(tx.Bucket(bucketMeta).Get(metaRevision)))
+		rev = mvcc.Read(tx).Revision()
 		return nil
 	})
 	return rev
@@ -410,7 +346,7 @@ func (f *FSM) Range(r *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 	var resp *kvv1.RangeResponse
 	err := f.view(func(tx *bolt.Tx) error {
 		var err error
-		resp, err = rangeTx(tx, r)
+		resp, err = mvcc.Read(tx).Range(r)
 		return err
 	})
 	return resp, err

@@ -1,11 +1,11 @@
 package fsm
 
 import (
-	"encoding/binary"
-	"hash"
 	"hash/crc32"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/kvd-io/kvd/internal/mvcc"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -17,32 +17,26 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func (f *FSM) Hash() (uint32, error) {
 	h := crc32.New(castagnoli)
 	err := f.view(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
-			h.Write(name)
-			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
-				if string(name) == string(bucketMeta) && (string(k) == string(metaAppliedIndex) || string(k) == string(metaAppliedTerm)) {
-					return nil
-				}
-				hashPair(h, k, v)
+		// The buckets in a fixed order: meta, keys, history (mvcc's), members.
+		h.Write(bucketMeta)
+		err := tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
+			if string(k) == string(metaAppliedIndex) || string(k) == string(metaAppliedTerm) {
 				return nil
-			})
-			if err != nil {
-				return err
 			}
+			mvcc.HashPair(h, k, v)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		return nil
+		if err := mvcc.Read(tx).HashData(h); err != nil {
+			return err
+		}
+		h.Write(bucketMembers)
+		return tx.Bucket(bucketMembers).ForEach(func(k, v []byte) error {
+			mvcc.HashPair(h, k, v)
+			return nil
+		})
 	})
 	return h.Sum32(), err
-}
-
-// hashPair feeds one key and value to h, each prefixed by its length, so that
-// no two different sequences of pairs hash the same bytes.
-func hashPair(h hash.Hash, k, v []byte) {
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(k)))
-	h.Write(n[:])
-	h.Write(k)
-	binary.BigEndian.PutUint64(n[:], uint64(len(v)))
-	h.Write(n[:])
-	h.Write(v)
 }

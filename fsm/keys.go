@@ -3,87 +3,24 @@ package fsm
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
+
+	"github.com/kvd-io/kvd/internal/mvcc"
 )
 
+// The state database's buckets. meta is shared with mvcc, which keeps the
+// store revision and compact revision there; keys and history are mvcc's;
+// members is the FSM's own.
 var (
-	bucketMeta    = []byte("meta")
-	bucketKeys    = []byte("keys")
-	bucketHistory = []byte("history")
+	bucketMeta    = []byte(mvcc.MetaBucket)
+	bucketKeys    = []byte(mvcc.KeysBucket)
+	bucketHistory = []byte(mvcc.HistoryBucket)
 	bucketMembers = []byte("members")
 
-	metaAppliedIndex    = []byte("applied_index")
-	metaAppliedTerm     = []byte("applied_term")
-	metaRevision        = []byte("revision")
-	metaCompactRevision = []byte("compact_revision")
-	metaClusterID       = []byte("cluster_id")
+	// The FSM's keys in the meta bucket.
+	metaAppliedIndex = []byte("applied_index")
+	metaAppliedTerm  = []byte("applied_term")
+	metaClusterID    = []byte("cluster_id")
 )
-
-// allBuckets lists the buckets in a fixed order, for creation and hashing.
-var allBuckets = [][]byte{bucketMeta, bucketKeys, bucketHistory, bucketMembers}
-
-// Key escaping keeps the byte order of user keys inside history keys: 0x00 is
-// written as 0x00 0xFF and the key ends with 0x00 0x01, which sorts before any
-// continuation of the key. The revision follows, big-endian, so the versions
-// of one key are adjacent and in revision order.
-const (
-	escByte  = 0x00
-	escEsc   = 0xFF
-	escTerm  = 0x01
-	revBytes = 8
-)
-
-// historyPrefix returns the escaped key with its terminator: every history key
-// of userKey starts with it, and the prefixes of keys sort as the keys do.
-func historyPrefix(userKey []byte) []byte {
-	out := make([]byte, 0, len(userKey)+2+revBytes)
-	for _, b := range userKey {
-		if b == escByte {
-			out = append(out, escByte, escEsc)
-			continue
-		}
-		out = append(out, b)
-	}
-	return append(out, escByte, escTerm)
-}
-
-// historyKey returns the history key of userKey written at rev.
-func historyKey(userKey []byte, rev int64) []byte {
-	return binary.BigEndian.AppendUint64(historyPrefix(userKey), uint64(rev))
-}
-
-var errBadHistoryKey = errors.New("malformed history key")
-
-// splitHistoryKey returns the user key and revision of a history key.
-func splitHistoryKey(hk []byte) ([]byte, int64, error) {
-	if len(hk) < 2+revBytes {
-		return nil, 0, errBadHistoryKey
-	}
-	body, rev := hk[:len(hk)-revBytes], hk[len(hk)-revBytes:]
-	userKey := make([]byte, 0, len(body))
-	for i := 0; i < len(body); i++ {
-		if body[i] != escByte {
-			userKey = append(userKey, body[i])
-			continue
-		}
-		if i+1 >= len(body) {
-			return nil, 0, errBadHistoryKey
-		}
-		switch body[i+1] {
-		case escEsc:
-			userKey = append(userKey, escByte)
-			i++
-		case escTerm:
-			if i+2 != len(body) {
-				return nil, 0, errBadHistoryKey
-			}
-			return userKey, int64(binary.BigEndian.Uint64(rev)), nil
-		default:
-			return nil, 0, errBadHistoryKey
-		}
-	}
-	return nil, 0, errBadHistoryKey
-}
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
@@ -99,15 +36,7 @@ var rangeEndAll = []byte{0}
 
 // inRange reports whether k lies in [key, end) as a request names it: an empty
 // end is the single key, rangeEndAll is unbounded.
-func inRange(k, key, end []byte) bool {
-	if len(end) == 0 {
-		return bytes.Equal(k, key)
-	}
-	if bytes.Compare(k, key) < 0 {
-		return false
-	}
-	return bytes.Equal(end, rangeEndAll) || bytes.Compare(k, end) < 0
-}
+func inRange(k, key, end []byte) bool { return mvcc.InRange(k, key, end) }
 
 // PrefixEnd returns the range end that selects every key with the given
 // prefix, as etcd's clientv3.GetPrefixRangeEnd does.

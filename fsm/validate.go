@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/kvd-io/kvd/internal/mvcc"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -26,11 +27,11 @@ var (
 	// ErrLeaseNotFound: a put names a lease that does not exist.
 	ErrLeaseNotFound = errors.New("requested lease not found")
 	// ErrFutureRevision: a read at a revision the store has not reached.
-	ErrFutureRevision = errors.New("required revision is a future revision")
+	ErrFutureRevision = mvcc.ErrFutureRevision
 	// ErrCompacted: a read at a revision that compaction has removed.
-	ErrCompacted = errors.New("required revision has been compacted")
+	ErrCompacted = mvcc.ErrCompacted
 	// ErrEmptyRequest: a request op or command with nothing in it.
-	ErrEmptyRequest = errors.New("empty request")
+	ErrEmptyRequest = mvcc.ErrEmptyRequest
 )
 
 // MaxTxnOps bounds the operations of one transaction branch, as etcd's

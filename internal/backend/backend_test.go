@@ -1,0 +1,361 @@
+package backend
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var bucket = []byte("b")
+
+func testConfig(dir string) Config {
+	return Config{
+		Dir:            dir,
+		File:           "test.db",
+		CleanMarker:    "test.clean",
+		CommitInterval: time.Hour, // commits only when asked, unless a test says otherwise
+		CommitEntries:  100,
+		Init: func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucketIfNotExists(bucket)
+			return err
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	}
+}
+
+func open(t *testing.T, cfg Config) *Backend {
+	t.Helper()
+	b, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// put writes k=v in a batch of one entry.
+func put(t *testing.T, b *Backend, k, v string) {
+	t.Helper()
+	if err := b.Batch(func(tx *bolt.Tx) (int, error) {
+		return 1, tx.Bucket(bucket).Put([]byte(k), []byte(v))
+	}); err != nil {
+		t.Fatalf("Batch: %v", err)
+	}
+}
+
+// get reads k through View; "" means absent.
+func get(t *testing.T, b *Backend, k string) string {
+	t.Helper()
+	var v string
+	if err := b.View(func(tx *bolt.Tx) error {
+		v = string(tx.Bucket(bucket).Get([]byte(k)))
+		return nil
+	}); err != nil {
+		t.Fatalf("View: %v", err)
+	}
+	return v
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := testConfig("d")
+	if err := good.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	for name, mutate := range map[string]func(*Config){
+		"no dir":             func(c *Config) { c.Dir = "" },
+		"no file":            func(c *Config) { c.File = "" },
+		"file with a path":   func(c *Config) { c.File = "a/b.db" },
+		"no marker":          func(c *Config) { c.CleanMarker = "" },
+		"marker is the file": func(c *Config) { c.CleanMarker = c.File },
+		"no interval":        func(c *Config) { c.CommitInterval = 0 },
+		"no entries":         func(c *Config) { c.CommitEntries = 0 },
+	} {
+		c := good
+		mutate(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted %+v", name, c)
+		}
+		if _, err := Open(c); err == nil {
+			t.Errorf("%s: Open accepted %+v", name, c)
+		}
+	}
+}
+
+// TestBatchesShareATransaction checks that batches share one pending
+// write transaction, that a read commits it first, and that it commits
+// once it holds CommitEntries entries.
+func TestBatchesShareATransaction(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.CommitEntries = 3
+	b := open(t, cfg)
+	put(t, b, "a", "1")
+	put(t, b, "b", "2")
+	if !b.Pending() {
+		t.Fatal("no pending transaction after two batches")
+	}
+	if got := get(t, b, "a") + get(t, b, "b"); got != "12" {
+		t.Fatalf("a read after two batches found %q, want 12", got)
+	}
+	if b.Pending() {
+		t.Fatal("a read left the pending transaction open")
+	}
+	put(t, b, "c", "3")
+	put(t, b, "d", "4")
+	if !b.Pending() {
+		t.Fatal("two entries committed before CommitEntries")
+	}
+	put(t, b, "e", "5")
+	if b.Pending() {
+		t.Fatal("the pending transaction holds CommitEntries entries and is still open")
+	}
+}
+
+func TestCommitTimer(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.CommitInterval = 10 * time.Millisecond
+	b := open(t, cfg)
+	put(t, b, "a", "1")
+	deadline := time.Now().Add(time.Second)
+	for b.Pending() {
+		if time.Now().After(deadline) {
+			t.Fatal("the pending transaction was not committed by its timer")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestReadersSeeEveryWrite checks the other ways of reading: a read
+// transaction, a copy of the file, the sizes.
+func TestReadersSeeEveryWrite(t *testing.T) {
+	b := open(t, testConfig(t.TempDir()))
+	put(t, b, "a", "1")
+	tx, err := b.ReadTx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := tx.Bucket(bucket).Get([]byte("a")); string(v) != "1" {
+		t.Fatalf("ReadTx sees a=%q", v)
+	}
+	_ = tx.Rollback()
+
+	put(t, b, "b", "2")
+	var buf bytes.Buffer
+	var announced int64
+	n, err := b.WriteTo(&buf, func(size int64) { announced = size })
+	if err != nil || n != int64(buf.Len()) || announced != n {
+		t.Fatalf("WriteTo = %d, %v; wrote %d bytes, announced %d", n, err, buf.Len(), announced)
+	}
+	copyPath := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(copyPath, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = CheckFile(copyPath, func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucket).Get([]byte("b")); string(v) != "2" {
+			return errors.New("the copy lacks b")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the copy: %v", err)
+	}
+
+	size, inUse, err := b.Size()
+	if err != nil || size <= 0 || inUse <= 0 || inUse > size {
+		t.Fatalf("Size = %d, %d, %v", size, inUse, err)
+	}
+}
+
+// TestFailureRefusesUse checks that a failed write rolls back everything
+// pending, refuses all later use, and leaves the file to be discarded.
+func TestFailureRefusesUse(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	b := open(t, cfg)
+	put(t, b, "kept", "1")
+	if get(t, b, "kept") != "1" { // committed
+		t.Fatal("kept not written")
+	}
+	put(t, b, "pending", "1")
+	boom := errors.New("boom")
+	err := b.Batch(func(tx *bolt.Tx) (int, error) {
+		_ = tx.Bucket(bucket).Put([]byte("failing"), []byte("1"))
+		return 1, boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Batch = %v, want boom", err)
+	}
+	if b.Pending() {
+		t.Fatal("a failed batch left a pending transaction")
+	}
+	for name, use := range map[string]func() error{
+		"Batch": func() error { return b.Batch(func(*bolt.Tx) (int, error) { return 1, nil }) },
+		"View":  func() error { return b.View(func(*bolt.Tx) error { return nil }) },
+		"ReadTx": func() error {
+			tx, err := b.ReadTx()
+			if err == nil {
+				_ = tx.Rollback()
+			}
+			return err
+		},
+		"WriteTo": func() error { _, err := b.WriteTo(&bytes.Buffer{}, nil); return err },
+		"Size":    func() error { _, _, err := b.Size(); return err },
+	} {
+		if err := use(); !errors.Is(err, ErrFailed) || !errors.Is(err, boom) {
+			t.Errorf("%s after a failure = %v, want ErrFailed wrapping boom", name, err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, cfg.CleanMarker)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a failed backend was marked clean: %v", err)
+	}
+	b = open(t, cfg)
+	if !b.Rebuilt() || get(t, b, "kept") != "" {
+		t.Fatalf("reopened after a failure: rebuilt %v, kept=%q; want a discarded file", b.Rebuilt(), get(t, b, "kept"))
+	}
+}
+
+// TestCleanMarker checks that a clean close keeps the file, that the
+// marker is consumed on open, and that a file without it is discarded.
+func TestCleanMarker(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	marker := filepath.Join(dir, cfg.CleanMarker)
+	b := open(t, cfg)
+	put(t, b, "a", "1") // pending at close: Close commits it
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
+	}
+	if err := b.View(func(*bolt.Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("View after Close = %v, want ErrClosed", err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("no marker after a clean close: %v", err)
+	}
+
+	b = open(t, cfg)
+	if b.Rebuilt() || get(t, b, "a") != "1" {
+		t.Fatalf("reopened after a clean close: rebuilt %v, a=%q", b.Rebuilt(), get(t, b, "a"))
+	}
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the marker was not consumed: %v", err)
+	}
+	put(t, b, "b", "2")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A crash: the file is there, the marker is not.
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	b = open(t, cfg)
+	if !b.Rebuilt() || get(t, b, "a") != "" {
+		t.Fatalf("reopened after a crash: rebuilt %v, a=%q; want a discarded file", b.Rebuilt(), get(t, b, "a"))
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A tool that wrote a file marks it clean itself.
+	b = open(t, cfg)
+	put(t, b, "c", "3")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	if err := MarkClean(dir, cfg.CleanMarker); err != nil {
+		t.Fatal(err)
+	}
+	b = open(t, cfg)
+	if b.Rebuilt() || get(t, b, "c") != "3" {
+		t.Fatalf("reopened after MarkClean: rebuilt %v, c=%q", b.Rebuilt(), get(t, b, "c"))
+	}
+}
+
+// TestRestore checks the swap: the new file replaces the old, with what was
+// pending discarded and Init run; a file the check refuses changes nothing.
+func TestRestore(t *testing.T) {
+	src := open(t, testConfig(t.TempDir()))
+	put(t, src, "from", "src")
+	var snap bytes.Buffer
+	if _, err := src.WriteTo(&snap, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	inits := 0
+	initBucket := cfg.Init
+	cfg.Init = func(tx *bolt.Tx) error { inits++; return initBucket(tx) }
+	b := open(t, cfg)
+	put(t, b, "old", "1")
+	put(t, b, "pending", "1")
+
+	refused := errors.New("refused")
+	if err := b.Restore(bytes.NewReader(snap.Bytes()), func(string) error { return refused }); !errors.Is(err, refused) {
+		t.Fatalf("Restore with a refusing check = %v", err)
+	}
+	if _, err := os.Stat(b.Path() + ".restore"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused restore left its temporary file: %v", err)
+	}
+	if get(t, b, "old") != "1" || get(t, b, "pending") != "1" {
+		t.Fatal("a refused restore changed the state")
+	}
+
+	put(t, b, "pending2", "1")
+	var checked string
+	if err := b.Restore(bytes.NewReader(snap.Bytes()), func(path string) error {
+		checked = path
+		return CheckFile(path, nil)
+	}); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if checked != b.Path()+".restore" {
+		t.Fatalf("check was given %q", checked)
+	}
+	if inits != 2 {
+		t.Fatalf("Init ran %d times, want 2 (open and restore)", inits)
+	}
+	if get(t, b, "from") != "src" || get(t, b, "old") != "" || get(t, b, "pending2") != "" {
+		t.Fatal("the restored state is not the snapshot's")
+	}
+	put(t, b, "after", "1")
+	if get(t, b, "after") != "1" {
+		t.Fatal("cannot write after a restore")
+	}
+}
+
+func TestCheckFileRefusesDamage(t *testing.T) {
+	src := open(t, testConfig(t.TempDir()))
+	put(t, src, "a", "1")
+	var buf bytes.Buffer
+	if _, err := src.WriteTo(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{
+		"truncated": buf.Bytes()[:buf.Len()/2+1],
+		"garbage":   bytes.Repeat([]byte{0xAB}, 8192),
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckFile(path, nil); err == nil {
+			t.Errorf("%s: CheckFile accepted it", name)
+		}
+	}
+}

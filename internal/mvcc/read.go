@@ -1,0 +1,222 @@
+package mvcc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"hash/crc32"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+)
+
+// ReadView reads the store through a bbolt transaction, read-only or not.
+// Inside a write transaction it sees the writes made so far. It is a value:
+// make one per transaction with Read, and do not use it after the
+// transaction ends.
+type ReadView struct{ tx *bolt.Tx }
+
+// Read returns a view of the store in tx.
+func Read(tx *bolt.Tx) ReadView { return ReadView{tx: tx} }
+
+// Revision returns the store revision: that of the last transaction that
+// changed a key, 1 in an empty store.
+func (r ReadView) Revision() int64 {
+	return int64(readU64(r.tx.Bucket(bucketMeta).Get(metaRevision)))
+}
+
+// CompactRevision returns the revision below which history may have been
+// trimmed; 0 before any compaction.
+func (r ReadView) CompactRevision() int64 {
+	return int64(readU64(r.tx.Bucket(bucketMeta).Get(metaCompactRevision)))
+}
+
+// KeyCount returns the number of live keys. It walks the whole keys bucket.
+func (r ReadView) KeyCount() int { return r.tx.Bucket(bucketKeys).Stats().KeyN }
+
+// Range answers a range read at the current revision or at a past one
+// (req.Revision), with req's limit, count-only and keys-only. The caller has
+// validated req (fsm.ValidateRange). A revision the store cannot serve is an
+// error wrapping ErrFutureRevision or ErrCompacted; other errors are storage
+// failures.
+func (r ReadView) Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
+	meta := r.tx.Bucket(bucketMeta)
+	current := int64(readU64(meta.Get(metaRevision)))
+	compacted := int64(readU64(meta.Get(metaCompactRevision)))
+	rev := req.GetRevision()
+	switch {
+	case rev > current:
+		return nil, fmt.Errorf("%w: %d > current %d", ErrFutureRevision, rev, current)
+	case rev > 0 && rev < compacted:
+		return nil, fmt.Errorf("%w: %d < compacted %d", ErrCompacted, rev, compacted)
+	}
+	resp := &kvv1.RangeResponse{Header: &kvv1.ResponseHeader{Revision: current}}
+	emit := func(kv *kvv1.KeyValue) {
+		resp.Count++
+		if req.GetCountOnly() {
+			return
+		}
+		if req.GetLimit() > 0 && int64(len(resp.Kvs)) >= req.GetLimit() {
+			resp.More = true
+			return
+		}
+		if req.GetKeysOnly() {
+			kv.Value = nil
+		}
+		resp.Kvs = append(resp.Kvs, kv)
+	}
+	var err error
+	if rev <= 0 || rev == current {
+		err = r.scanCurrent(req.GetKey(), req.GetRangeEnd(), emit)
+	} else {
+		err = history{r.tx.Bucket(bucketHistory)}.at(req.GetKey(), req.GetRangeEnd(), rev, emit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// scanCurrent calls emit for every live key in [key, end), in key order.
+func (r ReadView) scanCurrent(key, end []byte, emit func(*kvv1.KeyValue)) error {
+	b := r.tx.Bucket(bucketKeys)
+	if len(end) == 0 {
+		v := b.Get(key)
+		if v == nil {
+			return nil
+		}
+		kv, err := decodeKV(v)
+		if err != nil {
+			return err
+		}
+		emit(kv)
+		return nil
+	}
+	c := b.Cursor()
+	for k, v := c.Seek(key); k != nil && InRange(k, key, end); k, v = c.Next() {
+		kv, err := decodeKV(v)
+		if err != nil {
+			return err
+		}
+		emit(kv)
+	}
+	return nil
+}
+
+// History calls fn with every change to a key in [key, end) at revision from
+// or later that history still holds, as the Event a TxnWrite reported for it
+// (PrevKV is nil when the version before is a tombstone, or was compacted
+// away). The order is history's: by key, then by revision; within one
+// revision that is key order, where TxnWrite.Changes gives the order of the
+// operations. Each key changes at most once per revision, so sorting by
+// revision (stably) groups the events of each revision. An error from fn
+// stops the scan and is returned.
+func (r ReadView) History(key, end []byte, from int64, fn func(rev int64, ev Event) error) error {
+	var (
+		curKey []byte
+		prev   []byte // the version of curKey before the current one
+	)
+	it := history{r.tx.Bucket(bucketHistory)}.versions(key, end)
+	for {
+		uk, rev, v, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		if prev == nil || !bytes.Equal(uk, curKey) {
+			curKey, prev = uk, nil
+		}
+		before := prev
+		prev = v
+		if rev < from {
+			continue
+		}
+		kv, err := decodeKV(v)
+		if err != nil {
+			return err
+		}
+		ev := Event{Type: Put, KV: kv}
+		if kv.GetVersion() == 0 {
+			ev.Type = Delete
+		}
+		if before != nil {
+			pkv, err := decodeKV(before)
+			if err != nil {
+				return err
+			}
+			if pkv.GetVersion() > 0 {
+				ev.PrevKV = pkv
+			}
+		}
+		if err := fn(rev, ev); err != nil {
+			return err
+		}
+	}
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// HashKV returns a CRC-32C of every key-value version (tombstones included)
+// up to rev, and the revision it covers; rev <= 0 means the current
+// revision. Members that applied the same log agree on it whatever else
+// they hold.
+func (r ReadView) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
+	h := crc32.New(castagnoli)
+	current, compactRev := r.Revision(), r.CompactRevision()
+	if rev <= 0 {
+		rev = current
+	}
+	if rev > current {
+		return 0, 0, compactRev, fmt.Errorf("%w: %d > current %d", ErrFutureRevision, rev, current)
+	}
+	if rev < compactRev {
+		return 0, 0, compactRev, fmt.Errorf("%w: %d < compacted %d", ErrCompacted, rev, compactRev)
+	}
+	err = history{r.tx.Bucket(bucketHistory)}.upTo(rev, func(hk, v []byte) error {
+		HashPair(h, hk, v)
+		return nil
+	})
+	return h.Sum32(), rev, compactRev, err
+}
+
+// HashData feeds the store's own buckets, keys then history, to h: each
+// bucket's name, then each of its pairs as HashPair writes them. The meta
+// bucket, shared with the caller, is the caller's to hash.
+func (r ReadView) HashData(h hash.Hash) error {
+	for _, name := range [][]byte{bucketKeys, bucketHistory} {
+		h.Write(name)
+		err := r.tx.Bucket(name).ForEach(func(k, v []byte) error {
+			HashPair(h, k, v)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HashPair feeds one key and value to h, each prefixed by its length, so that
+// no two different sequences of pairs hash the same bytes.
+func HashPair(h hash.Hash, k, v []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(k)))
+	h.Write(n[:])
+	h.Write(k)
+	binary.BigEndian.PutUint64(n[:], uint64(len(v)))
+	h.Write(n[:])
+	h.Write(v)
+}
+
+func decodeKV(v []byte) (*kvv1.KeyValue, error) {
+	kv := &kvv1.KeyValue{}
+	if err := proto.Unmarshal(v, kv); err != nil {
+		return nil, fmt.Errorf("mvcc: decode key-value: %w", err)
+	}
+	return kv, nil
+}
