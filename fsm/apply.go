@@ -31,6 +31,8 @@ func (f *FSM) handlerTable() map[fsmv1.CommandType]handler {
 			nil, (*writer).leaderStart),
 		fsmv1.CommandType_COMMAND_TYPE_PUBLISH_MEMBER: decoded(func() *fsmv1.MemberAttributes { return &fsmv1.MemberAttributes{} },
 			nil, (*writer).publishMember),
+		fsmv1.CommandType_COMMAND_TYPE_COMPACT: decoded(func() *kvv1.CompactRequest { return &kvv1.CompactRequest{} },
+			ValidateCompact, (*writer).compact),
 	}
 }
 
@@ -80,12 +82,16 @@ const (
 // uncommitted entry, marks the FSM failed so that it serves nothing more and
 // is rebuilt at the next start, and panics.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
+	f.keepForDefrag(logs)
 	results := make([]any, len(logs))
 	start := time.Now()
 	applied := f.AppliedIndex()
 	var (
-		last    *raft.Log
-		changes []Change
+		last      *raft.Log
+		changes   []Change
+		compacted bool
 	)
 	err := f.be.Batch(func(tx *bolt.Tx) (int, error) {
 		w := newWriter(tx, f.feed != nil)
@@ -94,7 +100,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			err error
 		)
 		last, n, err = f.applyEntries(w, logs, applied, results)
-		changes = w.changes
+		changes, compacted = w.changes, w.compacted
 		return n, err
 	})
 	if err != nil {
@@ -108,6 +114,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	if len(changes) > 0 {
 		f.feed.Applied(changes)
+	}
+	if compacted {
+		f.kickTrimmer()
 	}
 	if f.cfg.Observer != nil {
 		f.cfg.Observer.ObserveApply(time.Since(start), len(logs))
@@ -204,6 +213,8 @@ type writer struct {
 	kv      mvcc.Writer
 	// membersChanged is set when a command wrote the members bucket.
 	membersChanged bool
+	// compacted is set when a command moved the compact revision.
+	compacted bool
 	// record says a Feed listens: changes collects what each key-value
 	// transaction changed, in revision order.
 	record  bool

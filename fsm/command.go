@@ -19,13 +19,19 @@ var ignorable = map[fsmv1.CommandType]bool{
 	fsmv1.CommandType_COMMAND_TYPE_PUBLISH_MEMBER: true,
 }
 
-// FeatureBatchCommands is the feature a member publishes (in
-// MemberAttributes.features) when it can apply COMMAND_TYPE_BATCH.
-const FeatureBatchCommands = "batch-commands"
+// The features a member publishes (in MemberAttributes.features): the log
+// formats it can apply beyond those of the first release. A leader writes
+// one only once every member has published it.
+const (
+	// FeatureBatchCommands: the member can apply COMMAND_TYPE_BATCH.
+	FeatureBatchCommands = "batch-commands"
+	// FeatureCompact: the member can apply COMMAND_TYPE_COMPACT.
+	FeatureCompact = "compact"
+)
 
 // Features lists the log formats this state machine can apply beyond those
 // of the first release, for a member to publish.
-func Features() []string { return []string{FeatureBatchCommands} }
+func Features() []string { return []string{FeatureBatchCommands, FeatureCompact} }
 
 // HasFeature reports whether a member's published attributes name feature.
 func HasFeature(m *fsmv1.MemberAttributes, feature string) bool {
@@ -64,6 +70,8 @@ func EncodeResult(res any) (*fsmv1.Result, error) {
 		return &fsmv1.Result{Result: &fsmv1.Result_DeleteRange{DeleteRange: r}}, nil
 	case *kvv1.TxnResponse:
 		return &fsmv1.Result{Result: &fsmv1.Result_Txn{Txn: r}}, nil
+	case *kvv1.CompactResponse:
+		return &fsmv1.Result{Result: &fsmv1.Result_Compact{Compact: r}}, nil
 	case error:
 		return nil, r
 	default:
@@ -81,6 +89,8 @@ func DecodeResult(r *fsmv1.Result) any {
 		return v.DeleteRange
 	case *fsmv1.Result_Txn:
 		return v.Txn
+	case *fsmv1.Result_Compact:
+		return v.Compact
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -95,6 +96,24 @@ type FSM struct {
 	membersMu  sync.Mutex
 	membersGen uint64
 	members    map[string]*fsmv1.MemberAttributes
+
+	// The trimmer (compact.go): trimKick wakes it, trimmedCh is closed and
+	// replaced when it has finished a trim, trimDone when it has stopped.
+	trimKick  chan struct{}
+	trimMu    sync.Mutex
+	trimmedCh chan struct{}
+	trimDone  chan struct{}
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
+
+	// applyMu is held while entries are applied (ApplyBatch, Restore) and
+	// while a defragmentation takes its start or swaps the files: the
+	// state does not change under either. defrag is the defragmentation in
+	// progress (defrag.go), nil when there is none; defragMu lets one run
+	// at a time.
+	applyMu  sync.Mutex
+	defrag   *defragState
+	defragMu sync.Mutex
 }
 
 var (
@@ -114,11 +133,17 @@ func New(cfg Config) (*FSM, error) {
 		path:      filepath.Join(cfg.Dir, StateFile),
 		feed:      cfg.Feed,
 		appliedCh: make(chan struct{}),
+		trimKick:  make(chan struct{}, 1),
+		trimmedCh: make(chan struct{}),
+		trimDone:  make(chan struct{}),
+		closed:    make(chan struct{}),
 	}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
 	f.handlers = f.handlerTable()
+	// A defragmentation that a crash cut short left its copy behind.
+	_ = os.Remove(f.path + ".defrag")
 	be, err := backend.Open(backend.Config{
 		Dir:            cfg.Dir,
 		File:           StateFile,
@@ -132,6 +157,8 @@ func New(cfg Config) (*FSM, error) {
 		return nil, fmt.Errorf("fsm: %w", err)
 	}
 	f.be = be
+	go f.trim()
+	f.kickTrimmer() // a trim a restart cut short goes on
 	return f, nil
 }
 
@@ -163,6 +190,8 @@ func MarkClean(dir string) error { return backend.MarkClean(dir, CleanMarker) }
 // marks it clean; after a failed apply it leaves no marker, so that the next
 // start discards the state and rebuilds it.
 func (f *FSM) Close() error {
+	f.closeOnce.Do(func() { close(f.closed) })
+	<-f.trimDone // the trimmer writes through the backend: stop it first
 	if err := f.be.Close(); err != nil {
 		return fmt.Errorf("fsm: %w", err)
 	}

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"hash/crc32"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -20,7 +21,7 @@ func (f *FSM) Hash() (uint32, error) {
 		// The buckets in a fixed order: meta, keys, history (mvcc's), members.
 		h.Write(bucketMeta)
 		err := tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
-			if string(k) == string(metaAppliedIndex) || string(k) == string(metaAppliedTerm) {
+			if string(k) == string(metaAppliedIndex) || string(k) == string(metaAppliedTerm) || slices.Contains(mvcc.LocalMetaKeys, string(k)) {
 				return nil
 			}
 			mvcc.HashPair(h, k, v)

@@ -44,6 +44,8 @@ func commandType(tb testing.TB, msg proto.Message) fsmv1.CommandType {
 		return fsmv1.CommandType_COMMAND_TYPE_LEADER_START
 	case *fsmv1.MemberAttributes:
 		return fsmv1.CommandType_COMMAND_TYPE_PUBLISH_MEMBER
+	case *kvv1.CompactRequest:
+		return fsmv1.CommandType_COMMAND_TYPE_COMPACT
 	}
 	tb.Fatalf("no command type carries %T", msg)
 	return 0

@@ -57,6 +57,14 @@ func (s *snapshot) Release() { s.release.Do(func() { _ = s.tx.Rollback() }) }
 // Config.Feed, if set, is then told the revision of the new state.
 func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 	defer rc.Close()
+	// The state is replaced: a defragmentation copying the old one must
+	// not swap its copy in afterwards.
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
+	if f.defrag != nil {
+		f.defrag.over = true
+		f.defrag.logs = nil
+	}
 	if f.cfg.Observer != nil {
 		defer func(start time.Time) { f.cfg.Observer.ObserveSnapshot("restore", time.Since(start), err) }(time.Now())
 	}
@@ -72,6 +80,7 @@ func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
 	f.log.Info("fsm: restored state from snapshot", "applied_index", applied)
+	f.kickTrimmer() // the snapshot may have been taken halfway through a trim
 	if f.feed != nil {
 		f.feed.Restored(f.openRevision)
 	}

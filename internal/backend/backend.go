@@ -453,7 +453,15 @@ func (b *Backend) Restore(r io.Reader, check func(path string) error) error {
 			return err
 		}
 	}
+	return b.Swap(tmp)
+}
 
+// Swap replaces the state file by the complete, synced database file at
+// path (which it renames into place), as Restore does: the pending
+// transaction is dropped, the old file closed, the new one opened and
+// initialised (Config.Init). Callers make sure that nothing pending is
+// missing from the new file.
+func (b *Backend) Swap(path string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.db != nil {
@@ -464,7 +472,7 @@ func (b *Backend) Restore(r io.Reader, check func(path string) error) error {
 			return fmt.Errorf("close state: %w", err)
 		}
 	}
-	if err := os.Rename(tmp, b.path); err != nil {
+	if err := os.Rename(path, b.path); err != nil {
 		return err
 	}
 	if err := SyncDir(b.cfg.Dir); err != nil {

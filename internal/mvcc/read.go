@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
+	"math"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -162,9 +163,10 @@ func (r ReadView) History(key, end []byte, from int64, fn func(rev int64, ev Eve
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // HashKV returns a CRC-32C of every key-value version (tombstones included)
-// up to rev, and the revision it covers; rev <= 0 means the current
-// revision. Members that applied the same log agree on it whatever else
-// they hold.
+// that a read can reach at or below rev (see logicalVersions: what
+// compaction has put out of reach is left out, trimmed or not), and the
+// revision it covers; rev <= 0 means the current revision. Members that
+// applied the same log agree on it whatever else they hold.
 func (r ReadView) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
 	h := crc32.New(castagnoli)
 	current, compactRev := r.Revision(), r.CompactRevision()
@@ -177,28 +179,31 @@ func (r ReadView) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err
 	if rev < compactRev {
 		return 0, 0, compactRev, fmt.Errorf("%w: %d < compacted %d", ErrCompacted, rev, compactRev)
 	}
-	err = history{r.tx.Bucket(bucketHistory)}.upTo(rev, func(hk, v []byte) error {
+	err = r.logicalVersions(rev, func(hk, v []byte) error {
 		HashPair(h, hk, v)
 		return nil
 	})
 	return h.Sum32(), rev, compactRev, err
 }
 
-// HashData feeds the store's own buckets, keys then history, to h: each
-// bucket's name, then each of its pairs as HashPair writes them. The meta
-// bucket, shared with the caller, is the caller's to hash.
+// HashData feeds the store's own buckets to h: the keys bucket, then the
+// history a read can reach (see logicalVersions), each prefixed by its
+// bucket's name, each pair as HashPair writes it. The meta bucket, shared
+// with the caller, is the caller's to hash (without LocalMetaKeys).
 func (r ReadView) HashData(h hash.Hash) error {
-	for _, name := range [][]byte{bucketKeys, bucketHistory} {
-		h.Write(name)
-		err := r.tx.Bucket(name).ForEach(func(k, v []byte) error {
-			HashPair(h, k, v)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
+	h.Write(bucketKeys)
+	err := r.tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
+		HashPair(h, k, v)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	return nil
+	h.Write(bucketHistory)
+	return r.logicalVersions(math.MaxInt64, func(k, v []byte) error {
+		HashPair(h, k, v)
+		return nil
+	})
 }
 
 // HashPair feeds one key and value to h, each prefixed by its length, so that

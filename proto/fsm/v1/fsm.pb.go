@@ -360,6 +360,7 @@ type Result struct {
 	//	*Result_Put
 	//	*Result_DeleteRange
 	//	*Result_Txn
+	//	*Result_Compact
 	Result        isResult_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -429,6 +430,15 @@ func (x *Result) GetTxn() *v1.TxnResponse {
 	return nil
 }
 
+func (x *Result) GetCompact() *v1.CompactResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Result_Compact); ok {
+			return x.Compact
+		}
+	}
+	return nil
+}
+
 type isResult_Result interface {
 	isResult_Result()
 }
@@ -448,11 +458,18 @@ type Result_Txn struct {
 	Txn *v1.TxnResponse `protobuf:"bytes,3,opt,name=txn,proto3,oneof"`
 }
 
+type Result_Compact struct {
+	// compact answers COMMAND_TYPE_COMPACT.
+	Compact *v1.CompactResponse `protobuf:"bytes,4,opt,name=compact,proto3,oneof"`
+}
+
 func (*Result_Put) isResult_Result() {}
 
 func (*Result_DeleteRange) isResult_Result() {}
 
 func (*Result_Txn) isResult_Result() {}
+
+func (*Result_Compact) isResult_Result() {}
 
 var File_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
@@ -474,11 +491,12 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x120\n" +
 	"\x06leader\x18\x02 \x01(\v2\x18.fsm.v1.MemberAttributesR\x06leader\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x03 \x01(\x04R\tclusterId\"\xa3\x01\n" +
+	"cluster_id\x18\x03 \x01(\x04R\tclusterId\"\xd7\x01\n" +
 	"\x06Result\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.kv.v1.PutResponseH\x00R\x03put\x12?\n" +
 	"\fdelete_range\x18\x02 \x01(\v2\x1a.kv.v1.DeleteRangeResponseH\x00R\vdeleteRange\x12&\n" +
-	"\x03txn\x18\x03 \x01(\v2\x12.kv.v1.TxnResponseH\x00R\x03txnB\b\n" +
+	"\x03txn\x18\x03 \x01(\v2\x12.kv.v1.TxnResponseH\x00R\x03txn\x122\n" +
+	"\acompact\x18\x04 \x01(\v2\x16.kv.v1.CompactResponseH\x00R\acompactB\b\n" +
 	"\x06result*\xe8\x01\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -514,6 +532,7 @@ var file_fsm_v1_fsm_proto_goTypes = []any{
 	(*v1.PutResponse)(nil),         // 6: kv.v1.PutResponse
 	(*v1.DeleteRangeResponse)(nil), // 7: kv.v1.DeleteRangeResponse
 	(*v1.TxnResponse)(nil),         // 8: kv.v1.TxnResponse
+	(*v1.CompactResponse)(nil),     // 9: kv.v1.CompactResponse
 }
 var file_fsm_v1_fsm_proto_depIdxs = []int32{
 	0, // 0: fsm.v1.Command.type:type_name -> fsm.v1.CommandType
@@ -521,11 +540,12 @@ var file_fsm_v1_fsm_proto_depIdxs = []int32{
 	6, // 2: fsm.v1.Result.put:type_name -> kv.v1.PutResponse
 	7, // 3: fsm.v1.Result.delete_range:type_name -> kv.v1.DeleteRangeResponse
 	8, // 4: fsm.v1.Result.txn:type_name -> kv.v1.TxnResponse
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	9, // 5: fsm.v1.Result.compact:type_name -> kv.v1.CompactResponse
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_fsm_v1_fsm_proto_init() }
@@ -537,6 +557,7 @@ func file_fsm_v1_fsm_proto_init() {
 		(*Result_Put)(nil),
 		(*Result_DeleteRange)(nil),
 		(*Result_Txn)(nil),
+		(*Result_Compact)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
