@@ -67,6 +67,20 @@ type Config struct {
 
 	// RequestTimeout bounds a request whose context has no deadline.
 	RequestTimeout time.Duration
+	// AutoCompactionMode and AutoCompactionRetention compact the history
+	// automatically, as etcd's flags of the same names do: mode periodic
+	// (the default) keeps about Retention of history (a duration, or a
+	// number of hours); mode revision keeps the newest Retention revisions.
+	// An empty or zero retention turns it off.
+	AutoCompactionMode      string
+	AutoCompactionRetention string
+	// AutoCompactionRevisionInterval is how often the revision mode
+	// compacts; zero means five minutes (etcd's).
+	AutoCompactionRevisionInterval time.Duration
+	// WatchProgressInterval is how often a watcher that asked for progress
+	// notifications gets one while it has no event (etcd's
+	// --watch-progress-notify-interval).
+	WatchProgressInterval time.Duration
 
 	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and
 	// CommitTimeout are hashicorp/raft's timers; see raft.Config.
@@ -108,9 +122,10 @@ type Peer struct {
 // DefaultConfig returns the daemon's defaults, tuned for a LAN.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:        "kvd-data",
-		RaftAddr:       "127.0.0.1:7380",
-		RequestTimeout: 5 * time.Second,
+		DataDir:               "kvd-data",
+		RaftAddr:              "127.0.0.1:7380",
+		RequestTimeout:        5 * time.Second,
+		WatchProgressInterval: 10 * time.Minute,
 		// hashicorp/raft's LAN defaults: a leader is replaced about one to
 		// two seconds after it dies, and a busy disk or a GC pause on a
 		// small machine does not depose a healthy one.
@@ -185,6 +200,12 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return fmt.Errorf("request timeout must be positive, got %s", c.RequestTimeout)
+	}
+	if _, _, err := parseCompaction(c.AutoCompactionMode, c.AutoCompactionRetention, c.compactionInterval()); err != nil {
+		return err
+	}
+	if c.WatchProgressInterval <= 0 {
+		return fmt.Errorf("watch progress notify interval must be positive, got %s", c.WatchProgressInterval)
 	}
 	if c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.CommitTimeout <= 0 {
 		return errors.New("raft timeouts must be positive")
@@ -265,4 +286,11 @@ func ParseInitialCluster(s string) ([]Peer, error) {
 		peers = append(peers, Peer{Name: name, RaftAddr: addr})
 	}
 	return peers, nil
+}
+
+func (c Config) compactionInterval() time.Duration {
+	if c.AutoCompactionRevisionInterval > 0 {
+		return c.AutoCompactionRevisionInterval
+	}
+	return 5 * time.Minute
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/kvd-io/kvd/internal/proposal"
 	"github.com/kvd-io/kvd/internal/raftlog"
 	"github.com/kvd-io/kvd/internal/readindex"
+	"github.com/kvd-io/kvd/internal/watch"
 	"github.com/kvd-io/kvd/internal/workers"
 )
 
@@ -58,6 +59,11 @@ type Member struct {
 	reads   *readindex.Queue      // linearizable reads wait here for a read index
 	confirm *leadership.Confirmer // counts followers' answers for reads' leadership rounds
 	health  *prober
+	hub     *watch.Hub // hands what is applied to watchers
+
+	// leaderlessSince is when this member last lost sight of a leader
+	// (UnixNano); 0 while it knows one.
+	leaderlessSince atomic.Int64
 
 	joining   bool // started with an empty data dir and Join set
 	clusterID atomic.Uint64
@@ -162,7 +168,12 @@ func (m *Member) start() error {
 		return err
 	}
 	var err error
-	if m.fsm, err = fsm.New(fsm.Config{Dir: m.cfg.DataDir, Logger: m.log, Observer: m.obs}); err != nil {
+	if m.fsm, err = fsm.New(fsm.Config{Dir: m.cfg.DataDir, Logger: m.log, Observer: m.obs, Feed: hubFeed{m}}); err != nil {
+		return err
+	}
+	// The hub starts at the state's revision, before raft applies anything
+	// (a snapshot restore at start included).
+	if m.hub, err = watch.New(watch.Config{History: watchHistory{m}, Revision: m.fsm.Revision(), Logger: m.log}); err != nil {
 		return err
 	}
 	if err := m.startRaft(); err != nil {
@@ -170,6 +181,8 @@ func (m *Member) start() error {
 	}
 	m.health = newProber(m)
 	m.goLoop(func() { m.reads.Run(m.ctx) })
+	m.goLoop(func() { m.hub.Run(m.ctx) })
+	m.goLoop(m.watchLeader)
 	m.goLoop(func() { m.buffer.Run(m.ctx) })
 	m.goLoop(m.watchLeadership)
 	m.goLoop(m.publishSelf)
@@ -177,6 +190,9 @@ func (m *Member) start() error {
 	m.goLoop(m.watchRemoval)
 	if m.joining {
 		m.goLoop(m.join)
+	}
+	if p, ok, _ := parseCompaction(m.cfg.AutoCompactionMode, m.cfg.AutoCompactionRetention, m.cfg.compactionInterval()); ok {
+		m.goLoop(func() { m.compactAutomatically(p) })
 	}
 	m.log.Info("member started", "client_addr", m.cfg.AdvertiseClientAddr, "raft_addr", m.raftAddr,
 		"data_dir", m.cfg.DataDir, "applied_index", m.fsm.AppliedIndex())

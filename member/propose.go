@@ -109,17 +109,7 @@ func (m *Member) enterProposal() error {
 
 // membersCanBatch reports whether every server in the raft configuration
 // can apply batch commands.
-func (m *Member) membersCanBatch() bool {
-	members, err := m.fsm.Members()
-	if err != nil {
-		return false
-	}
-	cfg, _, err := m.configuration()
-	if err != nil {
-		return false
-	}
-	return allHaveFeature(cfg, members, fsm.FeatureBatchCommands)
-}
+func (m *Member) membersCanBatch() bool { return m.membersHave(fsm.FeatureBatchCommands) }
 
 // allHaveFeature reports whether every server in cfg has published feature.
 // A server that has published nothing yet (a member just added) may be of

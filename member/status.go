@@ -1,6 +1,7 @@
 package member
 
 import (
+	"context"
 	"io"
 
 	"github.com/hashicorp/raft"
@@ -11,16 +12,18 @@ import (
 
 // Status is what a member says of itself (MaintenanceService.Status).
 type Status struct {
-	Name         string
-	LeaderName   string // empty when no leader is known
-	LeaderID     uint64 // 0 when no leader is known
-	RaftState    string // Leader, Follower, Candidate, Shutdown
-	RaftTerm     uint64
-	CommitIndex  uint64
-	AppliedIndex uint64
-	Revision     int64
-	DBSize       int64
-	IsLearner    bool
+	Name            string
+	LeaderName      string // empty when no leader is known
+	LeaderID        uint64 // 0 when no leader is known
+	RaftState       string // Leader, Follower, Candidate, Shutdown
+	RaftTerm        uint64
+	CommitIndex     uint64
+	AppliedIndex    uint64
+	Revision        int64
+	CompactRevision int64
+	DBSize          int64 // the state file's size
+	DBSizeInUse     int64 // the part of it that holds data
+	IsLearner       bool
 }
 
 // Status returns the member's view of itself, at once, from local state.
@@ -29,17 +32,23 @@ func (m *Member) Status() (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	size, inUse, err := m.fsm.DBSize()
+	if err != nil {
+		return Status{}, err
+	}
 	_, leaderID := m.raft.LeaderWithID()
 	st := Status{
-		Name:         m.cfg.Name,
-		LeaderName:   string(leaderID),
-		RaftState:    m.raft.State().String(),
-		RaftTerm:     m.raft.CurrentTerm(),
-		CommitIndex:  m.raft.CommitIndex(),
-		AppliedIndex: stats.AppliedIndex,
-		Revision:     stats.Revision,
-		DBSize:       stats.DBSize,
-		IsLearner:    m.IsLearner(),
+		Name:            m.cfg.Name,
+		LeaderName:      string(leaderID),
+		RaftState:       m.raft.State().String(),
+		RaftTerm:        m.raft.CurrentTerm(),
+		CommitIndex:     m.raft.CommitIndex(),
+		AppliedIndex:    stats.AppliedIndex,
+		Revision:        stats.Revision,
+		CompactRevision: m.fsm.CompactRevision(),
+		DBSize:          size,
+		DBSizeInUse:     inUse,
+		IsLearner:       m.IsLearner(),
 	}
 	if leaderID != "" {
 		st.LeaderID = memberid.FromName(string(leaderID))
@@ -124,4 +133,11 @@ func (m *Member) Backup(w io.Writer, size func(int64)) (int64, error) {
 // HashKV hashes the store up to rev (see fsm.FSM.HashKV).
 func (m *Member) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
 	return m.fsm.HashKV(rev)
+}
+
+// Defragment rewrites this member's state file without its free space,
+// while the member goes on serving (see fsm.FSM.Defragment), and returns the
+// file's size before and after.
+func (m *Member) Defragment(ctx context.Context) (before, after int64, err error) {
+	return m.fsm.Defragment(ctx)
 }

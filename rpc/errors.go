@@ -34,15 +34,19 @@ func toStatus(err error) error {
 	case errors.Is(err, fsm.ErrEmptyKey), errors.Is(err, fsm.ErrInvalidRange),
 		errors.Is(err, fsm.ErrDuplicateKey), errors.Is(err, fsm.ErrTooManyOps),
 		errors.Is(err, fsm.ErrInvalidCompare), errors.Is(err, fsm.ErrEmptyRequest),
-		errors.Is(err, ErrRequestTooLarge), errors.Is(err, member.ErrInvalidMember):
+		errors.Is(err, ErrRequestTooLarge), errors.Is(err, member.ErrInvalidMember),
+		errors.Is(err, fsm.ErrInvalidCompaction):
 		return status.Error(codes.InvalidArgument, msg)
 	case errors.Is(err, fsm.ErrLeaseNotFound), errors.Is(err, member.ErrMemberNotFound):
 		return status.Error(codes.NotFound, msg)
 	case errors.Is(err, member.ErrMemberExists):
 		return status.Error(codes.AlreadyExists, msg)
 	case errors.Is(err, member.ErrUnsafeReconfig), errors.Is(err, member.ErrLearnerLagging),
-		errors.Is(err, member.ErrNotLearner), errors.Is(err, member.ErrRemoved):
+		errors.Is(err, member.ErrNotLearner), errors.Is(err, member.ErrRemoved),
+		errors.Is(err, member.ErrCompactUnsupported):
 		return status.Error(codes.FailedPrecondition, msg)
+	case errors.Is(err, fsm.ErrDefragBusy):
+		return status.Error(codes.Aborted, msg)
 	case errors.Is(err, fsm.ErrFutureRevision), errors.Is(err, fsm.ErrCompacted):
 		return status.Error(codes.OutOfRange, msg)
 	case errors.Is(err, member.ErrNoLeader), errors.Is(err, member.ErrNotReady),

@@ -99,6 +99,16 @@ func (k *kvService) Range(ctx context.Context, req *kvv1.RangeRequest) (*kvv1.Ra
 	return k.rangeLocal(req)
 }
 
+// Compact discards history below a revision, through the log.
+func (k *kvService) Compact(ctx context.Context, req *kvv1.CompactRequest) (*kvv1.CompactResponse, error) {
+	resp, err := k.node.Compact(ctx, req.GetRevision(), req.GetPhysical())
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = k.node.Header(resp.GetHeader().GetRevision())
+	return resp, nil
+}
+
 // rangeLocal reads from this member's state as it is.
 func (k *kvService) rangeLocal(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 	resp, err := k.node.Range(req)

@@ -22,17 +22,19 @@ func (m *maintenanceService) Status(ctx context.Context, _ *kvv1.StatusRequest) 
 		return nil, err
 	}
 	return &kvv1.StatusResponse{
-		Header:       m.node.Header(st.Revision),
-		Name:         st.Name,
-		Version:      m.version,
-		LeaderName:   st.LeaderName,
-		LeaderId:     st.LeaderID,
-		RaftState:    st.RaftState,
-		RaftTerm:     st.RaftTerm,
-		CommitIndex:  st.CommitIndex,
-		AppliedIndex: st.AppliedIndex,
-		DbSize:       st.DBSize,
-		IsLearner:    st.IsLearner,
+		Header:          m.node.Header(st.Revision),
+		Name:            st.Name,
+		Version:         m.version,
+		LeaderName:      st.LeaderName,
+		LeaderId:        st.LeaderID,
+		RaftState:       st.RaftState,
+		RaftTerm:        st.RaftTerm,
+		CommitIndex:     st.CommitIndex,
+		AppliedIndex:    st.AppliedIndex,
+		DbSize:          st.DBSize,
+		DbSizeInUse:     st.DBSizeInUse,
+		CompactRevision: st.CompactRevision,
+		IsLearner:       st.IsLearner,
 	}, nil
 }
 
@@ -108,4 +110,14 @@ func (m *maintenanceService) HashKV(ctx context.Context, req *kvv1.HashKVRequest
 		return nil, err
 	}
 	return &kvv1.HashKVResponse{Header: m.node.Header(m.node.Revision()), Hash: h, HashRevision: rev, CompactRevision: compacted}, nil
+}
+
+// Defragment rewrites this member's state file without its free space,
+// while the member goes on serving.
+func (m *maintenanceService) Defragment(ctx context.Context, _ *kvv1.DefragmentRequest) (*kvv1.DefragmentResponse, error) {
+	before, after, err := m.node.Defragment(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &kvv1.DefragmentResponse{Header: m.node.Header(m.node.Revision()), DbSizeBefore: before, DbSize: after}, nil
 }

@@ -24,6 +24,9 @@ type KVNode interface {
 	LinearizeAsync(ready, deadline time.Time, fn func(err error))
 	// Range reads this member's state as it is.
 	Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error)
+	// Compact discards history below a revision through the log; with
+	// physical it waits for this member's trim.
+	Compact(ctx context.Context, rev int64, physical bool) (*kvv1.CompactResponse, error)
 	// Header describes the member for a response at a revision.
 	Header(rev int64) *kvv1.ResponseHeader
 	// RequestTimeout bounds a request that set no deadline.
@@ -57,6 +60,7 @@ type MaintenanceNode interface {
 	Linearize(ctx context.Context) error
 	Backup(w io.Writer, size func(int64)) (int64, error)
 	HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error)
+	Defragment(ctx context.Context) (before, after int64, err error)
 	Header(rev int64) *kvv1.ResponseHeader
 	Revision() int64
 	Err() error
@@ -81,6 +85,7 @@ type Node interface {
 	ClusterNode
 	MaintenanceNode
 	PeerNode
+	WatchNode
 }
 
 var _ Node = (*member.Member)(nil)

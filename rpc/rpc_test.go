@@ -20,6 +20,7 @@ import (
 
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/watch"
 	"github.com/kvd-io/kvd/internal/workers"
 	"github.com/kvd-io/kvd/member"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
@@ -40,6 +41,9 @@ type fakeNode struct {
 	removedErr   error          // Err
 
 	mu            sync.Mutex
+	hub           *watch.Hub
+	leaderless    time.Duration
+	drain         chan struct{}
 	proposed      []string // decoded command types
 	linearizeWait int      // LinearizeAsync calls
 	lastMD        metadata.MD
@@ -107,7 +111,7 @@ func (f *fakeNode) Header(rev int64) *kvv1.ResponseHeader {
 	return &kvv1.ResponseHeader{ClusterId: 1, MemberId: 2, Revision: rev, RaftTerm: 3}
 }
 func (f *fakeNode) RequestTimeout() time.Duration { return 5 * time.Second }
-func (f *fakeNode) Draining() <-chan struct{}     { return nil }
+func (f *fakeNode) Draining() <-chan struct{}     { return f.drain }
 func (f *fakeNode) Err() error                    { return f.removedErr }
 func (f *fakeNode) Name() string                  { return f.name }
 func (f *fakeNode) IsLeader() bool                { return f.leader }
@@ -140,14 +144,15 @@ func (f *fakeNode) LeaderAddr(context.Context) (string, string, error) {
 	}
 	return f.leaderAddr, "leader", nil
 }
-func (f *fakeNode) Revision() int64                 { return 7 }
+func (f *fakeNode) Revision() int64                { return 7 }
 func (f *fakeNode) Status() (member.Status, error) { return member.Status{Name: f.name}, nil }
 func (f *fakeNode) Backup(w io.Writer, size func(int64)) (int64, error) {
 	size(4)
 	n, err := w.Write([]byte("data"))
 	return int64(n), err
 }
-func (f *fakeNode) HashKV(int64) (uint32, int64, int64, error) { return 0, 0, 0, fsm.ErrCompacted }
+func (f *fakeNode) HashKV(int64) (uint32, int64, int64, error)       { return 0, 0, 0, fsm.ErrCompacted }
+func (f *fakeNode) Defragment(context.Context) (int64, int64, error) { return 10, 5, nil }
 func (f *fakeNode) ReadIndex(context.Context) (uint64, error) {
 	if !f.leader {
 		return 0, member.ErrNoLeader
@@ -155,6 +160,37 @@ func (f *fakeNode) ReadIndex(context.Context) (uint64, error) {
 	return 42, nil
 }
 func (f *fakeNode) RemovedNotice(string) {}
+
+func (f *fakeNode) Compact(_ context.Context, rev int64, _ bool) (*kvv1.CompactResponse, error) {
+	if rev <= 0 {
+		return nil, fsm.ErrInvalidCompaction
+	}
+	return &kvv1.CompactResponse{Header: &kvv1.ResponseHeader{Revision: 7}}, nil
+}
+
+// The watch side: a real hub over an empty history.
+func (f *fakeNode) NewWatchStream() *watch.Stream { return f.watchHub().NewStream() }
+func (f *fakeNode) LeaderlessFor() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leaderless
+}
+func (f *fakeNode) ElectionTimeout() time.Duration       { return 50 * time.Millisecond }
+func (f *fakeNode) WatchProgressInterval() time.Duration { return time.Hour }
+
+func (f *fakeNode) watchHub() *watch.Hub {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hub == nil {
+		f.hub, _ = watch.New(watch.Config{History: noHistory{}})
+	}
+	return f.hub
+}
+
+type noHistory struct{}
+
+func (noHistory) Changes([]byte, []byte, int64, int64) ([]watch.Change, error) { return nil, nil }
+func (noHistory) CompactRevision() int64                                       { return 0 }
 
 // dialer is LeaderConns over plain connections.
 type dialer struct{}
@@ -211,6 +247,9 @@ func TestErrorTable(t *testing.T) {
 		{member.ErrUnsafeReconfig, codes.FailedPrecondition, false},
 		{member.ErrRemoved, codes.FailedPrecondition, false},
 		{fsm.ErrCompacted, codes.OutOfRange, false},
+		{fsm.ErrDefragBusy, codes.Aborted, false},
+		{fsm.ErrInvalidCompaction, codes.InvalidArgument, false},
+		{member.ErrCompactUnsupported, codes.FailedPrecondition, false},
 		{fsm.ErrFutureRevision, codes.OutOfRange, false},
 		{member.ErrNoLeader, codes.Unavailable, true},
 		{member.ErrNotReady, codes.Unavailable, true},
@@ -386,5 +425,63 @@ func TestPeerProposeOnlyOnTheLeader(t *testing.T) {
 	}
 	if len(follower.proposed) != 0 {
 		t.Error("a follower proposed a forwarded command")
+	}
+}
+
+// A watch stream carries its watchers' events; a client that requires a
+// leader is told when its member has lost it, and every client when the
+// member drains.
+func TestWatchStream(t *testing.T) {
+	node := &fakeNode{name: "a", leader: true, drain: make(chan struct{})}
+	cc, _ := serve(t, node, 1<<20)
+	ctx := ctxT(t)
+	st, err := kvv1.NewWatchServiceClient(cc).Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&kvv1.WatchRequest{Request: &kvv1.WatchRequest_CreateRequest{CreateRequest: &kvv1.WatchCreateRequest{Key: []byte("k")}}}); err != nil {
+		t.Fatal(err)
+	}
+	created, err := st.Recv()
+	if err != nil || !created.GetCreated() || created.GetHeader().GetMemberId() != 2 {
+		t.Fatalf("created: %v, %v", created, err)
+	}
+	node.watchHub().Applied([]watch.Change{{Revision: 2, Events: []*kvv1.Event{{Type: kvv1.EventType_EVENT_TYPE_PUT, Kv: &kvv1.KeyValue{Key: []byte("k"), ModRevision: 2}}}}})
+	ev, err := st.Recv()
+	if err != nil || len(ev.GetEvents()) != 1 || ev.GetHeader().GetRevision() != 2 {
+		t.Fatalf("event: %v, %v", ev, err)
+	}
+	_ = st.Send(&kvv1.WatchRequest{Request: &kvv1.WatchRequest_ProgressRequest{ProgressRequest: &kvv1.WatchProgressRequest{}}})
+	if p, err := st.Recv(); err != nil || p.GetWatchId() != watch.ProgressWatchID || p.GetHeader().GetRevision() != 2 {
+		t.Fatalf("progress: %v, %v", p, err)
+	}
+
+	// Leaderless: only the stream that asked is ended.
+	lctx := metadata.AppendToOutgoingContext(ctxT(t), RequireLeaderKey, "true")
+	needs, err := kvv1.NewWatchServiceClient(cc).Watch(lctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.mu.Lock()
+	node.leaderless = time.Second
+	node.mu.Unlock()
+	if _, err := needs.Recv(); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "lost its leader") {
+		t.Fatalf("a stream that requires a leader on a member without one: %v", err)
+	}
+	// Draining ends every stream, so that clients resume elsewhere.
+	close(node.drain)
+	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a stream on a draining member: %v", err)
+	}
+}
+
+func TestCompact(t *testing.T) {
+	cc, _ := serve(t, &fakeNode{name: "a", leader: true}, 1<<20)
+	kv := kvv1.NewKVServiceClient(cc)
+	if resp, err := kv.Compact(ctxT(t), &kvv1.CompactRequest{Revision: 5}); err != nil || resp.GetHeader().GetMemberId() != 2 {
+		t.Fatalf("compact: %v, %v", resp, err)
+	}
+	if _, err := kv.Compact(ctxT(t), &kvv1.CompactRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("compact to 0: %v", err)
 	}
 }
