@@ -23,7 +23,7 @@
 //
 //   - Reads (Get, MemberList, a Txn whose operations are all reads) move to the
 //     next endpoint on any Unavailable error.
-//   - Writes (Put, Delete, a Txn with a write) and membership changes
+//   - Writes (Put, Delete, a Txn with a write, Compact) and membership changes
 //     (MemberAdd, MemberPromote, MemberRemove, LeaderTransfer) move to the
 //     next endpoint only when nothing was sent, or when the server marked the
 //     error as certainly not applied (see apierr.IsNotApplied: no leader,
@@ -33,8 +33,8 @@
 //   - Errors that describe the request (InvalidArgument, NotFound,
 //     AlreadyExists, OutOfRange, FailedPrecondition and the like) are never
 //     retried.
-//   - The Maintenance calls (Status, HashKV, Snapshot) name the one endpoint
-//     they ask, and are never sent to another.
+//   - The Maintenance calls (Status, HashKV, Snapshot, Defragment) name the
+//     one endpoint they ask, and are never sent to another.
 //   - Watches move to another endpoint when their stream fails, as described
 //     below.
 //
@@ -87,6 +87,9 @@
 // revision to resume from has been compacted meanwhile, the channel gets a
 // response with CompactRevision and Canceled set, then closes.
 // RequestProgress asks for a progress notification on every channel.
+//
+// Compact discards old history (through the raft log, for every member);
+// Defragment gives a member's free file space back.
 //
 // # Keys and ranges
 //

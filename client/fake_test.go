@@ -278,6 +278,20 @@ func (f *fakeServer) HashKV(ctx context.Context, r *kvv1.HashKVRequest) (*kvv1.H
 	return &kvv1.HashKVResponse{Header: f.header(), Hash: uint32(f.id) * 1000, HashRevision: rev, CompactRevision: 1}, nil
 }
 
+func (f *fakeServer) Compact(ctx context.Context, r *kvv1.CompactRequest) (*kvv1.CompactResponse, error) {
+	if err := f.record(ctx, "Compact", r); err != nil {
+		return nil, err
+	}
+	return &kvv1.CompactResponse{Header: f.header()}, nil
+}
+
+func (f *fakeServer) Defragment(ctx context.Context, r *kvv1.DefragmentRequest) (*kvv1.DefragmentResponse, error) {
+	if err := f.record(ctx, "Defragment", r); err != nil {
+		return nil, err
+	}
+	return &kvv1.DefragmentResponse{Header: f.header(), DbSizeBefore: 1 << 20, DbSize: 64 << 10}, nil
+}
+
 func (f *fakeServer) Snapshot(r *kvv1.SnapshotRequest, stream kvv1.MaintenanceService_SnapshotServer) error {
 	if err := f.record(stream.Context(), "Snapshot", r); err != nil {
 		return err
