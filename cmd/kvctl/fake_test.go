@@ -383,6 +383,6 @@ func (f *fakeKVD) Status(context.Context, *kvv1.StatusRequest) (*kvv1.StatusResp
 	defer f.mu.Unlock()
 	return &kvv1.StatusResponse{
 		Header: f.header(), Name: f.name, Version: "0.1.0", LeaderId: f.id, LeaderName: f.name,
-		RaftState: "Leader", RaftTerm: 3, CommitIndex: 12, AppliedIndex: 11, DbSize: 20480,
+		RaftState: "Leader", RaftTerm: 3, CommitIndex: 12, AppliedIndex: 11, DbSize: 20480, DbSizeInUse: 12288,
 	}, nil
 }

@@ -135,6 +135,7 @@ type jsonStatus struct {
 	AppliedIndex uint64 `json:"applied_index"`
 	Revision     int64  `json:"revision"`
 	DBSize       int64  `json:"db_size"`
+	DBSizeInUse  int64  `json:"db_size_in_use"`
 	Version      string `json:"version"`
 }
 
@@ -340,6 +341,7 @@ func (p *jsonPrinter) EndpointStatus(statuses []endpointStatus) error {
 			AppliedIndex: r.GetAppliedIndex(),
 			Revision:     r.GetHeader().GetRevision(),
 			DBSize:       r.GetDbSize(),
+			DBSizeInUse:  r.GetDbSizeInUse(),
 			Version:      r.GetVersion(),
 		})
 	}

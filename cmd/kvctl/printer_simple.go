@@ -259,7 +259,7 @@ func hashRows(hashes []memberHash) [][]string {
 }
 
 var statusHeader = []string{
-	"ENDPOINT", "ID", "NAME", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER",
+	"ENDPOINT", "ID", "NAME", "VERSION", "DB SIZE", "DB SIZE IN USE", "IS LEADER", "IS LEARNER",
 	"RAFT STATE", "RAFT TERM", "COMMIT INDEX", "APPLIED INDEX", "REVISION", "LEADER",
 }
 
@@ -273,6 +273,7 @@ func statusRows(statuses []endpointStatus) [][]string {
 			r.GetName(),
 			r.GetVersion(),
 			humanBytes(r.GetDbSize()),
+			humanBytes(r.GetDbSizeInUse()),
 			fmt.Sprint(r.IsLeader()),
 			fmt.Sprint(r.GetIsLearner()),
 			r.GetRaftState(),

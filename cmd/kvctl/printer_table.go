@@ -59,7 +59,7 @@ func (p *tablePrinter) MemberChange(ch memberChange) error {
 // format's columns so that the leader and any lagging member stand out: the
 // role in words, the commit and applied indexes side by side.
 var tableStatusHeader = []string{
-	"ENDPOINT", "NAME", "ROLE", "LEADER", "TERM", "COMMIT/APPLIED", "REVISION", "DB SIZE", "VERSION",
+	"ENDPOINT", "NAME", "ROLE", "LEADER", "TERM", "COMMIT/APPLIED", "REVISION", "DB SIZE", "DB SIZE IN USE", "VERSION",
 }
 
 func (p *tablePrinter) EndpointStatus(statuses []endpointStatus) error {
@@ -75,6 +75,7 @@ func (p *tablePrinter) EndpointStatus(statuses []endpointStatus) error {
 			fmt.Sprintf("%d/%d", r.GetCommitIndex(), r.GetAppliedIndex()),
 			fmt.Sprint(r.GetHeader().GetRevision()),
 			humanBytes(r.GetDbSize()),
+			humanBytes(r.GetDbSizeInUse()),
 			r.GetVersion(),
 		})
 	}

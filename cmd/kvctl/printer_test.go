@@ -37,7 +37,7 @@ func testTxn() *client.TxnResponse {
 func testStatuses() []endpointStatus {
 	return []endpointStatus{{Endpoint: "127.0.0.1:7379", Resp: &client.StatusResponse{StatusResponse: &kvv1.StatusResponse{
 		Header: testHeader, Name: "n1", Version: "0.1.0", LeaderId: 0x1f, LeaderName: "n1", RaftState: "Leader",
-		RaftTerm: 2, CommitIndex: 10, AppliedIndex: 9, DbSize: 1536,
+		RaftTerm: 2, CommitIndex: 10, AppliedIndex: 9, DbSize: 1536, DbSizeInUse: 1024,
 	}}}}
 }
 
@@ -102,7 +102,7 @@ func TestSimplePrinter(t *testing.T) {
 			"2a, n2, r:2, c:2, false, false, true, 1m15s ago\n" +
 			"3b, n3, r:3, , true, false, false, never\n", ""},
 		{"endpoint status", func(p printer) error { return p.EndpointStatus(testStatuses()) },
-			"127.0.0.1:7379, 1f, n1, 0.1.0, 1.5 kB, true, false, Leader, 2, 10, 9, 42, n1\n", ""},
+			"127.0.0.1:7379, 1f, n1, 0.1.0, 1.5 kB, 1.0 kB, true, false, Leader, 2, 10, 9, 42, n1\n", ""},
 		{"endpoint health", func(p printer) error { return p.EndpointHealth(testHealths()) },
 			"a:1 is healthy: successfully committed proposal: took = 1.2ms\n", "b:2 is unhealthy: context deadline exceeded\n"},
 	}
@@ -151,7 +151,7 @@ func TestJSONPrinter(t *testing.T) {
 			`{"id":8,"name":"n2","raft_addr":"","client_addr":"","is_learner":false,"is_leader":false,"healthy":true,"last_contact":"2026-03-01T11:59:59.6Z"}]}`},
 		{"endpoint status", func(p printer) error { return p.EndpointStatus(testStatuses()) },
 			`[{"endpoint":"127.0.0.1:7379","name":"n1","id":31,"cluster_id":9,"leader":"n1","leader_id":31,"is_leader":true,` +
-				`"is_learner":false,"raft_state":"Leader","term":2,"commit_index":10,"applied_index":9,"revision":42,"db_size":1536,"version":"0.1.0"}]`},
+				`"is_learner":false,"raft_state":"Leader","term":2,"commit_index":10,"applied_index":9,"revision":42,"db_size":1536,"db_size_in_use":1024,"version":"0.1.0"}]`},
 		{"no endpoint answered", func(p printer) error { return p.EndpointStatus(nil) }, `[]`},
 		{"endpoint health", func(p printer) error { return p.EndpointHealth(testHealths()) },
 			`[{"endpoint":"a:1","health":true,"took":"1.2ms"},{"endpoint":"b:2","health":false,"took":"0s","error":"context deadline exceeded"}]`},
