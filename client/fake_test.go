@@ -537,12 +537,15 @@ func (w *fakeWatcher) wants(e *kvv1.Event) bool {
 // created, then canceled with the compact revision. A progress request is
 // answered (watch id -1) with the lowest revision every watcher was sent
 // everything through. The stream ends with watchFailErr after
-// watchFailAfter event responses, or with what is sent on its kill channel.
+// watchFailAfter event responses, or with what is sent on its kill channel;
+// the hook, when it fails, ends it at once.
 func (f *fakeServer) Watch(st kvv1.WatchService_WatchServer) error {
+	if err := f.record(st.Context(), "Watch", nil); err != nil {
+		return err
+	}
 	md, _ := metadata.FromIncomingContext(st.Context())
 	kill := make(chan error, 1)
 	f.mu.Lock()
-	f.calls["Watch"] = append(f.calls["Watch"], time.Now())
 	f.watchMD = append(f.watchMD, md)
 	f.watchKills = append(f.watchKills, kill)
 	hist, failAfter, failErr, fragSize := f.watch, f.watchFailAfter, f.watchFailErr, max(f.fragmentSize, 1)

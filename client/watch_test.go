@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -339,6 +340,33 @@ func TestWatchResumesWithoutGap(t *testing.T) {
 	quiet(t, ch)
 }
 
+// TestWatchFromFutureRevisionResumesThere checks that a progress below a
+// watcher's start revision does not move its resume point back.
+func TestWatchFromFutureRevisionResumesThere(t *testing.T) {
+	hist := newWatchHistory()
+	fa, addrA := watchFake(t, "a", 1, hist)
+	fb, addrB := watchFake(t, "b", 2, hist)
+	c := newTestClient(t, addrA, addrB)
+	ctx, _ := watchContext(t)
+	ch := c.Watch(ctx, "k", WithRev(4))
+	if err := c.RequestProgress(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := describe(recv(t, ch, 1)); got != "progress@1" {
+		t.Errorf("progress: %s", got)
+	}
+	fa.killWatches(status.Error(codes.Unavailable, "member is shutting down"))
+	for _, v := range []string{"2", "3", "4", "5"} {
+		hist.put("k", v) // revisions 2 to 5
+	}
+	if got := describe(recv(t, ch, 2)); got != "4:PUT k=4 | 5:PUT k=5" {
+		t.Errorf("events: %s", got)
+	}
+	if cr := fb.creates(); len(cr) != 1 || cr[0].GetStartRevision() != 4 {
+		t.Errorf("the second member got %v, want a create from revision 4", cr)
+	}
+}
+
 func TestWatchCompactedWhileMoving(t *testing.T) {
 	histA := newWatchHistory()
 	histB := newWatchHistory()
@@ -497,6 +525,41 @@ func TestRequestProgress(t *testing.T) {
 	_ = c.Close()
 	if err := c.RequestProgress(ctx); !errors.Is(err, ErrClosed) {
 		t.Errorf("after Close: %v", err)
+	}
+}
+
+// TestRequestProgressWhileMoving asks for progress while the watcher's
+// member refuses streams: the watcher asks again on the stream it gets.
+func TestRequestProgressWhileMoving(t *testing.T) {
+	hist := newWatchHistory()
+	f, addr := watchFake(t, "a", 1, hist)
+	c := newTestClient(t, addr)
+	ctx, _ := watchContext(t)
+	ch := c.Watch(ctx, "k")
+	hist.put("other", "1")
+
+	var refuse atomic.Bool // set: every new stream fails at once
+	refuse.Store(true)
+	f.mu.Lock()
+	f.hook = func(context.Context, string, int) error {
+		if refuse.Load() {
+			return status.Error(codes.Unavailable, "not now")
+		}
+		return nil
+	}
+	f.mu.Unlock()
+	streams := f.count("Watch")
+	f.killWatches(status.Error(codes.Unavailable, "member is shutting down"))
+	waitFor(t, "a refused stream", func() bool { return f.count("Watch") > streams+1 })
+	if err := c.RequestProgress(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refuse.Store(false)
+	if rs := recv(t, ch, 1); !rs[0].IsProgressNotify() || rs[0].Header.Revision != 2 {
+		t.Errorf("got %s, want progress@2", describe(rs))
+	}
+	if cr := f.creates(); cr[len(cr)-1].GetStartRevision() != 2 {
+		t.Errorf("resumed from %d, want 2", cr[len(cr)-1].GetStartRevision())
 	}
 }
 
