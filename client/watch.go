@@ -107,10 +107,11 @@ func (wr *WatchResponse) IsProgressNotify() bool {
 
 // Watch follows key, or the range its options select, and returns the
 // channel on which its changes arrive. It returns once a member has created
-// the watcher, so that a write made after Watch returns is seen; or, without
-// waiting, a closed channel when ctx has already ended, or a channel holding
-// one response with Err set when the options are invalid or the client is
-// closed. Options: WithRange, WithPrefix, WithFromKey, WithRev, WithPrevKV,
+// the watcher, so that a write made after Watch returns is seen (while no
+// member can be reached it keeps trying, until ctx ends, and then returns a
+// closed channel); or, without waiting, a closed channel when ctx has
+// already ended, or a channel holding one response with Err set when the
+// options are invalid or the client is closed. Options: WithRange, WithPrefix, WithFromKey, WithRev, WithPrevKV,
 // WithProgressNotify, WithFilterPut, WithFilterDelete, WithFragment,
 // WithCreatedNotify.
 //
