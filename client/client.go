@@ -23,10 +23,11 @@ var ErrClosed = errors.New("client: closed")
 // Client talks to a kvd cluster through a fixed list of endpoints. It is safe
 // for concurrent use. Build it with New and release it with Close.
 type Client struct {
-	cfg    Config
-	pool   *opstream.Pool[*kvv1.StreamOp, *kvv1.StreamResult] // one connection and stream per endpoint
-	pinned atomic.Int64                                       // index of the endpoint that last answered
-	closed atomic.Bool
+	cfg     Config
+	pool    *opstream.Pool[*kvv1.StreamOp, *kvv1.StreamResult] // one connection and stream per endpoint
+	pinned  atomic.Int64                                       // index of the endpoint that last answered
+	closed  atomic.Bool
+	watches *watchHub // the watch streams and their watchers
 }
 
 // Compile-time checks that Client implements the package's interfaces.
@@ -34,6 +35,7 @@ var (
 	_ KV          = (*Client)(nil)
 	_ Cluster     = (*Client)(nil)
 	_ Maintenance = (*Client)(nil)
+	_ Watcher     = (*Client)(nil)
 )
 
 // New validates cfg and returns a Client for its endpoints. It does not
@@ -46,6 +48,7 @@ func New(cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
 	cfg.Endpoints = slices.Clone(cfg.Endpoints)
 	c := &Client{cfg: cfg}
+	c.watches = newWatchHub(c)
 	c.pool = opstream.NewPool(opstream.PoolConfig[*kvv1.StreamOp, *kvv1.StreamResult]{
 		DialOptions: append([]grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -69,12 +72,13 @@ func New(cfg Config) (*Client, error) {
 // Endpoints returns a copy of the client's endpoints.
 func (c *Client) Endpoints() []string { return slices.Clone(c.cfg.Endpoints) }
 
-// Close closes every connection. Calls in flight fail, and later calls return
-// ErrClosed. Close is idempotent.
+// Close closes every connection. Calls in flight fail, later calls return
+// ErrClosed, and every watch channel closes. Close is idempotent.
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	c.watches.close()
 	if err := c.pool.Close(); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}

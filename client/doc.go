@@ -2,8 +2,8 @@
 // etcd v3 semantics.
 //
 // The API follows etcd's clientv3: a Client built from a Config, the small
-// interfaces KV, Cluster and Maintenance that it implements, functional
-// OpOptions for reads and writes, and a Txn builder:
+// interfaces KV, Cluster, Maintenance and Watcher that it implements,
+// functional OpOptions for reads, writes and watches, and a Txn builder:
 //
 //	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
 //	if err != nil { ... }
@@ -23,7 +23,7 @@
 //
 //   - Reads (Get, MemberList, a Txn whose operations are all reads) move to the
 //     next endpoint on any Unavailable error.
-//   - Writes (Put, Delete, a Txn with a write) and membership changes
+//   - Writes (Put, Delete, a Txn with a write, Compact) and membership changes
 //     (MemberAdd, MemberPromote, MemberRemove, LeaderTransfer) move to the
 //     next endpoint only when nothing was sent, or when the server marked the
 //     error as certainly not applied (see apierr.IsNotApplied: no leader,
@@ -33,8 +33,10 @@
 //   - Errors that describe the request (InvalidArgument, NotFound,
 //     AlreadyExists, OutOfRange, FailedPrecondition and the like) are never
 //     retried.
-//   - The Maintenance calls (Status, HashKV, Snapshot) name the one endpoint
-//     they ask, and are never sent to another.
+//   - The Maintenance calls (Status, HashKV, Snapshot, Defragment) name the
+//     one endpoint they ask, and are never sent to another.
+//   - Watches move to another endpoint when their stream fails, as described
+//     below.
 //
 // When every endpoint failed in a retryable way (during a leader election, or
 // while the cluster is unreachable), the client waits with an exponential
@@ -61,6 +63,33 @@
 // tells its streams, which finish what they sent and give way to new ones.
 // Larger requests, and endpoints that do not serve streams, get unary calls;
 // Config.UnaryCalls turns streams off.
+//
+// # Watches
+//
+// Watch follows a key or a range and returns a channel of WatchResponses,
+// as etcd's Watcher does:
+//
+//	for resp := range c.Watch(ctx, "config/", client.WithPrefix()) {
+//		if err := resp.Err(); err != nil { ... } // compacted, refused, ...
+//		for _, ev := range resp.Events { ... }
+//	}
+//
+// All the watchers of a client share one WatchService stream per endpoint,
+// opened with the metadata "kvd-require-leader: true", so that a member cut
+// off from its leader ends the stream instead of going silent. When a
+// stream fails (the member died, shut down, or lost its leader), each of
+// its watchers is created again on another endpoint, retried as a read is,
+// from the revision after the last revision it received whole (or after
+// the last progress notification it received, when that is higher): the
+// channel carries every event once and in order, with no gap, across any
+// number of moves. A revision whose events arrived in fragments
+// (WithFragment) counts only once complete, and is delivered whole. If the
+// revision to resume from has been compacted meanwhile, the channel gets a
+// response with CompactRevision and Canceled set, then closes.
+// RequestProgress asks for a progress notification on every channel.
+//
+// Compact discards old history (through the raft log, for every member);
+// Defragment gives a member's free file space back.
 //
 // # Keys and ranges
 //

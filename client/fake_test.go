@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kvd-io/kvd/apierr"
@@ -25,9 +29,31 @@ type fakeServer struct {
 	kvv1.UnimplementedKVServiceServer
 	kvv1.UnimplementedClusterServiceServer
 	kvv1.UnimplementedMaintenanceServiceServer
+	kvv1.UnimplementedWatchServiceServer
 
 	name string
 	id   uint64
+
+	// watch is the history the fake's WatchService serves (see Watch);
+	// nil makes Watch answer Unimplemented.
+	watch *watchHistory
+	// watchFailAfter, when positive, makes the next watch stream end with
+	// watchFailErr (Unavailable when nil) once it has sent that many
+	// responses with events.
+	watchFailAfter int
+	watchFailErr   error
+	// fragmentSize is how many events go in one fragment to a watcher that
+	// asked for fragments; zero means 1.
+	fragmentSize int
+	// watchKills holds a channel per watch stream that ends it with the
+	// error sent; watchIdle makes a stream send idle progress notifications.
+	watchKills []chan error
+	watchIdle  chan struct{}
+	// What the watch streams received, in order.
+	watchCreates  []*kvv1.WatchCreateRequest
+	watchCancels  []int64
+	watchProgress int
+	watchMD       []metadata.MD
 
 	// hook, when set, runs first on every RPC with the method name and the
 	// 1-based count of calls to that method; a non-nil error is the answer.
@@ -51,7 +77,7 @@ type fakeServer struct {
 }
 
 func newFake(name string, id uint64) *fakeServer {
-	return &fakeServer{name: name, id: id, calls: map[string][]time.Time{}, last: map[string]any{}}
+	return &fakeServer{name: name, id: id, calls: map[string][]time.Time{}, last: map[string]any{}, watchIdle: make(chan struct{})}
 }
 
 func (f *fakeServer) record(ctx context.Context, method string, req any) error {
@@ -252,6 +278,20 @@ func (f *fakeServer) HashKV(ctx context.Context, r *kvv1.HashKVRequest) (*kvv1.H
 	return &kvv1.HashKVResponse{Header: f.header(), Hash: uint32(f.id) * 1000, HashRevision: rev, CompactRevision: 1}, nil
 }
 
+func (f *fakeServer) Compact(ctx context.Context, r *kvv1.CompactRequest) (*kvv1.CompactResponse, error) {
+	if err := f.record(ctx, "Compact", r); err != nil {
+		return nil, err
+	}
+	return &kvv1.CompactResponse{Header: f.header()}, nil
+}
+
+func (f *fakeServer) Defragment(ctx context.Context, r *kvv1.DefragmentRequest) (*kvv1.DefragmentResponse, error) {
+	if err := f.record(ctx, "Defragment", r); err != nil {
+		return nil, err
+	}
+	return &kvv1.DefragmentResponse{Header: f.header(), DbSizeBefore: 1 << 20, DbSize: 64 << 10}, nil
+}
+
 func (f *fakeServer) Snapshot(r *kvv1.SnapshotRequest, stream kvv1.MaintenanceService_SnapshotServer) error {
 	if err := f.record(stream.Context(), "Snapshot", r); err != nil {
 		return err
@@ -297,6 +337,7 @@ func serve(t *testing.T, f *fakeServer) (string, *grpc.Server) {
 	kvv1.RegisterKVServiceServer(s, f)
 	kvv1.RegisterClusterServiceServer(s, f)
 	kvv1.RegisterMaintenanceServiceServer(s, f)
+	kvv1.RegisterWatchServiceServer(s, f)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return lis.Addr().String(), s
@@ -380,4 +421,332 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// watchHistory is a store's history as a fake member's WatchService serves
+// it: the events of every revision, from revision 2 (revision 1 is the empty
+// store), and the revision below which it is compacted. Fake members that
+// share one history behave as members of one cluster.
+type watchHistory struct {
+	mu      sync.Mutex
+	revs    [][]*kvv1.Event // revs[r] are revision r's events
+	kvs     map[string]*kvv1.KeyValue
+	compact int64
+	changed chan struct{} // closed and replaced at every change
+}
+
+func newWatchHistory() *watchHistory {
+	return &watchHistory{revs: make([][]*kvv1.Event, 2), kvs: map[string]*kvv1.KeyValue{}, changed: make(chan struct{})}
+}
+
+// current returns the current revision.
+func (h *watchHistory) current() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return int64(len(h.revs) - 1)
+}
+
+// txn writes one revision: puts of the key-value pairs kvs (key, value,
+// key, value...), or a delete where the value is "<del>". It returns the
+// revision.
+func (h *watchHistory) txn(kvs ...string) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	rev := int64(len(h.revs))
+	var events []*kvv1.Event
+	for i := 0; i+1 < len(kvs); i += 2 {
+		key, val := kvs[i], kvs[i+1]
+		old := h.kvs[key]
+		e := &kvv1.Event{PrevKv: old}
+		if val == "<del>" {
+			e.Type = kvv1.EventType_EVENT_TYPE_DELETE
+			e.Kv = &kvv1.KeyValue{Key: []byte(key), ModRevision: rev}
+			delete(h.kvs, key)
+		} else {
+			kv := &kvv1.KeyValue{Key: []byte(key), Value: []byte(val), CreateRevision: rev, ModRevision: rev, Version: 1}
+			if old != nil {
+				kv.CreateRevision, kv.Version = old.CreateRevision, old.Version+1
+			}
+			e.Type, e.Kv = kvv1.EventType_EVENT_TYPE_PUT, kv
+			h.kvs[key] = kv
+		}
+		events = append(events, e)
+	}
+	sort.Slice(events, func(i, j int) bool { return string(events[i].Kv.Key) < string(events[j].Kv.Key) })
+	h.revs = append(h.revs, events)
+	close(h.changed)
+	h.changed = make(chan struct{})
+	return rev
+}
+
+// put writes key=val in a revision of its own.
+func (h *watchHistory) put(key, val string) int64 { return h.txn(key, val) }
+
+// del deletes key in a revision of its own.
+func (h *watchHistory) del(key string) int64 { return h.txn(key, "<del>") }
+
+func (h *watchHistory) setCompact(rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.compact = rev
+}
+
+// at returns the current revision, the events of revision rev (nil beyond
+// the current one), the compacted revision and the channel closed at the
+// next change.
+func (h *watchHistory) at(rev int64) (cur int64, events []*kvv1.Event, compact int64, changed chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cur = int64(len(h.revs) - 1)
+	if rev <= cur {
+		events = h.revs[rev]
+	}
+	return cur, events, h.compact, h.changed
+}
+
+// fakeWatcher is one watcher of a fake watch stream.
+type fakeWatcher struct {
+	id   int64
+	req  *kvv1.WatchCreateRequest
+	next int64
+}
+
+// wants reports whether e goes to w.
+func (w *fakeWatcher) wants(e *kvv1.Event) bool {
+	key, end := string(w.req.GetKey()), w.req.GetRangeEnd()
+	k := string(e.GetKv().GetKey())
+	switch {
+	case len(end) == 0 && k != key:
+		return false
+	case len(end) > 0 && (k < key || !(len(end) == 1 && end[0] == 0) && k >= string(end)):
+		return false
+	}
+	for _, f := range w.req.GetFilters() {
+		if f == kvv1.WatchFilter_WATCH_FILTER_NO_PUT && e.GetType() == kvv1.EventType_EVENT_TYPE_PUT ||
+			f == kvv1.WatchFilter_WATCH_FILTER_NO_DELETE && e.GetType() == kvv1.EventType_EVENT_TYPE_DELETE {
+			return false
+		}
+	}
+	return true
+}
+
+// Watch serves the fake's history as a member would: each watcher gets
+// every event of its range from its start revision on, once and in order,
+// a revision in one response or, when it asked, in fragments of
+// fragmentSize events. A start revision below the compacted one is answered
+// created, then canceled with the compact revision. A progress request is
+// answered (watch id -1) with the lowest revision every watcher was sent
+// everything through. The stream ends with watchFailErr after
+// watchFailAfter event responses, or with what is sent on its kill channel;
+// the hook, when it fails, ends it at once.
+func (f *fakeServer) Watch(st kvv1.WatchService_WatchServer) error {
+	if err := f.record(st.Context(), "Watch", nil); err != nil {
+		return err
+	}
+	md, _ := metadata.FromIncomingContext(st.Context())
+	kill := make(chan error, 1)
+	f.mu.Lock()
+	f.watchMD = append(f.watchMD, md)
+	f.watchKills = append(f.watchKills, kill)
+	hist, failAfter, failErr, fragSize := f.watch, f.watchFailAfter, f.watchFailErr, max(f.fragmentSize, 1)
+	f.watchFailAfter = 0
+	f.mu.Unlock()
+	if hist == nil {
+		return status.Error(codes.Unimplemented, "unknown service kv.v1.WatchService")
+	}
+	if failErr == nil {
+		failErr = status.Error(codes.Unavailable, "member is shutting down")
+	}
+	ctx := st.Context()
+	reqs := make(chan *kvv1.WatchRequest)
+	go func() {
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				return
+			}
+			select {
+			case reqs <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	header := func(rev int64) *kvv1.ResponseHeader {
+		return &kvv1.ResponseHeader{ClusterId: 1, MemberId: f.id, Revision: rev, RaftTerm: 2}
+	}
+	var (
+		watchers []*fakeWatcher
+		nextID   int64
+		sent     int
+	)
+	// catchUp sends every watcher what it is due, up to the current
+	// revision, which it returns.
+	catchUp := func() (int64, error) {
+		cur, _, _, _ := hist.at(0)
+		for _, w := range watchers {
+			for ; w.next <= cur; w.next++ {
+				_, events, _, _ := hist.at(w.next)
+				var out []*kvv1.Event
+				for _, e := range events {
+					if !w.wants(e) {
+						continue
+					}
+					if !w.req.GetPrevKv() {
+						e = &kvv1.Event{Type: e.Type, Kv: e.Kv}
+					}
+					out = append(out, e)
+				}
+				for len(out) > 0 {
+					n := len(out)
+					if w.req.GetFragment() {
+						n = min(n, fragSize)
+					}
+					r := &kvv1.WatchResponse{Header: header(w.next), WatchId: w.id, Events: out[:n], Fragment: n < len(out)}
+					out = out[n:]
+					if err := st.Send(r); err != nil {
+						return 0, err
+					}
+					if sent++; sent == failAfter {
+						return 0, failErr
+					}
+				}
+			}
+		}
+		return cur, nil
+	}
+	for {
+		_, _, _, changed := hist.at(0)
+		cur, err := catchUp()
+		if err != nil {
+			return endWith(err)
+		}
+		select {
+		case r := <-reqs:
+			switch r := r.GetRequest().(type) {
+			case *kvv1.WatchRequest_CreateRequest:
+				req := r.CreateRequest
+				f.mu.Lock()
+				f.watchCreates = append(f.watchCreates, req)
+				f.mu.Unlock()
+				id := req.GetWatchId()
+				if id == 0 {
+					nextID++
+					id = nextID
+				}
+				_, _, compact, _ := hist.at(0)
+				created := &kvv1.WatchResponse{Header: header(cur), WatchId: id, Created: true}
+				if end := req.GetRangeEnd(); len(end) > 0 && !(len(end) == 1 && end[0] == 0) && string(end) <= string(req.GetKey()) {
+					created.Canceled, created.CancelReason = true, fmt.Sprintf("range end %q is not after key %q", end, req.GetKey())
+					if err := st.Send(created); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := st.Send(created); err != nil {
+					return err
+				}
+				start := req.GetStartRevision()
+				if start > 0 && start < compact {
+					err := st.Send(&kvv1.WatchResponse{Header: header(cur), WatchId: id, Canceled: true, CompactRevision: compact,
+						CancelReason: fmt.Sprintf("start revision %d has been compacted", start)})
+					if err != nil {
+						return err
+					}
+					continue
+				}
+				if start <= 0 {
+					start = cur + 1
+				}
+				watchers = append(watchers, &fakeWatcher{id: id, req: req, next: start})
+			case *kvv1.WatchRequest_CancelRequest:
+				id := r.CancelRequest.GetWatchId()
+				f.mu.Lock()
+				f.watchCancels = append(f.watchCancels, id)
+				f.mu.Unlock()
+				watchers = slices.DeleteFunc(watchers, func(w *fakeWatcher) bool { return w.id == id })
+				if err := st.Send(&kvv1.WatchResponse{Header: header(hist.current()), WatchId: id, Canceled: true, CancelReason: "cancelled by the client"}); err != nil {
+					return err
+				}
+			case *kvv1.WatchRequest_ProgressRequest:
+				f.mu.Lock()
+				f.watchProgress++
+				f.mu.Unlock()
+				rev, err := catchUp()
+				if err != nil {
+					return endWith(err)
+				}
+				for _, w := range watchers {
+					rev = min(rev, w.next-1)
+				}
+				if err := st.Send(&kvv1.WatchResponse{Header: header(rev), WatchId: -1}); err != nil {
+					return err
+				}
+			}
+		case <-f.watchIdle:
+			cur, err := catchUp()
+			if err != nil {
+				return endWith(err)
+			}
+			for _, w := range watchers {
+				if w.req.GetProgressNotify() && w.next > cur {
+					if err := st.Send(&kvv1.WatchResponse{Header: header(cur), WatchId: w.id}); err != nil {
+						return err
+					}
+				}
+			}
+		case err := <-kill:
+			return endWith(err)
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// errEndStream makes a fake watch stream end without an error, as a
+// member's handler that returns nil does.
+var errEndStream = errors.New("end the stream cleanly")
+
+// endWith is what a fake watch stream's handler returns to end with err.
+func endWith(err error) error {
+	if errors.Is(err, errEndStream) {
+		return nil
+	}
+	return err
+}
+
+// killWatches ends every watch stream of f that is open with err.
+func (f *fakeServer) killWatches(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, k := range f.watchKills {
+		select {
+		case k <- err:
+		default:
+		}
+	}
+	f.watchKills = nil
+}
+
+// creates returns the create requests f's watch streams received.
+func (f *fakeServer) creates() []*kvv1.WatchCreateRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.watchCreates)
+}
+
+// cancels returns the watch ids that f's watch streams were asked to
+// cancel.
+func (f *fakeServer) cancels() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.watchCancels)
+}
+
+// progressRequests returns how many progress requests f received.
+func (f *fakeServer) progressRequests() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.watchProgress
 }

@@ -34,10 +34,24 @@ type Maintenance interface {
 	// so that the size is known. The reader checks what it returns against
 	// the SHA-256 that ends the stream; see SnapshotReader.
 	Snapshot(ctx context.Context, endpoint string) (SnapshotReader, error)
+
+	// Defragment asks the member at endpoint to rewrite its state file
+	// without the free space that deleted and compacted data left, and
+	// returns the file's size before and after. The member goes on serving
+	// meanwhile; reads and writes wait only for the final swap of the files.
+	// Give ctx a deadline long enough for a copy of the file.
+	Defragment(ctx context.Context, endpoint string) (*DefragmentResponse, error)
 }
 
-// StatusResponse is one member's status.
+// StatusResponse is one member's status. Besides the raft state, DbSize is
+// the size of its state file, DbSizeInUse how much of it holds data (the
+// rest is free space that Defragment gives back), and CompactRevision the
+// revision below which its history was compacted.
 type StatusResponse struct{ *kvv1.StatusResponse }
+
+// DefragmentResponse is the result of a defragmentation: DbSizeBefore and
+// DbSize are the member's state file size before and after, in bytes.
+type DefragmentResponse struct{ *kvv1.DefragmentResponse }
 
 // IsLeader reports whether the member that answered is the leader it knows.
 func (r *StatusResponse) IsLeader() bool {
@@ -87,6 +101,24 @@ func (c *Client) HashKV(ctx context.Context, endpoint string, rev int64) (*HashK
 		return nil, err
 	}
 	return &HashKVResponse{resp}, nil
+}
+
+// Defragment defragments the state file of the member at endpoint. See
+// Maintenance.Defragment.
+func (c *Client) Defragment(ctx context.Context, endpoint string) (*DefragmentResponse, error) {
+	e, err := c.endpoint(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	var resp *kvv1.DefragmentResponse
+	err = c.try(ctx, e, func(ctx context.Context, cc grpc.ClientConnInterface) (err error) {
+		resp, err = kvv1.NewMaintenanceServiceClient(cc).Defragment(ctx, &kvv1.DefragmentRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &DefragmentResponse{resp}, nil
 }
 
 // endpoint checks that endpoint is one of the client's endpoints.

@@ -16,6 +16,7 @@ const (
 	tPut
 	tDeleteRange
 	tTxn
+	tWatch
 )
 
 func (t opType) String() string {
@@ -28,6 +29,8 @@ func (t opType) String() string {
 		return "delete"
 	case tTxn:
 		return "txn"
+	case tWatch:
+		return "watch"
 	default:
 		return "empty op"
 	}
@@ -35,7 +38,7 @@ func (t opType) String() string {
 
 // optBit names an OpOption, so that an option that does not fit an
 // operation is reported instead of silently ignored.
-type optBit uint16
+type optBit uint32
 
 const (
 	optRange optBit = 1 << iota
@@ -48,6 +51,11 @@ const (
 	optSerializable
 	optPrevKV
 	optLease
+	optProgressNotify
+	optFilterPut
+	optFilterDelete
+	optFragment
+	optCreatedNotify
 )
 
 var optNames = []struct {
@@ -64,6 +72,11 @@ var optNames = []struct {
 	{optSerializable, "WithSerializable"},
 	{optPrevKV, "WithPrevKV"},
 	{optLease, "WithLease"},
+	{optProgressNotify, "WithProgressNotify"},
+	{optFilterPut, "WithFilterPut"},
+	{optFilterDelete, "WithFilterDelete"},
+	{optFragment, "WithFragment"},
+	{optCreatedNotify, "WithCreatedNotify"},
 }
 
 // allowedOpts lists the options each operation accepts.
@@ -72,6 +85,8 @@ var allowedOpts = map[opType]optBit{
 		optKeysOnly | optCountOnly | optSerializable,
 	tPut:         optPrevKV | optLease,
 	tDeleteRange: optRange | optPrefix | optFromKey | optPrevKV,
+	tWatch: optRange | optPrefix | optFromKey | optRev | optPrevKV |
+		optProgressNotify | optFilterPut | optFilterDelete | optFragment | optCreatedNotify,
 }
 
 // Op is one operation, built by OpGet, OpPut, OpDelete or OpTxn, for KV.Do or
@@ -93,6 +108,13 @@ type Op struct {
 	// Writes.
 	lease  int64
 	prevKV bool
+
+	// Watches.
+	progressNotify bool
+	filterPut      bool
+	filterDelete   bool
+	fragment       bool
+	createdNotify  bool
 
 	// Transactions.
 	cmps    []Cmp
@@ -211,7 +233,8 @@ func (op *Op) setErr(err error) {
 }
 
 // WithRange selects the keys in [key, end). An end of "\x00" selects every
-// key from key on; an empty end selects key alone. Valid for get and delete.
+// key from key on; an empty end selects key alone. Valid for get, delete and
+// watch.
 func WithRange(end string) OpOption {
 	return func(op *Op) {
 		op.set |= optRange
@@ -220,7 +243,7 @@ func WithRange(end string) OpOption {
 }
 
 // WithPrefix selects every key that starts with the op's key; with an empty
-// key, every key. Valid for get and delete.
+// key, every key. Valid for get, delete and watch.
 func WithPrefix() OpOption {
 	return func(op *Op) {
 		op.set |= optPrefix
@@ -229,7 +252,7 @@ func WithPrefix() OpOption {
 }
 
 // WithFromKey selects every key greater than or equal to the op's key; with
-// an empty key, every key. Valid for get and delete.
+// an empty key, every key. Valid for get, delete and watch.
 func WithFromKey() OpOption {
 	return func(op *Op) {
 		op.set |= optFromKey
@@ -238,7 +261,8 @@ func WithFromKey() OpOption {
 }
 
 // WithRev reads the store as it was at revision rev; zero means the current
-// revision. Valid for get.
+// revision. Valid for get, and for watch, where it is the first revision
+// whose events are sent (zero: only changes after the watch is created).
 func WithRev(rev int64) OpOption {
 	return func(op *Op) {
 		op.set |= optRev
@@ -287,7 +311,8 @@ func WithSerializable() OpOption {
 }
 
 // WithPrevKV returns the key-value pairs as they were before a put or
-// delete. Valid for put and delete.
+// delete. Valid for put, delete and watch (each event then carries PrevKv,
+// when the key existed).
 func WithPrevKV() OpOption {
 	return func(op *Op) {
 		op.set |= optPrevKV
@@ -301,6 +326,54 @@ func WithLease(id int64) OpOption {
 	return func(op *Op) {
 		op.set |= optLease
 		op.lease = id
+	}
+}
+
+// WithProgressNotify asks the member to send the watcher a progress
+// notification (a response without events, see
+// WatchResponse.IsProgressNotify) when it has had no event for the member's
+// progress interval. Valid for watch.
+func WithProgressNotify() OpOption {
+	return func(op *Op) {
+		op.set |= optProgressNotify
+		op.progressNotify = true
+	}
+}
+
+// WithFilterPut drops put events from a watch. Valid for watch.
+func WithFilterPut() OpOption {
+	return func(op *Op) {
+		op.set |= optFilterPut
+		op.filterPut = true
+	}
+}
+
+// WithFilterDelete drops delete events from a watch. Valid for watch.
+func WithFilterDelete() OpOption {
+	return func(op *Op) {
+		op.set |= optFilterDelete
+		op.filterDelete = true
+	}
+}
+
+// WithFragment lets the member split the events of one revision over several
+// messages when they would not fit in one (a transaction that changed many
+// large keys). The client puts the pieces together again: a watch channel
+// only ever carries whole revisions. Valid for watch.
+func WithFragment() OpOption {
+	return func(op *Op) {
+		op.set |= optFragment
+		op.fragment = true
+	}
+}
+
+// WithCreatedNotify makes the first response on a watch channel the one that
+// reports the watcher's creation (Created set, Header.Revision the member's
+// revision then), as etcd's option of that name does. Valid for watch.
+func WithCreatedNotify() OpOption {
+	return func(op *Op) {
+		op.set |= optCreatedNotify
+		op.createdNotify = true
 	}
 }
 

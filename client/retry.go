@@ -48,6 +48,14 @@ type attemptFunc func(ctx context.Context, endpoint string) error
 // retry runs attempt on the endpoints in turn, starting with the one that
 // last answered, following the retry policy in the package documentation.
 func (c *Client) retry(ctx context.Context, kind rpcKind, attempt attemptFunc) error {
+	return c.retryAvoiding(ctx, kind, "", attempt)
+}
+
+// retryAvoiding is retry, but in each round it tries the endpoint avoid (one
+// that just failed, such as the member under a watch stream that broke)
+// last rather than first, so that the call moves to another member when
+// there is one.
+func (c *Client) retryAvoiding(ctx context.Context, kind rpcKind, avoid string, attempt attemptFunc) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
@@ -55,6 +63,9 @@ func (c *Client) retry(ctx context.Context, kind rpcKind, attempt attemptFunc) e
 	var lastErr error
 	for {
 		start := int(c.pinned.Load())
+		if avoid != "" && c.cfg.Endpoints[start] == avoid {
+			start = (start + 1) % len(c.cfg.Endpoints)
+		}
 		for i := range c.cfg.Endpoints {
 			idx := (start + i) % len(c.cfg.Endpoints)
 			err := attempt(ctx, c.cfg.Endpoints[idx])

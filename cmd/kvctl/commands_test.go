@@ -212,7 +212,7 @@ func TestEndpointStatus(t *testing.T) {
 		t.Fatalf("got %d statuses, want 2: %s", len(got), out)
 	}
 	for _, key := range []string{"endpoint", "name", "id", "leader", "leader_id", "is_leader", "term",
-		"commit_index", "applied_index", "revision", "db_size", "raft_state", "version", "is_learner"} {
+		"commit_index", "applied_index", "revision", "db_size", "db_size_in_use", "raft_state", "version", "is_learner"} {
 		if _, ok := got[0][key]; !ok {
 			t.Errorf("status object lacks %q: %s", key, out)
 		}
@@ -226,7 +226,7 @@ func TestEndpointStatus(t *testing.T) {
 	if err == nil {
 		t.Error("endpoint status with a dead endpoint succeeded")
 	}
-	if !strings.HasPrefix(stdout, ep1+", 1, n1, 0.1.0, 20 kB, true, false, Leader, 3, 12, 11, ") || strings.Count(stdout, "\n") != 1 {
+	if !strings.HasPrefix(stdout, ep1+", 1, n1, 0.1.0, 20 kB, 12 kB, true, false, Leader, 3, 12, 11, ") || strings.Count(stdout, "\n") != 1 {
 		t.Errorf("stdout = %q", stdout)
 	}
 	if !strings.Contains(stderr, "Failed to get the status of endpoint "+dead) {

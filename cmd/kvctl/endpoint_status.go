@@ -26,8 +26,10 @@ are every member's client address, from the member list that --endpoints
 serve.
 
 The table format shows each member's role and its commit and applied indexes
-side by side; the simple format prints every column. The json format prints
-an array with one object per endpoint that answered.`,
+side by side; the simple format prints every column. DB SIZE is the size of
+the member's state file, DB SIZE IN USE how much of it holds data: "kvctl
+defrag" gives the rest back. The json format prints an array with one object
+per endpoint that answered.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.Run(cmd.Context())

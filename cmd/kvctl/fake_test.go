@@ -28,6 +28,7 @@ type fakeKVD struct {
 	kvv1.UnimplementedKVServiceServer
 	kvv1.UnimplementedClusterServiceServer
 	kvv1.UnimplementedMaintenanceServiceServer
+	kvv1.UnimplementedWatchServiceServer
 
 	name string
 	id   uint64
@@ -43,13 +44,23 @@ type fakeKVD struct {
 	snapshot []byte               // the database Snapshot streams
 	tamper   func([]*snapMessage) // changes the stream before it is sent
 	failWith error                // when set, every membership change fails with it
+
+	// The history the WatchService serves: each revision's events, the
+	// compacted revision, and a channel closed and replaced at each write.
+	events    map[int64][]*kvv1.Event
+	compacted int64
+	changed   chan struct{}
+	// What Watch and Compact received; defragErr fails Defragment.
+	watchCreates []*kvv1.WatchCreateRequest
+	compactions  []*kvv1.CompactRequest
+	defragErr    error
 }
 
 // snapMessage is one message of a snapshot stream.
 type snapMessage = kvv1.SnapshotResponse
 
 func newFakeKVD(name string, id uint64) *fakeKVD {
-	return &fakeKVD{name: name, id: id, rev: 1, kvs: map[string]*kvv1.KeyValue{}, members: []*kvv1.Member{
+	return &fakeKVD{name: name, id: id, rev: 1, kvs: map[string]*kvv1.KeyValue{}, events: map[int64][]*kvv1.Event{}, changed: make(chan struct{}), members: []*kvv1.Member{
 		{Id: id, Name: name, RaftAddr: "127.0.0.1:7380", ClientAddr: "127.0.0.1:7379", IsLeader: true, Healthy: true},
 		{Id: 0xbeef, Name: "n2", RaftAddr: "127.0.0.1:7390", IsLearner: true},
 	}}
@@ -73,6 +84,7 @@ func serveFake(t *testing.T, f *fakeKVD) string {
 	kvv1.RegisterKVServiceServer(s, f)
 	kvv1.RegisterClusterServiceServer(s, f)
 	kvv1.RegisterMaintenanceServiceServer(s, f)
+	kvv1.RegisterWatchServiceServer(s, f)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return lis.Addr().String()
@@ -126,7 +138,15 @@ func (f *fakeKVD) put(r *kvv1.PutRequest) *kvv1.PutResponse {
 		kv.CreateRevision, kv.Version = old.CreateRevision, old.Version+1
 	}
 	f.kvs[string(r.Key)] = kv
+	f.record(&kvv1.Event{Type: kvv1.EventType_EVENT_TYPE_PUT, Kv: proto.Clone(kv).(*kvv1.KeyValue), PrevKv: old})
 	return resp
+}
+
+// record adds e to the current revision's events and wakes the watchers.
+func (f *fakeKVD) record(e *kvv1.Event) {
+	f.events[f.rev] = append(f.events[f.rev], e)
+	close(f.changed)
+	f.changed = make(chan struct{})
 }
 
 func (f *fakeKVD) rangeLocked(r *kvv1.RangeRequest) *kvv1.RangeResponse {
@@ -155,6 +175,7 @@ func (f *fakeKVD) del(r *kvv1.DeleteRangeRequest) *kvv1.DeleteRangeResponse {
 		if r.PrevKv {
 			resp.PrevKvs = append(resp.PrevKvs, f.kvs[k])
 		}
+		f.record(&kvv1.Event{Type: kvv1.EventType_EVENT_TYPE_DELETE, Kv: &kvv1.KeyValue{Key: []byte(k), ModRevision: f.rev}, PrevKv: f.kvs[k]})
 		delete(f.kvs, k)
 		resp.Deleted++
 	}
@@ -383,6 +404,143 @@ func (f *fakeKVD) Status(context.Context, *kvv1.StatusRequest) (*kvv1.StatusResp
 	defer f.mu.Unlock()
 	return &kvv1.StatusResponse{
 		Header: f.header(), Name: f.name, Version: "0.1.0", LeaderId: f.id, LeaderName: f.name,
-		RaftState: "Leader", RaftTerm: 3, CommitIndex: 12, AppliedIndex: 11, DbSize: 20480,
+		RaftState: "Leader", RaftTerm: 3, CommitIndex: 12, AppliedIndex: 11, DbSize: 20480, DbSizeInUse: 12288,
 	}, nil
+}
+
+func (f *fakeKVD) Compact(_ context.Context, r *kvv1.CompactRequest) (*kvv1.CompactResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.compactions = append(f.compactions, r)
+	switch {
+	case r.Revision > f.rev:
+		return nil, status.Error(codes.OutOfRange, "required revision is a future revision")
+	case r.Revision <= f.compacted:
+		return nil, status.Error(codes.OutOfRange, "required revision has been compacted")
+	}
+	f.compacted = r.Revision
+	return &kvv1.CompactResponse{Header: f.header()}, nil
+}
+
+func (f *fakeKVD) Defragment(context.Context, *kvv1.DefragmentRequest) (*kvv1.DefragmentResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.defragErr != nil {
+		return nil, f.defragErr
+	}
+	return &kvv1.DefragmentResponse{Header: f.header(), DbSizeBefore: 20480, DbSize: 12288}, nil
+}
+
+// creates returns the watch create requests f received.
+func (f *fakeKVD) creates() []*kvv1.WatchCreateRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.watchCreates)
+}
+
+// Watch serves f's history: each watcher gets the events of its range from
+// its start revision on, a revision per response; a start below the
+// compacted revision is answered canceled with the compact revision, and a
+// progress request with the current revision.
+func (f *fakeKVD) Watch(st kvv1.WatchService_WatchServer) error {
+	ctx := st.Context()
+	reqs := make(chan *kvv1.WatchRequest)
+	go func() {
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				return
+			}
+			select {
+			case reqs <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	type watcher struct {
+		req  *kvv1.WatchCreateRequest
+		next int64
+	}
+	watchers := map[int64]*watcher{}
+	// catchUp queues what every watcher is due and returns the current
+	// revision and the channel closed at the next write.
+	catchUp := func() ([]*kvv1.WatchResponse, int64, chan struct{}) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var out []*kvv1.WatchResponse
+		for id, w := range watchers {
+			for ; w.next <= f.rev; w.next++ {
+				var evs []*kvv1.Event
+				for _, e := range f.events[w.next] {
+					if !inRange(string(e.Kv.Key), w.req.Key, w.req.RangeEnd) {
+						continue
+					}
+					if !w.req.PrevKv {
+						e = &kvv1.Event{Type: e.Type, Kv: e.Kv}
+					}
+					evs = append(evs, e)
+				}
+				if len(evs) > 0 {
+					h := f.header()
+					h.Revision = w.next
+					out = append(out, &kvv1.WatchResponse{Header: h, WatchId: id, Events: evs})
+				}
+			}
+		}
+		return out, f.rev, f.changed
+	}
+	send := func(rs ...*kvv1.WatchResponse) error {
+		for _, r := range rs {
+			if err := st.Send(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for {
+		due, _, changed := catchUp()
+		if err := send(due...); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case r := <-reqs:
+			due, cur, _ := catchUp()
+			if err := send(due...); err != nil {
+				return err
+			}
+			f.mu.Lock()
+			h, compacted := f.header(), f.compacted
+			f.mu.Unlock()
+			var resps []*kvv1.WatchResponse
+			switch r := r.Request.(type) {
+			case *kvv1.WatchRequest_CreateRequest:
+				req := r.CreateRequest
+				f.mu.Lock()
+				f.watchCreates = append(f.watchCreates, req)
+				f.mu.Unlock()
+				resps = append(resps, &kvv1.WatchResponse{Header: h, WatchId: req.WatchId, Created: true})
+				switch start := req.StartRevision; {
+				case start > 0 && start < compacted:
+					resps = append(resps, &kvv1.WatchResponse{Header: h, WatchId: req.WatchId, Canceled: true, CompactRevision: compacted,
+						CancelReason: "required revision has been compacted"})
+				case start <= 0:
+					watchers[req.WatchId] = &watcher{req: req, next: cur + 1}
+				default:
+					watchers[req.WatchId] = &watcher{req: req, next: start}
+				}
+			case *kvv1.WatchRequest_CancelRequest:
+				delete(watchers, r.CancelRequest.WatchId)
+				resps = append(resps, &kvv1.WatchResponse{Header: h, WatchId: r.CancelRequest.WatchId, Canceled: true})
+			case *kvv1.WatchRequest_ProgressRequest:
+				resps = append(resps, &kvv1.WatchResponse{Header: h, WatchId: -1})
+			}
+			if err := send(resps...); err != nil {
+				return err
+			}
+		}
+	}
 }

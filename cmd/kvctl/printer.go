@@ -41,6 +41,13 @@ type printer interface {
 	// HashCheck prints the hash of every member that answered, in member
 	// list order.
 	HashCheck(hashes []memberHash) error
+	// Compaction prints the result of compaction at revision rev.
+	Compaction(rev int64, resp *client.CompactResponse) error
+	// Defrag prints the result of defrag on every endpoint, in order:
+	// successes on stdout, failures on stderr (simple format).
+	Defrag(results []defragResult) error
+	// Watch prints one response of a watch.
+	Watch(resp client.WatchResponse) error
 }
 
 // getFormat holds the get flags that change how a read is printed.
@@ -99,6 +106,14 @@ type snapshotSaved struct {
 	Header *kvv1.ResponseHeader
 }
 
+// defragResult is the outcome of defrag on one endpoint.
+type defragResult struct {
+	Endpoint string
+	Took     time.Duration
+	Resp     *client.DefragmentResponse // nil when it failed
+	Error    string
+}
+
 // memberHash is one member's answer to check hash.
 type memberHash struct {
 	Name     string
@@ -121,6 +136,11 @@ func newPrinter(format string, out, errOut io.Writer) printer {
 	default:
 		return simple
 	}
+}
+
+// eventType names an event's type as etcdctl does: PUT or DELETE.
+func eventType(t client.EventType) string {
+	return strings.TrimPrefix(t.String(), "EVENT_TYPE_")
 }
 
 // hexID formats a member id as etcdctl does.

@@ -159,13 +159,13 @@ func TestTablePrinterAdmin(t *testing.T) {
 				endpointStatus{Endpoint: "127.0.0.1:7479", Resp: &client.StatusResponse{StatusResponse: follower}},
 				endpointStatus{Endpoint: "127.0.0.1:7579", Resp: &client.StatusResponse{StatusResponse: learner}})
 			return p.EndpointStatus(st)
-		}, `+----------------+------+----------+--------+------+----------------+----------+---------+---------+
-| ENDPOINT       | NAME | ROLE     | LEADER | TERM | COMMIT/APPLIED | REVISION | DB SIZE | VERSION |
-+----------------+------+----------+--------+------+----------------+----------+---------+---------+
-| 127.0.0.1:7379 | n1   | leader   | n1     | 2    | 10/9           | 42       | 1.5 kB  | 0.1.0   |
-| 127.0.0.1:7479 | n2   | follower | n1     | 2    | 10/7           | 41       | 1.5 kB  | 0.1.0   |
-| 127.0.0.1:7579 | n3   | learner  | n1     | 2    | 10/7           | 41       | 1.5 kB  | 0.1.0   |
-+----------------+------+----------+--------+------+----------------+----------+---------+---------+
+		}, `+----------------+------+----------+--------+------+----------------+----------+---------+----------------+---------+
+| ENDPOINT       | NAME | ROLE     | LEADER | TERM | COMMIT/APPLIED | REVISION | DB SIZE | DB SIZE IN USE | VERSION |
++----------------+------+----------+--------+------+----------------+----------+---------+----------------+---------+
+| 127.0.0.1:7379 | n1   | leader   | n1     | 2    | 10/9           | 42       | 1.5 kB  | 1.0 kB         | 0.1.0   |
+| 127.0.0.1:7479 | n2   | follower | n1     | 2    | 10/7           | 41       | 1.5 kB  | 1.0 kB         | 0.1.0   |
+| 127.0.0.1:7579 | n3   | learner  | n1     | 2    | 10/7           | 41       | 1.5 kB  | 1.0 kB         | 0.1.0   |
++----------------+------+----------+--------+------+----------------+----------+---------+----------------+---------+
 `},
 		{"member promote", func(p printer) error {
 			return p.MemberChange(memberChange{Action: memberPromoted, ID: 0x3b, Name: "n3", Header: testHeader, Members: testMembers()[2:]})

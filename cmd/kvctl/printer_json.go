@@ -135,7 +135,39 @@ type jsonStatus struct {
 	AppliedIndex uint64 `json:"applied_index"`
 	Revision     int64  `json:"revision"`
 	DBSize       int64  `json:"db_size"`
+	DBSizeInUse  int64  `json:"db_size_in_use"`
 	Version      string `json:"version"`
+}
+
+type jsonCompaction struct {
+	Header   jsonHeader `json:"header"`
+	Revision int64      `json:"revision"`
+}
+
+type jsonDefrag struct {
+	Endpoint     string `json:"endpoint"`
+	DBSizeBefore int64  `json:"db_size_before"`
+	DBSize       int64  `json:"db_size"`
+	Took         string `json:"took"`
+	Error        string `json:"error,omitempty"`
+}
+
+type jsonWatchEvent struct {
+	Type   string  `json:"type"` // "PUT" or "DELETE"
+	KV     jsonKV  `json:"kv"`
+	PrevKV *jsonKV `json:"prev_kv,omitempty"`
+}
+
+// jsonWatch is one watch response. progress_notify is set on progress
+// notifications, which have no events.
+type jsonWatch struct {
+	Header          jsonHeader       `json:"header"`
+	Events          []jsonWatchEvent `json:"events"`
+	CompactRevision int64            `json:"compact_revision"`
+	Canceled        bool             `json:"canceled"`
+	Created         bool             `json:"created"`
+	ProgressNotify  bool             `json:"progress_notify"`
+	CancelReason    string           `json:"cancel_reason,omitempty"`
 }
 
 type jsonHealth struct {
@@ -340,8 +372,49 @@ func (p *jsonPrinter) EndpointStatus(statuses []endpointStatus) error {
 			AppliedIndex: r.GetAppliedIndex(),
 			Revision:     r.GetHeader().GetRevision(),
 			DBSize:       r.GetDbSize(),
+			DBSizeInUse:  r.GetDbSizeInUse(),
 			Version:      r.GetVersion(),
 		})
+	}
+	return p.write(out)
+}
+
+func (p *jsonPrinter) Compaction(rev int64, resp *client.CompactResponse) error {
+	return p.write(jsonCompaction{Header: toJSONHeader(resp.GetHeader()), Revision: rev})
+}
+
+// Defrag writes a JSON array with one object per endpoint, defragmented or
+// not.
+func (p *jsonPrinter) Defrag(results []defragResult) error {
+	out := make([]jsonDefrag, 0, len(results))
+	for _, r := range results {
+		d := jsonDefrag{Endpoint: r.Endpoint, Took: r.Took.String(), Error: r.Error}
+		if r.Resp != nil {
+			d.DBSizeBefore, d.DBSize = r.Resp.GetDbSizeBefore(), r.Resp.GetDbSize()
+		}
+		out = append(out, d)
+	}
+	return p.write(out)
+}
+
+// Watch writes one JSON document, on one line, per response.
+func (p *jsonPrinter) Watch(resp client.WatchResponse) error {
+	out := jsonWatch{
+		Header:          toJSONHeader(resp.Header),
+		Events:          make([]jsonWatchEvent, 0, len(resp.Events)),
+		CompactRevision: resp.CompactRevision,
+		Canceled:        resp.Canceled,
+		Created:         resp.Created,
+		ProgressNotify:  resp.IsProgressNotify(),
+		CancelReason:    resp.CancelReason,
+	}
+	for _, ev := range resp.Events {
+		e := jsonWatchEvent{Type: eventType(ev.GetType()), KV: toJSONKV(ev.GetKv())}
+		if ev.GetPrevKv() != nil {
+			kv := toJSONKV(ev.GetPrevKv())
+			e.PrevKV = &kv
+		}
+		out.Events = append(out.Events, e)
 	}
 	return p.write(out)
 }

@@ -199,6 +199,52 @@ func (p *simplePrinter) HashCheck(hashes []memberHash) error {
 	return w.err
 }
 
+// Compaction writes etcdctl's "compacted revision REV".
+func (p *simplePrinter) Compaction(rev int64, _ *client.CompactResponse) error {
+	_, err := fmt.Fprintf(p.out, "compacted revision %d\n", rev)
+	return err
+}
+
+// Defrag writes "Finished defragmenting member ENDPOINT (BEFORE -> AFTER) in
+// TOOK" on stdout for each member defragmented, and "Failed to defragment
+// member ENDPOINT after TOOK (ERROR)" on stderr for each failure, the
+// counterparts of etcdctl's lines.
+func (p *simplePrinter) Defrag(results []defragResult) error {
+	w, werr := &errWriter{w: p.out}, &errWriter{w: p.errOut}
+	for _, r := range results {
+		if r.Resp == nil {
+			werr.printf("Failed to defragment member %s after %v (%s)\n", r.Endpoint, r.Took, r.Error)
+			continue
+		}
+		w.printf("Finished defragmenting member %s (%s -> %s) in %v\n", r.Endpoint,
+			humanBytes(r.Resp.GetDbSizeBefore()), humanBytes(r.Resp.GetDbSize()), r.Took)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	return werr.err
+}
+
+// Watch writes each event as etcdctl does: its type (PUT or DELETE), then,
+// when the watch asked for it and the key existed, the previous key and
+// value lines, then the key and value lines (the value is empty for a
+// delete). A progress notification is "progress notify: REV". The end of a
+// watch is left to the command's error.
+func (p *simplePrinter) Watch(resp client.WatchResponse) error {
+	w := &errWriter{w: p.out}
+	if resp.IsProgressNotify() {
+		w.printf("progress notify: %d\n", resp.Header.GetRevision())
+	}
+	for _, ev := range resp.Events {
+		w.println(eventType(ev.GetType()))
+		if ev.GetPrevKv() != nil {
+			printKV(w, false, ev.GetPrevKv())
+		}
+		printKV(w, false, ev.GetKv())
+	}
+	return w.err
+}
+
 // EndpointStatus writes one comma-separated line per endpoint, in the columns
 // of the table format.
 func (p *simplePrinter) EndpointStatus(statuses []endpointStatus) error {
@@ -259,7 +305,7 @@ func hashRows(hashes []memberHash) [][]string {
 }
 
 var statusHeader = []string{
-	"ENDPOINT", "ID", "NAME", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER",
+	"ENDPOINT", "ID", "NAME", "VERSION", "DB SIZE", "DB SIZE IN USE", "IS LEADER", "IS LEARNER",
 	"RAFT STATE", "RAFT TERM", "COMMIT INDEX", "APPLIED INDEX", "REVISION", "LEADER",
 }
 
@@ -273,6 +319,7 @@ func statusRows(statuses []endpointStatus) [][]string {
 			r.GetName(),
 			r.GetVersion(),
 			humanBytes(r.GetDbSize()),
+			humanBytes(r.GetDbSizeInUse()),
 			fmt.Sprint(r.IsLeader()),
 			fmt.Sprint(r.GetIsLearner()),
 			r.GetRaftState(),

@@ -10,8 +10,9 @@ import (
 )
 
 // tablePrinter draws boxed tables with a header row, like etcdctl's table
-// format. Put, del and txn results, leader transfer and snapshot save have no
-// table form and print as simple, as in etcdctl.
+// format. Put, del and txn results, leader transfer, snapshot save,
+// compaction and watch events have no table form and print as simple, as in
+// etcdctl.
 type tablePrinter struct {
 	*simplePrinter
 }
@@ -59,7 +60,7 @@ func (p *tablePrinter) MemberChange(ch memberChange) error {
 // format's columns so that the leader and any lagging member stand out: the
 // role in words, the commit and applied indexes side by side.
 var tableStatusHeader = []string{
-	"ENDPOINT", "NAME", "ROLE", "LEADER", "TERM", "COMMIT/APPLIED", "REVISION", "DB SIZE", "VERSION",
+	"ENDPOINT", "NAME", "ROLE", "LEADER", "TERM", "COMMIT/APPLIED", "REVISION", "DB SIZE", "DB SIZE IN USE", "VERSION",
 }
 
 func (p *tablePrinter) EndpointStatus(statuses []endpointStatus) error {
@@ -75,6 +76,7 @@ func (p *tablePrinter) EndpointStatus(statuses []endpointStatus) error {
 			fmt.Sprintf("%d/%d", r.GetCommitIndex(), r.GetAppliedIndex()),
 			fmt.Sprint(r.GetHeader().GetRevision()),
 			humanBytes(r.GetDbSize()),
+			humanBytes(r.GetDbSizeInUse()),
 			r.GetVersion(),
 		})
 	}
@@ -98,6 +100,18 @@ func statusRole(r *client.StatusResponse) string {
 
 func (p *tablePrinter) HashCheck(hashes []memberHash) error {
 	return writeTable(p.out, hashHeader, hashRows(hashes))
+}
+
+func (p *tablePrinter) Defrag(results []defragResult) error {
+	rows := make([][]string, 0, len(results))
+	for _, r := range results {
+		before, after := "", ""
+		if r.Resp != nil {
+			before, after = humanBytes(r.Resp.GetDbSizeBefore()), humanBytes(r.Resp.GetDbSize())
+		}
+		rows = append(rows, []string{r.Endpoint, before, after, r.Took.String(), r.Error})
+	}
+	return writeTable(p.out, []string{"ENDPOINT", "DB SIZE BEFORE", "DB SIZE AFTER", "TOOK", "ERROR"}, rows)
 }
 
 func (p *tablePrinter) EndpointHealth(healths []endpointHealth) error {

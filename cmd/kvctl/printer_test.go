@@ -37,7 +37,7 @@ func testTxn() *client.TxnResponse {
 func testStatuses() []endpointStatus {
 	return []endpointStatus{{Endpoint: "127.0.0.1:7379", Resp: &client.StatusResponse{StatusResponse: &kvv1.StatusResponse{
 		Header: testHeader, Name: "n1", Version: "0.1.0", LeaderId: 0x1f, LeaderName: "n1", RaftState: "Leader",
-		RaftTerm: 2, CommitIndex: 10, AppliedIndex: 9, DbSize: 1536,
+		RaftTerm: 2, CommitIndex: 10, AppliedIndex: 9, DbSize: 1536, DbSizeInUse: 1024,
 	}}}}
 }
 
@@ -73,6 +73,21 @@ func testHealths() []endpointHealth {
 	}
 }
 
+func testWatch() client.WatchResponse {
+	return client.WatchResponse{Header: testHeader, Events: []*client.Event{
+		{Type: client.EventTypePut, Kv: kv("a", "1")},
+		{Type: client.EventTypePut, Kv: kv("b", "two"), PrevKv: kv("b", "old")},
+		{Type: client.EventTypeDelete, Kv: &kvv1.KeyValue{Key: []byte("b"), ModRevision: 6}, PrevKv: kv("b", "two")},
+	}}
+}
+
+func testDefrags() []defragResult {
+	return []defragResult{
+		{Endpoint: "a:1", Took: 1500 * time.Millisecond, Resp: &client.DefragmentResponse{DefragmentResponse: &kvv1.DefragmentResponse{DbSizeBefore: 1 << 20, DbSize: 64 << 10}}},
+		{Endpoint: "b:2", Took: 5 * time.Second, Error: "context deadline exceeded"},
+	}
+}
+
 func TestSimplePrinter(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -102,9 +117,19 @@ func TestSimplePrinter(t *testing.T) {
 			"2a, n2, r:2, c:2, false, false, true, 1m15s ago\n" +
 			"3b, n3, r:3, , true, false, false, never\n", ""},
 		{"endpoint status", func(p printer) error { return p.EndpointStatus(testStatuses()) },
-			"127.0.0.1:7379, 1f, n1, 0.1.0, 1.5 kB, true, false, Leader, 2, 10, 9, 42, n1\n", ""},
+			"127.0.0.1:7379, 1f, n1, 0.1.0, 1.5 kB, 1.0 kB, true, false, Leader, 2, 10, 9, 42, n1\n", ""},
 		{"endpoint health", func(p printer) error { return p.EndpointHealth(testHealths()) },
 			"a:1 is healthy: successfully committed proposal: took = 1.2ms\n", "b:2 is unhealthy: context deadline exceeded\n"},
+		{"watch events", func(p printer) error { return p.Watch(testWatch()) },
+			"PUT\na\n1\nPUT\nb\nold\nb\ntwo\nDELETE\nb\ntwo\nb\n\n", ""},
+		{"watch progress", func(p printer) error { return p.Watch(client.WatchResponse{Header: testHeader}) },
+			"progress notify: 42\n", ""},
+		{"watch end", func(p printer) error {
+			return p.Watch(client.WatchResponse{Header: testHeader, Canceled: true, CompactRevision: 7})
+		}, "", ""},
+		{"compaction", func(p printer) error { return p.Compaction(12, &client.CompactResponse{}) }, "compacted revision 12\n", ""},
+		{"defrag", func(p printer) error { return p.Defrag(testDefrags()) },
+			"Finished defragmenting member a:1 (1.0 MB -> 66 kB) in 1.5s\n", "Failed to defragment member b:2 after 5s (context deadline exceeded)\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,10 +176,28 @@ func TestJSONPrinter(t *testing.T) {
 			`{"id":8,"name":"n2","raft_addr":"","client_addr":"","is_learner":false,"is_leader":false,"healthy":true,"last_contact":"2026-03-01T11:59:59.6Z"}]}`},
 		{"endpoint status", func(p printer) error { return p.EndpointStatus(testStatuses()) },
 			`[{"endpoint":"127.0.0.1:7379","name":"n1","id":31,"cluster_id":9,"leader":"n1","leader_id":31,"is_leader":true,` +
-				`"is_learner":false,"raft_state":"Leader","term":2,"commit_index":10,"applied_index":9,"revision":42,"db_size":1536,"version":"0.1.0"}]`},
+				`"is_learner":false,"raft_state":"Leader","term":2,"commit_index":10,"applied_index":9,"revision":42,"db_size":1536,"db_size_in_use":1024,"version":"0.1.0"}]`},
 		{"no endpoint answered", func(p printer) error { return p.EndpointStatus(nil) }, `[]`},
 		{"endpoint health", func(p printer) error { return p.EndpointHealth(testHealths()) },
 			`[{"endpoint":"a:1","health":true,"took":"1.2ms"},{"endpoint":"b:2","health":false,"took":"0s","error":"context deadline exceeded"}]`},
+		{"watch events", func(p printer) error { return p.Watch(testWatch()) },
+			`{"header":{"cluster_id":9,"member_id":31,"revision":42,"raft_term":2},"events":[` +
+				`{"type":"PUT","kv":{"key":"YQ==","create_revision":3,"mod_revision":5,"version":2,"value":"MQ==","lease":0}},` +
+				`{"type":"PUT","kv":{"key":"Yg==","create_revision":3,"mod_revision":5,"version":2,"value":"dHdv","lease":0},` +
+				`"prev_kv":{"key":"Yg==","create_revision":3,"mod_revision":5,"version":2,"value":"b2xk","lease":0}},` +
+				`{"type":"DELETE","kv":{"key":"Yg==","create_revision":0,"mod_revision":6,"version":0,"value":null,"lease":0},` +
+				`"prev_kv":{"key":"Yg==","create_revision":3,"mod_revision":5,"version":2,"value":"dHdv","lease":0}}],` +
+				`"compact_revision":0,"canceled":false,"created":false,"progress_notify":false}`},
+		{"watch progress", func(p printer) error { return p.Watch(client.WatchResponse{Header: testHeader}) },
+			`{"header":{"cluster_id":9,"member_id":31,"revision":42,"raft_term":2},"events":[],"compact_revision":0,"canceled":false,"created":false,"progress_notify":true}`},
+		{"watch end", func(p printer) error {
+			return p.Watch(client.WatchResponse{Header: testHeader, Canceled: true, CompactRevision: 7, CancelReason: "compacted"})
+		}, `{"header":{"cluster_id":9,"member_id":31,"revision":42,"raft_term":2},"events":[],"compact_revision":7,"canceled":true,"created":false,"progress_notify":false,"cancel_reason":"compacted"}`},
+		{"compaction", func(p printer) error {
+			return p.Compaction(12, &client.CompactResponse{CompactResponse: &kvv1.CompactResponse{Header: testHeader}})
+		}, `{"header":{"cluster_id":9,"member_id":31,"revision":42,"raft_term":2},"revision":12}`},
+		{"defrag", func(p printer) error { return p.Defrag(testDefrags()) },
+			`[{"endpoint":"a:1","db_size_before":1048576,"db_size":65536,"took":"1.5s"},{"endpoint":"b:2","db_size_before":0,"db_size":0,"took":"5s","error":"context deadline exceeded"}]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -222,6 +265,17 @@ func TestTablePrinter(t *testing.T) {
 		{"put falls back to simple", func(p printer) error {
 			return p.Put(&client.PutResponse{PutResponse: &kvv1.PutResponse{}})
 		}, "OK\n"},
+		{"watch falls back to simple", func(p printer) error { return p.Watch(testWatch()) },
+			"PUT\na\n1\nPUT\nb\nold\nb\ntwo\nDELETE\nb\ntwo\nb\n\n"},
+		{"compaction falls back to simple", func(p printer) error { return p.Compaction(3, &client.CompactResponse{}) },
+			"compacted revision 3\n"},
+		{"defrag", func(p printer) error { return p.Defrag(testDefrags()) }, `+----------+----------------+---------------+------+---------------------------+
+| ENDPOINT | DB SIZE BEFORE | DB SIZE AFTER | TOOK | ERROR                     |
++----------+----------------+---------------+------+---------------------------+
+| a:1      | 1.0 MB         | 66 kB         | 1.5s |                           |
+| b:2      |                |               | 5s   | context deadline exceeded |
++----------+----------------+---------------+------+---------------------------+
+`},
 		{"endpoint health", func(p printer) error { return p.EndpointHealth(testHealths()) }, `+----------+--------+-------+---------------------------+
 | ENDPOINT | HEALTH | TOOK  | ERROR                     |
 +----------+--------+-------+---------------------------+

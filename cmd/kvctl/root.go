@@ -85,6 +85,9 @@ KVCTL_CONSISTENCY, KVCTL_UNARY_CALLS. A flag on the command line wins over its v
 		newSnapshotCmd(g),
 		newCheckCmd(g),
 		newBenchCmd(g),
+		newWatchCmd(g),
+		newCompactionCmd(g),
+		newDefragCmd(g),
 	)
 	return root
 }

@@ -60,6 +60,21 @@ func TestBadInput(t *testing.T) {
 		{"snapshot restore moved", nil, []string{"snapshot", "restore", "x.db", "--name", "a", "--data-dir", "d", "--initial-cluster", "a=h:1"}, "use `kvdutil snapshot restore x.db --name a --data-dir d --initial-cluster a=h:1`"},
 		{"check hash negative rev", nil, []string{"check", "hash", "--rev", "-1"}, "invalid --rev -1"},
 		{"check hash with args", nil, []string{"check", "hash", "x"}, `unknown command "x"`},
+		{"watch without key", nil, []string{"watch"}, "watch needs a key and an optional range end, got 0 arguments"},
+		{"watch too many", nil, []string{"watch", "a", "b", "c"}, "got 3 arguments"},
+		{"watch empty key", nil, []string{"watch", ""}, "watch: key is empty"},
+		{"watch prefix and end", nil, []string{"watch", "a", "b", "--prefix"}, "a range end cannot be used with --prefix"},
+		{"watch negative rev", nil, []string{"watch", "a", "--rev", "-1"}, "invalid --rev -1"},
+		{"watch bad rev", nil, []string{"watch", "a", "--rev", "x"}, `invalid argument "x"`},
+		{"watch separator without command", nil, []string{"watch", "a", "--"}, `found "--" but no command after it`},
+		{"watch command without key", nil, []string{"watch", "--", "echo", "hi"}, "watch needs a key and an optional range end, got 0 arguments"},
+		{"watch interactive with args", nil, []string{"watch", "-i", "a"}, "watch -i reads its watches from stdin and takes no arguments"},
+		{"compaction without revision", nil, []string{"compaction"}, "compaction needs a revision, got 0 arguments"},
+		{"compaction two revisions", nil, []string{"compaction", "1", "2"}, "compaction needs a revision, got 2 arguments"},
+		{"compaction not a number", nil, []string{"compaction", "abc"}, `invalid revision "abc": want a positive integer`},
+		{"compaction zero", nil, []string{"compaction", "0"}, "invalid revision 0: must be at least 1"},
+		{"compaction negative", nil, []string{"compaction", "--", "-5"}, "invalid revision -5: must be at least 1"},
+		{"defrag with args", nil, []string{"defrag", "x"}, `unknown command "x" for "kvctl defrag"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,7 +93,8 @@ func TestBadInput(t *testing.T) {
 
 func TestHelpNeedsNoServer(t *testing.T) {
 	for _, args := range [][]string{{}, {"--help"}, {"get", "--help"}, {"member"}, {"endpoint"}, {"leader"}, {"snapshot"},
-		{"check"}, {"snapshot", "restore", "--help"}, {"member", "add", "--help"}} {
+		{"check"}, {"snapshot", "restore", "--help"}, {"member", "add", "--help"},
+		{"watch", "--help"}, {"compaction", "--help"}, {"defrag", "--help"}} {
 		out, _, err := runKvctl(t, nil, "", args...)
 		if err != nil {
 			t.Errorf("kvctl %q: %v", args, err)
