@@ -28,6 +28,8 @@ type Client struct {
 	pinned  atomic.Int64                                       // index of the endpoint that last answered
 	closed  atomic.Bool
 	watches *watchHub // the watch streams and their watchers
+	// keepAlives renews the leases of KeepAlive calls.
+	keepAlives *keepAlives
 }
 
 // Compile-time checks that Client implements the package's interfaces.
@@ -36,6 +38,7 @@ var (
 	_ Cluster     = (*Client)(nil)
 	_ Maintenance = (*Client)(nil)
 	_ Watcher     = (*Client)(nil)
+	_ Lease       = (*Client)(nil)
 )
 
 // New validates cfg and returns a Client for its endpoints. It does not
@@ -49,6 +52,7 @@ func New(cfg Config) (*Client, error) {
 	cfg.Endpoints = slices.Clone(cfg.Endpoints)
 	c := &Client{cfg: cfg}
 	c.watches = newWatchHub(c)
+	c.keepAlives = newKeepAlives(c)
 	c.pool = opstream.NewPool(opstream.PoolConfig[*kvv1.StreamOp, *kvv1.StreamResult]{
 		DialOptions: append([]grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -79,6 +83,7 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.watches.close()
+	c.keepAlives.close()
 	if err := c.pool.Close(); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}

@@ -56,6 +56,10 @@ const (
 	optFilterDelete
 	optFragment
 	optCreatedNotify
+	optSort
+	optRevFilter
+	optIgnoreValue
+	optIgnoreLease
 )
 
 var optNames = []struct {
@@ -77,13 +81,17 @@ var optNames = []struct {
 	{optFilterDelete, "WithFilterDelete"},
 	{optFragment, "WithFragment"},
 	{optCreatedNotify, "WithCreatedNotify"},
+	{optSort, "WithSort"},
+	{optRevFilter, "WithMin/MaxModRev and WithMin/MaxCreateRev"},
+	{optIgnoreValue, "WithIgnoreValue"},
+	{optIgnoreLease, "WithIgnoreLease"},
 }
 
 // allowedOpts lists the options each operation accepts.
 var allowedOpts = map[opType]optBit{
 	tRange: optRange | optPrefix | optFromKey | optRev | optLimit |
-		optKeysOnly | optCountOnly | optSerializable,
-	tPut:         optPrevKV | optLease,
+		optKeysOnly | optCountOnly | optSerializable | optSort | optRevFilter,
+	tPut:         optPrevKV | optLease | optIgnoreValue | optIgnoreLease,
 	tDeleteRange: optRange | optPrefix | optFromKey | optPrevKV,
 	tWatch: optRange | optPrefix | optFromKey | optRev | optPrevKV |
 		optProgressNotify | optFilterPut | optFilterDelete | optFragment | optCreatedNotify,
@@ -104,10 +112,18 @@ type Op struct {
 	keysOnly     bool
 	countOnly    bool
 	serializable bool
+	sortTarget   SortTarget
+	sortOrder    SortOrder
+	minModRev    int64
+	maxModRev    int64
+	minCreateRev int64
+	maxCreateRev int64
 
 	// Writes.
-	lease  int64
-	prevKV bool
+	lease       int64
+	prevKV      bool
+	ignoreValue bool
+	ignoreLease bool
 
 	// Watches.
 	progressNotify bool
@@ -131,13 +147,16 @@ type OpOption func(*Op)
 
 // OpGet returns a read of key, or of the range that opts select.
 // It accepts WithRange, WithPrefix, WithFromKey, WithRev, WithLimit,
-// WithKeysOnly, WithCountOnly and WithSerializable.
+// WithKeysOnly, WithCountOnly, WithSerializable, WithSort (and its
+// shorthands WithFirstCreate, WithLastCreate and the like) and the revision
+// filters WithMinModRev, WithMaxModRev, WithMinCreateRev and
+// WithMaxCreateRev.
 func OpGet(key string, opts ...OpOption) Op {
 	return newOp(tRange, key, "", opts)
 }
 
-// OpPut returns a write of val under key. It accepts WithPrevKV and
-// WithLease.
+// OpPut returns a write of val under key. It accepts WithPrevKV,
+// WithLease, WithIgnoreValue and WithIgnoreLease.
 func OpPut(key, val string, opts ...OpOption) Op {
 	return newOp(tPut, key, val, opts)
 }
@@ -189,6 +208,14 @@ func newOp(t opType, key, val string, opts []OpOption) Op {
 	}
 	if n := countBits(op.set & (optRange | optPrefix | optFromKey)); n > 1 {
 		op.err = fmt.Errorf("client: %s cannot be combined", bitNames(op.set&(optRange|optPrefix|optFromKey)))
+		return op
+	}
+	if op.ignoreValue && len(op.val) > 0 {
+		op.err = errors.New("client: WithIgnoreValue keeps the key's value: put an empty value with it")
+		return op
+	}
+	if op.ignoreLease && op.lease != 0 {
+		op.err = errors.New("client: WithIgnoreLease and WithLease cannot be combined")
 		return op
 	}
 	if op.keysOnly && op.countOnly {
@@ -329,6 +356,115 @@ func WithLease(id int64) OpOption {
 	}
 }
 
+// WithIgnoreValue keeps the key's current value and changes only its lease
+// (etcd's ignore_value): the put's value must be empty, and the key must
+// exist (InvalidArgument otherwise). Valid for put.
+func WithIgnoreValue() OpOption {
+	return func(op *Op) {
+		op.set |= optIgnoreValue
+		op.ignoreValue = true
+	}
+}
+
+// WithIgnoreLease keeps the key's current lease and changes only its value
+// (etcd's ignore_lease); the key must exist. Valid for put.
+func WithIgnoreLease() OpOption {
+	return func(op *Op) {
+		op.set |= optIgnoreLease
+		op.ignoreLease = true
+	}
+}
+
+// SortTarget is what WithSort sorts a get by.
+type SortTarget = kvv1.RangeRequest_SortTarget
+
+// SortOrder is the order WithSort sorts a get in.
+type SortOrder = kvv1.RangeRequest_SortOrder
+
+// Sort targets and orders for WithSort.
+const (
+	SortByKey            = kvv1.RangeRequest_SORT_TARGET_KEY
+	SortByVersion        = kvv1.RangeRequest_SORT_TARGET_VERSION
+	SortByCreateRevision = kvv1.RangeRequest_SORT_TARGET_CREATE
+	SortByModRevision    = kvv1.RangeRequest_SORT_TARGET_MOD
+	SortByValue          = kvv1.RangeRequest_SORT_TARGET_VALUE
+
+	SortNone    = kvv1.RangeRequest_SORT_ORDER_UNSPECIFIED
+	SortAscend  = kvv1.RangeRequest_SORT_ORDER_ASCEND
+	SortDescend = kvv1.RangeRequest_SORT_ORDER_DESCEND
+)
+
+// WithSort sorts a get's keys by target in order (SortNone with a target
+// other than the key sorts ascending, as etcd does). The limit applies after
+// sorting. Valid for get.
+func WithSort(target SortTarget, order SortOrder) OpOption {
+	return func(op *Op) {
+		op.set |= optSort
+		op.sortTarget, op.sortOrder = target, order
+	}
+}
+
+// WithFirstCreate gets the key of the range created first: WithSort by
+// create revision, ascending, WithLimit(1).
+func WithFirstCreate() []OpOption {
+	return []OpOption{WithSort(SortByCreateRevision, SortAscend), WithLimit(1)}
+}
+
+// WithLastCreate gets the key of the range created last.
+func WithLastCreate() []OpOption {
+	return []OpOption{WithSort(SortByCreateRevision, SortDescend), WithLimit(1)}
+}
+
+// WithFirstKey gets the range's smallest key.
+func WithFirstKey() []OpOption { return []OpOption{WithSort(SortByKey, SortAscend), WithLimit(1)} }
+
+// WithLastKey gets the range's largest key.
+func WithLastKey() []OpOption { return []OpOption{WithSort(SortByKey, SortDescend), WithLimit(1)} }
+
+// WithFirstRev gets the key of the range modified first.
+func WithFirstRev() []OpOption {
+	return []OpOption{WithSort(SortByModRevision, SortAscend), WithLimit(1)}
+}
+
+// WithLastRev gets the key of the range modified last.
+func WithLastRev() []OpOption {
+	return []OpOption{WithSort(SortByModRevision, SortDescend), WithLimit(1)}
+}
+
+// revFilter sets one of a get's revision filters; rev must be positive.
+func revFilter(name string, rev int64, field func(*Op) *int64) OpOption {
+	return func(op *Op) {
+		op.set |= optRevFilter
+		if rev <= 0 {
+			op.setErr(fmt.Errorf("client: %s(%d): the revision must be positive", name, rev))
+			return
+		}
+		*field(op) = rev
+	}
+}
+
+// WithMinModRev returns only keys modified at or after rev. Like the other
+// revision filters it narrows what a get returns, not its count. Valid for
+// get.
+func WithMinModRev(rev int64) OpOption {
+	return revFilter("WithMinModRev", rev, func(op *Op) *int64 { return &op.minModRev })
+}
+
+// WithMaxModRev returns only keys modified at or before rev.
+func WithMaxModRev(rev int64) OpOption {
+	return revFilter("WithMaxModRev", rev, func(op *Op) *int64 { return &op.maxModRev })
+}
+
+// WithMinCreateRev returns only keys created at or after rev.
+func WithMinCreateRev(rev int64) OpOption {
+	return revFilter("WithMinCreateRev", rev, func(op *Op) *int64 { return &op.minCreateRev })
+}
+
+// WithMaxCreateRev returns only keys created at or before rev.
+func WithMaxCreateRev(rev int64) OpOption {
+	return revFilter("WithMaxCreateRev", rev, func(op *Op) *int64 { return &op.maxCreateRev })
+}
+
 // WithProgressNotify asks the member to send the watcher a progress
 // notification (a response without events, see
 // WatchResponse.IsProgressNotify) when it has had no event for the member's
@@ -428,18 +564,25 @@ func (op Op) check() error {
 
 func (op Op) rangeRequest() *kvv1.RangeRequest {
 	return &kvv1.RangeRequest{
-		Key:          op.key,
-		RangeEnd:     op.end,
-		Limit:        op.limit,
-		Revision:     op.rev,
-		Serializable: op.serializable,
-		KeysOnly:     op.keysOnly,
-		CountOnly:    op.countOnly,
+		Key:               op.key,
+		RangeEnd:          op.end,
+		Limit:             op.limit,
+		Revision:          op.rev,
+		Serializable:      op.serializable,
+		KeysOnly:          op.keysOnly,
+		CountOnly:         op.countOnly,
+		SortOrder:         op.sortOrder,
+		SortTarget:        op.sortTarget,
+		MinModRevision:    op.minModRev,
+		MaxModRevision:    op.maxModRev,
+		MinCreateRevision: op.minCreateRev,
+		MaxCreateRevision: op.maxCreateRev,
 	}
 }
 
 func (op Op) putRequest() *kvv1.PutRequest {
-	return &kvv1.PutRequest{Key: op.key, Value: op.val, Lease: op.lease, PrevKv: op.prevKV}
+	return &kvv1.PutRequest{Key: op.key, Value: op.val, Lease: op.lease, PrevKv: op.prevKV,
+		IgnoreValue: op.ignoreValue, IgnoreLease: op.ignoreLease}
 }
 
 func (op Op) deleteRequest() *kvv1.DeleteRangeRequest {

@@ -33,6 +33,12 @@ func (f *FSM) handlerTable() map[fsmv1.CommandType]handler {
 			nil, (*writer).publishMember),
 		fsmv1.CommandType_COMMAND_TYPE_COMPACT: decoded(func() *kvv1.CompactRequest { return &kvv1.CompactRequest{} },
 			ValidateCompact, (*writer).compact),
+		fsmv1.CommandType_COMMAND_TYPE_LEASE_GRANT: decoded(func() *fsmv1.LeaseGrant { return &fsmv1.LeaseGrant{} },
+			validateLeaseGrant, (*writer).leaseGrant),
+		fsmv1.CommandType_COMMAND_TYPE_LEASE_REVOKE: decoded(func() *fsmv1.LeaseRevoke { return &fsmv1.LeaseRevoke{} },
+			nil, (*writer).leaseRevoke),
+		fsmv1.CommandType_COMMAND_TYPE_LEASE_CHECKPOINT: decoded(func() *fsmv1.LeaseCheckpoint { return &fsmv1.LeaseCheckpoint{} },
+			nil, (*writer).leaseCheckpoint),
 	}
 }
 
@@ -91,6 +97,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	var (
 		last      *raft.Log
 		changes   []Change
+		leases    []LeaseEvent
 		compacted bool
 	)
 	err := f.be.Batch(func(tx *bolt.Tx) (int, error) {
@@ -100,7 +107,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			err error
 		)
 		last, n, err = f.applyEntries(w, logs, applied, results)
-		changes, compacted = w.changes, w.compacted
+		changes, leases, compacted = w.changes, w.leases, w.compacted
 		return n, err
 	})
 	if err != nil {
@@ -114,6 +121,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	if len(changes) > 0 {
 		f.feed.Applied(changes)
+	}
+	if len(leases) > 0 && f.cfg.Leases != nil {
+		f.cfg.Leases.LeasesChanged(leases)
 	}
 	if compacted {
 		f.kickTrimmer()
@@ -219,6 +229,8 @@ type writer struct {
 	// transaction changed, in revision order.
 	record  bool
 	changes []Change
+	// leases collects what the batch did to leases, for Config.Leases.
+	leases []LeaseEvent
 }
 
 func newWriter(tx *bolt.Tx, record bool) *writer {
@@ -240,6 +252,9 @@ func (w *writer) collect(t *mvcc.TxnWrite) {
 
 func (w *writer) put(r *kvv1.PutRequest) (any, error) {
 	t := w.kv.Begin()
+	if err := t.CheckPut(r.GetKey(), r.GetLease(), r.GetIgnoreValue(), r.GetIgnoreLease()); err != nil {
+		return err, nil // a domain error, found before anything is written
+	}
 	resp, err := t.Put(r)
 	if err != nil {
 		return nil, err

@@ -79,9 +79,11 @@ func InspectState(path string) (StateInfo, error) {
 }
 
 // ResetForNewCluster prepares a copy of a state database to seed a member of
-// a new cluster: the key-value data and revision stay; the raft position, the
-// published members and the cluster id are cleared, because they belong to
-// the old cluster's log.
+// a new cluster: the key-value data, the revision and the leases stay; the
+// raft position, the published members and the cluster id are cleared,
+// because they belong to the old cluster's log. Every lease's checkpointed
+// remaining TTL is cleared too: the restored cluster's first leader starts
+// each lease over at its full TTL, as etcd does.
 func ResetForNewCluster(path string) error {
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
@@ -100,8 +102,10 @@ func ResetForNewCluster(path string) error {
 		if err := tx.DeleteBucket(bucketMembers); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 			return err
 		}
-		_, err := tx.CreateBucket(bucketMembers)
-		return err
+		if _, err := tx.CreateBucket(bucketMembers); err != nil {
+			return err
+		}
+		return mvcc.RestartLeases(tx)
 	})
 	if cerr := db.Close(); err == nil {
 		err = cerr

@@ -27,11 +27,13 @@ const (
 	FeatureBatchCommands = "batch-commands"
 	// FeatureCompact: the member can apply COMMAND_TYPE_COMPACT.
 	FeatureCompact = "compact"
+	// FeatureLeases: the member can apply the lease commands.
+	FeatureLeases = "leases"
 )
 
 // Features lists the log formats this state machine can apply beyond those
 // of the first release, for a member to publish.
-func Features() []string { return []string{FeatureBatchCommands, FeatureCompact} }
+func Features() []string { return []string{FeatureBatchCommands, FeatureCompact, FeatureLeases} }
 
 // HasFeature reports whether a member's published attributes name feature.
 func HasFeature(m *fsmv1.MemberAttributes, feature string) bool {
@@ -72,6 +74,10 @@ func EncodeResult(res any) (*fsmv1.Result, error) {
 		return &fsmv1.Result{Result: &fsmv1.Result_Txn{Txn: r}}, nil
 	case *kvv1.CompactResponse:
 		return &fsmv1.Result{Result: &fsmv1.Result_Compact{Compact: r}}, nil
+	case *kvv1.LeaseGrantResponse:
+		return &fsmv1.Result{Result: &fsmv1.Result_LeaseGrant{LeaseGrant: r}}, nil
+	case *kvv1.LeaseRevokeResponse:
+		return &fsmv1.Result{Result: &fsmv1.Result_LeaseRevoke{LeaseRevoke: r}}, nil
 	case error:
 		return nil, r
 	default:
@@ -91,6 +97,10 @@ func DecodeResult(r *fsmv1.Result) any {
 		return v.Txn
 	case *fsmv1.Result_Compact:
 		return v.Compact
+	case *fsmv1.Result_LeaseGrant:
+		return v.LeaseGrant
+	case *fsmv1.Result_LeaseRevoke:
+		return v.LeaseRevoke
 	}
 	return nil
 }

@@ -45,3 +45,29 @@ type Feed interface {
 	// needs from the store. Applied reports the revisions after this one.
 	Restored(revision int64)
 }
+
+// LeaseEvent is one change to the leases: a grant (TTL set), a revoke
+// (Revoked), or a checkpoint of the remaining TTL (Checkpoint set,
+// RemainingTTL possibly zero: cleared).
+type LeaseEvent struct {
+	ID           int64
+	TTL          int64
+	Revoked      bool
+	Checkpoint   bool
+	RemainingTTL int64
+}
+
+// LeaseFeed is told what the applied log does to leases, for the member's
+// lease clock (which decides expiry on the leader). Set it in
+// Config.Leases. Its methods are called as Feed's are: on the applying
+// goroutine, after the batch is applied and visible, one call at a time;
+// they must return quickly and must not call the FSM's write path.
+type LeaseFeed interface {
+	// LeasesChanged reports a batch's lease changes, in log order. A
+	// revoke of a lease that did not exist, or a checkpoint of one, is
+	// not reported.
+	LeasesChanged(events []LeaseEvent)
+	// LeasesRestored is called after Restore replaced the state: the
+	// consumer must re-read every lease (FSM.Leases).
+	LeasesRestored()
+}

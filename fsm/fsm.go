@@ -44,6 +44,9 @@ type Config struct {
 	// Feed is told what each applied batch changed, and when a snapshot
 	// replaced the state; nil means nobody listens, at no cost to applies.
 	Feed Feed
+	// Leases is told of each lease the applied log grants, revokes or
+	// checkpoints; nil means nobody listens.
+	Leases LeaseFeed
 }
 
 // Observer receives the FSM's timings. Its methods are called on raft's FSM

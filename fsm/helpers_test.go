@@ -46,6 +46,12 @@ func commandType(tb testing.TB, msg proto.Message) fsmv1.CommandType {
 		return fsmv1.CommandType_COMMAND_TYPE_PUBLISH_MEMBER
 	case *kvv1.CompactRequest:
 		return fsmv1.CommandType_COMMAND_TYPE_COMPACT
+	case *fsmv1.LeaseGrant:
+		return fsmv1.CommandType_COMMAND_TYPE_LEASE_GRANT
+	case *fsmv1.LeaseRevoke:
+		return fsmv1.CommandType_COMMAND_TYPE_LEASE_REVOKE
+	case *fsmv1.LeaseCheckpoint:
+		return fsmv1.CommandType_COMMAND_TYPE_LEASE_CHECKPOINT
 	}
 	tb.Fatalf("no command type carries %T", msg)
 	return 0

@@ -198,11 +198,37 @@ func (x *modelTxn) deleteRange(r *kvv1.DeleteRangeRequest) *kvv1.DeleteRangeResp
 	return resp
 }
 
+// txn applies r as etcd does: every compare, nested ones included, is
+// evaluated against the state before the command, and only then do the
+// chosen branches run.
 func (x *modelTxn) txn(r *kvv1.TxnRequest) *kvv1.TxnResponse {
+	path := x.m.path(r, nil)
+	return x.txnAlong(r, &path)
+}
+
+// path evaluates the compares of r and of the nested transactions on the
+// branch they choose, in the order txnAlong consumes them.
+func (m *model) path(r *kvv1.TxnRequest, out []bool) []bool {
 	held := true
 	for _, c := range r.GetCompare() {
-		held = held && x.m.holds(c)
+		held = held && m.holds(c)
 	}
+	out = append(out, held)
+	branch := r.GetSuccess()
+	if !held {
+		branch = r.GetFailure()
+	}
+	for _, op := range branch {
+		if t := op.GetRequestTxn(); t != nil {
+			out = m.path(t, out)
+		}
+	}
+	return out
+}
+
+func (x *modelTxn) txnAlong(r *kvv1.TxnRequest, path *[]bool) *kvv1.TxnResponse {
+	held := (*path)[0]
+	*path = (*path)[1:]
 	branch := r.GetSuccess()
 	if !held {
 		branch = r.GetFailure()
@@ -218,7 +244,7 @@ func (x *modelTxn) txn(r *kvv1.TxnRequest) *kvv1.TxnResponse {
 		case op.GetRequestDeleteRange() != nil:
 			out = &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: x.deleteRange(op.GetRequestDeleteRange())}}
 		case op.GetRequestTxn() != nil:
-			out = &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseTxn{ResponseTxn: x.txn(op.GetRequestTxn())}}
+			out = &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseTxn{ResponseTxn: x.txnAlong(op.GetRequestTxn(), path)}}
 		}
 		resp.Responses = append(resp.Responses, out)
 	}
@@ -515,17 +541,19 @@ func TestApplySemantics(t *testing.T) {
 			)},
 			{get("\x00", "\x00"), rangeResp(4, kv("a", "2", 2, 4, 2), kv("b", "1", 4, 4, 1))},
 		}},
-		{name: "nested txn sees the outer writes", steps: []step{
+		// As in etcd, nested compares see the state before the command, not
+		// the outer branch's writes; ranges do see them.
+		{name: "nested compares see the state before the txn", steps: []step{
 			{txn(nil, ops(
 				opPut(put("a", "1")),
 				opTxn(txn(cmps(cmpValue("a", eq, "1")), ops(opPut(put("b", "then"))), ops(opPut(put("b", "else"))))),
-				opTxn(txn(cmps(cmpValue("a", eq, "2")), ops(opPut(put("c", "then"))), ops(opPut(put("c", "else")), opGet(get("b", ""))))),
+				opTxn(txn(cmps(cmpVersion("a", eq, 0)), ops(opPut(put("c", "then")), opGet(get("b", ""))), ops(opPut(put("c", "else"))))),
 			), nil), txnResp(2, true,
 				rPut(nil),
-				rTxn(true, rPut(nil)),
-				rTxn(false, rPut(nil), rGet(kv("b", "then", 2, 2, 1))),
+				rTxn(false, rPut(nil)),
+				rTxn(true, rPut(nil), rGet(kv("b", "else", 2, 2, 1))),
 			)},
-			{get("\x00", "\x00"), rangeResp(2, kv("a", "1", 2, 2, 1), kv("b", "then", 2, 2, 1), kv("c", "else", 2, 2, 1))},
+			{get("\x00", "\x00"), rangeResp(2, kv("a", "1", 2, 2, 1), kv("b", "else", 2, 2, 1), kv("c", "then", 2, 2, 1))},
 		}},
 		{name: "one key in both branches of a nested txn", steps: []step{
 			{txn(nil, ops(opTxn(txn(cmps(cmpVersion("a", eq, 0)), ops(opPut(put("a", "t"))), ops(opPut(put("a", "f")))))), nil),

@@ -84,6 +84,9 @@ func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 	if f.feed != nil {
 		f.feed.Restored(f.openRevision)
 	}
+	if f.cfg.Leases != nil {
+		f.cfg.Leases.LeasesRestored()
+	}
 	return nil
 }
 

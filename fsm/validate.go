@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/kvd-io/kvd/internal/mvcc"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
@@ -24,8 +26,18 @@ var (
 	// ErrInvalidCompare: a compare whose operator, target or value is missing
 	// or does not match.
 	ErrInvalidCompare = errors.New("invalid compare")
-	// ErrLeaseNotFound: a put names a lease that does not exist.
-	ErrLeaseNotFound = errors.New("requested lease not found")
+	// ErrLeaseNotFound: a lease that does not exist (never granted,
+	// expired or revoked), named by a put, a revoke or a keep-alive.
+	ErrLeaseNotFound = mvcc.ErrLeaseNotFound
+	// ErrLeaseExists: a grant of a lease id in use.
+	ErrLeaseExists = mvcc.ErrLeaseExists
+	// ErrKeyNotFound: a put with ignore_value or ignore_lease of a key that
+	// does not exist.
+	ErrKeyNotFound = mvcc.ErrKeyNotFound
+	// ErrValueProvided: a put with ignore_value and a value.
+	ErrValueProvided = errors.New("value is provided")
+	// ErrLeaseProvided: a put with ignore_lease and a lease.
+	ErrLeaseProvided = errors.New("lease is provided")
 	// ErrFutureRevision: a read at a revision the store has not reached.
 	ErrFutureRevision = mvcc.ErrFutureRevision
 	// ErrCompacted: a read at a revision that compaction has removed.
@@ -43,8 +55,13 @@ func ValidatePut(r *kvv1.PutRequest) error {
 	if len(r.GetKey()) == 0 {
 		return ErrEmptyKey
 	}
-	if r.GetLease() != 0 {
-		// There is no lease service yet, so no lease id can exist.
+	if r.GetIgnoreValue() && len(r.GetValue()) != 0 {
+		return ErrValueProvided
+	}
+	if r.GetIgnoreLease() && r.GetLease() != 0 {
+		return ErrLeaseProvided
+	}
+	if r.GetLease() < 0 {
 		return fmt.Errorf("%w: %d", ErrLeaseNotFound, r.GetLease())
 	}
 	return nil
@@ -57,6 +74,17 @@ func ValidateRange(r *kvv1.RangeRequest) error {
 	}
 	if r.GetLimit() < 0 {
 		return fmt.Errorf("%w: limit %d is negative", ErrInvalidRange, r.GetLimit())
+	}
+	if _, ok := kvv1.RangeRequest_SortOrder_name[int32(r.GetSortOrder())]; !ok {
+		return fmt.Errorf("%w: unknown sort order %d", ErrInvalidRange, r.GetSortOrder())
+	}
+	if _, ok := kvv1.RangeRequest_SortTarget_name[int32(r.GetSortTarget())]; !ok {
+		return fmt.Errorf("%w: unknown sort target %d", ErrInvalidRange, r.GetSortTarget())
+	}
+	for _, v := range []int64{r.GetMinModRevision(), r.GetMaxModRevision(), r.GetMinCreateRevision(), r.GetMaxCreateRevision()} {
+		if v < 0 {
+			return fmt.Errorf("%w: a revision filter is negative (%d)", ErrInvalidRange, v)
+		}
 	}
 	return nil
 }
@@ -244,4 +272,27 @@ func rangesOverlap(k1, e1, k2, e2 []byte) bool {
 	// Overlap when each range starts before the other ends.
 	startsBefore := func(k, e []byte, unb bool) bool { return unb || bytes.Compare(k, e) < 0 }
 	return startsBefore(k1, b, unbounded(e2)) && startsBefore(k2, a, unbounded(e1))
+}
+
+// UsesLeases reports whether a put or txn needs every member to apply
+// leases (FeatureLeases): it names a lease, or keeps a key's value or lease
+// (ignore_value, ignore_lease). A member of an older version would ignore
+// those fields or refuse the put, and its state would part from the others'.
+func UsesLeases(msg proto.Message) bool {
+	switch r := msg.(type) {
+	case *kvv1.PutRequest:
+		return r.GetLease() != 0 || r.GetIgnoreValue() || r.GetIgnoreLease()
+	case *kvv1.TxnRequest:
+		for _, branch := range [][]*kvv1.RequestOp{r.GetSuccess(), r.GetFailure()} {
+			for _, op := range branch {
+				if p := op.GetRequestPut(); p != nil && UsesLeases(p) {
+					return true
+				}
+				if t := op.GetRequestTxn(); t != nil && UsesLeases(t) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -81,6 +81,11 @@ type Config struct {
 	// notifications gets one while it has no event (etcd's
 	// --watch-progress-notify-interval).
 	WatchProgressInterval time.Duration
+	// LeaseCheckpointInterval is how often the leader records the remaining
+	// TTL of each lease whose TTL is longer than it, so that a new leader
+	// does not restart such a lease at its full TTL. Zero means five
+	// minutes (etcd's).
+	LeaseCheckpointInterval time.Duration
 
 	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and
 	// CommitTimeout are hashicorp/raft's timers; see raft.Config.
@@ -203,6 +208,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := parseCompaction(c.AutoCompactionMode, c.AutoCompactionRetention, c.compactionInterval()); err != nil {
 		return err
+	}
+	if c.LeaseCheckpointInterval < 0 {
+		return fmt.Errorf("lease checkpoint interval must not be negative, got %s", c.LeaseCheckpointInterval)
 	}
 	if c.WatchProgressInterval <= 0 {
 		return fmt.Errorf("watch progress notify interval must be positive, got %s", c.WatchProgressInterval)

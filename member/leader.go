@@ -23,6 +23,7 @@ func (m *Member) watchLeadership() {
 			m.obs.LeaderChanged()
 			if !isLeader {
 				m.readyTerm.Store(0)
+				m.lessor.Demote()
 				m.confirm.LeadershipChanged()
 				m.log.Info("lost leadership")
 				continue
@@ -53,6 +54,10 @@ func (m *Member) startTerm() {
 		cancel()
 		if err == nil {
 			if m.raft.CurrentTerm() == term {
+				// Every lease of earlier terms is known now: time them,
+				// each extended by the election timeout so that none
+				// expires for want of renewals that the election held up.
+				m.lessor.Promote(m.electionTimeout())
 				m.readyTerm.Store(term)
 				m.log.Info("leader ready", "term", term, "applied_index", m.fsm.AppliedIndex())
 			}

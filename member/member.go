@@ -19,6 +19,7 @@ import (
 
 	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/internal/leadership"
+	"github.com/kvd-io/kvd/internal/lease"
 	"github.com/kvd-io/kvd/internal/memberid"
 	"github.com/kvd-io/kvd/internal/proposal"
 	"github.com/kvd-io/kvd/internal/raftlog"
@@ -59,7 +60,8 @@ type Member struct {
 	reads   *readindex.Queue      // linearizable reads wait here for a read index
 	confirm *leadership.Confirmer // counts followers' answers for reads' leadership rounds
 	health  *prober
-	hub     *watch.Hub // hands what is applied to watchers
+	hub     *watch.Hub    // hands what is applied to watchers
+	lessor  *lease.Lessor // the leases' clocks; timing them only while leading
 
 	// leaderlessSince is when this member last lost sight of a leader
 	// (UnixNano); 0 while it knows one.
@@ -168,9 +170,13 @@ func (m *Member) start() error {
 		return err
 	}
 	var err error
-	if m.fsm, err = fsm.New(fsm.Config{Dir: m.cfg.DataDir, Logger: m.log, Observer: m.obs, Feed: hubFeed{m}}); err != nil {
+	m.lessor = lease.New(lease.Config{CheckpointInterval: m.cfg.LeaseCheckpointInterval})
+	if m.fsm, err = fsm.New(fsm.Config{Dir: m.cfg.DataDir, Logger: m.log, Observer: m.obs, Feed: hubFeed{m}, Leases: leaseFeed{m}}); err != nil {
 		return err
 	}
+	// The lessor starts with the state's leases, before raft applies
+	// anything; the log then grants and revokes through leaseFeed.
+	m.loadLeases()
 	// The hub starts at the state's revision, before raft applies anything
 	// (a snapshot restore at start included).
 	if m.hub, err = watch.New(watch.Config{History: watchHistory{m}, Revision: m.fsm.Revision(), Logger: m.log}); err != nil {
@@ -188,6 +194,7 @@ func (m *Member) start() error {
 	m.goLoop(m.publishSelf)
 	m.goLoop(m.health.run)
 	m.goLoop(m.watchRemoval)
+	m.goLoop(m.expireLeases)
 	if m.joining {
 		m.goLoop(m.join)
 	}

@@ -125,8 +125,8 @@ func (m *Member) Compact(ctx context.Context, rev int64, physical bool) (*kvv1.C
 	if err := fsm.ValidateCompact(req); err != nil {
 		return nil, err
 	}
-	if !m.membersHave(fsm.FeatureCompact) {
-		return nil, fmt.Errorf("%w: upgrade every member first", ErrCompactUnsupported)
+	if err := m.requireFeature(fsm.FeatureCompact, ErrCompactUnsupported); err != nil {
+		return nil, err
 	}
 	cmd, err := fsm.EncodeCommand(fsmv1.CommandType_COMMAND_TYPE_COMPACT, req)
 	if err != nil {
@@ -150,6 +150,38 @@ func (m *Member) Compact(ctx context.Context, rev int64, physical bool) (*kvv1.C
 		}
 	}
 	return resp, nil
+}
+
+// RequireLeases fails unless every member can apply lease commands (and
+// puts that use leases, ignore_value or ignore_lease): with
+// ErrLeasesUnsupported when one cannot, with ErrNotReady (retry) when one
+// has not said yet.
+func (m *Member) RequireLeases() error {
+	return m.requireFeature(fsm.FeatureLeases, ErrLeasesUnsupported)
+}
+
+// requireFeature fails with missing unless every member of the
+// configuration has published feature (fsm.Feature*), or with ErrNotReady
+// while one has published nothing yet (it just started or joined).
+func (m *Member) requireFeature(feature string, missing error) error {
+	members, err := m.fsm.Members()
+	if err != nil {
+		return err
+	}
+	cfg, _, err := m.configuration()
+	if err != nil {
+		return fmt.Errorf("%w: read configuration: %w", ErrNotReady, err)
+	}
+	for _, srv := range cfg.Servers {
+		attrs, ok := members[string(srv.ID)]
+		if !ok {
+			return fmt.Errorf("%w: member %s has not published its version yet", ErrNotReady, srv.ID)
+		}
+		if !fsm.HasFeature(attrs, feature) {
+			return fmt.Errorf("%w: member %s cannot; upgrade every member first", missing, srv.ID)
+		}
+	}
+	return nil
 }
 
 // membersHave reports whether every member of the configuration has

@@ -35,7 +35,10 @@ func toStatus(err error) error {
 		errors.Is(err, fsm.ErrDuplicateKey), errors.Is(err, fsm.ErrTooManyOps),
 		errors.Is(err, fsm.ErrInvalidCompare), errors.Is(err, fsm.ErrEmptyRequest),
 		errors.Is(err, ErrRequestTooLarge), errors.Is(err, member.ErrInvalidMember),
-		errors.Is(err, fsm.ErrInvalidCompaction):
+		errors.Is(err, fsm.ErrInvalidCompaction), errors.Is(err, fsm.ErrInvalidLease),
+		errors.Is(err, fsm.ErrValueProvided), errors.Is(err, fsm.ErrLeaseProvided),
+		errors.Is(err, fsm.ErrKeyNotFound), errors.Is(err, member.ErrLeaseTTLTooShort),
+		errors.Is(err, member.ErrLeaseTTLTooLong):
 		return status.Error(codes.InvalidArgument, msg)
 	case errors.Is(err, fsm.ErrLeaseNotFound), errors.Is(err, member.ErrMemberNotFound):
 		return status.Error(codes.NotFound, msg)
@@ -43,7 +46,8 @@ func toStatus(err error) error {
 		return status.Error(codes.AlreadyExists, msg)
 	case errors.Is(err, member.ErrUnsafeReconfig), errors.Is(err, member.ErrLearnerLagging),
 		errors.Is(err, member.ErrNotLearner), errors.Is(err, member.ErrRemoved),
-		errors.Is(err, member.ErrCompactUnsupported):
+		errors.Is(err, member.ErrCompactUnsupported), errors.Is(err, member.ErrLeasesUnsupported),
+		errors.Is(err, fsm.ErrLeaseExists):
 		return status.Error(codes.FailedPrecondition, msg)
 	case errors.Is(err, fsm.ErrDefragBusy):
 		return status.Error(codes.Aborted, msg)

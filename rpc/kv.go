@@ -47,11 +47,23 @@ func (k *kvService) Txn(ctx context.Context, req *kvv1.TxnRequest) (*kvv1.TxnRes
 }
 
 func (k *kvService) propose(ctx context.Context, t fsmv1.CommandType, msg proto.Message) (any, error) {
+	if err := k.checkFeatures(msg); err != nil {
+		return nil, err
+	}
 	cmd, err := fsm.EncodeCommand(t, msg)
 	if err != nil {
 		return nil, err
 	}
 	return k.node.Propose(ctx, cmd)
+}
+
+// checkFeatures refuses a write that every member must be able to apply
+// but some cannot yet (during a rolling upgrade).
+func (k *kvService) checkFeatures(msg proto.Message) error {
+	if fsm.UsesLeases(msg) {
+		return k.node.RequireLeases()
+	}
+	return nil
 }
 
 // writeResponse is the response of a write.

@@ -29,6 +29,10 @@ type KVNode interface {
 	Compact(ctx context.Context, rev int64, physical bool) (*kvv1.CompactResponse, error)
 	// Header describes the member for a response at a revision.
 	Header(rev int64) *kvv1.ResponseHeader
+	// RequireLeases fails unless every member can apply puts that use
+	// leases (member.ErrLeasesUnsupported, or member.ErrNotReady while
+	// one has not said).
+	RequireLeases() error
 	// RequestTimeout bounds a request that set no deadline.
 	RequestTimeout() time.Duration
 	// Draining is closed when the member begins to shut down.
@@ -75,6 +79,10 @@ type PeerNode interface {
 	ReadIndex(ctx context.Context) (uint64, error)
 	// RemovedNotice is the leader's notice that a member was removed.
 	RemovedNotice(name string)
+	// LeaseRenewLocal and LeaseTimeToLiveLocal answer a follower's
+	// forwarded lease calls; only the leader does.
+	LeaseRenewLocal(ctx context.Context, id int64) (int64, error)
+	LeaseTimeToLiveLocal(ctx context.Context, id int64, keys bool) (*kvv1.LeaseTimeToLiveResponse, error)
 	RequestTimeout() time.Duration
 	Draining() <-chan struct{}
 }
@@ -86,6 +94,7 @@ type Node interface {
 	MaintenanceNode
 	PeerNode
 	WatchNode
+	LeaseNode
 }
 
 var _ Node = (*member.Member)(nil)

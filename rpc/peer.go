@@ -109,6 +109,24 @@ func (p *peerService) ReadIndex(ctx context.Context, _ *peerv1.ReadIndexRequest)
 	return &peerv1.ReadIndexResponse{Index: index}, nil
 }
 
+// LeaseRenew renews a lease for a follower's client.
+func (p *peerService) LeaseRenew(ctx context.Context, req *peerv1.LeaseRenewRequest) (*peerv1.LeaseRenewResponse, error) {
+	ttl, err := p.node.LeaseRenewLocal(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &peerv1.LeaseRenewResponse{Ttl: ttl}, nil
+}
+
+// LeaseTimeToLive answers a follower's client's LeaseTimeToLive.
+func (p *peerService) LeaseTimeToLive(ctx context.Context, req *peerv1.LeaseTimeToLiveRequest) (*peerv1.LeaseTimeToLiveResponse, error) {
+	resp, err := p.node.LeaseTimeToLiveLocal(ctx, req.GetId(), req.GetKeys())
+	if err != nil {
+		return nil, err
+	}
+	return &peerv1.LeaseTimeToLiveResponse{Response: resp}, nil
+}
+
 // MemberRemoved is the leader's notice that a member was removed.
 func (p *peerService) MemberRemoved(ctx context.Context, req *peerv1.MemberRemovedRequest) (*peerv1.MemberRemovedResponse, error) {
 	p.node.RemovedNotice(req.GetName())

@@ -99,6 +99,7 @@ func (a *API) Register(s *grpc.Server) {
 	kvv1.RegisterMaintenanceServiceServer(s, &maintenanceService{node: a.node, version: a.cfg.Version})
 	peerv1.RegisterPeerServiceServer(s, &peerService{node: a.node, cfg: a.cfg, adm: a.adm})
 	kvv1.RegisterWatchServiceServer(s, &watchService{node: a.node})
+	kvv1.RegisterLeaseServiceServer(s, &leaseService{node: a.node, cfg: a.cfg})
 }
 
 type nopMetrics struct{}

@@ -48,6 +48,8 @@ type fakeNode struct {
 	linearizeWait int      // LinearizeAsync calls
 	lastMD        metadata.MD
 	added         []string
+	lease         *fakeLeases
+	lacksFeatures bool // a member of the cluster cannot apply new commands
 }
 
 func (f *fakeNode) Propose(ctx context.Context, cmd []byte) (any, error) {
@@ -113,8 +115,14 @@ func (f *fakeNode) Header(rev int64) *kvv1.ResponseHeader {
 func (f *fakeNode) RequestTimeout() time.Duration { return 5 * time.Second }
 func (f *fakeNode) Draining() <-chan struct{}     { return f.drain }
 func (f *fakeNode) Err() error                    { return f.removedErr }
-func (f *fakeNode) Name() string                  { return f.name }
-func (f *fakeNode) IsLeader() bool                { return f.leader }
+func (f *fakeNode) RequireLeases() error {
+	if f.lacksFeatures {
+		return member.ErrLeasesUnsupported
+	}
+	return nil
+}
+func (f *fakeNode) Name() string   { return f.name }
+func (f *fakeNode) IsLeader() bool { return f.leader }
 func (f *fakeNode) Members() ([]*kvv1.Member, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -250,6 +258,14 @@ func TestErrorTable(t *testing.T) {
 		{fsm.ErrDefragBusy, codes.Aborted, false},
 		{fsm.ErrInvalidCompaction, codes.InvalidArgument, false},
 		{member.ErrCompactUnsupported, codes.FailedPrecondition, false},
+		{member.ErrLeasesUnsupported, codes.FailedPrecondition, false},
+		{fsm.ErrLeaseExists, codes.FailedPrecondition, false},
+		{member.ErrLeaseTTLTooShort, codes.InvalidArgument, false},
+		{member.ErrLeaseTTLTooLong, codes.InvalidArgument, false},
+		{fsm.ErrInvalidLease, codes.InvalidArgument, false},
+		{fsm.ErrKeyNotFound, codes.InvalidArgument, false},
+		{fsm.ErrValueProvided, codes.InvalidArgument, false},
+		{fsm.ErrLeaseProvided, codes.InvalidArgument, false},
 		{fsm.ErrFutureRevision, codes.OutOfRange, false},
 		{member.ErrNoLeader, codes.Unavailable, true},
 		{member.ErrNotReady, codes.Unavailable, true},

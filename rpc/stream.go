@@ -78,6 +78,9 @@ func (s *opStream) dispatch(op *kvv1.StreamOp) {
 		s.fail(op, "", start, errEmptyOp)
 		return
 	}
+	if w.invalid == nil {
+		w.invalid = s.k.checkFeatures(w.msg)
+	}
 	if w.invalid != nil {
 		s.fail(op, w.method, start, w.invalid)
 		return

@@ -64,18 +64,14 @@ func (s *stallTransport) Resume() {
 	s.release = nil
 }
 
-// staleReadAfterStall runs issue 21's schedule on an in-process cluster:
-// m1 leads and acknowledges k=old; m1 stalls with heartbeats in flight to
-// both followers, which answer them; m2 and m3 elect a new leader, which
-// acknowledges k=new; a linearizable read of k reaches m1, which still
-// believes it leads; only then do the followers' old answers reach m1. It
-// returns what that read answered.
-//
-// m1's lease timer is long, so that it still believes it leads when the read
-// arrives: the lease check is what makes a paused leader step down first in
-// most real pauses, and the bug needs it not to. unsafe runs m1 with
-// raft's VerifyLeader confirming reads, as kvd did before.
-func staleReadAfterStall(t *testing.T, unsafe bool) (*kvv1.RangeResponse, error) {
+// stallCluster starts the cluster of issue 21's schedule: m1 leads, with a
+// stallable transport and a long lease timer, so that once stalled it still
+// believes it leads when a request arrives (the lease check is what makes a
+// paused leader step down first in most real pauses, and the bug needs it
+// not to). unsafe runs m1 with raft's VerifyLeader confirming leadership,
+// as kvd did before.
+func stallCluster(t *testing.T, unsafe bool) (*servertest.Cluster, *stallTransport) {
+	t.Helper()
 	stall := &stallTransport{held: make(chan struct{}, 64)}
 	c := servertest.New(t, 3, servertest.WithMemberConfig(func(name string, cfg *server.Config) {
 		if name != "m1" {
@@ -95,10 +91,16 @@ func staleReadAfterStall(t *testing.T, unsafe bool) (*kvv1.RangeResponse, error)
 		}
 	}
 	c.Leader(30*time.Second, "m1")
-	put(t, c, "m1", "k", "old")
+	return c, stall
+}
 
+// replaceStalledLeader stalls m1 with a heartbeat in flight to each
+// follower, delivered and answered, the answers held; isolates it; and
+// returns the leader m2 and m3 elect.
+func replaceStalledLeader(t *testing.T, c *servertest.Cluster, stall *stallTransport) string {
+	t.Helper()
 	stall.Stall()
-	for range 2 { // a heartbeat to each follower, delivered, its answer held
+	for range 2 {
 		select {
 		case <-stall.held:
 		case <-time.After(10 * time.Second):
@@ -106,35 +108,52 @@ func staleReadAfterStall(t *testing.T, unsafe bool) (*kvv1.RangeResponse, error)
 		}
 	}
 	c.Isolate("m1")
-	newLeader := c.Leader(30*time.Second, "m2", "m3")
-	put(t, c, newLeader, "k", "new")
+	return c.Leader(30*time.Second, "m2", "m3")
+}
 
+// onStalledLeader sends a request to m1 (call, on its own goroutine) once
+// it is replaced, waits until the request has m1 begin a leadership round,
+// and only then resumes m1, whose followers' old answers then arrive. It
+// returns call's error once the cluster has converged.
+func onStalledLeader(t *testing.T, c *servertest.Cluster, stall *stallTransport, call func() error) error {
+	t.Helper()
 	m1 := c.Member("m1").Server
 	if !m1.IsLeader() {
-		t.Fatal("m1 stepped down before the read arrived: its lease timer is too short for this schedule")
+		t.Fatal("m1 stepped down before the request arrived: its lease timer is too short for this schedule")
 	}
 	rounds := leadershipRounds(t, m1)
-	type answer struct {
-		resp *kvv1.RangeResponse
-		err  error
-	}
-	answered := make(chan answer, 1)
-	go func() {
-		resp, err := get(ctxT(t, 10*time.Second), c, "m1", "k", false)
-		answered <- answer{resp, err}
-	}()
-	// The read is waiting for m1 to confirm its leadership.
+	answered := make(chan error, 1)
+	go func() { answered <- call() }()
 	c.Eventually(10*time.Second, func() error {
 		if n := leadershipRounds(t, m1); n <= rounds {
-			return fmt.Errorf("m1 began no leadership round for the read (%d rounds)", n)
+			return fmt.Errorf("m1 began no leadership round for the request (%d rounds)", n)
 		}
 		return nil
 	})
 	stall.Resume() // the old answers arrive
 	c.Heal()
-	a := <-answered
+	err := <-answered
 	c.WaitConverged(30 * time.Second)
-	return a.resp, a.err
+	return err
+}
+
+// staleReadAfterStall runs issue 21's schedule on an in-process cluster:
+// m1 leads and acknowledges k=old; m1 stalls with heartbeats in flight to
+// both followers, which answer them; m2 and m3 elect a new leader, which
+// acknowledges k=new; a linearizable read of k reaches m1, which still
+// believes it leads; only then do the followers' old answers reach m1. It
+// returns what that read answered.
+func staleReadAfterStall(t *testing.T, unsafe bool) (*kvv1.RangeResponse, error) {
+	c, stall := stallCluster(t, unsafe)
+	put(t, c, "m1", "k", "old")
+	newLeader := replaceStalledLeader(t, c, stall)
+	put(t, c, newLeader, "k", "new")
+	var resp *kvv1.RangeResponse
+	err := onStalledLeader(t, c, stall, func() (err error) {
+		resp, err = get(ctxT(t, 10*time.Second), c, "m1", "k", false)
+		return err
+	})
+	return resp, err
 }
 
 // TestResumedLeaderServesNoStaleRead is the regression test of issue 21: the

@@ -18,3 +18,17 @@ func TestResumedLeaderStaleReadControl(t *testing.T) {
 		t.Fatalf("the control's read answered k=%q; with VerifyLeader it should have been the stale \"old\"", got)
 	}
 }
+
+// TestResumedLeaderRenewsRevokedLeaseControl shows that renewAfterStall can
+// catch what it guards against: with raft's VerifyLeader confirming
+// leadership, the resumed leader renews the revoked lease.
+func TestResumedLeaderRenewsRevokedLeaseControl(t *testing.T) {
+	t.Parallel()
+	resp, err := renewAfterStall(t, true)
+	if err != nil {
+		t.Fatalf("the control's keep-alive failed (%v); it should have renewed the revoked lease", err)
+	}
+	if resp.GetTtl() <= 0 {
+		t.Fatalf("the control's keep-alive answered ttl %d; with VerifyLeader it should have renewed the revoked lease", resp.GetTtl())
+	}
+}

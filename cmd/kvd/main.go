@@ -100,6 +100,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.StringVar(&o.cfg.AutoCompactionMode, "auto-compaction-mode", "periodic", "periodic: keep --auto-compaction-retention of history (a duration, or hours); revision: keep that many revisions")
 	fs.StringVar(&o.cfg.AutoCompactionRetention, "auto-compaction-retention", "0", "history to keep for automatic compaction; 0 turns it off")
 	fs.DurationVar(&o.cfg.WatchProgressInterval, "watch-progress-notify-interval", o.cfg.WatchProgressInterval, "how often idle watchers that asked for it get a progress notification")
+	fs.DurationVar(&o.cfg.LeaseCheckpointInterval, "lease-checkpoint-interval", 5*time.Minute, "how often the leader records the remaining TTL of leases longer than this, so that a new leader does not restart them at their full TTL")
 	fs.DurationVar(&o.cfg.HeartbeatTimeout, "heartbeat-timeout", o.cfg.HeartbeatTimeout, "raft heartbeat timeout")
 	fs.DurationVar(&o.cfg.ElectionTimeout, "election-timeout", o.cfg.ElectionTimeout, "raft election timeout")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")

@@ -85,7 +85,7 @@ var protoMarshal = proto.MarshalOptions{Deterministic: true}
 // empty store its revision 1. The caller runs it whenever it opens a
 // database.
 func Init(tx *bolt.Tx) error {
-	for _, b := range [][]byte{bucketMeta, bucketKeys, bucketHistory} {
+	for _, b := range [][]byte{bucketMeta, bucketKeys, bucketHistory, bucketLeases, bucketLeaseKeys} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}

@@ -2,11 +2,13 @@ package mvcc
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"hash"
 	"hash/crc32"
 	"math"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -55,16 +57,28 @@ func (r ReadView) Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 		return nil, fmt.Errorf("%w: %d < compacted %d", ErrCompacted, rev, compacted)
 	}
 	resp := &kvv1.RangeResponse{Header: &kvv1.ResponseHeader{Revision: current}}
+	order := sortOrder(req)
+	filtered := req.GetMinModRevision() > 0 || req.GetMaxModRevision() > 0 ||
+		req.GetMinCreateRevision() > 0 || req.GetMaxCreateRevision() > 0
+	// Without sorting or filters the limit applies as the scan goes;
+	// otherwise to what is left after them.
+	limit := req.GetLimit()
+	if order != kvv1.RangeRequest_SORT_ORDER_UNSPECIFIED || filtered {
+		limit = 0
+	}
 	emit := func(kv *kvv1.KeyValue) {
 		resp.Count++
 		if req.GetCountOnly() {
 			return
 		}
-		if req.GetLimit() > 0 && int64(len(resp.Kvs)) >= req.GetLimit() {
+		if filtered && !passes(req, kv) {
+			return
+		}
+		if limit > 0 && int64(len(resp.Kvs)) >= limit {
 			resp.More = true
 			return
 		}
-		if req.GetKeysOnly() {
+		if req.GetKeysOnly() && order == kvv1.RangeRequest_SORT_ORDER_UNSPECIFIED {
 			kv.Value = nil
 		}
 		resp.Kvs = append(resp.Kvs, kv)
@@ -78,7 +92,63 @@ func (r ReadView) Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 	if err != nil {
 		return nil, err
 	}
+	if order != kvv1.RangeRequest_SORT_ORDER_UNSPECIFIED {
+		sortKVs(resp.Kvs, req.GetSortTarget(), order)
+		if req.GetKeysOnly() {
+			for _, kv := range resp.Kvs {
+				kv.Value = nil // after sorting, which may be by value
+			}
+		}
+	}
+	if l := req.GetLimit(); l > 0 && int64(len(resp.Kvs)) > l {
+		resp.Kvs = resp.Kvs[:l]
+		resp.More = true
+	}
 	return resp, nil
+}
+
+// sortOrder is the order a range must be sorted in after the scan, which
+// yields keys ascending: none for keys ascending, and ascending by default
+// for another target (as etcd).
+func sortOrder(req *kvv1.RangeRequest) kvv1.RangeRequest_SortOrder {
+	target, order := req.GetSortTarget(), req.GetSortOrder()
+	byKey := target == kvv1.RangeRequest_SORT_TARGET_UNSPECIFIED || target == kvv1.RangeRequest_SORT_TARGET_KEY
+	switch {
+	case byKey && order == kvv1.RangeRequest_SORT_ORDER_ASCEND:
+		return kvv1.RangeRequest_SORT_ORDER_UNSPECIFIED
+	case !byKey && order == kvv1.RangeRequest_SORT_ORDER_UNSPECIFIED:
+		return kvv1.RangeRequest_SORT_ORDER_ASCEND
+	}
+	return order
+}
+
+// passes reports whether kv is within the range's revision filters.
+func passes(req *kvv1.RangeRequest, kv *kvv1.KeyValue) bool {
+	within := func(v, lo, hi int64) bool { return (lo <= 0 || v >= lo) && (hi <= 0 || v <= hi) }
+	return within(kv.GetModRevision(), req.GetMinModRevision(), req.GetMaxModRevision()) &&
+		within(kv.GetCreateRevision(), req.GetMinCreateRevision(), req.GetMaxCreateRevision())
+}
+
+// sortKVs sorts kvs by target in order; ties keep key order.
+func sortKVs(kvs []*kvv1.KeyValue, target kvv1.RangeRequest_SortTarget, order kvv1.RangeRequest_SortOrder) {
+	var cmpKV func(a, b *kvv1.KeyValue) int
+	switch target {
+	case kvv1.RangeRequest_SORT_TARGET_VERSION:
+		cmpKV = func(a, b *kvv1.KeyValue) int { return cmp.Compare(a.GetVersion(), b.GetVersion()) }
+	case kvv1.RangeRequest_SORT_TARGET_CREATE:
+		cmpKV = func(a, b *kvv1.KeyValue) int { return cmp.Compare(a.GetCreateRevision(), b.GetCreateRevision()) }
+	case kvv1.RangeRequest_SORT_TARGET_MOD:
+		cmpKV = func(a, b *kvv1.KeyValue) int { return cmp.Compare(a.GetModRevision(), b.GetModRevision()) }
+	case kvv1.RangeRequest_SORT_TARGET_VALUE:
+		cmpKV = func(a, b *kvv1.KeyValue) int { return bytes.Compare(a.GetValue(), b.GetValue()) }
+	default:
+		cmpKV = func(a, b *kvv1.KeyValue) int { return bytes.Compare(a.GetKey(), b.GetKey()) }
+	}
+	if order == kvv1.RangeRequest_SORT_ORDER_DESCEND {
+		slices.SortStableFunc(kvs, func(a, b *kvv1.KeyValue) int { return cmpKV(b, a) })
+		return
+	}
+	slices.SortStableFunc(kvs, cmpKV)
 }
 
 // scanCurrent calls emit for every live key in [key, end), in key order.
@@ -200,10 +270,27 @@ func (r ReadView) HashData(h hash.Hash) error {
 		return err
 	}
 	h.Write(bucketHistory)
-	return r.logicalVersions(math.MaxInt64, func(k, v []byte) error {
+	err = r.logicalVersions(math.MaxInt64, func(k, v []byte) error {
 		HashPair(h, k, v)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, name := range [][]byte{bucketLeases, bucketLeaseKeys} {
+		b := r.tx.Bucket(name)
+		if b.Stats().KeyN == 0 {
+			continue // no leases: the hash of a store that never had any is unchanged
+		}
+		h.Write(name)
+		if err := b.ForEach(func(k, v []byte) error {
+			HashPair(h, k, v)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // HashPair feeds one key and value to h, each prefixed by its length, so that

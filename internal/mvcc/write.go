@@ -130,6 +130,16 @@ func (t *TxnWrite) put(r *kvv1.PutRequest) (*kvv1.PutResponse, error) {
 		if r.GetPrevKv() {
 			resp.PrevKv = prev
 		}
+		// CheckPut made sure the key exists when these are set.
+		if r.GetIgnoreValue() {
+			kv.Value = prev.GetValue()
+		}
+		if r.GetIgnoreLease() {
+			kv.Lease = prev.GetLease()
+		}
+	}
+	if err := t.w.attach(kv.GetKey(), kv.GetLease(), prev.GetLease()); err != nil {
+		return nil, err
 	}
 	if err := t.store(kv, rev); err != nil {
 		return nil, err
@@ -182,6 +192,9 @@ func (t *TxnWrite) deleteRange(r *kvv1.DeleteRangeRequest) (*kvv1.DeleteRangeRes
 		if err := t.w.keys.Delete(kv.GetKey()); err != nil {
 			return nil, err
 		}
+		if err := t.w.attach(kv.GetKey(), 0, kv.GetLease()); err != nil {
+			return nil, err
+		}
 		tombKV := &kvv1.KeyValue{Key: kv.GetKey(), ModRevision: rev}
 		tomb, err := protoMarshal.Marshal(tombKV)
 		if err != nil {
@@ -201,10 +214,19 @@ func (t *TxnWrite) deleteRange(r *kvv1.DeleteRangeRequest) (*kvv1.DeleteRangeRes
 }
 
 // CheckTxn rejects a txn whose reads (in either branch, nested ones
-// included) name a revision the store cannot serve: an error wrapping
-// ErrFutureRevision or ErrCompacted. It writes nothing; call it before Txn.
+// included) name a revision the store cannot serve (an error wrapping
+// ErrFutureRevision or ErrCompacted), or whose puts, on the path its
+// compares select, cannot be applied (see CheckPut). It writes nothing;
+// call it before Txn.
 func (t *TxnWrite) CheckTxn(r *kvv1.TxnRequest) error {
-	return checkTxnRevisions(r, t.w.Revision(), t.w.Read().CompactRevision())
+	if err := checkTxnRevisions(r, t.w.Revision(), t.w.Read().CompactRevision()); err != nil {
+		return err
+	}
+	path, err := t.path(r, nil)
+	if err != nil {
+		return err
+	}
+	return t.checkPuts(r, &path)
 }
 
 func checkTxnRevisions(r *kvv1.TxnRequest, current, compacted int64) error {
@@ -229,12 +251,18 @@ func checkTxnRevisions(r *kvv1.TxnRequest, current, compacted int64) error {
 	return nil
 }
 
-// Txn evaluates a txn request's compares against the store as written so
-// far and applies the branch they select, as etcd does. The caller has
-// validated r (fsm.ValidateTxn) and checked it with CheckTxn, so an error
-// here is a storage failure.
+// Txn evaluates a txn request's compares and applies the branch they
+// select, as etcd does: every compare, those of nested txns in the branches
+// taken included, is evaluated against the store as it was before the txn,
+// so that the whole path is known, and checked (CheckTxn), before anything
+// is written. The caller has validated r (fsm.ValidateTxn) and checked it
+// with CheckTxn, so an error here is a storage failure.
 func (t *TxnWrite) Txn(r *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
-	resp, err := t.txn(r)
+	path, err := t.path(r, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := t.txn(r, &path)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +270,9 @@ func (t *TxnWrite) Txn(r *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
 	return resp, nil
 }
 
-func (t *TxnWrite) txn(r *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+// path appends the branches r takes (true: success) to out, r's first, then
+// those of the nested txns of its branch, depth first.
+func (t *TxnWrite) path(r *kvv1.TxnRequest, out []bool) ([]bool, error) {
 	ok := true
 	for _, c := range r.GetCompare() {
 		held, err := t.compare(c)
@@ -254,13 +284,53 @@ func (t *TxnWrite) txn(r *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
 			break
 		}
 	}
-	ops := r.GetSuccess()
-	if !ok {
-		ops = r.GetFailure()
+	out = append(out, ok)
+	for _, op := range branch(r, ok) {
+		if nested := op.GetRequestTxn(); nested != nil {
+			var err error
+			if out, err = t.path(nested, out); err != nil {
+				return nil, err
+			}
+		}
 	}
+	return out, nil
+}
+
+func branch(r *kvv1.TxnRequest, ok bool) []*kvv1.RequestOp {
+	if ok {
+		return r.GetSuccess()
+	}
+	return r.GetFailure()
+}
+
+// checkPuts reports a put of the branches on path that cannot be applied
+// (see CheckPut).
+func (t *TxnWrite) checkPuts(r *kvv1.TxnRequest, path *[]bool) error {
+	ok := (*path)[0]
+	*path = (*path)[1:]
+	for _, op := range branch(r, ok) {
+		switch o := op.GetRequest().(type) {
+		case *kvv1.RequestOp_RequestPut:
+			p := o.RequestPut
+			if err := t.CheckPut(p.GetKey(), p.GetLease(), p.GetIgnoreValue(), p.GetIgnoreLease()); err != nil {
+				return err
+			}
+		case *kvv1.RequestOp_RequestTxn:
+			if err := t.checkPuts(o.RequestTxn, path); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (t *TxnWrite) txn(r *kvv1.TxnRequest, path *[]bool) (*kvv1.TxnResponse, error) {
+	ok := (*path)[0]
+	*path = (*path)[1:]
+	ops := branch(r, ok)
 	resp := &kvv1.TxnResponse{Succeeded: ok, Responses: make([]*kvv1.ResponseOp, 0, len(ops))}
 	for _, op := range ops {
-		out, err := t.op(op)
+		out, err := t.op(op, path)
 		if err != nil {
 			return nil, err
 		}
@@ -269,7 +339,7 @@ func (t *TxnWrite) txn(r *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
 	return resp, nil
 }
 
-func (t *TxnWrite) op(op *kvv1.RequestOp) (*kvv1.ResponseOp, error) {
+func (t *TxnWrite) op(op *kvv1.RequestOp, path *[]bool) (*kvv1.ResponseOp, error) {
 	switch o := op.GetRequest().(type) {
 	case *kvv1.RequestOp_RequestRange:
 		// CheckTxn has ruled out domain errors, so an error here is a
@@ -293,7 +363,7 @@ func (t *TxnWrite) op(op *kvv1.RequestOp) (*kvv1.ResponseOp, error) {
 		}
 		return &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: dr}}, nil
 	case *kvv1.RequestOp_RequestTxn:
-		tr, err := t.txn(o.RequestTxn)
+		tr, err := t.txn(o.RequestTxn, path)
 		if err != nil {
 			return nil, err
 		}

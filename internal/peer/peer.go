@@ -129,6 +129,34 @@ func (p *Peers) ReadIndex(ctx context.Context, addr string) (uint64, error) {
 	return resp.GetIndex(), nil
 }
 
+// LeaseRenew implements member.Peers.
+func (p *Peers) LeaseRenew(ctx context.Context, addr string, id int64) (int64, error) {
+	cc, err := p.Conn(ctx, addr)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := peerv1.NewPeerServiceClient(cc).LeaseRenew(ctx, &peerv1.LeaseRenewRequest{Id: id})
+	if err != nil {
+		p.failed(addr, err)
+		return 0, err
+	}
+	return resp.GetTtl(), nil
+}
+
+// LeaseTimeToLive implements member.Peers.
+func (p *Peers) LeaseTimeToLive(ctx context.Context, addr string, req *kvv1.LeaseTimeToLiveRequest) (*kvv1.LeaseTimeToLiveResponse, error) {
+	cc, err := p.Conn(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := peerv1.NewPeerServiceClient(cc).LeaseTimeToLive(ctx, &peerv1.LeaseTimeToLiveRequest{Id: req.GetId(), Keys: req.GetKeys()})
+	if err != nil {
+		p.failed(addr, err)
+		return nil, err
+	}
+	return resp.GetResponse(), nil
+}
+
 // Status implements member.Peers.
 func (p *Peers) Status(ctx context.Context, addr string) (member.PeerStatus, error) {
 	cc, err := p.Conn(ctx, addr)

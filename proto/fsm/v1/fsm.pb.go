@@ -50,29 +50,43 @@ const (
 	// its revision is discarded. A leader writes it only when every member has
 	// published the feature "compact".
 	CommandType_COMMAND_TYPE_COMPACT CommandType = 7
+	// COMMAND_TYPE_LEASE_GRANT carries a LeaseGrant. Like the other lease
+	// commands, a leader writes it only when every member has published the
+	// feature "leases".
+	CommandType_COMMAND_TYPE_LEASE_GRANT CommandType = 8
+	// COMMAND_TYPE_LEASE_REVOKE carries a LeaseRevoke.
+	CommandType_COMMAND_TYPE_LEASE_REVOKE CommandType = 9
+	// COMMAND_TYPE_LEASE_CHECKPOINT carries a LeaseCheckpoint.
+	CommandType_COMMAND_TYPE_LEASE_CHECKPOINT CommandType = 10
 )
 
 // Enum value maps for CommandType.
 var (
 	CommandType_name = map[int32]string{
-		0: "COMMAND_TYPE_UNSPECIFIED",
-		1: "COMMAND_TYPE_PUT",
-		2: "COMMAND_TYPE_DELETE_RANGE",
-		3: "COMMAND_TYPE_TXN",
-		4: "COMMAND_TYPE_LEADER_START",
-		5: "COMMAND_TYPE_PUBLISH_MEMBER",
-		6: "COMMAND_TYPE_BATCH",
-		7: "COMMAND_TYPE_COMPACT",
+		0:  "COMMAND_TYPE_UNSPECIFIED",
+		1:  "COMMAND_TYPE_PUT",
+		2:  "COMMAND_TYPE_DELETE_RANGE",
+		3:  "COMMAND_TYPE_TXN",
+		4:  "COMMAND_TYPE_LEADER_START",
+		5:  "COMMAND_TYPE_PUBLISH_MEMBER",
+		6:  "COMMAND_TYPE_BATCH",
+		7:  "COMMAND_TYPE_COMPACT",
+		8:  "COMMAND_TYPE_LEASE_GRANT",
+		9:  "COMMAND_TYPE_LEASE_REVOKE",
+		10: "COMMAND_TYPE_LEASE_CHECKPOINT",
 	}
 	CommandType_value = map[string]int32{
-		"COMMAND_TYPE_UNSPECIFIED":    0,
-		"COMMAND_TYPE_PUT":            1,
-		"COMMAND_TYPE_DELETE_RANGE":   2,
-		"COMMAND_TYPE_TXN":            3,
-		"COMMAND_TYPE_LEADER_START":   4,
-		"COMMAND_TYPE_PUBLISH_MEMBER": 5,
-		"COMMAND_TYPE_BATCH":          6,
-		"COMMAND_TYPE_COMPACT":        7,
+		"COMMAND_TYPE_UNSPECIFIED":      0,
+		"COMMAND_TYPE_PUT":              1,
+		"COMMAND_TYPE_DELETE_RANGE":     2,
+		"COMMAND_TYPE_TXN":              3,
+		"COMMAND_TYPE_LEADER_START":     4,
+		"COMMAND_TYPE_PUBLISH_MEMBER":   5,
+		"COMMAND_TYPE_BATCH":            6,
+		"COMMAND_TYPE_COMPACT":          7,
+		"COMMAND_TYPE_LEASE_GRANT":      8,
+		"COMMAND_TYPE_LEASE_REVOKE":     9,
+		"COMMAND_TYPE_LEASE_CHECKPOINT": 10,
 	}
 )
 
@@ -348,6 +362,210 @@ func (x *LeaderStart) GetClusterId() uint64 {
 	return 0
 }
 
+// LeaseGrant creates a lease with the id the leader chose.
+type LeaseGrant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the lease's id, never zero.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// ttl is its TTL in seconds.
+	Ttl           int64 `protobuf:"varint,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseGrant) Reset() {
+	*x = LeaseGrant{}
+	mi := &file_fsm_v1_fsm_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseGrant) ProtoMessage() {}
+
+func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_v1_fsm_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
+func (*LeaseGrant) Descriptor() ([]byte, []int) {
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LeaseGrant) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseGrant) GetTtl() int64 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+// LeaseRevoke ends a lease and deletes its keys.
+type LeaseRevoke struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the lease.
+	Id            int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRevoke) Reset() {
+	*x = LeaseRevoke{}
+	mi := &file_fsm_v1_fsm_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRevoke) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRevoke) ProtoMessage() {}
+
+func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_v1_fsm_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRevoke.ProtoReflect.Descriptor instead.
+func (*LeaseRevoke) Descriptor() ([]byte, []int) {
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LeaseRevoke) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// LeaseCheckpoint records leases' remaining TTLs, so that a new leader
+// continues their countdowns instead of restarting them at the full TTL.
+type LeaseCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// leases are the checkpointed leases.
+	Leases        []*LeaseRemaining `protobuf:"bytes,1,rep,name=leases,proto3" json:"leases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseCheckpoint) Reset() {
+	*x = LeaseCheckpoint{}
+	mi := &file_fsm_v1_fsm_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseCheckpoint) ProtoMessage() {}
+
+func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_v1_fsm_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseCheckpoint.ProtoReflect.Descriptor instead.
+func (*LeaseCheckpoint) Descriptor() ([]byte, []int) {
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LeaseCheckpoint) GetLeases() []*LeaseRemaining {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
+// LeaseRemaining is one lease's remaining TTL.
+type LeaseRemaining struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the lease.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// remaining_ttl is its remaining TTL in seconds; zero clears the
+	// checkpoint (a new leader then gives the lease its full TTL).
+	RemainingTtl  int64 `protobuf:"varint,2,opt,name=remaining_ttl,json=remainingTtl,proto3" json:"remaining_ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRemaining) Reset() {
+	*x = LeaseRemaining{}
+	mi := &file_fsm_v1_fsm_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRemaining) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRemaining) ProtoMessage() {}
+
+func (x *LeaseRemaining) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_v1_fsm_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRemaining.ProtoReflect.Descriptor instead.
+func (*LeaseRemaining) Descriptor() ([]byte, []int) {
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LeaseRemaining) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseRemaining) GetRemainingTtl() int64 {
+	if x != nil {
+		return x.RemainingTtl
+	}
+	return 0
+}
+
 // Result is what applying a command produced, as a member that forwarded the
 // command receives it back from the leader.
 type Result struct {
@@ -361,6 +579,8 @@ type Result struct {
 	//	*Result_DeleteRange
 	//	*Result_Txn
 	//	*Result_Compact
+	//	*Result_LeaseGrant
+	//	*Result_LeaseRevoke
 	Result        isResult_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -368,7 +588,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +600,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +613,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Result) GetResult() isResult_Result {
@@ -439,6 +659,24 @@ func (x *Result) GetCompact() *v1.CompactResponse {
 	return nil
 }
 
+func (x *Result) GetLeaseGrant() *v1.LeaseGrantResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Result_LeaseGrant); ok {
+			return x.LeaseGrant
+		}
+	}
+	return nil
+}
+
+func (x *Result) GetLeaseRevoke() *v1.LeaseRevokeResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Result_LeaseRevoke); ok {
+			return x.LeaseRevoke
+		}
+	}
+	return nil
+}
+
 type isResult_Result interface {
 	isResult_Result()
 }
@@ -463,6 +701,16 @@ type Result_Compact struct {
 	Compact *v1.CompactResponse `protobuf:"bytes,4,opt,name=compact,proto3,oneof"`
 }
 
+type Result_LeaseGrant struct {
+	// lease_grant answers COMMAND_TYPE_LEASE_GRANT.
+	LeaseGrant *v1.LeaseGrantResponse `protobuf:"bytes,5,opt,name=lease_grant,json=leaseGrant,proto3,oneof"`
+}
+
+type Result_LeaseRevoke struct {
+	// lease_revoke answers COMMAND_TYPE_LEASE_REVOKE.
+	LeaseRevoke *v1.LeaseRevokeResponse `protobuf:"bytes,6,opt,name=lease_revoke,json=leaseRevoke,proto3,oneof"`
+}
+
 func (*Result_Put) isResult_Result() {}
 
 func (*Result_DeleteRange) isResult_Result() {}
@@ -471,11 +719,15 @@ func (*Result_Txn) isResult_Result() {}
 
 func (*Result_Compact) isResult_Result() {}
 
+func (*Result_LeaseGrant) isResult_Result() {}
+
+func (*Result_LeaseRevoke) isResult_Result() {}
+
 var File_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x10fsm/v1/fsm.proto\x12\x06fsm.v1\x1a\x0ekv/v1/kv.proto\"j\n" +
+	"\x10fsm/v1/fsm.proto\x12\x06fsm.v1\x1a\x0ekv/v1/kv.proto\x1a\x11kv/v1/lease.proto\"j\n" +
 	"\aCommand\x12'\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x13.fsm.v1.CommandTypeR\x04type\x12\x1c\n" +
 	"\tignorable\x18\x02 \x01(\bR\tignorable\x12\x18\n" +
@@ -491,13 +743,27 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x120\n" +
 	"\x06leader\x18\x02 \x01(\v2\x18.fsm.v1.MemberAttributesR\x06leader\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x03 \x01(\x04R\tclusterId\"\xd7\x01\n" +
+	"cluster_id\x18\x03 \x01(\x04R\tclusterId\".\n" +
+	"\n" +
+	"LeaseGrant\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x10\n" +
+	"\x03ttl\x18\x02 \x01(\x03R\x03ttl\"\x1d\n" +
+	"\vLeaseRevoke\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\"A\n" +
+	"\x0fLeaseCheckpoint\x12.\n" +
+	"\x06leases\x18\x01 \x03(\v2\x16.fsm.v1.LeaseRemainingR\x06leases\"E\n" +
+	"\x0eLeaseRemaining\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12#\n" +
+	"\rremaining_ttl\x18\x02 \x01(\x03R\fremainingTtl\"\xd6\x02\n" +
 	"\x06Result\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.kv.v1.PutResponseH\x00R\x03put\x12?\n" +
 	"\fdelete_range\x18\x02 \x01(\v2\x1a.kv.v1.DeleteRangeResponseH\x00R\vdeleteRange\x12&\n" +
 	"\x03txn\x18\x03 \x01(\v2\x12.kv.v1.TxnResponseH\x00R\x03txn\x122\n" +
-	"\acompact\x18\x04 \x01(\v2\x16.kv.v1.CompactResponseH\x00R\acompactB\b\n" +
-	"\x06result*\xe8\x01\n" +
+	"\acompact\x18\x04 \x01(\v2\x16.kv.v1.CompactResponseH\x00R\acompact\x12<\n" +
+	"\vlease_grant\x18\x05 \x01(\v2\x19.kv.v1.LeaseGrantResponseH\x00R\n" +
+	"leaseGrant\x12?\n" +
+	"\flease_revoke\x18\x06 \x01(\v2\x1a.kv.v1.LeaseRevokeResponseH\x00R\vleaseRevokeB\b\n" +
+	"\x06result*\xc8\x02\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10COMMAND_TYPE_PUT\x10\x01\x12\x1d\n" +
@@ -506,7 +772,11 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x19COMMAND_TYPE_LEADER_START\x10\x04\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_PUBLISH_MEMBER\x10\x05\x12\x16\n" +
 	"\x12COMMAND_TYPE_BATCH\x10\x06\x12\x18\n" +
-	"\x14COMMAND_TYPE_COMPACT\x10\aB*Z(github.com/kvd-io/kvd/proto/fsm/v1;fsmv1b\x06proto3"
+	"\x14COMMAND_TYPE_COMPACT\x10\a\x12\x1c\n" +
+	"\x18COMMAND_TYPE_LEASE_GRANT\x10\b\x12\x1d\n" +
+	"\x19COMMAND_TYPE_LEASE_REVOKE\x10\t\x12!\n" +
+	"\x1dCOMMAND_TYPE_LEASE_CHECKPOINT\x10\n" +
+	"B*Z(github.com/kvd-io/kvd/proto/fsm/v1;fsmv1b\x06proto3"
 
 var (
 	file_fsm_v1_fsm_proto_rawDescOnce sync.Once
@@ -521,31 +791,40 @@ func file_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_fsm_v1_fsm_proto_goTypes = []any{
 	(CommandType)(0),               // 0: fsm.v1.CommandType
 	(*Command)(nil),                // 1: fsm.v1.Command
 	(*MemberAttributes)(nil),       // 2: fsm.v1.MemberAttributes
 	(*CommandBatch)(nil),           // 3: fsm.v1.CommandBatch
 	(*LeaderStart)(nil),            // 4: fsm.v1.LeaderStart
-	(*Result)(nil),                 // 5: fsm.v1.Result
-	(*v1.PutResponse)(nil),         // 6: kv.v1.PutResponse
-	(*v1.DeleteRangeResponse)(nil), // 7: kv.v1.DeleteRangeResponse
-	(*v1.TxnResponse)(nil),         // 8: kv.v1.TxnResponse
-	(*v1.CompactResponse)(nil),     // 9: kv.v1.CompactResponse
+	(*LeaseGrant)(nil),             // 5: fsm.v1.LeaseGrant
+	(*LeaseRevoke)(nil),            // 6: fsm.v1.LeaseRevoke
+	(*LeaseCheckpoint)(nil),        // 7: fsm.v1.LeaseCheckpoint
+	(*LeaseRemaining)(nil),         // 8: fsm.v1.LeaseRemaining
+	(*Result)(nil),                 // 9: fsm.v1.Result
+	(*v1.PutResponse)(nil),         // 10: kv.v1.PutResponse
+	(*v1.DeleteRangeResponse)(nil), // 11: kv.v1.DeleteRangeResponse
+	(*v1.TxnResponse)(nil),         // 12: kv.v1.TxnResponse
+	(*v1.CompactResponse)(nil),     // 13: kv.v1.CompactResponse
+	(*v1.LeaseGrantResponse)(nil),  // 14: kv.v1.LeaseGrantResponse
+	(*v1.LeaseRevokeResponse)(nil), // 15: kv.v1.LeaseRevokeResponse
 }
 var file_fsm_v1_fsm_proto_depIdxs = []int32{
-	0, // 0: fsm.v1.Command.type:type_name -> fsm.v1.CommandType
-	2, // 1: fsm.v1.LeaderStart.leader:type_name -> fsm.v1.MemberAttributes
-	6, // 2: fsm.v1.Result.put:type_name -> kv.v1.PutResponse
-	7, // 3: fsm.v1.Result.delete_range:type_name -> kv.v1.DeleteRangeResponse
-	8, // 4: fsm.v1.Result.txn:type_name -> kv.v1.TxnResponse
-	9, // 5: fsm.v1.Result.compact:type_name -> kv.v1.CompactResponse
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	0,  // 0: fsm.v1.Command.type:type_name -> fsm.v1.CommandType
+	2,  // 1: fsm.v1.LeaderStart.leader:type_name -> fsm.v1.MemberAttributes
+	8,  // 2: fsm.v1.LeaseCheckpoint.leases:type_name -> fsm.v1.LeaseRemaining
+	10, // 3: fsm.v1.Result.put:type_name -> kv.v1.PutResponse
+	11, // 4: fsm.v1.Result.delete_range:type_name -> kv.v1.DeleteRangeResponse
+	12, // 5: fsm.v1.Result.txn:type_name -> kv.v1.TxnResponse
+	13, // 6: fsm.v1.Result.compact:type_name -> kv.v1.CompactResponse
+	14, // 7: fsm.v1.Result.lease_grant:type_name -> kv.v1.LeaseGrantResponse
+	15, // 8: fsm.v1.Result.lease_revoke:type_name -> kv.v1.LeaseRevokeResponse
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_fsm_v1_fsm_proto_init() }
@@ -553,11 +832,13 @@ func file_fsm_v1_fsm_proto_init() {
 	if File_fsm_v1_fsm_proto != nil {
 		return
 	}
-	file_fsm_v1_fsm_proto_msgTypes[4].OneofWrappers = []any{
+	file_fsm_v1_fsm_proto_msgTypes[8].OneofWrappers = []any{
 		(*Result_Put)(nil),
 		(*Result_DeleteRange)(nil),
 		(*Result_Txn)(nil),
 		(*Result_Compact)(nil),
+		(*Result_LeaseGrant)(nil),
+		(*Result_LeaseRevoke)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -565,7 +846,7 @@ func file_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_v1_fsm_proto_rawDesc), len(file_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -25,6 +25,124 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// SortOrder is the order of a sorted range.
+type RangeRequest_SortOrder int32
+
+const (
+	// SORT_ORDER_UNSPECIFIED sorts by key, or ascending by another target.
+	RangeRequest_SORT_ORDER_UNSPECIFIED RangeRequest_SortOrder = 0
+	// SORT_ORDER_ASCEND sorts ascending.
+	RangeRequest_SORT_ORDER_ASCEND RangeRequest_SortOrder = 1
+	// SORT_ORDER_DESCEND sorts descending.
+	RangeRequest_SORT_ORDER_DESCEND RangeRequest_SortOrder = 2
+)
+
+// Enum value maps for RangeRequest_SortOrder.
+var (
+	RangeRequest_SortOrder_name = map[int32]string{
+		0: "SORT_ORDER_UNSPECIFIED",
+		1: "SORT_ORDER_ASCEND",
+		2: "SORT_ORDER_DESCEND",
+	}
+	RangeRequest_SortOrder_value = map[string]int32{
+		"SORT_ORDER_UNSPECIFIED": 0,
+		"SORT_ORDER_ASCEND":      1,
+		"SORT_ORDER_DESCEND":     2,
+	}
+)
+
+func (x RangeRequest_SortOrder) Enum() *RangeRequest_SortOrder {
+	p := new(RangeRequest_SortOrder)
+	*p = x
+	return p
+}
+
+func (x RangeRequest_SortOrder) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RangeRequest_SortOrder) Descriptor() protoreflect.EnumDescriptor {
+	return file_kv_v1_kv_proto_enumTypes[0].Descriptor()
+}
+
+func (RangeRequest_SortOrder) Type() protoreflect.EnumType {
+	return &file_kv_v1_kv_proto_enumTypes[0]
+}
+
+func (x RangeRequest_SortOrder) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RangeRequest_SortOrder.Descriptor instead.
+func (RangeRequest_SortOrder) EnumDescriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11, 0}
+}
+
+// SortTarget is the field a range is sorted by.
+type RangeRequest_SortTarget int32
+
+const (
+	// SORT_TARGET_UNSPECIFIED sorts by key.
+	RangeRequest_SORT_TARGET_UNSPECIFIED RangeRequest_SortTarget = 0
+	// SORT_TARGET_KEY sorts by key.
+	RangeRequest_SORT_TARGET_KEY RangeRequest_SortTarget = 1
+	// SORT_TARGET_VERSION sorts by version.
+	RangeRequest_SORT_TARGET_VERSION RangeRequest_SortTarget = 2
+	// SORT_TARGET_CREATE sorts by create revision.
+	RangeRequest_SORT_TARGET_CREATE RangeRequest_SortTarget = 3
+	// SORT_TARGET_MOD sorts by mod revision.
+	RangeRequest_SORT_TARGET_MOD RangeRequest_SortTarget = 4
+	// SORT_TARGET_VALUE sorts by value, bytewise.
+	RangeRequest_SORT_TARGET_VALUE RangeRequest_SortTarget = 5
+)
+
+// Enum value maps for RangeRequest_SortTarget.
+var (
+	RangeRequest_SortTarget_name = map[int32]string{
+		0: "SORT_TARGET_UNSPECIFIED",
+		1: "SORT_TARGET_KEY",
+		2: "SORT_TARGET_VERSION",
+		3: "SORT_TARGET_CREATE",
+		4: "SORT_TARGET_MOD",
+		5: "SORT_TARGET_VALUE",
+	}
+	RangeRequest_SortTarget_value = map[string]int32{
+		"SORT_TARGET_UNSPECIFIED": 0,
+		"SORT_TARGET_KEY":         1,
+		"SORT_TARGET_VERSION":     2,
+		"SORT_TARGET_CREATE":      3,
+		"SORT_TARGET_MOD":         4,
+		"SORT_TARGET_VALUE":       5,
+	}
+)
+
+func (x RangeRequest_SortTarget) Enum() *RangeRequest_SortTarget {
+	p := new(RangeRequest_SortTarget)
+	*p = x
+	return p
+}
+
+func (x RangeRequest_SortTarget) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RangeRequest_SortTarget) Descriptor() protoreflect.EnumDescriptor {
+	return file_kv_v1_kv_proto_enumTypes[1].Descriptor()
+}
+
+func (RangeRequest_SortTarget) Type() protoreflect.EnumType {
+	return &file_kv_v1_kv_proto_enumTypes[1]
+}
+
+func (x RangeRequest_SortTarget) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RangeRequest_SortTarget.Descriptor instead.
+func (RangeRequest_SortTarget) EnumDescriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11, 1}
+}
+
 // CompareResult is the comparison operator.
 type Compare_CompareResult int32
 
@@ -70,11 +188,11 @@ func (x Compare_CompareResult) String() string {
 }
 
 func (Compare_CompareResult) Descriptor() protoreflect.EnumDescriptor {
-	return file_kv_v1_kv_proto_enumTypes[0].Descriptor()
+	return file_kv_v1_kv_proto_enumTypes[2].Descriptor()
 }
 
 func (Compare_CompareResult) Type() protoreflect.EnumType {
-	return &file_kv_v1_kv_proto_enumTypes[0]
+	return &file_kv_v1_kv_proto_enumTypes[2]
 }
 
 func (x Compare_CompareResult) Number() protoreflect.EnumNumber {
@@ -136,11 +254,11 @@ func (x Compare_CompareTarget) String() string {
 }
 
 func (Compare_CompareTarget) Descriptor() protoreflect.EnumDescriptor {
-	return file_kv_v1_kv_proto_enumTypes[1].Descriptor()
+	return file_kv_v1_kv_proto_enumTypes[3].Descriptor()
 }
 
 func (Compare_CompareTarget) Type() protoreflect.EnumType {
-	return &file_kv_v1_kv_proto_enumTypes[1]
+	return &file_kv_v1_kv_proto_enumTypes[3]
 }
 
 func (x Compare_CompareTarget) Number() protoreflect.EnumNumber {
@@ -726,7 +844,13 @@ type PutRequest struct {
 	// lease attaches a lease to the key; zero for none.
 	Lease int64 `protobuf:"varint,3,opt,name=lease,proto3" json:"lease,omitempty"`
 	// prev_kv asks for the key-value pair before the put.
-	PrevKv        bool `protobuf:"varint,4,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	PrevKv bool `protobuf:"varint,4,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	// ignore_value keeps the key's current value (value must be empty); the
+	// key must exist.
+	IgnoreValue bool `protobuf:"varint,5,opt,name=ignore_value,json=ignoreValue,proto3" json:"ignore_value,omitempty"`
+	// ignore_lease keeps the key's current lease (lease must be zero); the
+	// key must exist.
+	IgnoreLease   bool `protobuf:"varint,6,opt,name=ignore_lease,json=ignoreLease,proto3" json:"ignore_lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -785,6 +909,20 @@ func (x *PutRequest) GetLease() int64 {
 func (x *PutRequest) GetPrevKv() bool {
 	if x != nil {
 		return x.PrevKv
+	}
+	return false
+}
+
+func (x *PutRequest) GetIgnoreValue() bool {
+	if x != nil {
+		return x.IgnoreValue
+	}
+	return false
+}
+
+func (x *PutRequest) GetIgnoreLease() bool {
+	if x != nil {
+		return x.IgnoreLease
 	}
 	return false
 }
@@ -865,9 +1003,27 @@ type RangeRequest struct {
 	// keys_only returns keys without values.
 	KeysOnly bool `protobuf:"varint,6,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
 	// count_only returns only the number of keys in the range.
-	CountOnly     bool `protobuf:"varint,7,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CountOnly bool `protobuf:"varint,7,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
+	// sort_order orders the keys returned by sort_target. Unspecified
+	// returns them in key order, except that a sort_target other than key
+	// sorts ascending, as etcd does.
+	SortOrder RangeRequest_SortOrder `protobuf:"varint,8,opt,name=sort_order,json=sortOrder,proto3,enum=kv.v1.RangeRequest_SortOrder" json:"sort_order,omitempty"`
+	// sort_target is what sort_order sorts by; unspecified means the key.
+	SortTarget RangeRequest_SortTarget `protobuf:"varint,9,opt,name=sort_target,json=sortTarget,proto3,enum=kv.v1.RangeRequest_SortTarget" json:"sort_target,omitempty"`
+	// min_mod_revision, when not zero, keeps only keys modified at or after
+	// it. Like the three below, it filters what is returned, not count.
+	MinModRevision int64 `protobuf:"varint,10,opt,name=min_mod_revision,json=minModRevision,proto3" json:"min_mod_revision,omitempty"`
+	// max_mod_revision, when not zero, keeps only keys modified at or before
+	// it.
+	MaxModRevision int64 `protobuf:"varint,11,opt,name=max_mod_revision,json=maxModRevision,proto3" json:"max_mod_revision,omitempty"`
+	// min_create_revision, when not zero, keeps only keys created at or after
+	// it.
+	MinCreateRevision int64 `protobuf:"varint,12,opt,name=min_create_revision,json=minCreateRevision,proto3" json:"min_create_revision,omitempty"`
+	// max_create_revision, when not zero, keeps only keys created at or
+	// before it.
+	MaxCreateRevision int64 `protobuf:"varint,13,opt,name=max_create_revision,json=maxCreateRevision,proto3" json:"max_create_revision,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *RangeRequest) Reset() {
@@ -947,6 +1103,48 @@ func (x *RangeRequest) GetCountOnly() bool {
 		return x.CountOnly
 	}
 	return false
+}
+
+func (x *RangeRequest) GetSortOrder() RangeRequest_SortOrder {
+	if x != nil {
+		return x.SortOrder
+	}
+	return RangeRequest_SORT_ORDER_UNSPECIFIED
+}
+
+func (x *RangeRequest) GetSortTarget() RangeRequest_SortTarget {
+	if x != nil {
+		return x.SortTarget
+	}
+	return RangeRequest_SORT_TARGET_UNSPECIFIED
+}
+
+func (x *RangeRequest) GetMinModRevision() int64 {
+	if x != nil {
+		return x.MinModRevision
+	}
+	return 0
+}
+
+func (x *RangeRequest) GetMaxModRevision() int64 {
+	if x != nil {
+		return x.MaxModRevision
+	}
+	return 0
+}
+
+func (x *RangeRequest) GetMinCreateRevision() int64 {
+	if x != nil {
+		return x.MinCreateRevision
+	}
+	return 0
+}
+
+func (x *RangeRequest) GetMaxCreateRevision() int64 {
+	if x != nil {
+		return x.MaxCreateRevision
+	}
+	return 0
 }
 
 // RangeResponse answers a RangeRequest.
@@ -1738,16 +1936,18 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\fmod_revision\x18\x03 \x01(\x03R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\x03R\aversion\x12\x14\n" +
 	"\x05value\x18\x05 \x01(\fR\x05value\x12\x14\n" +
-	"\x05lease\x18\x06 \x01(\x03R\x05lease\"c\n" +
+	"\x05lease\x18\x06 \x01(\x03R\x05lease\"\xa9\x01\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x14\n" +
 	"\x05lease\x18\x03 \x01(\x03R\x05lease\x12\x17\n" +
-	"\aprev_kv\x18\x04 \x01(\bR\x06prevKv\"f\n" +
+	"\aprev_kv\x18\x04 \x01(\bR\x06prevKv\x12!\n" +
+	"\fignore_value\x18\x05 \x01(\bR\vignoreValue\x12!\n" +
+	"\fignore_lease\x18\x06 \x01(\bR\vignoreLease\"f\n" +
 	"\vPutResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12(\n" +
-	"\aprev_kv\x18\x02 \x01(\v2\x0f.kv.v1.KeyValueR\x06prevKv\"\xcf\x01\n" +
+	"\aprev_kv\x18\x02 \x01(\v2\x0f.kv.v1.KeyValueR\x06prevKv\"\xf8\x05\n" +
 	"\fRangeRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1b\n" +
 	"\trange_end\x18\x02 \x01(\fR\brangeEnd\x12\x14\n" +
@@ -1756,7 +1956,28 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\fserializable\x18\x05 \x01(\bR\fserializable\x12\x1b\n" +
 	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\x12\x1d\n" +
 	"\n" +
-	"count_only\x18\a \x01(\bR\tcountOnly\"\x8b\x01\n" +
+	"count_only\x18\a \x01(\bR\tcountOnly\x12<\n" +
+	"\n" +
+	"sort_order\x18\b \x01(\x0e2\x1d.kv.v1.RangeRequest.SortOrderR\tsortOrder\x12?\n" +
+	"\vsort_target\x18\t \x01(\x0e2\x1e.kv.v1.RangeRequest.SortTargetR\n" +
+	"sortTarget\x12(\n" +
+	"\x10min_mod_revision\x18\n" +
+	" \x01(\x03R\x0eminModRevision\x12(\n" +
+	"\x10max_mod_revision\x18\v \x01(\x03R\x0emaxModRevision\x12.\n" +
+	"\x13min_create_revision\x18\f \x01(\x03R\x11minCreateRevision\x12.\n" +
+	"\x13max_create_revision\x18\r \x01(\x03R\x11maxCreateRevision\"V\n" +
+	"\tSortOrder\x12\x1a\n" +
+	"\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11SORT_ORDER_ASCEND\x10\x01\x12\x16\n" +
+	"\x12SORT_ORDER_DESCEND\x10\x02\"\x9b\x01\n" +
+	"\n" +
+	"SortTarget\x12\x1b\n" +
+	"\x17SORT_TARGET_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fSORT_TARGET_KEY\x10\x01\x12\x17\n" +
+	"\x13SORT_TARGET_VERSION\x10\x02\x12\x16\n" +
+	"\x12SORT_TARGET_CREATE\x10\x03\x12\x13\n" +
+	"\x0fSORT_TARGET_MOD\x10\x04\x12\x15\n" +
+	"\x11SORT_TARGET_VALUE\x10\x05\"\x8b\x01\n" +
 	"\rRangeResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12!\n" +
 	"\x03kvs\x18\x02 \x03(\v2\x0f.kv.v1.KeyValueR\x03kvs\x12\x12\n" +
@@ -1839,77 +2060,81 @@ func file_kv_v1_kv_proto_rawDescGZIP() []byte {
 	return file_kv_v1_kv_proto_rawDescData
 }
 
-var file_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_kv_v1_kv_proto_goTypes = []any{
-	(Compare_CompareResult)(0),  // 0: kv.v1.Compare.CompareResult
-	(Compare_CompareTarget)(0),  // 1: kv.v1.Compare.CompareTarget
-	(*CompactRequest)(nil),      // 2: kv.v1.CompactRequest
-	(*CompactResponse)(nil),     // 3: kv.v1.CompactResponse
-	(*StreamRequest)(nil),       // 4: kv.v1.StreamRequest
-	(*StreamOp)(nil),            // 5: kv.v1.StreamOp
-	(*StreamResponse)(nil),      // 6: kv.v1.StreamResponse
-	(*StreamResult)(nil),        // 7: kv.v1.StreamResult
-	(*StreamError)(nil),         // 8: kv.v1.StreamError
-	(*ResponseHeader)(nil),      // 9: kv.v1.ResponseHeader
-	(*KeyValue)(nil),            // 10: kv.v1.KeyValue
-	(*PutRequest)(nil),          // 11: kv.v1.PutRequest
-	(*PutResponse)(nil),         // 12: kv.v1.PutResponse
-	(*RangeRequest)(nil),        // 13: kv.v1.RangeRequest
-	(*RangeResponse)(nil),       // 14: kv.v1.RangeResponse
-	(*DeleteRangeRequest)(nil),  // 15: kv.v1.DeleteRangeRequest
-	(*DeleteRangeResponse)(nil), // 16: kv.v1.DeleteRangeResponse
-	(*RequestOp)(nil),           // 17: kv.v1.RequestOp
-	(*ResponseOp)(nil),          // 18: kv.v1.ResponseOp
-	(*Compare)(nil),             // 19: kv.v1.Compare
-	(*TxnRequest)(nil),          // 20: kv.v1.TxnRequest
-	(*TxnResponse)(nil),         // 21: kv.v1.TxnResponse
+	(RangeRequest_SortOrder)(0),  // 0: kv.v1.RangeRequest.SortOrder
+	(RangeRequest_SortTarget)(0), // 1: kv.v1.RangeRequest.SortTarget
+	(Compare_CompareResult)(0),   // 2: kv.v1.Compare.CompareResult
+	(Compare_CompareTarget)(0),   // 3: kv.v1.Compare.CompareTarget
+	(*CompactRequest)(nil),       // 4: kv.v1.CompactRequest
+	(*CompactResponse)(nil),      // 5: kv.v1.CompactResponse
+	(*StreamRequest)(nil),        // 6: kv.v1.StreamRequest
+	(*StreamOp)(nil),             // 7: kv.v1.StreamOp
+	(*StreamResponse)(nil),       // 8: kv.v1.StreamResponse
+	(*StreamResult)(nil),         // 9: kv.v1.StreamResult
+	(*StreamError)(nil),          // 10: kv.v1.StreamError
+	(*ResponseHeader)(nil),       // 11: kv.v1.ResponseHeader
+	(*KeyValue)(nil),             // 12: kv.v1.KeyValue
+	(*PutRequest)(nil),           // 13: kv.v1.PutRequest
+	(*PutResponse)(nil),          // 14: kv.v1.PutResponse
+	(*RangeRequest)(nil),         // 15: kv.v1.RangeRequest
+	(*RangeResponse)(nil),        // 16: kv.v1.RangeResponse
+	(*DeleteRangeRequest)(nil),   // 17: kv.v1.DeleteRangeRequest
+	(*DeleteRangeResponse)(nil),  // 18: kv.v1.DeleteRangeResponse
+	(*RequestOp)(nil),            // 19: kv.v1.RequestOp
+	(*ResponseOp)(nil),           // 20: kv.v1.ResponseOp
+	(*Compare)(nil),              // 21: kv.v1.Compare
+	(*TxnRequest)(nil),           // 22: kv.v1.TxnRequest
+	(*TxnResponse)(nil),          // 23: kv.v1.TxnResponse
 }
 var file_kv_v1_kv_proto_depIdxs = []int32{
-	9,  // 0: kv.v1.CompactResponse.header:type_name -> kv.v1.ResponseHeader
-	5,  // 1: kv.v1.StreamRequest.ops:type_name -> kv.v1.StreamOp
-	17, // 2: kv.v1.StreamOp.request:type_name -> kv.v1.RequestOp
-	7,  // 3: kv.v1.StreamResponse.results:type_name -> kv.v1.StreamResult
-	18, // 4: kv.v1.StreamResult.response:type_name -> kv.v1.ResponseOp
-	8,  // 5: kv.v1.StreamResult.error:type_name -> kv.v1.StreamError
-	9,  // 6: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
-	10, // 7: kv.v1.PutResponse.prev_kv:type_name -> kv.v1.KeyValue
-	9,  // 8: kv.v1.RangeResponse.header:type_name -> kv.v1.ResponseHeader
-	10, // 9: kv.v1.RangeResponse.kvs:type_name -> kv.v1.KeyValue
-	9,  // 10: kv.v1.DeleteRangeResponse.header:type_name -> kv.v1.ResponseHeader
-	10, // 11: kv.v1.DeleteRangeResponse.prev_kvs:type_name -> kv.v1.KeyValue
-	13, // 12: kv.v1.RequestOp.request_range:type_name -> kv.v1.RangeRequest
-	11, // 13: kv.v1.RequestOp.request_put:type_name -> kv.v1.PutRequest
-	15, // 14: kv.v1.RequestOp.request_delete_range:type_name -> kv.v1.DeleteRangeRequest
-	20, // 15: kv.v1.RequestOp.request_txn:type_name -> kv.v1.TxnRequest
-	14, // 16: kv.v1.ResponseOp.response_range:type_name -> kv.v1.RangeResponse
-	12, // 17: kv.v1.ResponseOp.response_put:type_name -> kv.v1.PutResponse
-	16, // 18: kv.v1.ResponseOp.response_delete_range:type_name -> kv.v1.DeleteRangeResponse
-	21, // 19: kv.v1.ResponseOp.response_txn:type_name -> kv.v1.TxnResponse
-	0,  // 20: kv.v1.Compare.result:type_name -> kv.v1.Compare.CompareResult
-	1,  // 21: kv.v1.Compare.target:type_name -> kv.v1.Compare.CompareTarget
-	19, // 22: kv.v1.TxnRequest.compare:type_name -> kv.v1.Compare
-	17, // 23: kv.v1.TxnRequest.success:type_name -> kv.v1.RequestOp
-	17, // 24: kv.v1.TxnRequest.failure:type_name -> kv.v1.RequestOp
-	9,  // 25: kv.v1.TxnResponse.header:type_name -> kv.v1.ResponseHeader
-	18, // 26: kv.v1.TxnResponse.responses:type_name -> kv.v1.ResponseOp
-	11, // 27: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
-	13, // 28: kv.v1.KVService.Range:input_type -> kv.v1.RangeRequest
-	15, // 29: kv.v1.KVService.DeleteRange:input_type -> kv.v1.DeleteRangeRequest
-	20, // 30: kv.v1.KVService.Txn:input_type -> kv.v1.TxnRequest
-	4,  // 31: kv.v1.KVService.Stream:input_type -> kv.v1.StreamRequest
-	2,  // 32: kv.v1.KVService.Compact:input_type -> kv.v1.CompactRequest
-	12, // 33: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
-	14, // 34: kv.v1.KVService.Range:output_type -> kv.v1.RangeResponse
-	16, // 35: kv.v1.KVService.DeleteRange:output_type -> kv.v1.DeleteRangeResponse
-	21, // 36: kv.v1.KVService.Txn:output_type -> kv.v1.TxnResponse
-	6,  // 37: kv.v1.KVService.Stream:output_type -> kv.v1.StreamResponse
-	3,  // 38: kv.v1.KVService.Compact:output_type -> kv.v1.CompactResponse
-	33, // [33:39] is the sub-list for method output_type
-	27, // [27:33] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	11, // 0: kv.v1.CompactResponse.header:type_name -> kv.v1.ResponseHeader
+	7,  // 1: kv.v1.StreamRequest.ops:type_name -> kv.v1.StreamOp
+	19, // 2: kv.v1.StreamOp.request:type_name -> kv.v1.RequestOp
+	9,  // 3: kv.v1.StreamResponse.results:type_name -> kv.v1.StreamResult
+	20, // 4: kv.v1.StreamResult.response:type_name -> kv.v1.ResponseOp
+	10, // 5: kv.v1.StreamResult.error:type_name -> kv.v1.StreamError
+	11, // 6: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
+	12, // 7: kv.v1.PutResponse.prev_kv:type_name -> kv.v1.KeyValue
+	0,  // 8: kv.v1.RangeRequest.sort_order:type_name -> kv.v1.RangeRequest.SortOrder
+	1,  // 9: kv.v1.RangeRequest.sort_target:type_name -> kv.v1.RangeRequest.SortTarget
+	11, // 10: kv.v1.RangeResponse.header:type_name -> kv.v1.ResponseHeader
+	12, // 11: kv.v1.RangeResponse.kvs:type_name -> kv.v1.KeyValue
+	11, // 12: kv.v1.DeleteRangeResponse.header:type_name -> kv.v1.ResponseHeader
+	12, // 13: kv.v1.DeleteRangeResponse.prev_kvs:type_name -> kv.v1.KeyValue
+	15, // 14: kv.v1.RequestOp.request_range:type_name -> kv.v1.RangeRequest
+	13, // 15: kv.v1.RequestOp.request_put:type_name -> kv.v1.PutRequest
+	17, // 16: kv.v1.RequestOp.request_delete_range:type_name -> kv.v1.DeleteRangeRequest
+	22, // 17: kv.v1.RequestOp.request_txn:type_name -> kv.v1.TxnRequest
+	16, // 18: kv.v1.ResponseOp.response_range:type_name -> kv.v1.RangeResponse
+	14, // 19: kv.v1.ResponseOp.response_put:type_name -> kv.v1.PutResponse
+	18, // 20: kv.v1.ResponseOp.response_delete_range:type_name -> kv.v1.DeleteRangeResponse
+	23, // 21: kv.v1.ResponseOp.response_txn:type_name -> kv.v1.TxnResponse
+	2,  // 22: kv.v1.Compare.result:type_name -> kv.v1.Compare.CompareResult
+	3,  // 23: kv.v1.Compare.target:type_name -> kv.v1.Compare.CompareTarget
+	21, // 24: kv.v1.TxnRequest.compare:type_name -> kv.v1.Compare
+	19, // 25: kv.v1.TxnRequest.success:type_name -> kv.v1.RequestOp
+	19, // 26: kv.v1.TxnRequest.failure:type_name -> kv.v1.RequestOp
+	11, // 27: kv.v1.TxnResponse.header:type_name -> kv.v1.ResponseHeader
+	20, // 28: kv.v1.TxnResponse.responses:type_name -> kv.v1.ResponseOp
+	13, // 29: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
+	15, // 30: kv.v1.KVService.Range:input_type -> kv.v1.RangeRequest
+	17, // 31: kv.v1.KVService.DeleteRange:input_type -> kv.v1.DeleteRangeRequest
+	22, // 32: kv.v1.KVService.Txn:input_type -> kv.v1.TxnRequest
+	6,  // 33: kv.v1.KVService.Stream:input_type -> kv.v1.StreamRequest
+	4,  // 34: kv.v1.KVService.Compact:input_type -> kv.v1.CompactRequest
+	14, // 35: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
+	16, // 36: kv.v1.KVService.Range:output_type -> kv.v1.RangeResponse
+	18, // 37: kv.v1.KVService.DeleteRange:output_type -> kv.v1.DeleteRangeResponse
+	23, // 38: kv.v1.KVService.Txn:output_type -> kv.v1.TxnResponse
+	8,  // 39: kv.v1.KVService.Stream:output_type -> kv.v1.StreamResponse
+	5,  // 40: kv.v1.KVService.Compact:output_type -> kv.v1.CompactResponse
+	35, // [35:41] is the sub-list for method output_type
+	29, // [29:35] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_kv_v1_kv_proto_init() }
@@ -1941,7 +2166,7 @@ func file_kv_v1_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_v1_kv_proto_rawDesc), len(file_kv_v1_kv_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      4,
 			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -524,11 +524,204 @@ func (*MemberRemovedResponse) Descriptor() ([]byte, []int) {
 	return file_peer_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
+// LeaseRenewRequest asks the leader to renew a lease.
+type LeaseRenewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the lease to renew.
+	Id            int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRenewRequest) Reset() {
+	*x = LeaseRenewRequest{}
+	mi := &file_peer_v1_peer_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRenewRequest) ProtoMessage() {}
+
+func (x *LeaseRenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_v1_peer_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRenewRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRenewRequest) Descriptor() ([]byte, []int) {
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LeaseRenewRequest) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// LeaseRenewResponse answers a LeaseRenewRequest.
+type LeaseRenewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ttl is the TTL the lease was renewed for, in seconds.
+	Ttl           int64 `protobuf:"varint,1,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRenewResponse) Reset() {
+	*x = LeaseRenewResponse{}
+	mi := &file_peer_v1_peer_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRenewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRenewResponse) ProtoMessage() {}
+
+func (x *LeaseRenewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_v1_peer_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRenewResponse.ProtoReflect.Descriptor instead.
+func (*LeaseRenewResponse) Descriptor() ([]byte, []int) {
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LeaseRenewResponse) GetTtl() int64 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+// LeaseTimeToLiveRequest asks the leader about a lease.
+type LeaseTimeToLiveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the lease asked about.
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// keys asks for the keys attached to the lease.
+	Keys          bool `protobuf:"varint,2,opt,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseTimeToLiveRequest) Reset() {
+	*x = LeaseTimeToLiveRequest{}
+	mi := &file_peer_v1_peer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseTimeToLiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseTimeToLiveRequest) ProtoMessage() {}
+
+func (x *LeaseTimeToLiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_v1_peer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseTimeToLiveRequest.ProtoReflect.Descriptor instead.
+func (*LeaseTimeToLiveRequest) Descriptor() ([]byte, []int) {
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LeaseTimeToLiveRequest) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseTimeToLiveRequest) GetKeys() bool {
+	if x != nil {
+		return x.Keys
+	}
+	return false
+}
+
+// LeaseTimeToLiveResponse answers a LeaseTimeToLiveRequest.
+type LeaseTimeToLiveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// response is the leader's answer, as the client gets it.
+	Response      *v1.LeaseTimeToLiveResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseTimeToLiveResponse) Reset() {
+	*x = LeaseTimeToLiveResponse{}
+	mi := &file_peer_v1_peer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseTimeToLiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseTimeToLiveResponse) ProtoMessage() {}
+
+func (x *LeaseTimeToLiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_v1_peer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseTimeToLiveResponse.ProtoReflect.Descriptor instead.
+func (*LeaseTimeToLiveResponse) Descriptor() ([]byte, []int) {
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LeaseTimeToLiveResponse) GetResponse() *v1.LeaseTimeToLiveResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
 var File_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_peer_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x12peer/v1/peer.proto\x12\apeer.v1\x1a\x0ekv/v1/kv.proto\"*\n" +
+	"\x12peer/v1/peer.proto\x12\apeer.v1\x1a\x0ekv/v1/kv.proto\x1a\x11kv/v1/lease.proto\"*\n" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\")\n" +
 	"\x0fProposeResponse\x12\x16\n" +
@@ -554,12 +747,24 @@ const file_peer_v1_peer_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\x04R\tclusterId\"\x17\n" +
-	"\x15MemberRemovedResponse2\xb3\x02\n" +
+	"\x15MemberRemovedResponse\"#\n" +
+	"\x11LeaseRenewRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\"&\n" +
+	"\x12LeaseRenewResponse\x12\x10\n" +
+	"\x03ttl\x18\x01 \x01(\x03R\x03ttl\"<\n" +
+	"\x16LeaseTimeToLiveRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
+	"\x04keys\x18\x02 \x01(\bR\x04keys\"U\n" +
+	"\x17LeaseTimeToLiveResponse\x12:\n" +
+	"\bresponse\x18\x01 \x01(\v2\x1e.kv.v1.LeaseTimeToLiveResponseR\bresponse2\xd0\x03\n" +
 	"\vPeerService\x12<\n" +
 	"\aPropose\x12\x17.peer.v1.ProposeRequest\x1a\x18.peer.v1.ProposeResponse\x12R\n" +
 	"\rProposeStream\x12\x1d.peer.v1.ProposeStreamRequest\x1a\x1e.peer.v1.ProposeStreamResponse(\x010\x01\x12B\n" +
 	"\tReadIndex\x12\x19.peer.v1.ReadIndexRequest\x1a\x1a.peer.v1.ReadIndexResponse\x12N\n" +
-	"\rMemberRemoved\x12\x1d.peer.v1.MemberRemovedRequest\x1a\x1e.peer.v1.MemberRemovedResponseB,Z*github.com/kvd-io/kvd/proto/peer/v1;peerv1b\x06proto3"
+	"\rMemberRemoved\x12\x1d.peer.v1.MemberRemovedRequest\x1a\x1e.peer.v1.MemberRemovedResponse\x12E\n" +
+	"\n" +
+	"LeaseRenew\x12\x1a.peer.v1.LeaseRenewRequest\x1a\x1b.peer.v1.LeaseRenewResponse\x12T\n" +
+	"\x0fLeaseTimeToLive\x12\x1f.peer.v1.LeaseTimeToLiveRequest\x1a .peer.v1.LeaseTimeToLiveResponseB,Z*github.com/kvd-io/kvd/proto/peer/v1;peerv1b\x06proto3"
 
 var (
 	file_peer_v1_peer_proto_rawDescOnce sync.Once
@@ -573,37 +778,47 @@ func file_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_peer_v1_peer_proto_rawDescData
 }
 
-var file_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_peer_v1_peer_proto_goTypes = []any{
-	(*ProposeRequest)(nil),        // 0: peer.v1.ProposeRequest
-	(*ProposeResponse)(nil),       // 1: peer.v1.ProposeResponse
-	(*ProposeStreamRequest)(nil),  // 2: peer.v1.ProposeStreamRequest
-	(*ProposeOp)(nil),             // 3: peer.v1.ProposeOp
-	(*ProposeStreamResponse)(nil), // 4: peer.v1.ProposeStreamResponse
-	(*ProposeResult)(nil),         // 5: peer.v1.ProposeResult
-	(*ReadIndexRequest)(nil),      // 6: peer.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),     // 7: peer.v1.ReadIndexResponse
-	(*MemberRemovedRequest)(nil),  // 8: peer.v1.MemberRemovedRequest
-	(*MemberRemovedResponse)(nil), // 9: peer.v1.MemberRemovedResponse
-	(*v1.StreamError)(nil),        // 10: kv.v1.StreamError
+	(*ProposeRequest)(nil),             // 0: peer.v1.ProposeRequest
+	(*ProposeResponse)(nil),            // 1: peer.v1.ProposeResponse
+	(*ProposeStreamRequest)(nil),       // 2: peer.v1.ProposeStreamRequest
+	(*ProposeOp)(nil),                  // 3: peer.v1.ProposeOp
+	(*ProposeStreamResponse)(nil),      // 4: peer.v1.ProposeStreamResponse
+	(*ProposeResult)(nil),              // 5: peer.v1.ProposeResult
+	(*ReadIndexRequest)(nil),           // 6: peer.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),          // 7: peer.v1.ReadIndexResponse
+	(*MemberRemovedRequest)(nil),       // 8: peer.v1.MemberRemovedRequest
+	(*MemberRemovedResponse)(nil),      // 9: peer.v1.MemberRemovedResponse
+	(*LeaseRenewRequest)(nil),          // 10: peer.v1.LeaseRenewRequest
+	(*LeaseRenewResponse)(nil),         // 11: peer.v1.LeaseRenewResponse
+	(*LeaseTimeToLiveRequest)(nil),     // 12: peer.v1.LeaseTimeToLiveRequest
+	(*LeaseTimeToLiveResponse)(nil),    // 13: peer.v1.LeaseTimeToLiveResponse
+	(*v1.StreamError)(nil),             // 14: kv.v1.StreamError
+	(*v1.LeaseTimeToLiveResponse)(nil), // 15: kv.v1.LeaseTimeToLiveResponse
 }
 var file_peer_v1_peer_proto_depIdxs = []int32{
 	3,  // 0: peer.v1.ProposeStreamRequest.ops:type_name -> peer.v1.ProposeOp
 	5,  // 1: peer.v1.ProposeStreamResponse.results:type_name -> peer.v1.ProposeResult
-	10, // 2: peer.v1.ProposeResult.error:type_name -> kv.v1.StreamError
-	0,  // 3: peer.v1.PeerService.Propose:input_type -> peer.v1.ProposeRequest
-	2,  // 4: peer.v1.PeerService.ProposeStream:input_type -> peer.v1.ProposeStreamRequest
-	6,  // 5: peer.v1.PeerService.ReadIndex:input_type -> peer.v1.ReadIndexRequest
-	8,  // 6: peer.v1.PeerService.MemberRemoved:input_type -> peer.v1.MemberRemovedRequest
-	1,  // 7: peer.v1.PeerService.Propose:output_type -> peer.v1.ProposeResponse
-	4,  // 8: peer.v1.PeerService.ProposeStream:output_type -> peer.v1.ProposeStreamResponse
-	7,  // 9: peer.v1.PeerService.ReadIndex:output_type -> peer.v1.ReadIndexResponse
-	9,  // 10: peer.v1.PeerService.MemberRemoved:output_type -> peer.v1.MemberRemovedResponse
-	7,  // [7:11] is the sub-list for method output_type
-	3,  // [3:7] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	14, // 2: peer.v1.ProposeResult.error:type_name -> kv.v1.StreamError
+	15, // 3: peer.v1.LeaseTimeToLiveResponse.response:type_name -> kv.v1.LeaseTimeToLiveResponse
+	0,  // 4: peer.v1.PeerService.Propose:input_type -> peer.v1.ProposeRequest
+	2,  // 5: peer.v1.PeerService.ProposeStream:input_type -> peer.v1.ProposeStreamRequest
+	6,  // 6: peer.v1.PeerService.ReadIndex:input_type -> peer.v1.ReadIndexRequest
+	8,  // 7: peer.v1.PeerService.MemberRemoved:input_type -> peer.v1.MemberRemovedRequest
+	10, // 8: peer.v1.PeerService.LeaseRenew:input_type -> peer.v1.LeaseRenewRequest
+	12, // 9: peer.v1.PeerService.LeaseTimeToLive:input_type -> peer.v1.LeaseTimeToLiveRequest
+	1,  // 10: peer.v1.PeerService.Propose:output_type -> peer.v1.ProposeResponse
+	4,  // 11: peer.v1.PeerService.ProposeStream:output_type -> peer.v1.ProposeStreamResponse
+	7,  // 12: peer.v1.PeerService.ReadIndex:output_type -> peer.v1.ReadIndexResponse
+	9,  // 13: peer.v1.PeerService.MemberRemoved:output_type -> peer.v1.MemberRemovedResponse
+	11, // 14: peer.v1.PeerService.LeaseRenew:output_type -> peer.v1.LeaseRenewResponse
+	13, // 15: peer.v1.PeerService.LeaseTimeToLive:output_type -> peer.v1.LeaseTimeToLiveResponse
+	10, // [10:16] is the sub-list for method output_type
+	4,  // [4:10] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_peer_v1_peer_proto_init() }
@@ -617,7 +832,7 @@ func file_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_v1_peer_proto_rawDesc), len(file_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,10 +22,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PeerService_Propose_FullMethodName       = "/peer.v1.PeerService/Propose"
-	PeerService_ProposeStream_FullMethodName = "/peer.v1.PeerService/ProposeStream"
-	PeerService_ReadIndex_FullMethodName     = "/peer.v1.PeerService/ReadIndex"
-	PeerService_MemberRemoved_FullMethodName = "/peer.v1.PeerService/MemberRemoved"
+	PeerService_Propose_FullMethodName         = "/peer.v1.PeerService/Propose"
+	PeerService_ProposeStream_FullMethodName   = "/peer.v1.PeerService/ProposeStream"
+	PeerService_ReadIndex_FullMethodName       = "/peer.v1.PeerService/ReadIndex"
+	PeerService_MemberRemoved_FullMethodName   = "/peer.v1.PeerService/MemberRemoved"
+	PeerService_LeaseRenew_FullMethodName      = "/peer.v1.PeerService/LeaseRenew"
+	PeerService_LeaseTimeToLive_FullMethodName = "/peer.v1.PeerService/LeaseTimeToLive"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -51,6 +53,13 @@ type PeerServiceClient interface {
 	// MemberRemoved tells a member that it was removed from the cluster, so it
 	// stops serving. The leader sends it after the removal is committed.
 	MemberRemoved(ctx context.Context, in *MemberRemovedRequest, opts ...grpc.CallOption) (*MemberRemovedResponse, error)
+	// LeaseRenew renews a lease for a follower's client: leases are timed on
+	// the leader. Only the leader answers, once it has confirmed that it
+	// leads.
+	LeaseRenew(ctx context.Context, in *LeaseRenewRequest, opts ...grpc.CallOption) (*LeaseRenewResponse, error)
+	// LeaseTimeToLive answers a follower's client's LeaseTimeToLive. Only the
+	// leader answers.
+	LeaseTimeToLive(ctx context.Context, in *LeaseTimeToLiveRequest, opts ...grpc.CallOption) (*LeaseTimeToLiveResponse, error)
 }
 
 type peerServiceClient struct {
@@ -104,6 +113,26 @@ func (c *peerServiceClient) MemberRemoved(ctx context.Context, in *MemberRemoved
 	return out, nil
 }
 
+func (c *peerServiceClient) LeaseRenew(ctx context.Context, in *LeaseRenewRequest, opts ...grpc.CallOption) (*LeaseRenewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseRenewResponse)
+	err := c.cc.Invoke(ctx, PeerService_LeaseRenew_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerServiceClient) LeaseTimeToLive(ctx context.Context, in *LeaseTimeToLiveRequest, opts ...grpc.CallOption) (*LeaseTimeToLiveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseTimeToLiveResponse)
+	err := c.cc.Invoke(ctx, PeerService_LeaseTimeToLive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -127,6 +156,13 @@ type PeerServiceServer interface {
 	// MemberRemoved tells a member that it was removed from the cluster, so it
 	// stops serving. The leader sends it after the removal is committed.
 	MemberRemoved(context.Context, *MemberRemovedRequest) (*MemberRemovedResponse, error)
+	// LeaseRenew renews a lease for a follower's client: leases are timed on
+	// the leader. Only the leader answers, once it has confirmed that it
+	// leads.
+	LeaseRenew(context.Context, *LeaseRenewRequest) (*LeaseRenewResponse, error)
+	// LeaseTimeToLive answers a follower's client's LeaseTimeToLive. Only the
+	// leader answers.
+	LeaseTimeToLive(context.Context, *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -148,6 +184,12 @@ func (UnimplementedPeerServiceServer) ReadIndex(context.Context, *ReadIndexReque
 }
 func (UnimplementedPeerServiceServer) MemberRemoved(context.Context, *MemberRemovedRequest) (*MemberRemovedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MemberRemoved not implemented")
+}
+func (UnimplementedPeerServiceServer) LeaseRenew(context.Context, *LeaseRenewRequest) (*LeaseRenewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LeaseRenew not implemented")
+}
+func (UnimplementedPeerServiceServer) LeaseTimeToLive(context.Context, *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LeaseTimeToLive not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -231,6 +273,42 @@ func _PeerService_MemberRemoved_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_LeaseRenew_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseRenewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).LeaseRenew(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_LeaseRenew_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).LeaseRenew(ctx, req.(*LeaseRenewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PeerService_LeaseTimeToLive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseTimeToLiveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).LeaseTimeToLive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_LeaseTimeToLive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).LeaseTimeToLive(ctx, req.(*LeaseTimeToLiveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -249,6 +327,14 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MemberRemoved",
 			Handler:    _PeerService_MemberRemoved_Handler,
+		},
+		{
+			MethodName: "LeaseRenew",
+			Handler:    _PeerService_LeaseRenew_Handler,
+		},
+		{
+			MethodName: "LeaseTimeToLive",
+			Handler:    _PeerService_LeaseTimeToLive_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,334 @@
+package client
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+)
+
+// LeaseKeepAliveResponse is one renewal of a lease: TTL is what it was
+// renewed for. Deadline is when the lease expires at the earliest if it is
+// not renewed again, by this machine's clock: the time the renewal was sent
+// plus TTL. The cluster may keep the lease longer, never shorter.
+type LeaseKeepAliveResponse struct {
+	*kvv1.LeaseKeepAliveResponse
+	Deadline time.Time
+}
+
+func newKeepAliveResponse(r *kvv1.LeaseKeepAliveResponse, sent time.Time) *LeaseKeepAliveResponse {
+	return &LeaseKeepAliveResponse{LeaseKeepAliveResponse: r, Deadline: sent.Add(time.Duration(r.GetTtl()) * time.Second)}
+}
+
+// now is the clock of renewals.
+var now = time.Now
+
+const (
+	// keepAliveTick is how often the keep-alive loop looks for renewals
+	// due and deadlines passed.
+	keepAliveTick = 100 * time.Millisecond
+	// keepAliveFirstDeadline is how long a lease registered with KeepAlive
+	// counts as alive before its first renewal is answered (etcd's
+	// heuristic): KeepAlive does not know the lease's TTL until then.
+	keepAliveFirstDeadline = 5 * time.Second
+	// keepAliveRetry is how long the loop waits for the answer to a
+	// renewal before it sends another.
+	keepAliveRetry = time.Second
+	// keepAliveBuffer is each KeepAlive channel's buffer: an answer that
+	// finds it full is dropped, as clientv3 does, so that a reader that
+	// does not keep up never holds renewals back.
+	keepAliveBuffer = 16
+)
+
+// KeepAlive renews the lease every third of its TTL, in the background,
+// until ctx ends or the lease is lost, and sends each renewal's answer on
+// the returned channel. The channel is closed when ctx ends, when the
+// client closes, when the cluster says the lease no longer exists, or when
+// its Deadline passes without a renewal (every endpoint failed for that
+// long): from then on, treat the lease as lost. A reader that falls behind
+// misses answers (the buffer holds 16) but never delays renewals.
+//
+// Every lease the client keeps alive shares one LeaseKeepAlive stream,
+// moved to another endpoint when its member fails.
+func (c *Client) KeepAlive(ctx context.Context, id LeaseID) (<-chan *LeaseKeepAliveResponse, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ch := make(chan *LeaseKeepAliveResponse, keepAliveBuffer)
+	c.keepAlives.add(ctx, id, ch)
+	return ch, nil
+}
+
+// keepAlives renews a client's kept-alive leases on one stream at a time.
+// Its loop runs while there is a lease to keep alive; Close stops it.
+type keepAlives struct {
+	c    *Client
+	wake chan struct{} // a lease was added
+	done chan struct{} // closed by close
+
+	mu      sync.Mutex
+	leases  map[LeaseID]*keepAlive
+	running bool // the loop runs
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// keepAlive is one kept-alive lease and the channels of its KeepAlive calls.
+type keepAlive struct {
+	chs      map[chan *LeaseKeepAliveResponse]struct{}
+	deadline time.Time   // the lease's earliest expiry as the client knows it
+	next     time.Time   // when to send the next renewal
+	sent     []time.Time // send times of the renewals not yet answered, oldest first
+}
+
+func newKeepAlives(c *Client) *keepAlives {
+	return &keepAlives{c: c, wake: make(chan struct{}, 1), done: make(chan struct{}), leases: map[LeaseID]*keepAlive{}}
+}
+
+func (k *keepAlives) add(ctx context.Context, id LeaseID, ch chan *LeaseKeepAliveResponse) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		close(ch)
+		return
+	}
+	ka, ok := k.leases[id]
+	if !ok {
+		t := now()
+		ka = &keepAlive{chs: map[chan *LeaseKeepAliveResponse]struct{}{}, deadline: t.Add(keepAliveFirstDeadline), next: t}
+		k.leases[id] = ka
+	}
+	ka.chs[ch] = struct{}{}
+	context.AfterFunc(ctx, func() { k.remove(id, ch) })
+	if !k.running {
+		k.running = true
+		k.wg.Add(1)
+		go k.run()
+	}
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+}
+
+// remove closes one KeepAlive channel, and stops renewing the lease when it
+// was its last.
+func (k *keepAlives) remove(id LeaseID, ch chan *LeaseKeepAliveResponse) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ka, ok := k.leases[id]
+	if !ok {
+		return
+	}
+	if _, ok := ka.chs[ch]; !ok {
+		return
+	}
+	delete(ka.chs, ch)
+	close(ch)
+	if len(ka.chs) == 0 {
+		delete(k.leases, id)
+	}
+}
+
+// forget stops renewing a lease (revoked by this client) and closes its
+// channels.
+func (k *keepAlives) forget(id LeaseID) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.dropLocked(id)
+}
+
+func (k *keepAlives) dropLocked(id LeaseID) {
+	ka, ok := k.leases[id]
+	if !ok {
+		return
+	}
+	for ch := range ka.chs {
+		close(ch)
+	}
+	delete(k.leases, id)
+}
+
+// close stops the loop and closes every channel.
+func (k *keepAlives) close() {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return
+	}
+	k.closed = true
+	close(k.done)
+	for id := range k.leases {
+		k.dropLocked(id)
+	}
+	k.mu.Unlock()
+	k.wg.Wait()
+}
+
+// run keeps a stream open while there are leases to renew, and renews them
+// on it. A stream that fails is replaced on another endpoint.
+func (k *keepAlives) run() {
+	defer k.wg.Done()
+	avoid := ""
+	for {
+		k.mu.Lock()
+		if k.closed || len(k.leases) == 0 {
+			k.running = false
+			k.mu.Unlock()
+			return
+		}
+		k.mu.Unlock()
+		endpoint, err := k.serve(avoid)
+		if err == nil {
+			continue // no lease left: the check above ends the loop
+		}
+		avoid = endpoint
+		select {
+		case <-k.done:
+			return
+		case <-time.After(k.c.cfg.RetryBackoff):
+		}
+	}
+}
+
+// serve opens a stream on an endpoint (trying avoid last) and renews the
+// leases on it until it fails (returning the error and its endpoint), the
+// client closes, or no lease is left (nil).
+func (k *keepAlives) serve(avoid string) (string, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-k.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var (
+		st       kvv1.LeaseService_LeaseKeepAliveClient
+		endpoint string
+	)
+	err := k.c.retryAvoiding(ctx, kindRead, avoid, func(ctx context.Context, ep string) error {
+		return k.c.try(ctx, ep, func(_ context.Context, cc grpc.ClientConnInterface) (err error) {
+			// The stream lives beyond this attempt: it takes the loop's
+			// context, not the attempt's.
+			st, err = kvv1.NewLeaseServiceClient(cc).LeaseKeepAlive(ctx)
+			endpoint = ep
+			return err
+		})
+	})
+	if err != nil {
+		k.expire(now())
+		return endpoint, err
+	}
+	failed := make(chan error, 1)
+	go func() {
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				failed <- err
+				return
+			}
+			k.answer(r)
+		}
+	}()
+	tick := time.NewTicker(keepAliveTick)
+	defer tick.Stop()
+	for {
+		t := now()
+		k.expire(t)
+		due, left := k.due(t)
+		if !left {
+			_ = st.CloseSend()
+			return endpoint, nil
+		}
+		for _, id := range due {
+			if err := st.Send(&kvv1.LeaseKeepAliveRequest{Id: id}); err != nil {
+				return endpoint, err
+			}
+		}
+		select {
+		case <-k.done:
+			return endpoint, nil
+		case err := <-failed:
+			k.lostAnswers()
+			return endpoint, err
+		case <-tick.C:
+		case <-k.wake:
+		}
+	}
+}
+
+// due returns the leases whose renewal is due at t, noting that it is sent
+// now; left is false when no lease is left.
+func (k *keepAlives) due(t time.Time) (ids []LeaseID, left bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for id, ka := range k.leases {
+		if !ka.next.After(t) {
+			ids = append(ids, id)
+			ka.sent = append(ka.sent, t)
+			ka.next = t.Add(keepAliveRetry)
+		}
+	}
+	return ids, len(k.leases) > 0
+}
+
+// answer delivers a renewal's answer: the lease's new deadline counts from
+// when its oldest unanswered renewal was sent, which is when the answered
+// one was sent or earlier.
+func (k *keepAlives) answer(r *kvv1.LeaseKeepAliveResponse) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ka, ok := k.leases[r.GetId()]
+	if !ok {
+		return
+	}
+	sent := now()
+	if len(ka.sent) > 0 {
+		sent, ka.sent = ka.sent[0], ka.sent[1:]
+	}
+	if r.GetTtl() <= 0 {
+		k.dropLocked(r.GetId()) // the lease is gone
+		return
+	}
+	resp := newKeepAliveResponse(r, sent)
+	if resp.Deadline.After(ka.deadline) {
+		ka.deadline = resp.Deadline
+	}
+	ka.next = now().Add(max(time.Duration(r.GetTtl())*time.Second/3, keepAliveTick))
+	for ch := range ka.chs {
+		select {
+		case ch <- resp:
+		default: // the reader is behind; it gets the next one
+		}
+	}
+}
+
+// lostAnswers forgets the renewals sent on a stream that broke: they will
+// not be answered.
+func (k *keepAlives) lostAnswers() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, ka := range k.leases {
+		ka.sent = nil
+		ka.next = now()
+	}
+}
+
+// expire closes the channels of every lease whose deadline has passed.
+func (k *keepAlives) expire(t time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for id, ka := range k.leases {
+		if !ka.deadline.After(t) {
+			k.dropLocked(id)
+		}
+	}
+}

@@ -1,0 +1,282 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/member"
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
+)
+
+// fakeLeases is the fake node's lease part: leases by id with their TTL.
+type fakeLeases struct {
+	mu       sync.Mutex
+	ttls     map[int64]int64
+	renewErr error         // every renewal fails with it
+	hold     chan struct{} // renewals of lease 1 wait for it to close
+	renewing int           // renewals under way
+	maxConc  int           // the most renewals under way at once
+}
+
+func (f *fakeNode) leases() *fakeLeases {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lease == nil {
+		f.lease = &fakeLeases{ttls: map[int64]int64{}}
+	}
+	return f.lease
+}
+
+func (f *fakeNode) LeaseGrant(_ context.Context, id, ttl int64) (*kvv1.LeaseGrantResponse, error) {
+	l := f.leases()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.ttls[id]; ok {
+		return nil, fmt.Errorf("%w: %d", fsm.ErrLeaseExists, id)
+	}
+	if ttl < 2 {
+		return nil, fmt.Errorf("%w: %d", member.ErrLeaseTTLTooShort, ttl)
+	}
+	l.ttls[id] = ttl
+	return &kvv1.LeaseGrantResponse{Header: &kvv1.ResponseHeader{Revision: 1}, Id: id, Ttl: ttl}, nil
+}
+
+func (f *fakeNode) LeaseRevoke(_ context.Context, id int64) (*kvv1.LeaseRevokeResponse, error) {
+	l := f.leases()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.ttls[id]; !ok {
+		return nil, fmt.Errorf("%w: %d", fsm.ErrLeaseNotFound, id)
+	}
+	delete(l.ttls, id)
+	return &kvv1.LeaseRevokeResponse{Header: &kvv1.ResponseHeader{Revision: 2}}, nil
+}
+
+func (f *fakeNode) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	l := f.leases()
+	l.mu.Lock()
+	l.renewing++
+	l.maxConc = max(l.maxConc, l.renewing)
+	hold, renewErr := l.hold, l.renewErr
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.renewing--
+		l.mu.Unlock()
+	}()
+	if id == 1 && hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	if renewErr != nil {
+		return 0, renewErr
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ttl, ok := l.ttls[id]
+	if !ok {
+		return 0, fmt.Errorf("%w: %d", member.ErrLeaseNotFound, id)
+	}
+	return ttl, nil
+}
+
+func (f *fakeNode) LeaseTimeToLive(_ context.Context, id int64, keys bool) (*kvv1.LeaseTimeToLiveResponse, error) {
+	l := f.leases()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ttl, ok := l.ttls[id]
+	if !ok {
+		return &kvv1.LeaseTimeToLiveResponse{Id: id, Ttl: -1}, nil
+	}
+	return &kvv1.LeaseTimeToLiveResponse{Id: id, Ttl: ttl, GrantedTtl: ttl}, nil
+}
+
+func (f *fakeNode) Leases(context.Context) (*kvv1.LeaseLeasesResponse, error) {
+	return &kvv1.LeaseLeasesResponse{}, nil
+}
+
+func (f *fakeNode) LeaseRenewLocal(ctx context.Context, id int64) (int64, error) {
+	return f.LeaseRenew(ctx, id)
+}
+
+func (f *fakeNode) LeaseTimeToLiveLocal(ctx context.Context, id int64, keys bool) (*kvv1.LeaseTimeToLiveResponse, error) {
+	return f.LeaseTimeToLive(ctx, id, keys)
+}
+
+func TestLeaseUnaryCalls(t *testing.T) {
+	node := &fakeNode{name: "a", leader: true}
+	cc, _ := serve(t, node, 1024)
+	ls := kvv1.NewLeaseServiceClient(cc)
+	ctx := ctxT(t)
+	g, err := ls.LeaseGrant(ctx, &kvv1.LeaseGrantRequest{Id: 7, Ttl: 5})
+	if err != nil || g.GetId() != 7 || g.GetTtl() != 5 || g.GetHeader().GetMemberId() == 0 {
+		t.Fatalf("grant: %v, %v", g, err)
+	}
+	if _, err := ls.LeaseGrant(ctx, &kvv1.LeaseGrantRequest{Id: 7, Ttl: 5}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("grant of an id in use: %v, want FailedPrecondition", err)
+	}
+	if _, err := ls.LeaseGrant(ctx, &kvv1.LeaseGrantRequest{Id: 8, Ttl: 1}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("grant below the minimum TTL: %v, want InvalidArgument", err)
+	}
+	if _, err := ls.LeaseRevoke(ctx, &kvv1.LeaseRevokeRequest{Id: 9}); status.Code(err) != codes.NotFound {
+		t.Errorf("revoke of an unknown lease: %v, want NotFound", err)
+	}
+	ttl, err := ls.LeaseTimeToLive(ctx, &kvv1.LeaseTimeToLiveRequest{Id: 9})
+	if err != nil || ttl.GetTtl() != -1 {
+		t.Errorf("time to live of an unknown lease: %v, %v; want ttl -1", ttl, err)
+	}
+}
+
+// A keep-alive stream renews several leases at once, answers a lease that
+// does not exist with ttl 0, and ends on any other failure.
+func TestLeaseKeepAliveStream(t *testing.T) {
+	node := &fakeNode{name: "a", leader: true, drain: make(chan struct{})}
+	l := node.leases()
+	l.ttls[1], l.ttls[2] = 5, 6
+	l.hold = make(chan struct{})
+	cc, _ := serve(t, node, 1024)
+	st, err := kvv1.NewLeaseServiceClient(cc).LeaseKeepAlive(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int64{1, 2, 3} {
+		if err := st.Send(&kvv1.LeaseKeepAliveRequest{Id: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Lease 1's renewal is held: 2 and 3 are answered meanwhile.
+	got := map[int64]int64{}
+	for range 2 {
+		resp, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[resp.GetId()] = resp.GetTtl()
+	}
+	if got[2] != 6 || got[3] != 0 || len(got) != 2 {
+		t.Fatalf("answers while lease 1 is held: %v, want 2:6 and 3:0", got)
+	}
+	close(l.hold)
+	resp, err := st.Recv()
+	if err != nil || resp.GetId() != 1 || resp.GetTtl() != 5 {
+		t.Fatalf("lease 1: %v, %v", resp, err)
+	}
+
+	l.mu.Lock()
+	l.renewErr = fmt.Errorf("%w: election", member.ErrNoLeader)
+	l.mu.Unlock()
+	if err := st.Send(&kvv1.LeaseKeepAliveRequest{Id: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a renewal that failed without a leader ends the stream Unavailable; got %v", err)
+	}
+}
+
+func TestLeaseKeepAliveEndsWhenDraining(t *testing.T) {
+	node := &fakeNode{name: "a", leader: true, drain: make(chan struct{})}
+	node.leases().ttls[1] = 5
+	cc, _ := serve(t, node, 1024)
+	st, err := kvv1.NewLeaseServiceClient(cc).LeaseKeepAlive(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&kvv1.LeaseKeepAliveRequest{Id: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	close(node.drain)
+	_, err = st.Recv()
+	if status.Code(err) != codes.Unavailable || errors.Is(err, io.EOF) {
+		t.Fatalf("keep-alive on a draining member: %v, want Unavailable", err)
+	}
+}
+
+// The stream stops reading once keepAliveInFlight renewals are under way.
+func TestLeaseKeepAliveBoundsInFlight(t *testing.T) {
+	node := &fakeNode{name: "a", leader: true, drain: make(chan struct{})}
+	l := node.leases()
+	l.ttls[1] = 5
+	l.hold = make(chan struct{})
+	cc, _ := serve(t, node, 1024)
+	st, err := kvv1.NewLeaseServiceClient(cc).LeaseKeepAlive(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = keepAliveInFlight + 50
+	go func() {
+		for range n {
+			if st.Send(&kvv1.LeaseKeepAliveRequest{Id: 1}) != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l.mu.Lock()
+		c := l.renewing
+		l.mu.Unlock()
+		if c == keepAliveInFlight {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d renewals under way, want %d", c, keepAliveInFlight)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(l.hold)
+	for range n {
+		if _, err := st.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.maxConc > keepAliveInFlight {
+		t.Fatalf("%d renewals at once, more than %d", l.maxConc, keepAliveInFlight)
+	}
+}
+
+// During a rolling upgrade, writes that a member of the older version would
+// apply differently are refused before they reach the log.
+func TestLeaseWritesWaitForEveryMember(t *testing.T) {
+	node := &fakeNode{name: "a", leader: true, lacksFeatures: true}
+	cc, _ := serve(t, node, 1024)
+	kv := kvv1.NewKVServiceClient(cc)
+	ctx := ctxT(t)
+	for _, req := range []*kvv1.PutRequest{
+		{Key: []byte("k"), Lease: 5},
+		{Key: []byte("k"), IgnoreValue: true},
+		{Key: []byte("k"), IgnoreLease: true},
+	} {
+		if _, err := kv.Put(ctx, req); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("put %v: %v, want FailedPrecondition", req, err)
+		}
+	}
+	nested := &kvv1.TxnRequest{Failure: []*kvv1.RequestOp{{Request: &kvv1.RequestOp_RequestTxn{RequestTxn: &kvv1.TxnRequest{
+		Success: []*kvv1.RequestOp{{Request: &kvv1.RequestOp_RequestPut{RequestPut: &kvv1.PutRequest{Key: []byte("k"), Lease: 5}}}},
+	}}}}}
+	if _, err := kv.Txn(ctx, nested); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("txn with a nested put with a lease: %v, want FailedPrecondition", err)
+	}
+	if len(node.proposed) != 0 {
+		t.Errorf("proposed %v", node.proposed)
+	}
+	if _, err := kv.Put(ctx, &kvv1.PutRequest{Key: []byte("k"), Value: []byte("v")}); err != nil {
+		t.Errorf("a plain put: %v", err)
+	}
+}
