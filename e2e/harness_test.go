@@ -50,6 +50,9 @@ func binaries(t *testing.T) (kvd, kvctl, kvdutil string) {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(lockHolderEnv) != "" {
+		os.Exit(runLockHolder()) // this process is a test's lock holder
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
