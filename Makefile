@@ -11,7 +11,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test unit unsafe-controls proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
+.PHONY: all build run test unit unsafe-controls fuzz-short proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
 
 all: build
 
@@ -77,7 +77,18 @@ unit:
 unsafe-controls:
 	$(GO) test $(TEST_FLAGS) -tags kvd_unsafe -run 'Control$$' ./server/
 
-test: proto-check lint unit unsafe-controls compose-test jepsen-short
+# Each fuzz target for FUZZTIME, on top of the seed corpus that unit runs
+# (testdata/fuzz). Longer runs: make fuzz-short FUZZTIME=10m.
+FUZZTIME ?= 8s
+FUZZ_TARGETS = ./fsm:FuzzValidatedRequestsApply ./fsm:FuzzDecodeResult ./internal/mvcc:FuzzHistoryKey ./cmd/kvctl:FuzzParseTxn
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+test: proto-check lint unit unsafe-controls fuzz-short compose-test jepsen-short
 
 clean:
 	rm -rf $(BIN)
