@@ -39,6 +39,8 @@ func (f *FSM) handlerTable() map[fsmv1.CommandType]handler {
 			nil, (*writer).leaseRevoke),
 		fsmv1.CommandType_COMMAND_TYPE_LEASE_CHECKPOINT: decoded(func() *fsmv1.LeaseCheckpoint { return &fsmv1.LeaseCheckpoint{} },
 			nil, (*writer).leaseCheckpoint),
+		fsmv1.CommandType_COMMAND_TYPE_ALARM: decoded(func() *kvv1.AlarmRequest { return &kvv1.AlarmRequest{} },
+			ValidateAlarm, (*writer).alarm),
 	}
 }
 
@@ -156,6 +158,9 @@ func (f *FSM) applyEntries(w *writer, logs []*raft.Log, applied uint64, results 
 	if w.membersChanged {
 		f.forgetMembers()
 	}
+	if w.alarmsChanged {
+		f.noSpace.Store(w.noSpace())
+	}
 	if last != nil {
 		if err := w.meta.Put(metaAppliedIndex, u64(last.Index)); err != nil {
 			return nil, 0, err
@@ -220,7 +225,10 @@ func (f *FSM) applyBatchCommand(w *writer, payload []byte) (any, error) {
 type writer struct {
 	meta    *bolt.Bucket
 	members *bolt.Bucket
-	kv      mvcc.Writer
+	alarms  *bolt.Bucket
+	// alarmsChanged is set when a command raised or cleared an alarm.
+	alarmsChanged bool
+	kv            mvcc.Writer
 	// membersChanged is set when a command wrote the members bucket.
 	membersChanged bool
 	// compacted is set when a command moved the compact revision.
@@ -237,6 +245,7 @@ func newWriter(tx *bolt.Tx, record bool) *writer {
 	return &writer{
 		meta:    tx.Bucket(bucketMeta),
 		members: tx.Bucket(bucketMembers),
+		alarms:  tx.Bucket(bucketAlarms),
 		kv:      mvcc.NewWriter(tx, record),
 		record:  record,
 	}
@@ -251,6 +260,9 @@ func (w *writer) collect(t *mvcc.TxnWrite) {
 }
 
 func (w *writer) put(r *kvv1.PutRequest) (any, error) {
+	if w.noSpace() {
+		return ErrNoSpace, nil
+	}
 	t := w.kv.Begin()
 	if err := t.CheckPut(r.GetKey(), r.GetLease(), r.GetIgnoreValue(), r.GetIgnoreLease()); err != nil {
 		return err, nil // a domain error, found before anything is written
@@ -274,6 +286,9 @@ func (w *writer) deleteRange(r *kvv1.DeleteRangeRequest) (any, error) {
 }
 
 func (w *writer) txn(r *kvv1.TxnRequest) (any, error) {
+	if Grows(r) && w.noSpace() {
+		return ErrNoSpace, nil
+	}
 	t := w.kv.Begin()
 	if err := t.CheckTxn(r); err != nil {
 		return err, nil // a domain error, found before anything is written

@@ -29,11 +29,19 @@ const (
 	FeatureCompact = "compact"
 	// FeatureLeases: the member can apply the lease commands.
 	FeatureLeases = "leases"
+	// FeatureAlarms: the member can apply COMMAND_TYPE_ALARM and refuses
+	// growing writes while NOSPACE is raised.
+	FeatureAlarms = "alarms"
+	// FeatureLargeTxns: the member applies transactions of up to
+	// MaxTxnOpsLimit operations per list (older members: MaxTxnOps).
+	FeatureLargeTxns = "large-txns"
 )
 
 // Features lists the log formats this state machine can apply beyond those
 // of the first release, for a member to publish.
-func Features() []string { return []string{FeatureBatchCommands, FeatureCompact, FeatureLeases} }
+func Features() []string {
+	return []string{FeatureBatchCommands, FeatureCompact, FeatureLeases, FeatureAlarms, FeatureLargeTxns}
+}
 
 // HasFeature reports whether a member's published attributes name feature.
 func HasFeature(m *fsmv1.MemberAttributes, feature string) bool {
@@ -74,6 +82,8 @@ func EncodeResult(res any) (*fsmv1.Result, error) {
 		return &fsmv1.Result{Result: &fsmv1.Result_Txn{Txn: r}}, nil
 	case *kvv1.CompactResponse:
 		return &fsmv1.Result{Result: &fsmv1.Result_Compact{Compact: r}}, nil
+	case *kvv1.AlarmResponse:
+		return &fsmv1.Result{Result: &fsmv1.Result_Alarm{Alarm: r}}, nil
 	case *kvv1.LeaseGrantResponse:
 		return &fsmv1.Result{Result: &fsmv1.Result_LeaseGrant{LeaseGrant: r}}, nil
 	case *kvv1.LeaseRevokeResponse:
@@ -97,6 +107,8 @@ func DecodeResult(r *fsmv1.Result) any {
 		return v.Txn
 	case *fsmv1.Result_Compact:
 		return v.Compact
+	case *fsmv1.Result_Alarm:
+		return v.Alarm
 	case *fsmv1.Result_LeaseGrant:
 		return v.LeaseGrant
 	case *fsmv1.Result_LeaseRevoke:

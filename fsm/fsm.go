@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -78,6 +79,9 @@ type FSM struct {
 
 	// be is the state database: its batching, failure and life.
 	be *backend.Backend
+
+	// noSpace mirrors whether a NOSPACE alarm is raised in the state.
+	noSpace atomic.Bool
 
 	// applied is the last raft index applied; appliedCh is closed and replaced
 	// whenever it moves, to wake waiters.
@@ -175,6 +179,11 @@ func (f *FSM) initState(tx *bolt.Tx) error {
 	if _, err := tx.CreateBucketIfNotExists(bucketMembers); err != nil {
 		return err
 	}
+	alarms, err := tx.CreateBucketIfNotExists(bucketAlarms)
+	if err != nil {
+		return err
+	}
+	f.noSpace.Store((&writer{alarms: alarms}).noSpace())
 	f.openRevision = mvcc.Read(tx).Revision()
 	f.forgetMembers()
 	f.setApplied(readU64(tx.Bucket(bucketMeta).Get(metaAppliedIndex)))

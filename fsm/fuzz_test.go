@@ -121,7 +121,7 @@ func unmarshalThen(data []byte, m proto.Message, validate func() error) error {
 func isDomainError(err error) bool {
 	for _, d := range []error{ErrEmptyKey, ErrInvalidRange, ErrDuplicateKey, ErrTooManyOps, ErrInvalidCompare,
 		ErrEmptyRequest, ErrLeaseNotFound, ErrLeaseExists, ErrKeyNotFound, ErrValueProvided, ErrLeaseProvided,
-		ErrFutureRevision, ErrCompacted, ErrInvalidCompaction, ErrInvalidLease} {
+		ErrFutureRevision, ErrCompacted, ErrInvalidCompaction, ErrInvalidLease, ErrNoSpace} {
 		if errors.Is(err, d) {
 			return true
 		}

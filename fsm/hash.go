@@ -34,7 +34,21 @@ func (f *FSM) Hash() (uint32, error) {
 			return err
 		}
 		h.Write(bucketMembers)
-		return tx.Bucket(bucketMembers).ForEach(func(k, v []byte) error {
+		err = tx.Bucket(bucketMembers).ForEach(func(k, v []byte) error {
+			mvcc.HashPair(h, k, v)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// Alarms only when there are any, so that a state without alarms
+		// hashes as it did before they existed.
+		alarms := tx.Bucket(bucketAlarms)
+		if alarms == nil || alarms.Stats().KeyN == 0 {
+			return nil
+		}
+		h.Write(bucketAlarms)
+		return alarms.ForEach(func(k, v []byte) error {
 			mvcc.HashPair(h, k, v)
 			return nil
 		})

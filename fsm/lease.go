@@ -27,6 +27,9 @@ func validateLeaseGrant(g *fsmv1.LeaseGrant) error {
 }
 
 func (w *writer) leaseGrant(g *fsmv1.LeaseGrant) (any, error) {
+	if w.noSpace() {
+		return ErrNoSpace, nil
+	}
 	if err := w.kv.GrantLease(g.GetId(), g.GetTtl()); err != nil {
 		if errors.Is(err, mvcc.ErrLeaseExists) {
 			return err, nil

@@ -628,7 +628,7 @@ func TestApplySemantics(t *testing.T) {
 			{txn(cmps(&kvv1.Compare{Key: []byte("a"), Result: eq, Target: kvv1.Compare_COMPARE_TARGET_VALUE, TargetUnion: &kvv1.Compare_Version{Version: 1}}), nil, nil), ErrInvalidCompare},
 			{txn(cmps(&kvv1.Compare{Key: []byte("a"), Result: eq, TargetUnion: &kvv1.Compare_Version{Version: 1}}), nil, nil), ErrInvalidCompare},
 			{txn(nil, ops(&kvv1.RequestOp{}), nil), ErrEmptyRequest},
-			{txn(nil, slices.Repeat(ops(opGet(get("a", ""))), MaxTxnOps+1), nil), ErrTooManyOps},
+			{txn(nil, slices.Repeat(ops(opGet(get("a", ""))), MaxTxnOpsLimit+1), nil), ErrTooManyOps},
 			{txn(nil, slices.Repeat(ops(opGet(get("a", ""))), MaxTxnOps), nil), txnResp(2, true, slices.Repeat([]*kvv1.ResponseOp{rGet(kv("a", "1", 2, 2, 1))}, MaxTxnOps)...)},
 		}},
 	}

@@ -84,7 +84,7 @@ func modelCheckOp(op *kvv1.RequestOp) error {
 }
 
 func modelCheckTxn(r *kvv1.TxnRequest) error {
-	if max(len(r.GetCompare()), len(r.GetSuccess()), len(r.GetFailure())) > MaxTxnOps {
+	if max(len(r.GetCompare()), len(r.GetSuccess()), len(r.GetFailure())) > MaxTxnOpsLimit {
 		return ErrTooManyOps
 	}
 	for _, c := range r.GetCompare() {

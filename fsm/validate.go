@@ -46,9 +46,35 @@ var (
 	ErrEmptyRequest = mvcc.ErrEmptyRequest
 )
 
-// MaxTxnOps bounds the operations of one transaction branch, as etcd's
-// --max-txn-ops does, so one command cannot stall the apply loop.
+// MaxTxnOps is the default bound on the compares, and on the operations of
+// each branch, of one transaction (nested ones each count alone), as etcd's
+// --max-txn-ops: a member refuses a larger one before proposing it
+// (CheckTxnOps, with its configured bound).
 const MaxTxnOps = 128
+
+// MaxTxnOpsLimit is the largest bound a member may be configured with; the
+// state machine refuses a larger transaction when it applies it. A member
+// of an older version applies at most MaxTxnOps, so a larger transaction
+// needs FeatureLargeTxns on every member.
+const MaxTxnOpsLimit = 10000
+
+// CheckTxnOps refuses a transaction with more than max compares or
+// operations in one list, nested transactions included.
+func CheckTxnOps(r *kvv1.TxnRequest, max int) error {
+	if len(r.GetCompare()) > max || len(r.GetSuccess()) > max || len(r.GetFailure()) > max {
+		return fmt.Errorf("%w: at most %d per list (--max-txn-ops)", ErrTooManyOps, max)
+	}
+	for _, branch := range [][]*kvv1.RequestOp{r.GetSuccess(), r.GetFailure()} {
+		for _, op := range branch {
+			if t := op.GetRequestTxn(); t != nil {
+				if err := CheckTxnOps(t, max); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
 
 // ValidatePut checks a put before it is proposed and again when it is applied.
 func ValidatePut(r *kvv1.PutRequest) error {
@@ -110,8 +136,8 @@ func validateKeyRange(key, end []byte) error {
 // ValidateTxn checks a transaction: every compare and op, the size of each
 // branch, and that no branch writes a key twice.
 func ValidateTxn(r *kvv1.TxnRequest) error {
-	if len(r.GetCompare()) > MaxTxnOps || len(r.GetSuccess()) > MaxTxnOps || len(r.GetFailure()) > MaxTxnOps {
-		return fmt.Errorf("%w: at most %d per list", ErrTooManyOps, MaxTxnOps)
+	if len(r.GetCompare()) > MaxTxnOpsLimit || len(r.GetSuccess()) > MaxTxnOpsLimit || len(r.GetFailure()) > MaxTxnOpsLimit {
+		return fmt.Errorf("%w: at most %d per list", ErrTooManyOps, MaxTxnOpsLimit)
 	}
 	for i, c := range r.GetCompare() {
 		if err := validateCompare(c); err != nil {

@@ -86,6 +86,10 @@ type Config struct {
 	// does not restart such a lease at its full TTL. Zero means five
 	// minutes (etcd's).
 	LeaseCheckpointInterval time.Duration
+	// QuotaBackendBytes is the size the state file may reach before the
+	// member raises a NOSPACE alarm and writes that grow it are refused
+	// (etcd's --quota-backend-bytes). Zero means 2 GiB, etcd's default.
+	QuotaBackendBytes int64
 
 	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and
 	// CommitTimeout are hashicorp/raft's timers; see raft.Config.
@@ -208,6 +212,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := parseCompaction(c.AutoCompactionMode, c.AutoCompactionRetention, c.compactionInterval()); err != nil {
 		return err
+	}
+	if c.QuotaBackendBytes < 0 {
+		return fmt.Errorf("quota backend bytes must not be negative, got %d", c.QuotaBackendBytes)
 	}
 	if c.LeaseCheckpointInterval < 0 {
 		return fmt.Errorf("lease checkpoint interval must not be negative, got %s", c.LeaseCheckpointInterval)

@@ -81,7 +81,10 @@ func (m *Member) LeaseGrant(ctx context.Context, id, ttl int64) (*kvv1.LeaseGran
 	if id < 0 {
 		return nil, fmt.Errorf("%w: lease id %d is negative", fsm.ErrInvalidLease, id)
 	}
-	if err := m.RequireLeases(); err != nil {
+	if err := m.RequireFeature(fsm.FeatureLeases); err != nil {
+		return nil, err
+	}
+	if err := m.CheckQuota(64); err != nil {
 		return nil, err
 	}
 	pick := id == 0

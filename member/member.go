@@ -67,6 +67,9 @@ type Member struct {
 	// (UnixNano); 0 while it knows one.
 	leaderlessSince atomic.Int64
 
+	// raisingAlarm is set while this member proposes its NOSPACE alarm.
+	raisingAlarm atomic.Bool
+
 	joining   bool // started with an empty data dir and Join set
 	clusterID atomic.Uint64
 	// readyTerm is the term whose LeaderStart command this member applied

@@ -152,13 +152,26 @@ func (m *Member) Compact(ctx context.Context, rev int64, physical bool) (*kvv1.C
 	return resp, nil
 }
 
-// RequireLeases fails unless every member can apply lease commands (and
-// puts that use leases, ignore_value or ignore_lease): with
-// ErrLeasesUnsupported when one cannot, with ErrNotReady (retry) when one
-// has not said yet.
-func (m *Member) RequireLeases() error {
-	return m.requireFeature(fsm.FeatureLeases, ErrLeasesUnsupported)
+// RequireFeature fails unless every member can apply commands that need
+// feature (fsm.Feature*): with ErrLeasesUnsupported, ErrAlarmsUnsupported
+// or ErrFeatureUnsupported when one cannot, with ErrNotReady (retry) when
+// one has not said yet.
+func (m *Member) RequireFeature(feature string) error {
+	missing := ErrFeatureUnsupported
+	switch feature {
+	case fsm.FeatureLeases:
+		missing = ErrLeasesUnsupported
+	case fsm.FeatureAlarms:
+		missing = ErrAlarmsUnsupported
+	case fsm.FeatureCompact:
+		missing = ErrCompactUnsupported
+	}
+	return m.requireFeature(feature, missing)
 }
+
+// ErrFeatureUnsupported: a member of the cluster cannot apply a command the
+// request needs yet (a rolling upgrade is under way).
+var ErrFeatureUnsupported = errors.New("a member of the cluster cannot apply this request yet")
 
 // requireFeature fails with missing unless every member of the
 // configuration has published feature (fsm.Feature*), or with ErrNotReady

@@ -38,8 +38,10 @@ func toStatus(err error) error {
 		errors.Is(err, fsm.ErrInvalidCompaction), errors.Is(err, fsm.ErrInvalidLease),
 		errors.Is(err, fsm.ErrValueProvided), errors.Is(err, fsm.ErrLeaseProvided),
 		errors.Is(err, fsm.ErrKeyNotFound), errors.Is(err, member.ErrLeaseTTLTooShort),
-		errors.Is(err, member.ErrLeaseTTLTooLong):
+		errors.Is(err, member.ErrLeaseTTLTooLong), errors.Is(err, fsm.ErrInvalidAlarm):
 		return status.Error(codes.InvalidArgument, msg)
+	case errors.Is(err, fsm.ErrNoSpace):
+		return status.Error(codes.ResourceExhausted, msg)
 	case errors.Is(err, fsm.ErrLeaseNotFound), errors.Is(err, member.ErrMemberNotFound):
 		return status.Error(codes.NotFound, msg)
 	case errors.Is(err, member.ErrMemberExists):
@@ -47,7 +49,8 @@ func toStatus(err error) error {
 	case errors.Is(err, member.ErrUnsafeReconfig), errors.Is(err, member.ErrLearnerLagging),
 		errors.Is(err, member.ErrNotLearner), errors.Is(err, member.ErrRemoved),
 		errors.Is(err, member.ErrCompactUnsupported), errors.Is(err, member.ErrLeasesUnsupported),
-		errors.Is(err, fsm.ErrLeaseExists):
+		errors.Is(err, fsm.ErrLeaseExists), errors.Is(err, member.ErrAlarmsUnsupported),
+		errors.Is(err, member.ErrFeatureUnsupported):
 		return status.Error(codes.FailedPrecondition, msg)
 	case errors.Is(err, fsm.ErrDefragBusy):
 		return status.Error(codes.Aborted, msg)

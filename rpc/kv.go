@@ -58,10 +58,27 @@ func (k *kvService) propose(ctx context.Context, t fsmv1.CommandType, msg proto.
 }
 
 // checkFeatures refuses a write that every member must be able to apply
-// but some cannot yet (during a rolling upgrade).
+// but some cannot yet (during a rolling upgrade), and one that would grow
+// the state past its quota.
 func (k *kvService) checkFeatures(msg proto.Message) error {
 	if fsm.UsesLeases(msg) {
-		return k.node.RequireLeases()
+		if err := k.node.RequireFeature(fsm.FeatureLeases); err != nil {
+			return err
+		}
+	}
+	if t, ok := msg.(*kvv1.TxnRequest); ok {
+		if err := fsm.CheckTxnOps(t, k.cfg.maxTxnOps()); err != nil {
+			return err
+		}
+		if fsm.CheckTxnOps(t, fsm.MaxTxnOps) != nil {
+			// Larger than an older member applies.
+			if err := k.node.RequireFeature(fsm.FeatureLargeTxns); err != nil {
+				return err
+			}
+		}
+	}
+	if fsm.Grows(msg) {
+		return k.node.CheckQuota(proto.Size(msg))
 	}
 	return nil
 }

@@ -280,3 +280,53 @@ func TestLeaseWritesWaitForEveryMember(t *testing.T) {
 		t.Errorf("a plain put: %v", err)
 	}
 }
+
+// A transaction over --max-txn-ops is refused before it is proposed; one
+// above the default bound needs every member to apply it.
+func TestMaxTxnOps(t *testing.T) {
+	big := func(n int) *kvv1.TxnRequest {
+		r := &kvv1.TxnRequest{}
+		for range n {
+			r.Success = append(r.Success, &kvv1.RequestOp{Request: &kvv1.RequestOp_RequestRange{RequestRange: &kvv1.RangeRequest{Key: []byte("k")}}})
+		}
+		return r
+	}
+	node := &fakeNode{name: "a", leader: true}
+	kv := kvv1.NewKVServiceClient(serveConfig(t, node, Config{MaxRequestBytes: 1 << 20}))
+	ctx := ctxT(t)
+	if _, err := kv.Txn(ctx, big(fsm.MaxTxnOps+1)); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("txn over the default bound: %v, want InvalidArgument", err)
+	}
+	if _, err := kv.Txn(ctx, big(fsm.MaxTxnOps)); err != nil {
+		t.Errorf("txn at the bound: %v", err)
+	}
+	node2 := &fakeNode{name: "b", leader: true, lacksFeatures: true}
+	kv2 := kvv1.NewKVServiceClient(serveConfig(t, node2, Config{MaxRequestBytes: 1 << 20, MaxTxnOps: 500}))
+	if _, err := kv2.Txn(ctx, big(300)); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("large txn while a member cannot apply it: %v, want FailedPrecondition", err)
+	}
+	node2.lacksFeatures = false
+	if _, err := kv2.Txn(ctx, big(300)); err != nil {
+		t.Errorf("large txn within --max-txn-ops 500: %v", err)
+	}
+	if _, err := kv2.Txn(ctx, big(501)); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("txn over --max-txn-ops 500: %v, want InvalidArgument", err)
+	}
+}
+
+// Writes that grow the state are refused when over quota; deletes are not.
+func TestQuotaRefusesGrowingWrites(t *testing.T) {
+	node := &fakeNode{name: "a", leader: true, quotaErr: fmt.Errorf("%w: over quota", fsm.ErrNoSpace)}
+	cc, _ := serve(t, node, 1024)
+	kv := kvv1.NewKVServiceClient(cc)
+	ctx := ctxT(t)
+	if _, err := kv.Put(ctx, &kvv1.PutRequest{Key: []byte("k"), Value: []byte("v")}); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("put over quota: %v, want ResourceExhausted", err)
+	}
+	if _, err := kv.DeleteRange(ctx, &kvv1.DeleteRangeRequest{Key: []byte("k")}); err != nil {
+		t.Errorf("delete over quota: %v", err)
+	}
+	if _, err := kv.Txn(ctx, &kvv1.TxnRequest{Success: []*kvv1.RequestOp{{Request: &kvv1.RequestOp_RequestRange{RequestRange: &kvv1.RangeRequest{Key: []byte("k")}}}}}); err != nil {
+		t.Errorf("read-only txn over quota: %v", err)
+	}
+}

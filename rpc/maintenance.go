@@ -121,3 +121,8 @@ func (m *maintenanceService) Defragment(ctx context.Context, _ *kvv1.DefragmentR
 	}
 	return &kvv1.DefragmentResponse{Header: m.node.Header(m.node.Revision()), DbSizeBefore: before, DbSize: after}, nil
 }
+
+// Alarm lists, raises or clears alarms.
+func (m *maintenanceService) Alarm(ctx context.Context, req *kvv1.AlarmRequest) (*kvv1.AlarmResponse, error) {
+	return m.node.Alarm(ctx, req)
+}

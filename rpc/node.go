@@ -29,10 +29,13 @@ type KVNode interface {
 	Compact(ctx context.Context, rev int64, physical bool) (*kvv1.CompactResponse, error)
 	// Header describes the member for a response at a revision.
 	Header(rev int64) *kvv1.ResponseHeader
-	// RequireLeases fails unless every member can apply puts that use
-	// leases (member.ErrLeasesUnsupported, or member.ErrNotReady while
-	// one has not said).
-	RequireLeases() error
+	// RequireFeature fails unless every member can apply commands that
+	// need feature (fsm.Feature*): member.ErrLeasesUnsupported and the
+	// like, or member.ErrNotReady while one has not said.
+	RequireFeature(feature string) error
+	// CheckQuota refuses a write of about cost bytes that would grow the
+	// state past its quota (member.ErrNoSpace), raising the alarm.
+	CheckQuota(cost int) error
 	// RequestTimeout bounds a request that set no deadline.
 	RequestTimeout() time.Duration
 	// Draining is closed when the member begins to shut down.
@@ -65,6 +68,8 @@ type MaintenanceNode interface {
 	Backup(w io.Writer, size func(int64)) (int64, error)
 	HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error)
 	Defragment(ctx context.Context) (before, after int64, err error)
+	// Alarm lists, raises or clears alarms.
+	Alarm(ctx context.Context, req *kvv1.AlarmRequest) (*kvv1.AlarmResponse, error)
 	Header(rev int64) *kvv1.ResponseHeader
 	Revision() int64
 	Err() error

@@ -12,12 +12,14 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/internal/workers"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
@@ -28,6 +30,10 @@ type Config struct {
 	// MaxRequestBytes bounds the encoded size of one request, or of one op
 	// of a stream. Required.
 	MaxRequestBytes int
+	// MaxTxnOps bounds the compares and the operations of each branch of a
+	// transaction (etcd's --max-txn-ops); zero means fsm.MaxTxnOps. At most
+	// fsm.MaxTxnOpsLimit.
+	MaxTxnOps int
 	// Version is what Status reports.
 	Version string
 	// Workers runs the ops of streams off the receiving goroutine.
@@ -36,6 +42,13 @@ type Config struct {
 	// Metrics records the ops of streams as the calls they stand for; nil:
 	// nobody does.
 	Metrics Metrics
+}
+
+func (c Config) maxTxnOps() int {
+	if c.MaxTxnOps == 0 {
+		return fsm.MaxTxnOps
+	}
+	return c.MaxTxnOps
 }
 
 // Metrics records requests. *observe.Metrics implements it.
@@ -52,6 +65,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers == nil {
 		return errors.New("rpc: Workers is required")
+	}
+	if c.MaxTxnOps < 0 || c.MaxTxnOps > fsm.MaxTxnOpsLimit {
+		return fmt.Errorf("rpc: max txn ops %d: want 1 to %d", c.MaxTxnOps, fsm.MaxTxnOpsLimit)
 	}
 	return nil
 }

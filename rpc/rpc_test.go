@@ -49,7 +49,8 @@ type fakeNode struct {
 	lastMD        metadata.MD
 	added         []string
 	lease         *fakeLeases
-	lacksFeatures bool // a member of the cluster cannot apply new commands
+	lacksFeatures bool  // a member of the cluster cannot apply new commands
+	quotaErr      error // CheckQuota's answer
 }
 
 func (f *fakeNode) Propose(ctx context.Context, cmd []byte) (any, error) {
@@ -115,7 +116,13 @@ func (f *fakeNode) Header(rev int64) *kvv1.ResponseHeader {
 func (f *fakeNode) RequestTimeout() time.Duration { return 5 * time.Second }
 func (f *fakeNode) Draining() <-chan struct{}     { return f.drain }
 func (f *fakeNode) Err() error                    { return f.removedErr }
-func (f *fakeNode) RequireLeases() error {
+func (f *fakeNode) CheckQuota(int) error          { return f.quotaErr }
+
+func (f *fakeNode) Alarm(context.Context, *kvv1.AlarmRequest) (*kvv1.AlarmResponse, error) {
+	return &kvv1.AlarmResponse{}, nil
+}
+
+func (f *fakeNode) RequireFeature(string) error {
 	if f.lacksFeatures {
 		return member.ErrLeasesUnsupported
 	}
@@ -210,7 +217,20 @@ func (dialer) Conn(_ context.Context, addr string) (*grpc.ClientConn, error) {
 // serve serves node's API on loopback and returns a connection to it.
 func serve(t *testing.T, node Node, maxBytes int) (*grpc.ClientConn, string) {
 	t.Helper()
-	api, err := New(Config{MaxRequestBytes: maxBytes, Version: "test", Workers: workers.New()}, node, dialer{})
+	return serveAt(t, node, Config{MaxRequestBytes: maxBytes})
+}
+
+// serveConfig serves node's API with cfg (Version and Workers filled in).
+func serveConfig(t *testing.T, node Node, cfg Config) *grpc.ClientConn {
+	t.Helper()
+	cc, _ := serveAt(t, node, cfg)
+	return cc
+}
+
+func serveAt(t *testing.T, node Node, cfg Config) (*grpc.ClientConn, string) {
+	t.Helper()
+	cfg.Version, cfg.Workers = "test", workers.New()
+	api, err := New(cfg, node, dialer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,6 +279,9 @@ func TestErrorTable(t *testing.T) {
 		{fsm.ErrInvalidCompaction, codes.InvalidArgument, false},
 		{member.ErrCompactUnsupported, codes.FailedPrecondition, false},
 		{member.ErrLeasesUnsupported, codes.FailedPrecondition, false},
+		{member.ErrAlarmsUnsupported, codes.FailedPrecondition, false},
+		{fmt.Errorf("put: %w", fsm.ErrNoSpace), codes.ResourceExhausted, false},
+		{fsm.ErrInvalidAlarm, codes.InvalidArgument, false},
 		{fsm.ErrLeaseExists, codes.FailedPrecondition, false},
 		{member.ErrLeaseTTLTooShort, codes.InvalidArgument, false},
 		{member.ErrLeaseTTLTooLong, codes.InvalidArgument, false},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/member"
 )
 
@@ -25,6 +26,9 @@ type Config struct {
 	HTTPAddr string
 	// MaxRequestBytes bounds the encoded size of one request.
 	MaxRequestBytes int
+	// MaxTxnOps bounds the compares and the operations of each branch of a
+	// transaction (etcd's --max-txn-ops); zero means 128.
+	MaxTxnOps int
 	// Version is reported by the Status RPC.
 	Version string
 }
@@ -58,6 +62,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRequestBytes <= 0 {
 		return fmt.Errorf("max request bytes must be positive, got %d", c.MaxRequestBytes)
+	}
+	if c.MaxTxnOps < 0 || c.MaxTxnOps > fsm.MaxTxnOpsLimit {
+		return fmt.Errorf("max txn ops must be between 1 and %d, got %d", fsm.MaxTxnOpsLimit, c.MaxTxnOps)
 	}
 	return nil
 }

@@ -111,7 +111,7 @@ func (s *Server) start() error {
 		return err
 	}
 	s.metrics.AddSource(s.member)
-	api, err := rpc.New(rpc.Config{MaxRequestBytes: s.cfg.MaxRequestBytes, Version: s.cfg.Version, Workers: s.workers, Metrics: s.metrics}, s.member, s.peers)
+	api, err := rpc.New(rpc.Config{MaxRequestBytes: s.cfg.MaxRequestBytes, MaxTxnOps: s.cfg.MaxTxnOps, Version: s.cfg.Version, Workers: s.workers, Metrics: s.metrics}, s.member, s.peers)
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,7 @@ type fakeKVD struct {
 	watchCreates []*kvv1.WatchCreateRequest
 	compactions  []*kvv1.CompactRequest
 	defragErr    error
+	alarms       []*kvv1.AlarmMember // what Alarm lists
 }
 
 // snapMessage is one message of a snapshot stream.

@@ -48,6 +48,13 @@ type printer interface {
 	Defrag(results []defragResult) error
 	// Watch prints one response of a watch.
 	Watch(resp client.WatchResponse) error
+	// Alarms prints alarms listed or disarmed.
+	Alarms(resp *client.AlarmResponse) error
+}
+
+// alarmName is an alarm as etcdctl names it: NOSPACE.
+func alarmName(t kvv1.AlarmType) string {
+	return strings.TrimPrefix(t.String(), "ALARM_TYPE_")
 }
 
 // getFormat holds the get flags that change how a read is printed.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"time"
 
@@ -375,6 +376,23 @@ func (p *jsonPrinter) EndpointStatus(statuses []endpointStatus) error {
 			DBSizeInUse:  r.GetDbSizeInUse(),
 			Version:      r.GetVersion(),
 		})
+	}
+	return p.write(out)
+}
+
+// jsonAlarm is one alarm, with the member id in hex as kvctl prints ids.
+type jsonAlarm struct {
+	MemberID string `json:"member_id"`
+	Alarm    string `json:"alarm"`
+}
+
+func (p *jsonPrinter) Alarms(resp *client.AlarmResponse) error {
+	out := struct {
+		Header jsonHeader  `json:"header"`
+		Alarms []jsonAlarm `json:"alarms"`
+	}{Header: toJSONHeader(resp.GetHeader()), Alarms: []jsonAlarm{}}
+	for _, a := range resp.GetAlarms() {
+		out.Alarms = append(out.Alarms, jsonAlarm{MemberID: fmt.Sprintf("%x", a.GetMemberId()), Alarm: alarmName(a.GetAlarm())})
 	}
 	return p.write(out)
 }

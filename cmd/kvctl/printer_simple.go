@@ -199,6 +199,15 @@ func (p *simplePrinter) HashCheck(hashes []memberHash) error {
 	return w.err
 }
 
+// Alarms writes etcdctl's "memberID:ID alarm:NOSPACE", one line each.
+func (p *simplePrinter) Alarms(resp *client.AlarmResponse) error {
+	w := &errWriter{w: p.out}
+	for _, a := range resp.GetAlarms() {
+		w.println(fmt.Sprintf("memberID:%x alarm:%s", a.GetMemberId(), alarmName(a.GetAlarm())))
+	}
+	return w.err
+}
+
 // Compaction writes etcdctl's "compacted revision REV".
 func (p *simplePrinter) Compaction(rev int64, _ *client.CompactResponse) error {
 	_, err := fmt.Fprintf(p.out, "compacted revision %d\n", rev)

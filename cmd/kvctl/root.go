@@ -87,6 +87,7 @@ KVCTL_CONSISTENCY, KVCTL_UNARY_CALLS. A flag on the command line wins over its v
 		newBenchCmd(g),
 		newWatchCmd(g),
 		newCompactionCmd(g),
+		newAlarmCmd(g),
 		newDefragCmd(g),
 	)
 	return root

@@ -58,6 +58,10 @@ const (
 	CommandType_COMMAND_TYPE_LEASE_REVOKE CommandType = 9
 	// COMMAND_TYPE_LEASE_CHECKPOINT carries a LeaseCheckpoint.
 	CommandType_COMMAND_TYPE_LEASE_CHECKPOINT CommandType = 10
+	// COMMAND_TYPE_ALARM carries a kv.v1.AlarmRequest that raises or clears
+	// an alarm (NOSPACE: a member's state is over its quota; writes that grow
+	// the state are refused while it is raised).
+	CommandType_COMMAND_TYPE_ALARM CommandType = 20
 )
 
 // Enum value maps for CommandType.
@@ -74,6 +78,7 @@ var (
 		8:  "COMMAND_TYPE_LEASE_GRANT",
 		9:  "COMMAND_TYPE_LEASE_REVOKE",
 		10: "COMMAND_TYPE_LEASE_CHECKPOINT",
+		20: "COMMAND_TYPE_ALARM",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":      0,
@@ -87,6 +92,7 @@ var (
 		"COMMAND_TYPE_LEASE_GRANT":      8,
 		"COMMAND_TYPE_LEASE_REVOKE":     9,
 		"COMMAND_TYPE_LEASE_CHECKPOINT": 10,
+		"COMMAND_TYPE_ALARM":            20,
 	}
 )
 
@@ -581,6 +587,7 @@ type Result struct {
 	//	*Result_Compact
 	//	*Result_LeaseGrant
 	//	*Result_LeaseRevoke
+	//	*Result_Alarm
 	Result        isResult_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -677,6 +684,15 @@ func (x *Result) GetLeaseRevoke() *v1.LeaseRevokeResponse {
 	return nil
 }
 
+func (x *Result) GetAlarm() *v1.AlarmResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Result_Alarm); ok {
+			return x.Alarm
+		}
+	}
+	return nil
+}
+
 type isResult_Result interface {
 	isResult_Result()
 }
@@ -711,6 +727,11 @@ type Result_LeaseRevoke struct {
 	LeaseRevoke *v1.LeaseRevokeResponse `protobuf:"bytes,6,opt,name=lease_revoke,json=leaseRevoke,proto3,oneof"`
 }
 
+type Result_Alarm struct {
+	// alarm answers COMMAND_TYPE_ALARM.
+	Alarm *v1.AlarmResponse `protobuf:"bytes,20,opt,name=alarm,proto3,oneof"`
+}
+
 func (*Result_Put) isResult_Result() {}
 
 func (*Result_DeleteRange) isResult_Result() {}
@@ -723,11 +744,13 @@ func (*Result_LeaseGrant) isResult_Result() {}
 
 func (*Result_LeaseRevoke) isResult_Result() {}
 
+func (*Result_Alarm) isResult_Result() {}
+
 var File_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x10fsm/v1/fsm.proto\x12\x06fsm.v1\x1a\x0ekv/v1/kv.proto\x1a\x11kv/v1/lease.proto\"j\n" +
+	"\x10fsm/v1/fsm.proto\x12\x06fsm.v1\x1a\x0ekv/v1/kv.proto\x1a\x11kv/v1/lease.proto\x1a\x17kv/v1/maintenance.proto\"j\n" +
 	"\aCommand\x12'\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x13.fsm.v1.CommandTypeR\x04type\x12\x1c\n" +
 	"\tignorable\x18\x02 \x01(\bR\tignorable\x12\x18\n" +
@@ -754,7 +777,7 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06leases\x18\x01 \x03(\v2\x16.fsm.v1.LeaseRemainingR\x06leases\"E\n" +
 	"\x0eLeaseRemaining\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12#\n" +
-	"\rremaining_ttl\x18\x02 \x01(\x03R\fremainingTtl\"\xd6\x02\n" +
+	"\rremaining_ttl\x18\x02 \x01(\x03R\fremainingTtl\"\x84\x03\n" +
 	"\x06Result\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.kv.v1.PutResponseH\x00R\x03put\x12?\n" +
 	"\fdelete_range\x18\x02 \x01(\v2\x1a.kv.v1.DeleteRangeResponseH\x00R\vdeleteRange\x12&\n" +
@@ -762,8 +785,9 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\acompact\x18\x04 \x01(\v2\x16.kv.v1.CompactResponseH\x00R\acompact\x12<\n" +
 	"\vlease_grant\x18\x05 \x01(\v2\x19.kv.v1.LeaseGrantResponseH\x00R\n" +
 	"leaseGrant\x12?\n" +
-	"\flease_revoke\x18\x06 \x01(\v2\x1a.kv.v1.LeaseRevokeResponseH\x00R\vleaseRevokeB\b\n" +
-	"\x06result*\xc8\x02\n" +
+	"\flease_revoke\x18\x06 \x01(\v2\x1a.kv.v1.LeaseRevokeResponseH\x00R\vleaseRevoke\x12,\n" +
+	"\x05alarm\x18\x14 \x01(\v2\x14.kv.v1.AlarmResponseH\x00R\x05alarmB\b\n" +
+	"\x06result*\xe0\x02\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10COMMAND_TYPE_PUT\x10\x01\x12\x1d\n" +
@@ -776,7 +800,8 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x18COMMAND_TYPE_LEASE_GRANT\x10\b\x12\x1d\n" +
 	"\x19COMMAND_TYPE_LEASE_REVOKE\x10\t\x12!\n" +
 	"\x1dCOMMAND_TYPE_LEASE_CHECKPOINT\x10\n" +
-	"B*Z(github.com/kvd-io/kvd/proto/fsm/v1;fsmv1b\x06proto3"
+	"\x12\x16\n" +
+	"\x12COMMAND_TYPE_ALARM\x10\x14B*Z(github.com/kvd-io/kvd/proto/fsm/v1;fsmv1b\x06proto3"
 
 var (
 	file_fsm_v1_fsm_proto_rawDescOnce sync.Once
@@ -809,6 +834,7 @@ var file_fsm_v1_fsm_proto_goTypes = []any{
 	(*v1.CompactResponse)(nil),     // 13: kv.v1.CompactResponse
 	(*v1.LeaseGrantResponse)(nil),  // 14: kv.v1.LeaseGrantResponse
 	(*v1.LeaseRevokeResponse)(nil), // 15: kv.v1.LeaseRevokeResponse
+	(*v1.AlarmResponse)(nil),       // 16: kv.v1.AlarmResponse
 }
 var file_fsm_v1_fsm_proto_depIdxs = []int32{
 	0,  // 0: fsm.v1.Command.type:type_name -> fsm.v1.CommandType
@@ -820,11 +846,12 @@ var file_fsm_v1_fsm_proto_depIdxs = []int32{
 	13, // 6: fsm.v1.Result.compact:type_name -> kv.v1.CompactResponse
 	14, // 7: fsm.v1.Result.lease_grant:type_name -> kv.v1.LeaseGrantResponse
 	15, // 8: fsm.v1.Result.lease_revoke:type_name -> kv.v1.LeaseRevokeResponse
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	16, // 9: fsm.v1.Result.alarm:type_name -> kv.v1.AlarmResponse
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_fsm_v1_fsm_proto_init() }
@@ -839,6 +866,7 @@ func file_fsm_v1_fsm_proto_init() {
 		(*Result_Compact)(nil),
 		(*Result_LeaseGrant)(nil),
 		(*Result_LeaseRevoke)(nil),
+		(*Result_Alarm)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

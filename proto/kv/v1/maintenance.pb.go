@@ -21,6 +21,287 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AlarmType names an alarm.
+type AlarmType int32
+
+const (
+	// ALARM_TYPE_UNSPECIFIED is no alarm.
+	AlarmType_ALARM_TYPE_UNSPECIFIED AlarmType = 0
+	// ALARM_TYPE_NOSPACE: a member's state is over its quota.
+	AlarmType_ALARM_TYPE_NOSPACE AlarmType = 1
+)
+
+// Enum value maps for AlarmType.
+var (
+	AlarmType_name = map[int32]string{
+		0: "ALARM_TYPE_UNSPECIFIED",
+		1: "ALARM_TYPE_NOSPACE",
+	}
+	AlarmType_value = map[string]int32{
+		"ALARM_TYPE_UNSPECIFIED": 0,
+		"ALARM_TYPE_NOSPACE":     1,
+	}
+)
+
+func (x AlarmType) Enum() *AlarmType {
+	p := new(AlarmType)
+	*p = x
+	return p
+}
+
+func (x AlarmType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AlarmType) Descriptor() protoreflect.EnumDescriptor {
+	return file_kv_v1_maintenance_proto_enumTypes[0].Descriptor()
+}
+
+func (AlarmType) Type() protoreflect.EnumType {
+	return &file_kv_v1_maintenance_proto_enumTypes[0]
+}
+
+func (x AlarmType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AlarmType.Descriptor instead.
+func (AlarmType) EnumDescriptor() ([]byte, []int) {
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{0}
+}
+
+// AlarmAction is what an AlarmRequest does.
+type AlarmRequest_AlarmAction int32
+
+const (
+	// ALARM_ACTION_UNSPECIFIED is refused.
+	AlarmRequest_ALARM_ACTION_UNSPECIFIED AlarmRequest_AlarmAction = 0
+	// ALARM_ACTION_GET lists the alarms.
+	AlarmRequest_ALARM_ACTION_GET AlarmRequest_AlarmAction = 1
+	// ALARM_ACTION_ACTIVATE raises alarm for member_id.
+	AlarmRequest_ALARM_ACTION_ACTIVATE AlarmRequest_AlarmAction = 2
+	// ALARM_ACTION_DEACTIVATE clears alarm for member_id.
+	AlarmRequest_ALARM_ACTION_DEACTIVATE AlarmRequest_AlarmAction = 3
+)
+
+// Enum value maps for AlarmRequest_AlarmAction.
+var (
+	AlarmRequest_AlarmAction_name = map[int32]string{
+		0: "ALARM_ACTION_UNSPECIFIED",
+		1: "ALARM_ACTION_GET",
+		2: "ALARM_ACTION_ACTIVATE",
+		3: "ALARM_ACTION_DEACTIVATE",
+	}
+	AlarmRequest_AlarmAction_value = map[string]int32{
+		"ALARM_ACTION_UNSPECIFIED": 0,
+		"ALARM_ACTION_GET":         1,
+		"ALARM_ACTION_ACTIVATE":    2,
+		"ALARM_ACTION_DEACTIVATE":  3,
+	}
+)
+
+func (x AlarmRequest_AlarmAction) Enum() *AlarmRequest_AlarmAction {
+	p := new(AlarmRequest_AlarmAction)
+	*p = x
+	return p
+}
+
+func (x AlarmRequest_AlarmAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AlarmRequest_AlarmAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_kv_v1_maintenance_proto_enumTypes[1].Descriptor()
+}
+
+func (AlarmRequest_AlarmAction) Type() protoreflect.EnumType {
+	return &file_kv_v1_maintenance_proto_enumTypes[1]
+}
+
+func (x AlarmRequest_AlarmAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AlarmRequest_AlarmAction.Descriptor instead.
+func (AlarmRequest_AlarmAction) EnumDescriptor() ([]byte, []int) {
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{0, 0}
+}
+
+// AlarmRequest lists, raises or clears alarms.
+type AlarmRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is what to do.
+	Action AlarmRequest_AlarmAction `protobuf:"varint,1,opt,name=action,proto3,enum=kv.v1.AlarmRequest_AlarmAction" json:"action,omitempty"`
+	// member_id is the member the alarm is for (activate, deactivate).
+	MemberId uint64 `protobuf:"varint,2,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// alarm is the alarm raised or cleared.
+	Alarm         AlarmType `protobuf:"varint,3,opt,name=alarm,proto3,enum=kv.v1.AlarmType" json:"alarm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlarmRequest) Reset() {
+	*x = AlarmRequest{}
+	mi := &file_kv_v1_maintenance_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlarmRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlarmRequest) ProtoMessage() {}
+
+func (x *AlarmRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_maintenance_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlarmRequest.ProtoReflect.Descriptor instead.
+func (*AlarmRequest) Descriptor() ([]byte, []int) {
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AlarmRequest) GetAction() AlarmRequest_AlarmAction {
+	if x != nil {
+		return x.Action
+	}
+	return AlarmRequest_ALARM_ACTION_UNSPECIFIED
+}
+
+func (x *AlarmRequest) GetMemberId() uint64 {
+	if x != nil {
+		return x.MemberId
+	}
+	return 0
+}
+
+func (x *AlarmRequest) GetAlarm() AlarmType {
+	if x != nil {
+		return x.Alarm
+	}
+	return AlarmType_ALARM_TYPE_UNSPECIFIED
+}
+
+// AlarmMember is one raised alarm.
+type AlarmMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// member_id is the member that raised it.
+	MemberId uint64 `protobuf:"varint,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// alarm is which alarm.
+	Alarm         AlarmType `protobuf:"varint,2,opt,name=alarm,proto3,enum=kv.v1.AlarmType" json:"alarm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlarmMember) Reset() {
+	*x = AlarmMember{}
+	mi := &file_kv_v1_maintenance_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlarmMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlarmMember) ProtoMessage() {}
+
+func (x *AlarmMember) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_maintenance_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlarmMember.ProtoReflect.Descriptor instead.
+func (*AlarmMember) Descriptor() ([]byte, []int) {
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AlarmMember) GetMemberId() uint64 {
+	if x != nil {
+		return x.MemberId
+	}
+	return 0
+}
+
+func (x *AlarmMember) GetAlarm() AlarmType {
+	if x != nil {
+		return x.Alarm
+	}
+	return AlarmType_ALARM_TYPE_UNSPECIFIED
+}
+
+// AlarmResponse answers an AlarmRequest.
+type AlarmResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header describes the serving member.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// alarms are the alarms raised after the request: all of them for get,
+	// the one activated or deactivated otherwise.
+	Alarms        []*AlarmMember `protobuf:"bytes,2,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlarmResponse) Reset() {
+	*x = AlarmResponse{}
+	mi := &file_kv_v1_maintenance_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlarmResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlarmResponse) ProtoMessage() {}
+
+func (x *AlarmResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_maintenance_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlarmResponse.ProtoReflect.Descriptor instead.
+func (*AlarmResponse) Descriptor() ([]byte, []int) {
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AlarmResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *AlarmResponse) GetAlarms() []*AlarmMember {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
 // DefragmentRequest asks a member to defragment its state file.
 type DefragmentRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -30,7 +311,7 @@ type DefragmentRequest struct {
 
 func (x *DefragmentRequest) Reset() {
 	*x = DefragmentRequest{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[0]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +323,7 @@ func (x *DefragmentRequest) String() string {
 func (*DefragmentRequest) ProtoMessage() {}
 
 func (x *DefragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[0]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +336,7 @@ func (x *DefragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DefragmentRequest.ProtoReflect.Descriptor instead.
 func (*DefragmentRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{0}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{3}
 }
 
 // DefragmentResponse answers a DefragmentRequest.
@@ -73,7 +354,7 @@ type DefragmentResponse struct {
 
 func (x *DefragmentResponse) Reset() {
 	*x = DefragmentResponse{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[1]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -85,7 +366,7 @@ func (x *DefragmentResponse) String() string {
 func (*DefragmentResponse) ProtoMessage() {}
 
 func (x *DefragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[1]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -98,7 +379,7 @@ func (x *DefragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DefragmentResponse.ProtoReflect.Descriptor instead.
 func (*DefragmentResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{1}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DefragmentResponse) GetHeader() *ResponseHeader {
@@ -131,7 +412,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[2]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -143,7 +424,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[2]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -156,7 +437,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{2}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{5}
 }
 
 // StatusResponse answers a StatusRequest.
@@ -196,7 +477,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[3]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +489,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[3]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +502,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{3}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StatusResponse) GetHeader() *ResponseHeader {
@@ -324,7 +605,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[4]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +617,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[4]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +630,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{4}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{7}
 }
 
 // SnapshotResponse is one chunk of a snapshot stream.
@@ -372,7 +653,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[5]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +665,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[5]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +678,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{5}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SnapshotResponse) GetHeader() *ResponseHeader {
@@ -446,7 +727,7 @@ type HashKVRequest struct {
 
 func (x *HashKVRequest) Reset() {
 	*x = HashKVRequest{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[6]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +739,7 @@ func (x *HashKVRequest) String() string {
 func (*HashKVRequest) ProtoMessage() {}
 
 func (x *HashKVRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[6]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +752,7 @@ func (x *HashKVRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashKVRequest.ProtoReflect.Descriptor instead.
 func (*HashKVRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{6}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HashKVRequest) GetRevision() int64 {
@@ -498,7 +779,7 @@ type HashKVResponse struct {
 
 func (x *HashKVResponse) Reset() {
 	*x = HashKVResponse{}
-	mi := &file_kv_v1_maintenance_proto_msgTypes[7]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +791,7 @@ func (x *HashKVResponse) String() string {
 func (*HashKVResponse) ProtoMessage() {}
 
 func (x *HashKVResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_maintenance_proto_msgTypes[7]
+	mi := &file_kv_v1_maintenance_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +804,7 @@ func (x *HashKVResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashKVResponse.ProtoReflect.Descriptor instead.
 func (*HashKVResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{7}
+	return file_kv_v1_maintenance_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HashKVResponse) GetHeader() *ResponseHeader {
@@ -558,7 +839,22 @@ var File_kv_v1_maintenance_proto protoreflect.FileDescriptor
 
 const file_kv_v1_maintenance_proto_rawDesc = "" +
 	"\n" +
-	"\x17kv/v1/maintenance.proto\x12\x05kv.v1\x1a\x0ekv/v1/kv.proto\"\x13\n" +
+	"\x17kv/v1/maintenance.proto\x12\x05kv.v1\x1a\x0ekv/v1/kv.proto\"\x87\x02\n" +
+	"\fAlarmRequest\x127\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x1f.kv.v1.AlarmRequest.AlarmActionR\x06action\x12\x1b\n" +
+	"\tmember_id\x18\x02 \x01(\x04R\bmemberId\x12&\n" +
+	"\x05alarm\x18\x03 \x01(\x0e2\x10.kv.v1.AlarmTypeR\x05alarm\"y\n" +
+	"\vAlarmAction\x12\x1c\n" +
+	"\x18ALARM_ACTION_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10ALARM_ACTION_GET\x10\x01\x12\x19\n" +
+	"\x15ALARM_ACTION_ACTIVATE\x10\x02\x12\x1b\n" +
+	"\x17ALARM_ACTION_DEACTIVATE\x10\x03\"R\n" +
+	"\vAlarmMember\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\x04R\bmemberId\x12&\n" +
+	"\x05alarm\x18\x02 \x01(\x0e2\x10.kv.v1.AlarmTypeR\x05alarm\"j\n" +
+	"\rAlarmResponse\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12*\n" +
+	"\x06alarms\x18\x02 \x03(\v2\x12.kv.v1.AlarmMemberR\x06alarms\"\x13\n" +
 	"\x11DefragmentRequest\"\x82\x01\n" +
 	"\x12DefragmentResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12$\n" +
@@ -597,13 +893,17 @@ const file_kv_v1_maintenance_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\rR\x04hash\x12#\n" +
 	"\rhash_revision\x18\x03 \x01(\x03R\fhashRevision\x12)\n" +
-	"\x10compact_revision\x18\x04 \x01(\x03R\x0fcompactRevision2\x84\x02\n" +
+	"\x10compact_revision\x18\x04 \x01(\x03R\x0fcompactRevision*?\n" +
+	"\tAlarmType\x12\x1a\n" +
+	"\x16ALARM_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ALARM_TYPE_NOSPACE\x10\x012\xb8\x02\n" +
 	"\x12MaintenanceService\x125\n" +
 	"\x06Status\x12\x14.kv.v1.StatusRequest\x1a\x15.kv.v1.StatusResponse\x12=\n" +
 	"\bSnapshot\x12\x16.kv.v1.SnapshotRequest\x1a\x17.kv.v1.SnapshotResponse0\x01\x125\n" +
 	"\x06HashKV\x12\x14.kv.v1.HashKVRequest\x1a\x15.kv.v1.HashKVResponse\x12A\n" +
 	"\n" +
-	"Defragment\x12\x18.kv.v1.DefragmentRequest\x1a\x19.kv.v1.DefragmentResponseB(Z&github.com/kvd-io/kvd/proto/kv/v1;kvv1b\x06proto3"
+	"Defragment\x12\x18.kv.v1.DefragmentRequest\x1a\x19.kv.v1.DefragmentResponse\x122\n" +
+	"\x05Alarm\x12\x13.kv.v1.AlarmRequest\x1a\x14.kv.v1.AlarmResponseB(Z&github.com/kvd-io/kvd/proto/kv/v1;kvv1b\x06proto3"
 
 var (
 	file_kv_v1_maintenance_proto_rawDescOnce sync.Once
@@ -617,36 +917,49 @@ func file_kv_v1_maintenance_proto_rawDescGZIP() []byte {
 	return file_kv_v1_maintenance_proto_rawDescData
 }
 
-var file_kv_v1_maintenance_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_kv_v1_maintenance_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_kv_v1_maintenance_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_kv_v1_maintenance_proto_goTypes = []any{
-	(*DefragmentRequest)(nil),  // 0: kv.v1.DefragmentRequest
-	(*DefragmentResponse)(nil), // 1: kv.v1.DefragmentResponse
-	(*StatusRequest)(nil),      // 2: kv.v1.StatusRequest
-	(*StatusResponse)(nil),     // 3: kv.v1.StatusResponse
-	(*SnapshotRequest)(nil),    // 4: kv.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),   // 5: kv.v1.SnapshotResponse
-	(*HashKVRequest)(nil),      // 6: kv.v1.HashKVRequest
-	(*HashKVResponse)(nil),     // 7: kv.v1.HashKVResponse
-	(*ResponseHeader)(nil),     // 8: kv.v1.ResponseHeader
+	(AlarmType)(0),                // 0: kv.v1.AlarmType
+	(AlarmRequest_AlarmAction)(0), // 1: kv.v1.AlarmRequest.AlarmAction
+	(*AlarmRequest)(nil),          // 2: kv.v1.AlarmRequest
+	(*AlarmMember)(nil),           // 3: kv.v1.AlarmMember
+	(*AlarmResponse)(nil),         // 4: kv.v1.AlarmResponse
+	(*DefragmentRequest)(nil),     // 5: kv.v1.DefragmentRequest
+	(*DefragmentResponse)(nil),    // 6: kv.v1.DefragmentResponse
+	(*StatusRequest)(nil),         // 7: kv.v1.StatusRequest
+	(*StatusResponse)(nil),        // 8: kv.v1.StatusResponse
+	(*SnapshotRequest)(nil),       // 9: kv.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),      // 10: kv.v1.SnapshotResponse
+	(*HashKVRequest)(nil),         // 11: kv.v1.HashKVRequest
+	(*HashKVResponse)(nil),        // 12: kv.v1.HashKVResponse
+	(*ResponseHeader)(nil),        // 13: kv.v1.ResponseHeader
 }
 var file_kv_v1_maintenance_proto_depIdxs = []int32{
-	8, // 0: kv.v1.DefragmentResponse.header:type_name -> kv.v1.ResponseHeader
-	8, // 1: kv.v1.StatusResponse.header:type_name -> kv.v1.ResponseHeader
-	8, // 2: kv.v1.SnapshotResponse.header:type_name -> kv.v1.ResponseHeader
-	8, // 3: kv.v1.HashKVResponse.header:type_name -> kv.v1.ResponseHeader
-	2, // 4: kv.v1.MaintenanceService.Status:input_type -> kv.v1.StatusRequest
-	4, // 5: kv.v1.MaintenanceService.Snapshot:input_type -> kv.v1.SnapshotRequest
-	6, // 6: kv.v1.MaintenanceService.HashKV:input_type -> kv.v1.HashKVRequest
-	0, // 7: kv.v1.MaintenanceService.Defragment:input_type -> kv.v1.DefragmentRequest
-	3, // 8: kv.v1.MaintenanceService.Status:output_type -> kv.v1.StatusResponse
-	5, // 9: kv.v1.MaintenanceService.Snapshot:output_type -> kv.v1.SnapshotResponse
-	7, // 10: kv.v1.MaintenanceService.HashKV:output_type -> kv.v1.HashKVResponse
-	1, // 11: kv.v1.MaintenanceService.Defragment:output_type -> kv.v1.DefragmentResponse
-	8, // [8:12] is the sub-list for method output_type
-	4, // [4:8] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	1,  // 0: kv.v1.AlarmRequest.action:type_name -> kv.v1.AlarmRequest.AlarmAction
+	0,  // 1: kv.v1.AlarmRequest.alarm:type_name -> kv.v1.AlarmType
+	0,  // 2: kv.v1.AlarmMember.alarm:type_name -> kv.v1.AlarmType
+	13, // 3: kv.v1.AlarmResponse.header:type_name -> kv.v1.ResponseHeader
+	3,  // 4: kv.v1.AlarmResponse.alarms:type_name -> kv.v1.AlarmMember
+	13, // 5: kv.v1.DefragmentResponse.header:type_name -> kv.v1.ResponseHeader
+	13, // 6: kv.v1.StatusResponse.header:type_name -> kv.v1.ResponseHeader
+	13, // 7: kv.v1.SnapshotResponse.header:type_name -> kv.v1.ResponseHeader
+	13, // 8: kv.v1.HashKVResponse.header:type_name -> kv.v1.ResponseHeader
+	7,  // 9: kv.v1.MaintenanceService.Status:input_type -> kv.v1.StatusRequest
+	9,  // 10: kv.v1.MaintenanceService.Snapshot:input_type -> kv.v1.SnapshotRequest
+	11, // 11: kv.v1.MaintenanceService.HashKV:input_type -> kv.v1.HashKVRequest
+	5,  // 12: kv.v1.MaintenanceService.Defragment:input_type -> kv.v1.DefragmentRequest
+	2,  // 13: kv.v1.MaintenanceService.Alarm:input_type -> kv.v1.AlarmRequest
+	8,  // 14: kv.v1.MaintenanceService.Status:output_type -> kv.v1.StatusResponse
+	10, // 15: kv.v1.MaintenanceService.Snapshot:output_type -> kv.v1.SnapshotResponse
+	12, // 16: kv.v1.MaintenanceService.HashKV:output_type -> kv.v1.HashKVResponse
+	6,  // 17: kv.v1.MaintenanceService.Defragment:output_type -> kv.v1.DefragmentResponse
+	4,  // 18: kv.v1.MaintenanceService.Alarm:output_type -> kv.v1.AlarmResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_kv_v1_maintenance_proto_init() }
@@ -660,13 +973,14 @@ func file_kv_v1_maintenance_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_v1_maintenance_proto_rawDesc), len(file_kv_v1_maintenance_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   8,
+			NumEnums:      2,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_kv_v1_maintenance_proto_goTypes,
 		DependencyIndexes: file_kv_v1_maintenance_proto_depIdxs,
+		EnumInfos:         file_kv_v1_maintenance_proto_enumTypes,
 		MessageInfos:      file_kv_v1_maintenance_proto_msgTypes,
 	}.Build()
 	File_kv_v1_maintenance_proto = out.File

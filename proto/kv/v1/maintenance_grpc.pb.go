@@ -23,6 +23,7 @@ const (
 	MaintenanceService_Snapshot_FullMethodName   = "/kv.v1.MaintenanceService/Snapshot"
 	MaintenanceService_HashKV_FullMethodName     = "/kv.v1.MaintenanceService/HashKV"
 	MaintenanceService_Defragment_FullMethodName = "/kv.v1.MaintenanceService/Defragment"
+	MaintenanceService_Alarm_FullMethodName      = "/kv.v1.MaintenanceService/Alarm"
 )
 
 // MaintenanceServiceClient is the client API for MaintenanceService service.
@@ -46,6 +47,13 @@ type MaintenanceServiceClient interface {
 	// that deleted data left free, while the member goes on serving: reads and
 	// writes wait only for the final swap of the files, not for the copy.
 	Defragment(ctx context.Context, in *DefragmentRequest, opts ...grpc.CallOption) (*DefragmentResponse, error)
+	// Alarm lists the cluster's alarms, or raises or clears one, through the
+	// raft log. A member raises NOSPACE when its state file would grow past
+	// --quota-backend-bytes; while any NOSPACE alarm is raised, writes that
+	// grow the state (puts, transactions with a put, lease grants) are refused
+	// with ResourceExhausted on every member. Compact, defragment, then clear
+	// the alarm.
+	Alarm(ctx context.Context, in *AlarmRequest, opts ...grpc.CallOption) (*AlarmResponse, error)
 }
 
 type maintenanceServiceClient struct {
@@ -105,6 +113,16 @@ func (c *maintenanceServiceClient) Defragment(ctx context.Context, in *Defragmen
 	return out, nil
 }
 
+func (c *maintenanceServiceClient) Alarm(ctx context.Context, in *AlarmRequest, opts ...grpc.CallOption) (*AlarmResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AlarmResponse)
+	err := c.cc.Invoke(ctx, MaintenanceService_Alarm_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MaintenanceServiceServer is the server API for MaintenanceService service.
 // All implementations must embed UnimplementedMaintenanceServiceServer
 // for forward compatibility.
@@ -126,6 +144,13 @@ type MaintenanceServiceServer interface {
 	// that deleted data left free, while the member goes on serving: reads and
 	// writes wait only for the final swap of the files, not for the copy.
 	Defragment(context.Context, *DefragmentRequest) (*DefragmentResponse, error)
+	// Alarm lists the cluster's alarms, or raises or clears one, through the
+	// raft log. A member raises NOSPACE when its state file would grow past
+	// --quota-backend-bytes; while any NOSPACE alarm is raised, writes that
+	// grow the state (puts, transactions with a put, lease grants) are refused
+	// with ResourceExhausted on every member. Compact, defragment, then clear
+	// the alarm.
+	Alarm(context.Context, *AlarmRequest) (*AlarmResponse, error)
 	mustEmbedUnimplementedMaintenanceServiceServer()
 }
 
@@ -147,6 +172,9 @@ func (UnimplementedMaintenanceServiceServer) HashKV(context.Context, *HashKVRequ
 }
 func (UnimplementedMaintenanceServiceServer) Defragment(context.Context, *DefragmentRequest) (*DefragmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Defragment not implemented")
+}
+func (UnimplementedMaintenanceServiceServer) Alarm(context.Context, *AlarmRequest) (*AlarmResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Alarm not implemented")
 }
 func (UnimplementedMaintenanceServiceServer) mustEmbedUnimplementedMaintenanceServiceServer() {}
 func (UnimplementedMaintenanceServiceServer) testEmbeddedByValue()                            {}
@@ -234,6 +262,24 @@ func _MaintenanceService_Defragment_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MaintenanceService_Alarm_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AlarmRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MaintenanceServiceServer).Alarm(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MaintenanceService_Alarm_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MaintenanceServiceServer).Alarm(ctx, req.(*AlarmRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MaintenanceService_ServiceDesc is the grpc.ServiceDesc for MaintenanceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -252,6 +298,10 @@ var MaintenanceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Defragment",
 			Handler:    _MaintenanceService_Defragment_Handler,
+		},
+		{
+			MethodName: "Alarm",
+			Handler:    _MaintenanceService_Alarm_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
