@@ -39,6 +39,8 @@ type options struct {
 	out        string
 	quick      bool
 	table      bool
+	coord      bool
+	idleLeases int
 	timeout    time.Duration
 }
 
@@ -63,7 +65,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.out, "out", "", "also write the results as markdown to this file")
 	fs.BoolVar(&o.quick, "quick", false, "a tenth of the requests, to try the harness")
 	fs.BoolVar(&o.table, "table", true, "run the workloads of the comparison table (--table=false with --scale: only the scale measurements)")
-	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound of the whole run")
+	fs.BoolVar(&o.coord, "coord", true, "measure watches, leases and locks (watch latency and fan-out, memory per idle watcher, keepalives, lock cycles)")
+	fs.IntVar(&o.idleLeases, "idle-leases", 10000, "leases kept alive idle for the CPU row (100000 for the issue's measurement, about 3 minutes more; 0: skip)")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -79,6 +83,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, err
 		}
 		*p = abs
+	}
+	if o.idleLeases < 0 {
+		return nil, fmt.Errorf("--idle-leases %d: must not be negative", o.idleLeases)
 	}
 	if o.scale < 0 {
 		return nil, fmt.Errorf("--scale %d: must not be negative", o.scale)
@@ -159,6 +166,11 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 			return err
 		}
 		res.rows = append(res.rows, row)
+	}
+	if o.coord && o.table {
+		if res.coord, err = r.coordination(ctx); err != nil {
+			return err
+		}
 	}
 	if o.profile {
 		if res.profiles, err = r.profiles(ctx); err != nil {

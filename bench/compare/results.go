@@ -18,6 +18,7 @@ type results struct {
 	kvdLeader, etcdLeader string
 	kvdIdle, etcdIdle     time.Duration // CPU of the three members over idleWindow
 	rows                  []row
+	coord                 []coordRow
 	profiles              []*profileResult
 	scale                 *scaleResult
 	wall                  time.Duration
@@ -121,6 +122,9 @@ func (r *results) markdown() string {
 		100*r.kvdIdle.Seconds()/idleWindow.Seconds(), 100*r.etcdIdle.Seconds()/idleWindow.Seconds())
 	if len(r.rows) > 0 {
 		r.table(&b)
+	}
+	if len(r.coord) > 0 {
+		b.WriteString(coordMarkdown(r.coord))
 	}
 	for _, p := range r.profiles {
 		b.WriteString(p.markdown())
