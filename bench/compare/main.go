@@ -167,7 +167,7 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		}
 		res.rows = append(res.rows, row)
 	}
-	if o.coord && o.table {
+	if o.coord {
 		if res.coord, err = r.coordination(ctx); err != nil {
 			return err
 		}
