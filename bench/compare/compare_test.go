@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +166,37 @@ func TestParseEtcdSection(t *testing.T) {
 	m, err := parseEtcdReport(text[i:], 0)
 	if err != nil || m.rps != 1234.5 || math.Abs(m.p50-0.5) > 1e-9 || math.Abs(m.p99-3) > 1e-9 {
 		t.Errorf("parsed %+v, %v", m, err)
+	}
+}
+
+// Compaction and defragmentation through the hand-written client on kvd:
+// the compaction reaches the current revision, the probes run during the
+// defragmentation, and sizes are read before and after.
+func TestCompactAndDefragAgainstKVD(t *testing.T) {
+	c := servertest.New(t, 1)
+	addrs := []string{c.Member(c.Names()[0]).Server.ClientAddr()}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range 50 {
+		if _, err := rawCall(ctx, addrs[0], kvdKVAPI.put, putReq("k", strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var s compactionSide
+	calls := 0
+	dirs := func() []int64 { calls++; return []int64{int64(calls)} }
+	if err := compactAndDefrag(ctx, kvdKVAPI, addrs, dirs, t.Logf, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.revision < 51 || s.compact <= 0 || s.defrag <= 0 || calls != 2 || len(s.beforeDir) != 1 || len(s.afterDir) != 1 {
+		t.Errorf("result %+v after %d size readings", s, calls)
+	}
+	cli, err := client.New(client.Config{Endpoints: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Get(ctx, "k", client.WithRev(s.revision-1)); err == nil {
+		t.Errorf("a read below the compacted revision %d succeeded", s.revision)
 	}
 }

@@ -21,6 +21,7 @@ type results struct {
 	coord                 []coordRow
 	profiles              []*profileResult
 	scale                 *scaleResult
+	compaction            *compactionResult
 	wall                  time.Duration
 }
 
@@ -131,6 +132,9 @@ func (r *results) markdown() string {
 	}
 	if r.scale != nil {
 		b.WriteString(r.scale.markdown())
+	}
+	if r.compaction != nil {
+		b.WriteString(r.compaction.markdown())
 	}
 	fmt.Fprintf(&b, "\nWall time of the run: %s; load average at the end %s.\n", r.wall.Round(time.Second), loadAvg())
 	return b.String()
