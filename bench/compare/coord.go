@@ -57,7 +57,7 @@ func (r *runner) coordination(ctx context.Context) ([]coordRow, error) {
 	s := coordSizesFor(r.o)
 	var rows []coordRow
 	steps := []func(context.Context, coordSizes) (coordRow, error){
-		r.idleWatcherMemory, r.watchLatency, r.watchFanout, r.leaseKeepAlive, r.lockCycles,
+		r.watchLatency, r.watchFanout, r.leaseKeepAlive, r.lockCycles,
 	}
 	if s.idleLeases > 0 {
 		steps = append(steps, r.idleLeaseCPU)

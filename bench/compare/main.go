@@ -165,6 +165,17 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	logf("idle CPU over %v: kvd %v, etcd %v", idleWindow, res.kvdIdle, res.etcdIdle)
 
 	r := &runner{o: o, kvd: kvd, etcd: etcd, logf: logf}
+	// Memory per idle watcher first, on fresh members: after the other
+	// workloads their heaps hold freed memory that new watchers reuse, and
+	// the resident memory barely moves.
+	var memRow *coordRow
+	if o.coord {
+		row, err := r.idleWatcherMemory(ctx, coordSizesFor(o))
+		if err != nil {
+			return err
+		}
+		memRow = &row
+	}
 	for _, w := range workloads(o.quick) {
 		if !o.table {
 			break
@@ -179,6 +190,7 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		if res.coord, err = r.coordination(ctx); err != nil {
 			return err
 		}
+		res.coord = append([]coordRow{*memRow}, res.coord...)
 	}
 	if o.profile {
 		if res.profiles, err = r.profiles(ctx); err != nil {
