@@ -1,0 +1,242 @@
+package tlsconfig
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// ClientCredentials are gRPC transport credentials for the dialing side
+// that explain TLS failures (see Explain) and remember, per target, why the
+// last connection failed, so that a caller that sees only "connection
+// failed" can say why (LastError).
+type ClientCredentials struct {
+	// config returns the TLS config of one connection; nil means plaintext.
+	config func(serverName string) *tls.Config
+	last   *lastErrors
+}
+
+var _ credentials.TransportCredentials = (*ClientCredentials)(nil)
+
+// NewClientCredentials returns credentials whose connections use the
+// config config returns for the dialed host; a Source's ClientConfig, so
+// that every new connection uses the files loaded then.
+func NewClientCredentials(config func(serverName string) *tls.Config) *ClientCredentials {
+	return &ClientCredentials{config: config, last: &lastErrors{m: map[string]error{}}}
+}
+
+// NewStaticClientCredentials returns credentials whose connections use a
+// clone of cfg (its ServerName, when empty, set to the dialed host).
+func NewStaticClientCredentials(cfg *tls.Config) *ClientCredentials {
+	return NewClientCredentials(func(serverName string) *tls.Config {
+		c := cfg.Clone()
+		if c.ServerName == "" {
+			c.ServerName = serverName
+		}
+		return c
+	})
+}
+
+// NewPlaintextCredentials returns credentials for plaintext connections that
+// explain a server hanging up at once (as a TLS server does to a plaintext
+// client).
+func NewPlaintextCredentials() *ClientCredentials {
+	return &ClientCredentials{last: &lastErrors{m: map[string]error{}}}
+}
+
+// LastError returns why the last connection to target failed, nil when it
+// did not or it is not known.
+func (c *ClientCredentials) LastError(target string) error { return c.last.get(target) }
+
+// ClientHandshake implements credentials.TransportCredentials.
+func (c *ClientCredentials) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if c.config == nil {
+		conn, info, err := insecure.NewCredentials().ClientHandshake(ctx, authority, raw)
+		if err != nil {
+			return nil, nil, err
+		}
+		c.last.set(authority, nil)
+		return &watchedConn{Conn: conn, plaintext: true, target: authority, last: c.last}, info, nil
+	}
+	host, _, err := net.SplitHostPort(authority)
+	if err != nil {
+		host = authority
+	}
+	conn, info, err := credentials.NewTLS(c.config(host)).ClientHandshake(ctx, authority, raw)
+	if err != nil {
+		err = Explain(ClientSide, err)
+		c.last.set(authority, err)
+		return nil, nil, err
+	}
+	c.last.set(authority, nil)
+	return &watchedConn{Conn: conn, target: authority, last: c.last}, info, nil
+}
+
+// ServerHandshake implements credentials.TransportCredentials; these
+// credentials are for clients only.
+func (c *ClientCredentials) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("tlsconfig: client credentials cannot accept connections")
+}
+
+// Info implements credentials.TransportCredentials.
+func (c *ClientCredentials) Info() credentials.ProtocolInfo {
+	if c.config == nil {
+		return insecure.NewCredentials().Info()
+	}
+	return credentials.NewTLS(&tls.Config{}).Info()
+}
+
+// Clone implements credentials.TransportCredentials; the clone shares the
+// record of last errors.
+func (c *ClientCredentials) Clone() credentials.TransportCredentials {
+	cp := *c
+	return &cp
+}
+
+// OverrideServerName implements credentials.TransportCredentials (deprecated
+// by gRPC; unused).
+func (c *ClientCredentials) OverrideServerName(string) error {
+	return errors.New("tlsconfig: OverrideServerName is not supported")
+}
+
+// watchedConn records the first read's failure of a connection whose
+// handshake went through: with TLS 1.3 a server refuses a client's
+// certificate only after the client finished its handshake, and a TLS
+// server hangs up on a plaintext client without a word.
+type watchedConn struct {
+	net.Conn
+	plaintext bool
+	target    string
+	last      *lastErrors
+	once      sync.Once
+	readAny   bool
+}
+
+func (w *watchedConn) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	if n > 0 {
+		w.readAny = true
+	}
+	if err != nil && !w.readAny {
+		w.once.Do(func() {
+			var e error
+			switch {
+			case !w.plaintext:
+				e = Explain(ClientSide, err)
+				var explained *Error
+				if !errors.As(e, &explained) {
+					return
+				}
+			case closedBeforeAnswer(err):
+				e = errPlaintextRefused(err)
+			default:
+				return
+			}
+			w.last.set(w.target, e)
+			err = e
+		})
+	}
+	return n, err
+}
+
+// lastErrors is the last connection failure per target.
+type lastErrors struct {
+	mu sync.Mutex
+	m  map[string]error
+}
+
+func (l *lastErrors) set(target string, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil {
+		delete(l.m, target)
+	} else {
+		l.m[target] = err
+	}
+}
+
+func (l *lastErrors) get(target string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m[target]
+}
+
+// ServerCredentials returns gRPC transport credentials for a listener with
+// cfg (see Source.ServerConfig) that log every refused handshake with its
+// explanation (rate-limited: a port scanner or a misconfigured client in a
+// retry loop must not flood the log).
+func ServerCredentials(cfg *tls.Config, log *slog.Logger, listener string) credentials.TransportCredentials {
+	return &serverCredentials{TransportCredentials: credentials.NewTLS(cfg), log: NewRefusalLog(log, listener)}
+}
+
+type serverCredentials struct {
+	credentials.TransportCredentials
+	log *RefusalLog
+}
+
+func (s *serverCredentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := s.TransportCredentials.ServerHandshake(raw)
+	if err != nil {
+		err = Explain(ServerSide, err)
+		s.log.Refused(raw.RemoteAddr(), err)
+	}
+	return conn, info, err
+}
+
+func (s *serverCredentials) Clone() credentials.TransportCredentials {
+	return &serverCredentials{TransportCredentials: s.TransportCredentials.Clone(), log: s.log}
+}
+
+// refusalLogEvery is the least time between two log lines about refused
+// handshakes of one listener; the ones in between are counted.
+const refusalLogEvery = 10 * time.Second
+
+// RefusalLog logs refused TLS handshakes of one listener, at most one line
+// per refusalLogEvery, with a count of those it left out.
+type RefusalLog struct {
+	log      *slog.Logger
+	listener string
+
+	mu         sync.Mutex
+	next       time.Time
+	suppressed int
+}
+
+// NewRefusalLog returns a RefusalLog for the listener named listener.
+func NewRefusalLog(log *slog.Logger, listener string) *RefusalLog {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &RefusalLog{log: log, listener: listener}
+}
+
+// Refused logs (or counts) one refused handshake from remote.
+func (r *RefusalLog) Refused(remote net.Addr, err error) {
+	if errors.Is(err, io.EOF) {
+		return // connected and hung up without a word: a TCP probe, not a refusal
+	}
+	r.mu.Lock()
+	now := time.Now()
+	if now.Before(r.next) {
+		r.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	r.next = now.Add(refusalLogEvery)
+	suppressed := r.suppressed
+	r.suppressed = 0
+	r.mu.Unlock()
+	attrs := []any{"listener", r.listener, "remote", remote.String(), "err", err}
+	if suppressed > 0 {
+		attrs = append(attrs, "refused_since_last_line", suppressed)
+	}
+	r.log.Warn("TLS handshake refused", attrs...)
+}
