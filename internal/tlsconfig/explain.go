@@ -132,17 +132,17 @@ func remoteAlert(err error, alert *tls.AlertError) bool {
 	return true
 }
 
-// closedBeforeAnswer reports whether err on the first read of a plaintext
+// ClosedBeforeAnswer reports whether err on the first read of a plaintext
 // connection means the server hung up without a byte: what a TLS server does
 // to a plaintext client.
-func closedBeforeAnswer(err error) bool {
+func ClosedBeforeAnswer(err error) bool {
 	var op *net.OpError
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || (errors.As(err, &op) && op.Op == "read")
 }
 
-// errPlaintextRefused explains a plaintext connection the server closed
+// PlaintextRefused explains a plaintext connection the server closed
 // before answering.
-func errPlaintextRefused(err error) error {
+func PlaintextRefused(err error) error {
 	return &Error{Err: fmt.Errorf("server closed the connection before answering: %w", err),
 		Hint: "does it serve TLS? Then use an https:// endpoint or TLS options (kvctl --cacert, client.Config.TLS)"}
 }

@@ -1,21 +1,21 @@
-package tlsconfig
+package tlsgrpc
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kvd-io/kvd/internal/tlsconfig"
 )
 
 // ClientCredentials are gRPC transport credentials for the dialing side
-// that explain TLS failures (see Explain) and remember, per target, why the
+// that explain TLS failures (see tlsconfig.Explain) and remember, per target, why the
 // last connection failed, so that a caller that sees only "connection
 // failed" can say why (LastError).
 type ClientCredentials struct {
@@ -72,7 +72,7 @@ func (c *ClientCredentials) ClientHandshake(ctx context.Context, authority strin
 	}
 	conn, info, err := credentials.NewTLS(c.config(host)).ClientHandshake(ctx, authority, raw)
 	if err != nil {
-		err = Explain(ClientSide, err)
+		err = tlsconfig.Explain(tlsconfig.ClientSide, err)
 		c.last.set(authority, err)
 		return nil, nil, err
 	}
@@ -130,13 +130,13 @@ func (w *watchedConn) Read(p []byte) (int, error) {
 			var e error
 			switch {
 			case !w.plaintext:
-				e = Explain(ClientSide, err)
-				var explained *Error
+				e = tlsconfig.Explain(tlsconfig.ClientSide, err)
+				var explained *tlsconfig.Error
 				if !errors.As(e, &explained) {
 					return
 				}
-			case closedBeforeAnswer(err):
-				e = errPlaintextRefused(err)
+			case tlsconfig.ClosedBeforeAnswer(err):
+				e = tlsconfig.PlaintextRefused(err)
 			default:
 				return
 			}
@@ -174,18 +174,18 @@ func (l *lastErrors) get(target string) error {
 // explanation (rate-limited: a port scanner or a misconfigured client in a
 // retry loop must not flood the log).
 func ServerCredentials(cfg *tls.Config, log *slog.Logger, listener string) credentials.TransportCredentials {
-	return &serverCredentials{TransportCredentials: credentials.NewTLS(cfg), log: NewRefusalLog(log, listener)}
+	return &serverCredentials{TransportCredentials: credentials.NewTLS(cfg), log: tlsconfig.NewRefusalLog(log, listener)}
 }
 
 type serverCredentials struct {
 	credentials.TransportCredentials
-	log *RefusalLog
+	log *tlsconfig.RefusalLog
 }
 
 func (s *serverCredentials) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	conn, info, err := s.TransportCredentials.ServerHandshake(raw)
 	if err != nil {
-		err = Explain(ServerSide, err)
+		err = tlsconfig.Explain(tlsconfig.ServerSide, err)
 		s.log.Refused(raw.RemoteAddr(), err)
 	}
 	return conn, info, err
@@ -193,50 +193,4 @@ func (s *serverCredentials) ServerHandshake(raw net.Conn) (net.Conn, credentials
 
 func (s *serverCredentials) Clone() credentials.TransportCredentials {
 	return &serverCredentials{TransportCredentials: s.TransportCredentials.Clone(), log: s.log}
-}
-
-// refusalLogEvery is the least time between two log lines about refused
-// handshakes of one listener; the ones in between are counted.
-const refusalLogEvery = 10 * time.Second
-
-// RefusalLog logs refused TLS handshakes of one listener, at most one line
-// per refusalLogEvery, with a count of those it left out.
-type RefusalLog struct {
-	log      *slog.Logger
-	listener string
-
-	mu         sync.Mutex
-	next       time.Time
-	suppressed int
-}
-
-// NewRefusalLog returns a RefusalLog for the listener named listener.
-func NewRefusalLog(log *slog.Logger, listener string) *RefusalLog {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &RefusalLog{log: log, listener: listener}
-}
-
-// Refused logs (or counts) one refused handshake from remote.
-func (r *RefusalLog) Refused(remote net.Addr, err error) {
-	if errors.Is(err, io.EOF) {
-		return // connected and hung up without a word: a TCP probe, not a refusal
-	}
-	r.mu.Lock()
-	now := time.Now()
-	if now.Before(r.next) {
-		r.suppressed++
-		r.mu.Unlock()
-		return
-	}
-	r.next = now.Add(refusalLogEvery)
-	suppressed := r.suppressed
-	r.suppressed = 0
-	r.mu.Unlock()
-	attrs := []any{"listener", r.listener, "remote", remote.String(), "err", err}
-	if suppressed > 0 {
-		attrs = append(attrs, "refused_since_last_line", suppressed)
-	}
-	r.log.Warn("TLS handshake refused", attrs...)
 }
