@@ -41,6 +41,13 @@ func NewStaticClientCredentials(cfg *tls.Config) *ClientCredentials {
 		if c.ServerName == "" {
 			c.ServerName = serverName
 		}
+		if len(c.Certificates) == 1 && c.GetClientCertificate == nil {
+			// Present it even to a server that names other CAs (crypto/tls
+			// would send none): "unknown CA" is a clearer refusal than
+			// "certificate required".
+			cert := &c.Certificates[0]
+			c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+		}
 		return c
 	})
 }
@@ -63,20 +70,27 @@ func (c *ClientCredentials) ClientHandshake(ctx context.Context, authority strin
 		if err != nil {
 			return nil, nil, err
 		}
-		c.last.set(authority, nil)
 		return &watchedConn{Conn: conn, plaintext: true, target: authority, last: c.last}, info, nil
 	}
 	host, _, err := net.SplitHostPort(authority)
 	if err != nil {
 		host = authority
 	}
-	conn, info, err := credentials.NewTLS(c.config(host)).ClientHandshake(ctx, authority, raw)
+	cfg := c.config(host)
+	// gRPC verifies the name it is given, not the config's ServerName:
+	// give it the one the caller asked for.
+	verifyAs := authority
+	if cfg.ServerName != "" && cfg.ServerName != host {
+		verifyAs = cfg.ServerName
+	}
+	conn, info, err := credentials.NewTLS(cfg).ClientHandshake(ctx, verifyAs, raw)
 	if err != nil {
 		err = tlsconfig.Explain(tlsconfig.ClientSide, err)
 		c.last.set(authority, err)
 		return nil, nil, err
 	}
-	c.last.set(authority, nil)
+	// The last error is cleared by the first byte the server sends, not
+	// here: with TLS 1.3 the server may still refuse the certificate.
 	return &watchedConn{Conn: conn, target: authority, last: c.last}, info, nil
 }
 
@@ -122,8 +136,9 @@ type watchedConn struct {
 
 func (w *watchedConn) Read(p []byte) (int, error) {
 	n, err := w.Conn.Read(p)
-	if n > 0 {
+	if n > 0 && !w.readAny {
 		w.readAny = true
+		w.last.set(w.target, nil) // the server answered: connected
 	}
 	if err != nil && !w.readAny {
 		w.once.Do(func() {
