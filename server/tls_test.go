@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -399,4 +398,3 @@ func eventually(t *testing.T, timeout time.Duration, fn func() error) {
 	}
 }
 
-var _ = errors.New
