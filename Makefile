@@ -11,7 +11,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test unit unsafe-controls fuzz-short proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
+.PHONY: all build run certs test unit unsafe-controls fuzz-short proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
 
 all: build
 
@@ -22,6 +22,16 @@ build:
 
 run:
 	$(GO) run ./cmd/kvd
+
+# certs makes a CA and the TLS certificates of a test cluster with Go's
+# crypto (kvdutil certs): CERTS_DIR/ca.crt, NAME.crt, NAME-peer.crt,
+# client.crt and their keys. Running it again reuses the CA and rotates the
+# rest. CERTS_HOSTS adds SANs ({name} is the member's name).
+CERTS_DIR ?= certs
+CERTS_MEMBERS ?= n1,n2,n3
+CERTS_HOSTS ?=
+certs:
+	$(GO) run ./cmd/kvdutil certs --dir $(CERTS_DIR) --members $(CERTS_MEMBERS) $(if $(CERTS_HOSTS),--hosts '$(CERTS_HOSTS)')
 
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 

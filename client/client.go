@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,10 +11,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/internal/opstream"
+	"github.com/kvd-io/kvd/internal/tlsgrpc"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -49,13 +50,28 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	cfg.Endpoints = slices.Clone(cfg.Endpoints)
+	useTLS := cfg.TLS != nil
+	given := cfg.Endpoints
+	cfg.Endpoints = make([]string, len(given))
+	for i, ep := range given {
+		scheme, addr := splitScheme(ep)
+		useTLS = useTLS || scheme == "https"
+		cfg.Endpoints[i] = addr
+	}
+	creds := tlsgrpc.NewPlaintextCredentials()
+	if useTLS {
+		tc := cfg.TLS
+		if tc == nil {
+			tc = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		creds = tlsgrpc.NewStaticClientCredentials(tc)
+	}
 	c := &Client{cfg: cfg}
 	c.watches = newWatchHub(c)
 	c.keepAlives = newKeepAlives(c)
 	c.pool = opstream.NewPool(opstream.PoolConfig[*kvv1.StreamOp, *kvv1.StreamResult]{
 		DialOptions: append([]grpc.DialOption{
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(creds),
 			grpc.WithConnectParams(grpc.ConnectParams{
 				Backoff: backoff.Config{
 					BaseDelay:  100 * time.Millisecond,
@@ -69,11 +85,13 @@ func New(cfg Config) (*Client, error) {
 		}, cfg.DialOptions...),
 		DialTimeout: cfg.DialTimeout,
 		Open:        openStream,
+		LastError:   creds.LastError,
 	})
 	return c, nil
 }
 
-// Endpoints returns a copy of the client's endpoints.
+// Endpoints returns a copy of the client's endpoints as host:port, without
+// their scheme.
 func (c *Client) Endpoints() []string { return slices.Clone(c.cfg.Endpoints) }
 
 // Close closes every connection. Calls in flight fail, later calls return

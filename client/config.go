@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -25,10 +26,21 @@ const (
 // Config configures a Client. The zero value of every field but Endpoints
 // means its default.
 type Config struct {
-	// Endpoints are the members' gRPC API addresses as host:port, without a
-	// scheme. At least one is required; duplicates are rejected. Requests go to
-	// the first endpoint until it fails, then to the next.
+	// Endpoints are the members' gRPC API addresses as host:port, or as
+	// https://host:port (TLS) or http://host:port (plaintext). At least one
+	// is required; duplicates are rejected, and all must use the same
+	// scheme. Requests go to the first endpoint until it fails, then to the
+	// next.
 	Endpoints []string
+
+	// TLS, when set, connects with TLS using this config: its RootCAs
+	// verify the members' certificates (nil: the system's roots) and its
+	// Certificates are presented to members that require client
+	// certificates. Its ServerName, when empty, is the endpoint's host.
+	// Nil means plaintext, unless the endpoints are https://, which means
+	// TLS with the system's roots. A refused handshake fails requests with
+	// an error that says why (unknown CA, expired, wrong name, ...).
+	TLS *tls.Config
 
 	// DialTimeout bounds how long the client waits for one endpoint's
 	// connection to become ready before it tries the next endpoint. Zero means
@@ -53,9 +65,9 @@ type Config struct {
 	// endpoints that do not serve the stream, always get unary calls.
 	UnaryCalls bool
 
-	// DialOptions are appended to the client's own gRPC dial options (insecure
-	// transport credentials and a connect backoff derived from DialTimeout), so
-	// they can override them, for example with TLS credentials. Nil means none.
+	// DialOptions are appended to the client's own gRPC dial options
+	// (transport credentials from TLS and a connect backoff derived from
+	// DialTimeout), so they can override them. Nil means none.
 	DialOptions []grpc.DialOption
 }
 
@@ -80,14 +92,23 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: no endpoints", ErrInvalidConfig)
 	}
 	seen := make(map[string]bool, len(c.Endpoints))
+	schemes := map[string]bool{}
 	for _, ep := range c.Endpoints {
-		if err := validateEndpoint(ep); err != nil {
+		scheme, addr := splitScheme(ep)
+		if err := validateEndpoint(ep, scheme, addr); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
-		if seen[ep] {
+		if seen[addr] {
 			return fmt.Errorf("%w: endpoint %q is listed twice", ErrInvalidConfig, ep)
 		}
-		seen[ep] = true
+		seen[addr] = true
+		schemes[scheme] = true
+	}
+	if schemes["https"] && schemes["http"] {
+		return fmt.Errorf("%w: endpoints mix https:// and http://: a client talks TLS to all or to none", ErrInvalidConfig)
+	}
+	if schemes["http"] && c.TLS != nil {
+		return fmt.Errorf("%w: http:// endpoints are plaintext but TLS is set: use https://host:port or host:port", ErrInvalidConfig)
 	}
 	if c.DialTimeout < 0 {
 		return fmt.Errorf("%w: DialTimeout %v is negative", ErrInvalidConfig, c.DialTimeout)
@@ -106,14 +127,26 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func validateEndpoint(ep string) error {
+// splitScheme splits an endpoint into its scheme ("https", "http" or "")
+// and its host:port.
+func splitScheme(ep string) (scheme, addr string) {
+	if s, rest, ok := strings.Cut(ep, "://"); ok {
+		return s, rest
+	}
+	return "", ep
+}
+
+func validateEndpoint(ep, scheme, addr string) error {
 	if ep == "" {
 		return errors.New("empty endpoint")
 	}
-	if strings.Contains(ep, "://") {
-		return fmt.Errorf("endpoint %q: want host:port without a scheme", ep)
+	if strings.Contains(ep, "://") && scheme != "https" && scheme != "http" {
+		return fmt.Errorf("endpoint %q: want host:port, https://host:port or http://host:port", ep)
 	}
-	host, port, err := net.SplitHostPort(ep)
+	if strings.ContainsAny(addr, "/?#") {
+		return fmt.Errorf("endpoint %q: want host:port, https://host:port or http://host:port, without a path", ep)
+	}
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("endpoint %q: want host:port: %w", ep, err)
 	}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"strings"
 	"testing"
@@ -19,7 +20,15 @@ func TestConfigValidate(t *testing.T) {
 		{"ipv6", Config{Endpoints: []string{"[::1]:7379"}}, ""},
 		{"no endpoints", Config{}, "no endpoints"},
 		{"empty endpoint", Config{Endpoints: []string{""}}, "empty endpoint"},
-		{"scheme", Config{Endpoints: []string{"http://a:1"}}, `"http://a:1": want host:port without a scheme`},
+		{"http scheme", Config{Endpoints: []string{"http://a:1", "http://b:1"}}, ""},
+		{"https scheme", Config{Endpoints: []string{"https://a:1", "https://b:1"}}, ""},
+		{"https with TLS", Config{Endpoints: []string{"https://a:1"}, TLS: &tls.Config{}}, ""},
+		{"host:port with TLS", Config{Endpoints: []string{"a:1"}, TLS: &tls.Config{}}, ""},
+		{"other scheme", Config{Endpoints: []string{"unix://a:1"}}, `"unix://a:1": want host:port, https://host:port or http://host:port`},
+		{"path", Config{Endpoints: []string{"https://a:1/v3"}}, "without a path"},
+		{"mixed schemes", Config{Endpoints: []string{"https://a:1", "http://b:1"}}, "mix https:// and http://"},
+		{"http with TLS", Config{Endpoints: []string{"http://a:1"}, TLS: &tls.Config{}}, "http:// endpoints are plaintext but TLS is set"},
+		{"same address, two schemes", Config{Endpoints: []string{"https://a:1", "a:1"}}, `"a:1" is listed twice`},
 		{"no port", Config{Endpoints: []string{"a"}}, `endpoint "a": want host:port`},
 		{"no host", Config{Endpoints: []string{":1"}}, `endpoint ":1": want host:port`},
 		{"duplicate", Config{Endpoints: []string{"a:1", "a:1"}}, `"a:1" is listed twice`},

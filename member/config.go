@@ -120,6 +120,9 @@ type Config struct {
 	// RaftTransport replaces the TCP transport, for in-process test clusters;
 	// nil means TCP on RaftAddr.
 	RaftTransport raft.Transport
+	// RaftTLS secures the TCP transport; nil means plaintext. Ignored when
+	// RaftTransport is set.
+	RaftTLS *RaftTLS
 }
 
 // Peer is one founding member: its name and raft address.

@@ -257,7 +257,7 @@ func (m *Member) startRaft() error {
 	if m.cfg.RaftTransport != nil {
 		m.transport = m.cfg.RaftTransport
 	} else {
-		m.transport, err = newTCPTransport(m.cfg.RaftAddr, m.cfg.AdvertiseRaftAddr, rc.Logger)
+		m.transport, err = newTCPTransport(m.cfg.RaftAddr, m.cfg.AdvertiseRaftAddr, m.cfg.RaftTLS, m.log, rc.Logger)
 		if err != nil {
 			return fmt.Errorf("start raft transport: %w", err)
 		}

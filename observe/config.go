@@ -1,6 +1,7 @@
 package observe
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,6 +39,9 @@ type Config struct {
 	ReadyWait time.Duration
 	// Logger receives the server's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// TLS, when set, serves HTTPS with this config (its handshake failures
+	// are logged as the server's errors); nil means plain HTTP.
+	TLS *tls.Config
 }
 
 // DefaultConfig returns the defaults that the zero value also means, spelled

@@ -31,6 +31,18 @@ type Config struct {
 	MaxTxnOps int
 	// Version is reported by the Status RPC.
 	Version string
+
+	// ClientTLS secures the gRPC API (etcd's --cert-file, --key-file,
+	// --trusted-ca-file, --client-cert-auth); zero means plaintext. Members
+	// call each other on this port too (see PeerTLS).
+	ClientTLS TLSConfig
+	// PeerTLS secures member-to-member traffic (etcd's --peer-* flags): the
+	// raft transport, and the certificate a member presents when it calls
+	// another member's client port. Zero means a plaintext raft transport.
+	// Every member of a cluster needs the same choice.
+	PeerTLS TLSConfig
+	// HTTPTLS serves HTTPAddr over HTTPS; zero means plain HTTP.
+	HTTPTLS TLSConfig
 }
 
 // Peer is one founding member: its name and raft address.
@@ -59,6 +71,9 @@ func (c Config) Validate() error {
 		if err := checkHostPort("http address", c.HTTPAddr); err != nil {
 			return err
 		}
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if c.MaxRequestBytes <= 0 {
 		return fmt.Errorf("max request bytes must be positive, got %d", c.MaxRequestBytes)

@@ -95,13 +95,22 @@ func (s *Server) start() error {
 		}
 		s.clientAddr = s.listener.Addr().String()
 	}
+	tlsSet, err := newTLSSetup(s.cfg, s.log.With("member", s.cfg.Name))
+	if err != nil {
+		return err
+	}
 	for range workerCount {
 		s.goLoop(func() { s.workers.Run(s.ctx) })
 	}
 	mcfg := s.cfg.Config
 	mcfg.AdvertiseClientAddr = s.clientAddr
+	mcfg.RaftTLS = tlsSet.raft
 	// Peers wait for a connection as long as a request waits for a leader.
-	s.peers, err = peer.New(peer.Config{DialTimeout: 2*mcfg.ElectionTimeout + mcfg.HeartbeatTimeout})
+	pcfg := peer.Config{DialTimeout: 2*mcfg.ElectionTimeout + mcfg.HeartbeatTimeout}
+	if tlsSet.memberDial != nil {
+		pcfg.DialOptions = append(pcfg.DialOptions, tlsSet.memberDial)
+	}
+	s.peers, err = peer.New(pcfg)
 	if err != nil {
 		return err
 	}
@@ -128,12 +137,15 @@ func (s *Server) start() error {
 		// under serializable gets. Workers keep their grown stacks.
 		grpc.NumStreamWorkers(workerCount),
 	}
+	if tlsSet.grpcCreds != nil {
+		opts = append(opts, tlsSet.grpcCreds)
+	}
 	s.grpc = grpc.NewServer(append(opts, api.ServerOptions()...)...)
 	api.Register(s.grpc)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, healthSrv)
 	if s.cfg.HTTPAddr != "" {
-		if s.observe, err = observe.NewServer(observe.Config{Addr: s.cfg.HTTPAddr, Logger: s.log.With("member", s.cfg.Name)}, s.member, s.metrics); err != nil {
+		if s.observe, err = observe.NewServer(observe.Config{Addr: s.cfg.HTTPAddr, Logger: s.log.With("member", s.cfg.Name), TLS: tlsSet.http}, s.member, s.metrics); err != nil {
 			return fmt.Errorf("start metrics listener: %w", err)
 		}
 	}

@@ -251,7 +251,7 @@ func TestBenchBadFlags(t *testing.T) {
 		{"read ratio", []string{"mixed", "--read-ratio", "2"}, "read ratio 2"},
 		{"txn ops", []string{"txn", "--txn-ops", "2"}, "txn ops 2 is more than key space 1"},
 		{"bad number", []string{"put", "--total", "many"}, `invalid argument "many"`},
-		{"key on put", []string{"put", "--key", "k"}, "unknown flag: --key"},
+		{"put has no --key: it is the TLS key", []string{"put", "--key", "k"}, "--cert and --key go together"},
 		{"arguments", []string{"put", "x"}, `unknown command "x" for "kvctl bench put"`},
 		{"unknown workload", []string{"scan"}, `unknown command "scan" for "kvctl bench"`},
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kvd-io/kvd/client"
+	"github.com/kvd-io/kvd/internal/tlsconfig"
 )
 
 // envPrefix prefixes the environment variable of each global flag:
@@ -41,6 +44,13 @@ type globalOptions struct {
 	commandTimeout time.Duration
 	consistency    string
 	unaryCalls     bool
+
+	// TLS flags (etcdctl's names) and the config they make.
+	caCert             string
+	cert               string
+	key                string
+	insecureSkipVerify bool
+	tls                *tls.Config
 }
 
 // newRootCmd builds kvctl's command tree around the given streams, reading
@@ -61,7 +71,12 @@ with etcd v3 semantics. Its commands and output follow etcdctl.
 
 Every global flag can also be set with an environment variable named after it:
 KVCTL_ENDPOINTS, KVCTL_WRITE_OUT, KVCTL_DIAL_TIMEOUT, KVCTL_COMMAND_TIMEOUT,
-KVCTL_CONSISTENCY, KVCTL_UNARY_CALLS. A flag on the command line wins over its variable.`,
+KVCTL_CONSISTENCY, KVCTL_UNARY_CALLS, KVCTL_CACERT, KVCTL_CERT, KVCTL_KEY,
+KVCTL_INSECURE_SKIP_TLS_VERIFY. A flag on the command line wins over its variable.
+
+TLS is used when an endpoint is https://host:port or a TLS flag is given:
+--cacert verifies the members' certificates (default: the system's roots),
+--cert and --key are presented to members that require client certificates.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -100,6 +115,10 @@ func (g *globalOptions) bindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&g.unaryCalls, "unary-calls", false, "send each request as a unary gRPC call instead of on the endpoint's shared stream")
 	fs.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "timeout of a command's requests (per endpoint for endpoint commands)")
 	fs.StringVar(&g.consistency, "consistency", "l", "read consistency: l (linearizable) or s (serializable)")
+	fs.StringVar(&g.caCert, "cacert", "", "verify members' TLS certificates with this CA bundle (PEM); turns TLS on")
+	fs.StringVar(&g.cert, "cert", "", "TLS client certificate (PEM), for members that require one; needs --key")
+	fs.StringVar(&g.key, "key", "", "key of --cert (PEM)")
+	fs.BoolVar(&g.insecureSkipVerify, "insecure-skip-tls-verify", false, "TLS without verifying the members' certificates (testing only: anyone on the path can read and change the traffic)")
 }
 
 // complete applies environment variables to the global flags that were not
@@ -152,7 +171,39 @@ func (g *globalOptions) validate() error {
 	if g.commandTimeout <= 0 {
 		return fmt.Errorf("invalid --command-timeout %v: must be positive", g.commandTimeout)
 	}
-	return client.Config{Endpoints: g.endpoints, DialTimeout: g.dialTimeout}.Validate()
+	if err := g.buildTLS(); err != nil {
+		return err
+	}
+	return client.Config{Endpoints: g.endpoints, DialTimeout: g.dialTimeout, TLS: g.tls}.Validate()
+}
+
+// buildTLS makes the TLS config of the TLS flags, nil when none is given.
+func (g *globalOptions) buildTLS() error {
+	if g.caCert == "" && g.cert == "" && g.key == "" && !g.insecureSkipVerify {
+		for _, ep := range g.endpoints {
+			if strings.HasPrefix(ep, "https://") {
+				// Also for the addresses the cluster reports (--cluster),
+				// which carry no scheme.
+				g.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+				break
+			}
+		}
+		return nil
+	}
+	if (g.cert == "") != (g.key == "") {
+		return errors.New("--cert and --key go together: give both or neither")
+	}
+	var cas []string
+	if g.caCert != "" {
+		cas = []string{g.caCert}
+	}
+	src, err := tlsconfig.New(tlsconfig.Config{CertFile: g.cert, KeyFile: g.key, CAFiles: cas})
+	if err != nil {
+		return fmt.Errorf("TLS flags: %w", err)
+	}
+	g.tls = src.ClientConfig("")
+	g.tls.InsecureSkipVerify = g.insecureSkipVerify
+	return nil
 }
 
 // serializable reports whether reads may be served from a member's local
@@ -165,7 +216,7 @@ func (g *globalOptions) newClient(endpoints ...string) (*client.Client, error) {
 	if len(endpoints) == 0 {
 		endpoints = g.endpoints
 	}
-	return client.New(client.Config{Endpoints: endpoints, DialTimeout: g.dialTimeout, UnaryCalls: g.unaryCalls})
+	return client.New(client.Config{Endpoints: endpoints, DialTimeout: g.dialTimeout, UnaryCalls: g.unaryCalls, TLS: g.tls})
 }
 
 // commandContext bounds ctx by --command-timeout.

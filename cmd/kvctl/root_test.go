@@ -16,7 +16,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"bad write-out", nil, []string{"-w", "xml", "get", "k"}, `invalid --write-out "xml": want simple, json or table`},
 		{"bad consistency", nil, []string{"--consistency", "x", "get", "k"}, `invalid --consistency "x"`},
-		{"bad endpoint", nil, []string{"--endpoints", "http://a:1", "get", "k"}, "want host:port without a scheme"},
+		{"bad endpoint", nil, []string{"--endpoints", "unix://a:1", "get", "k"}, "want host:port, https://host:port or http://host:port"},
 		{"empty endpoints", nil, []string{"--endpoints", ",", "get", "k"}, "no endpoints"},
 		{"bad env timeout", map[string]string{"KVCTL_DIAL_TIMEOUT": "soon"}, []string{"get", "k"}, `invalid KVCTL_DIAL_TIMEOUT "soon"`},
 		{"zero command timeout", nil, []string{"--command-timeout", "0s", "get", "k"}, "invalid --command-timeout"},

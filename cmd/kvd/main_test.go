@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,5 +108,51 @@ func TestUnsafeLocalReadsRefusedInReleaseBuild(t *testing.T) {
 	}
 	if err := o.cfg.Validate(); err == nil {
 		t.Fatal("a release build accepted --unsafe-local-reads")
+	}
+}
+
+// TestTLSFlags checks that etcd's TLS flag names reach the config and that
+// half-given settings are refused with the flags named.
+func TestTLSFlags(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string // in Validate's error; empty: valid
+	}{
+		{"all given", []string{"--cert-file", "s.crt", "--key-file", "s.key", "--trusted-ca-file", "ca.crt", "--client-cert-auth",
+			"--peer-cert-file", "p.crt", "--peer-key-file", "p.key", "--peer-trusted-ca-file", "ca.crt", "--peer-client-cert-auth",
+			"--peer-cert-allowed-cn", "kvd-member", "--http-cert-file", "h.crt", "--http-key-file", "h.key"}, ""},
+		{"cert without key", []string{"--cert-file", "s.crt"}, `--cert-file "s.crt" needs --key-file`},
+		{"key without cert", []string{"--key-file", "s.key"}, `--key-file "s.key" needs --cert-file`},
+		{"peer cert without key", []string{"--peer-cert-file", "p.crt"}, `--peer-cert-file "p.crt" needs --peer-key-file`},
+		{"http key without cert", []string{"--http-key-file", "h.key"}, `--http-key-file "h.key" needs --http-cert-file`},
+		{"client cert auth without CA", []string{"--cert-file", "s.crt", "--key-file", "s.key", "--client-cert-auth"}, "--client-cert-auth needs --trusted-ca-file"},
+		{"CA without a certificate", []string{"--trusted-ca-file", "ca.crt"}, "need --cert-file and --key-file"},
+		{"allowed CN without peer client cert auth", []string{"--peer-cert-file", "p.crt", "--peer-key-file", "p.key", "--peer-trusted-ca-file", "ca.crt",
+			"--peer-cert-allowed-cn", "x"}, "need --peer-client-cert-auth"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseFlags(tc.args, io.Discard, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = o.cfg.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				c := o.cfg
+				if c.ClientTLS != (server.TLSConfig{CertFile: "s.crt", KeyFile: "s.key", TrustedCAFile: "ca.crt", ClientCertAuth: true}) ||
+					c.PeerTLS != (server.TLSConfig{CertFile: "p.crt", KeyFile: "p.key", TrustedCAFile: "ca.crt", ClientCertAuth: true, AllowedCN: "kvd-member"}) ||
+					c.HTTPTLS != (server.TLSConfig{CertFile: "h.crt", KeyFile: "h.key"}) {
+					t.Fatalf("flags not applied: %+v %+v %+v", c.ClientTLS, c.PeerTLS, c.HTTPTLS)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate = %v, want it to say %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -45,7 +45,7 @@ func newRootCmdWithEnv(stdin io.Reader, stdout, stderr io.Writer, lookupEnv func
 	g := &globalOptions{out: stdout, errOut: stderr, lookupEnv: lookupEnv}
 	root := &cobra.Command{
 		Use:   "kvdutil",
-		Short: "Offline tools for kvd's snapshot files and data dirs",
+		Short: "Offline tools for kvd's snapshot files, data dirs and test certificates",
 		Long: `kvdutil holds kvd's offline tools: they read and write snapshot files and
 data dirs on this machine and need no cluster, as etcdutl does for etcd.
 Everything that talks to a cluster is in kvctl.
@@ -70,6 +70,7 @@ command line wins over the variable.`,
 		newSnapshotCmd(g),
 		newMemberCmd(g),
 		newVersionCmd(g),
+		newCertsCmd(g),
 	)
 	return root
 }

@@ -29,6 +29,10 @@ type PoolConfig[Op, Res any] struct {
 	// Open opens the shared stream on cc, to target (the address, named in
 	// errors). Required for Stream.
 	Open func(cc *grpc.ClientConn, target string) (*Mux[Op, Res], error)
+	// LastError, when set, says why the last attempt to connect to addr
+	// failed (a refused TLS handshake, say), nil if it is not known; it
+	// becomes the cause of a NotReadyError.
+	LastError func(addr string) error
 }
 
 // Pool keeps one gRPC connection per address, dialed when first needed,
@@ -108,7 +112,7 @@ func (p *Pool[Op, Res]) Ready(ctx context.Context, addr string) (*grpc.ClientCon
 			return cc, nil
 		case connectivity.TransientFailure:
 			cc.Connect() // keep reconnecting in the background
-			return nil, &NotReadyError{Target: addr, Reason: "connection failed"}
+			return nil, &NotReadyError{Target: addr, Reason: "connection failed", Cause: p.lastError(addr)}
 		case connectivity.Shutdown:
 			return nil, ErrClosed
 		case connectivity.Idle:
@@ -118,9 +122,16 @@ func (p *Pool[Op, Res]) Ready(ctx context.Context, addr string) (*grpc.ClientCon
 			if err := ctx.Err(); err != nil {
 				return nil, &NotReadyError{Target: addr, Reason: "gave up waiting", Cause: err}
 			}
-			return nil, &NotReadyError{Target: addr, Reason: fmt.Sprintf("still %s after the dial timeout of %v", s, p.cfg.DialTimeout)}
+			return nil, &NotReadyError{Target: addr, Reason: fmt.Sprintf("still %s after the dial timeout of %v", s, p.cfg.DialTimeout), Cause: p.lastError(addr)}
 		}
 	}
+}
+
+func (p *Pool[Op, Res]) lastError(addr string) error {
+	if p.cfg.LastError == nil {
+		return nil
+	}
+	return p.cfg.LastError(addr)
 }
 
 // Stream returns the stream calls to addr share, opening one on addr's
@@ -213,7 +224,7 @@ func (e *endpoint[Op, Res]) close() error {
 type NotReadyError struct {
 	Target string
 	Reason string
-	Cause  error // the context error that ended the wait, if any
+	Cause  error // the context error that ended the wait, or why connecting failed, if known
 }
 
 func (e *NotReadyError) Error() string {
