@@ -37,9 +37,9 @@ func ExampleNew() {
 }
 
 func ExampleConfig_Validate() {
-	cfg := client.Config{Endpoints: []string{"http://127.0.0.1:7379"}}
+	cfg := client.Config{Endpoints: []string{"unix://127.0.0.1:7379"}}
 	fmt.Println(cfg.Validate())
-	// Output: invalid client config: endpoint "http://127.0.0.1:7379": want host:port without a scheme
+	// Output: invalid client config: endpoint "unix://127.0.0.1:7379": want host:port, https://host:port or http://host:port
 }
 
 func ExampleClient_Put() {
