@@ -165,7 +165,7 @@ func TestCheckWatchCounts(t *testing.T) {
 
 func TestCheckWatchRejectsMalformed(t *testing.T) {
 	for name, events := range map[string][]history.Event{
-		"value written twice": watchHistory([]watchWriteSpec{{"1", []string{"k"}, history.OK, 2}, {"1", []string{"k"}, history.OK, 3}}, nil, nil, 0),
+		"value written twice":       watchHistory([]watchWriteSpec{{"1", []string{"k"}, history.OK, 2}, {"1", []string{"k"}, history.OK, 3}}, nil, nil, 0),
 		"ok write without revision": watchHistory([]watchWriteSpec{{"1", []string{"k"}, history.OK, 0}}, nil, nil, 0),
 		"bad event":                 watchHistory(nil, []watcherSpec{{"n1", history.OK, 2, []string{"2 put k"}}}, nil, 0),
 	} {
