@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,5 +108,15 @@ func TestUnsafeLocalReadsRefusedInReleaseBuild(t *testing.T) {
 	}
 	if err := o.cfg.Validate(); err == nil {
 		t.Fatal("a release build accepted --unsafe-local-reads")
+	}
+}
+
+func TestUnsafeWatchDropRefusedInReleaseBuild(t *testing.T) {
+	o, err := parseFlags([]string{"--unsafe-watch-drop-every=10"}, io.Discard, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.cfg.Validate(); err == nil || !strings.Contains(err.Error(), "kvd_unsafe") {
+		t.Fatalf("a release build accepted --unsafe-watch-drop-every: %v", err)
 	}
 }
