@@ -140,21 +140,27 @@ jepsen-bin:
 # the release build must pass.
 JEPSEN_NEGATIVE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNSAFE=$(BIN)/kvd-unsafe KVD_JEPSEN_RUNS=$(JEPSEN_RUNS) \
 	$(GO) test -count=1 -timeout 4m -run '^TestNegativeControl$$' ./jepsen/runner
+# The watch negative control: a build that drops every 97th watch event
+# must be reported as missing events, the release build must pass.
+JEPSEN_WATCH_NEGATIVE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNSAFE=$(BIN)/kvd-unsafe KVD_JEPSEN_RUNS=$(JEPSEN_RUNS) \
+	$(GO) test -count=1 -timeout 4m -run '^TestWatchNegativeControl$$' ./jepsen/runner
 
-# Under 4 minutes: register and set under a partition/kill/pause mix, then
-# the negative control.
+# About 5 minutes: register, set and watch under a partition/kill/pause
+# mix, then the negative controls.
 jepsen-short: jepsen-deps jepsen-bin
 	$(call JEPSEN_RUN,150s) --workload register --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
 	$(call JEPSEN_RUN,150s) --workload set --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
+	$(call JEPSEN_RUN,150s) --workload watch --nemesis partition,kill,pause --time-limit 30s --fault-duration 6s --heal-duration 4s
 	$(JEPSEN_NEGATIVE)
+	$(JEPSEN_WATCH_NEGATIVE)
 
-# The full matrix, about 20 minutes: every workload with every nemesis
+# The full matrix, about 30 minutes: every workload with every nemesis
 # family and the mixed schedule, the leader stall of issue 21 (with an
 # operation timeout longer than the stall, so that reads queued on the
 # stopped leader are still waiting when it resumes), then the negative
-# control. Every run goes ahead; the target fails at the end if any run was
-# not valid.
-JEPSEN_WORKLOADS ?= register set
+# controls. Every run goes ahead; the target fails at the end if any run
+# was not valid.
+JEPSEN_WORKLOADS ?= register set watch
 JEPSEN_NEMESES ?= kill pause partition member-churn leader-transfer mixed
 JEPSEN_STALL_WORKLOADS ?= register
 JEPSEN_STALL_FLAGS ?= --nodes 3 --fault-duration 2s --heal-duration 2s --op-timeout 8s
@@ -170,6 +176,8 @@ jepsen: jepsen-deps jepsen-bin
 	done; \
 	echo "== jepsen: negative control"; \
 	$(JEPSEN_NEGATIVE) || failed="$$failed negative-control"; \
+	echo "== jepsen: watch negative control"; \
+	$(JEPSEN_WATCH_NEGATIVE) || failed="$$failed watch-negative-control"; \
 	if [ -n "$$failed" ]; then echo "jepsen: FAILED:$$failed"; exit 1; fi; \
 	echo "jepsen: every run valid, negative control caught"
 

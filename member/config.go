@@ -116,6 +116,12 @@ type Config struct {
 	// can show they catch that; Validate refuses it unless kvd was built with
 	// -tags kvd_unsafe.
 	UnsafeVerifyLeader bool
+	// UnsafeWatchDropEvery, when positive, makes the member's watch hub
+	// drop every Nth event it hands to a watcher, breaking the watch
+	// guarantee (every event exactly once) on purpose. It exists only so
+	// the jepsen watch workload can prove it detects a lost event; Validate
+	// refuses it unless kvd was built with -tags kvd_unsafe.
+	UnsafeWatchDropEvery int
 
 	// RaftTransport replaces the TCP transport, for in-process test clusters;
 	// nil means TCP on RaftAddr.
@@ -236,6 +242,12 @@ func (c Config) Validate() error {
 	}
 	if c.UnsafeVerifyLeader && !unsafeBuild {
 		return errors.New("unsafe verify leader is only available in a build with -tags kvd_unsafe")
+	}
+	if c.UnsafeWatchDropEvery < 0 {
+		return fmt.Errorf("unsafe watch drop every must not be negative, got %d", c.UnsafeWatchDropEvery)
+	}
+	if c.UnsafeWatchDropEvery > 0 && !unsafeBuild {
+		return errors.New("unsafe watch drop every is only available in a build with -tags kvd_unsafe")
 	}
 	if c.MaxAppendEntries <= 0 || c.MaxAppendEntries > 1024 {
 		return fmt.Errorf("max append entries must be in 1..1024, got %d", c.MaxAppendEntries)

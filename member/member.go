@@ -182,7 +182,8 @@ func (m *Member) start() error {
 	m.loadLeases()
 	// The hub starts at the state's revision, before raft applies anything
 	// (a snapshot restore at start included).
-	if m.hub, err = watch.New(watch.Config{History: watchHistory{m}, Revision: m.fsm.Revision(), Logger: m.log}); err != nil {
+	if m.hub, err = watch.New(watch.Config{History: watchHistory{m}, Revision: m.fsm.Revision(), Logger: m.log,
+		UnsafeDropEvery: m.cfg.UnsafeWatchDropEvery}); err != nil {
 		return err
 	}
 	if err := m.startRaft(); err != nil {

@@ -126,6 +126,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	// Hidden in spirit: release builds refuse it (see server.Config).
 	fs.BoolVar(&o.cfg.UnsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY, needs a kvd_unsafe build: serve linearizable reads from local state")
 	fs.BoolVar(&o.cfg.UnsafeVerifyLeader, "unsafe-verify-leader", false, "TESTING ONLY, needs a kvd_unsafe build: confirm reads' leadership with raft's VerifyLeader, which a resumed leader can pass with stale answers")
+	fs.IntVar(&o.cfg.UnsafeWatchDropEvery, "unsafe-watch-drop-every", 0, "TESTING ONLY, needs a kvd_unsafe build: drop every Nth event sent to watchers")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -206,6 +207,9 @@ func run(args []string, stderr io.Writer) error {
 	tuneGC(log)
 	if o.cfg.UnsafeLocalReads {
 		log.Error("UNSAFE: linearizable reads are served from local state; this member can return stale data")
+	}
+	if o.cfg.UnsafeWatchDropEvery > 0 {
+		log.Error("UNSAFE: watchers lose an event now and then", "drop_every", o.cfg.UnsafeWatchDropEvery)
 	}
 	if o.cfg.UnsafeVerifyLeader {
 		log.Error("UNSAFE: reads' leadership is confirmed with raft's VerifyLeader; a leader resuming from a stall can return stale data")

@@ -156,3 +156,13 @@ func TestTLSFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestUnsafeWatchDropRefusedInReleaseBuild(t *testing.T) {
+	o, err := parseFlags([]string{"--unsafe-watch-drop-every=10"}, io.Discard, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.cfg.Validate(); err == nil || !strings.Contains(err.Error(), "kvd_unsafe") {
+		t.Fatalf("a release build accepted --unsafe-watch-drop-every: %v", err)
+	}
+}

@@ -63,6 +63,10 @@ type Config struct {
 	MaxResponseBytes int
 	// Logger receives the hub's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// UnsafeDropEvery, when positive, drops every Nth event handed to a
+	// watcher: a deliberately broken hub for the jepsen negative control
+	// (member.Config.UnsafeWatchDropEvery, refused by release builds).
+	UnsafeDropEvery int
 }
 
 func (c Config) withDefaults() Config {
@@ -108,6 +112,7 @@ type Hub struct {
 	ranges   map[*watcher]struct{}
 	unsynced map[*watcher]struct{}
 	stopped  bool
+	handed   int // events handed to watchers, counted for UnsafeDropEvery
 }
 
 // New returns a hub at cfg.Revision; start Run.
@@ -264,13 +269,22 @@ func (h *Hub) syncedFor(c Change) map[*watcher][]*kvv1.Event {
 // fragments when w asked for them and the events do not fit in one.
 func (h *Hub) responses(w *watcher, rev int64, events []*kvv1.Event) []*kvv1.WatchResponse {
 	w.sentSince = true
-	out := make([]*kvv1.Event, len(events))
-	for i, e := range events {
-		if w.prevKV || e.GetPrevKv() == nil {
-			out[i] = e
-		} else {
-			out[i] = &kvv1.Event{Type: e.GetType(), Kv: e.GetKv()}
+	out := make([]*kvv1.Event, 0, len(events))
+	for _, e := range events {
+		if h.cfg.UnsafeDropEvery > 0 {
+			h.handed++
+			if h.handed%h.cfg.UnsafeDropEvery == 0 {
+				continue // deliberately broken; see Config.UnsafeDropEvery
+			}
 		}
+		if w.prevKV || e.GetPrevKv() == nil {
+			out = append(out, e)
+		} else {
+			out = append(out, &kvv1.Event{Type: e.GetType(), Kv: e.GetKv()})
+		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	resp := func(evs []*kvv1.Event) *kvv1.WatchResponse {
 		return &kvv1.WatchResponse{Header: &kvv1.ResponseHeader{Revision: rev}, WatchId: w.id, Events: evs}

@@ -588,3 +588,31 @@ func diff(got, want []string) string {
 	}
 	return "equal"
 }
+
+// The deliberately broken hub of the jepsen negative control drops exactly
+// every Nth event it hands out, and nothing else.
+func TestUnsafeDropEvery(t *testing.T) {
+	s := &store{}
+	h := newHub(t, s, Config{UnsafeDropEvery: 7})
+	w := newWriter(s, h, 11)
+	st := h.NewStream()
+	req := &kvv1.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte{0}, WatchId: 1}
+	st.Watch(req)
+	w.step(60)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rs, err := st.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := eventsOf(t, rs, 1, false)
+	var want []string
+	for i, e := range expected(s, req, w.rev) {
+		if (i+1)%7 != 0 {
+			want = append(want, e)
+		}
+	}
+	if len(want) < 50 || !slices.Equal(got, want) {
+		t.Fatal(diff(got, want))
+	}
+}

@@ -163,7 +163,7 @@ func Stats(events []history.Event, opts StatsOptions) (StatsResult, error) {
 		faultsAt = -1
 	}
 	for _, op := range ops {
-		if op.Invoke.F == FReadAll { // final reads are not load
+		if !IsLoad(op.Invoke.F) { // final reads and watchers are not load
 			continue
 		}
 		t := op.Invoke.Time

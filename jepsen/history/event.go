@@ -66,8 +66,13 @@ type Event struct {
 	From *string `json:"from,omitempty"`
 	// Matched is a completed cas's outcome: whether the compare held.
 	Matched *bool `json:"matched,omitempty"`
-	// Values are the elements a final set read returned.
+	// Values are the elements a final set read returned; for the watch
+	// workload, the keys of a write, the events a watcher received, or the
+	// pairs of a final read.
 	Values []string `json:"values,omitempty"`
+	// Revision is the store revision an operation saw: a write's, a
+	// read's, or the revision through which a watcher received every event.
+	Revision int64 `json:"revision,omitempty"`
 	// Node is the member an operation was sent to, when the client talks
 	// to one member only (final reads, --client-endpoints one).
 	Node string `json:"node,omitempty"`

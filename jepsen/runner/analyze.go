@@ -56,7 +56,7 @@ func Analyze(meta Meta, events []history.Event, dir string) (*Result, error) {
 		return nil, err
 	}
 	for _, op := range ops {
-		if op.Invoke.F == checker.FReadAll {
+		if !checker.IsLoad(op.Invoke.F) {
 			continue
 		}
 		res.Operations[string(op.Type())]++

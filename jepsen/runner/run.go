@@ -159,10 +159,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 func newWorkload(cfg Config) (workload.Workload, error) {
-	if cfg.Workload == "register" {
+	switch cfg.Workload {
+	case "register":
 		rc := workload.DefaultRegisterConfig()
 		rc.Keys, rc.OpsPerKey = cfg.Keys, cfg.OpsPerKey
 		return workload.NewRegister(rc), nil
+	case "watch":
+		wc := workload.DefaultWatchConfig()
+		wc.Keys = cfg.Keys
+		return workload.NewWatch(wc), nil
 	}
 	return workload.New(cfg.Workload)
 }
@@ -212,6 +217,18 @@ func (t *test) run(ctx context.Context, families []nemesis.Family) error {
 	lim := newLimiter(loadCtx, t.cfg.Rate)
 	endpoints := t.c.Endpoints()
 	members := t.c.Nodes()
+
+	env := workload.FinalEnv{
+		Members:    endpoints,
+		Record:     t.rec.Record,
+		NewProcess: t.newProcess,
+		OpTimeout:  5 * time.Second,
+	}
+	if o, ok := t.wl.(workload.Observer); ok {
+		if err := o.Observe(ctx, env); err != nil {
+			return err
+		}
+	}
 
 	t.phase(history.PhaseWarmup)
 	for i := 0; i < t.cfg.Concurrency; i++ {
@@ -318,12 +335,7 @@ func (t *test) run(ctx context.Context, families []nemesis.Family) error {
 
 	t.phase(history.PhaseReads)
 	fctx, cancel := context.WithTimeout(ctx, t.cfg.RecoveryTimeout)
-	err = t.wl.Final(fctx, workload.FinalEnv{
-		Members:    endpoints,
-		Record:     t.rec.Record,
-		NewProcess: t.newProcess,
-		OpTimeout:  5 * time.Second,
-	})
+	err = t.wl.Final(fctx, env)
 	cancel()
 	if err != nil {
 		t.logf("final reads: %v", err) // the checker reports the missing reads

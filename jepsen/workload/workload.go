@@ -38,7 +38,14 @@ type Workload interface {
 	Check(events []history.Event, opts CheckOptions) (Report, error)
 }
 
-// FinalEnv is what final reads need.
+// Observer is a workload with observers besides its clients (the watch
+// workload's watchers): Observe starts them before the warm-up; they
+// record through env and run until Final ends them (or ctx ends).
+type Observer interface {
+	Observe(ctx context.Context, env FinalEnv) error
+}
+
+// FinalEnv is what final reads (and observers) need.
 type FinalEnv struct {
 	// Members maps each member's name to its client address.
 	Members map[string]string
@@ -78,7 +85,7 @@ func New(name string) (Workload, error) {
 	case "set":
 		return NewSet(DefaultSetPrefix), nil
 	case "watch":
-		return nil, errors.New(`workload "watch" is not supported yet: kvd has no watch API`)
+		return NewWatch(DefaultWatchConfig()), nil
 	case "lock":
 		return nil, errors.New(`workload "lock" is not supported yet: kvd has no leases or locks`)
 	}
@@ -87,7 +94,7 @@ func New(name string) (Workload, error) {
 
 // Names lists the supported workloads.
 func Names() []string {
-	n := []string{"register", "set"}
+	n := []string{"register", "set", "watch"}
 	sort.Strings(n)
 	return n
 }

@@ -85,7 +85,7 @@ func TestRegisterKeysRotateAndValuesAreUnique(t *testing.T) {
 }
 
 func TestNewRefusesUnsupported(t *testing.T) {
-	for _, name := range []string{"watch", "lock", "bank"} {
+	for _, name := range []string{"lock", "bank"} {
 		if _, err := New(name); err == nil {
 			t.Errorf("workload %q accepted", name)
 		}
@@ -115,5 +115,39 @@ func TestSetKeys(t *testing.T) {
 	}
 	if _, err := s.element("other/1"); err == nil {
 		t.Fatal("foreign key accepted")
+	}
+}
+
+func TestWatchWrites(t *testing.T) {
+	w := NewWatch(DefaultWatchConfig())
+	rng := rand.New(rand.NewSource(1))
+	values := map[string]bool{}
+	keys := map[string]bool{}
+	txns := 0
+	for range 2000 {
+		op := w.Next(rng)
+		if op.F != checker.FWrite || op.Value == nil || values[*op.Value] {
+			t.Fatalf("not a write of a fresh value: %+v", op)
+		}
+		values[*op.Value] = true
+		switch len(op.Values) {
+		case 1:
+		case 2:
+			txns++
+			if op.Values[0] >= op.Values[1] {
+				t.Fatalf("transaction keys not distinct and sorted: %v", op.Values)
+			}
+		default:
+			t.Fatalf("keys %v", op.Values)
+		}
+		for _, k := range op.Values {
+			if !strings.HasPrefix(k, DefaultWatchConfig().Prefix) || strings.Contains(k, " ") {
+				t.Fatalf("key %q", k)
+			}
+			keys[k] = true
+		}
+	}
+	if len(keys) != DefaultWatchConfig().Keys || txns < 300 || txns > 500 {
+		t.Fatalf("%d keys, %d transactions of 2000 writes", len(keys), txns)
 	}
 }
