@@ -89,6 +89,9 @@ KVCTL_CONSISTENCY, KVCTL_UNARY_CALLS. A flag on the command line wins over its v
 		newCompactionCmd(g),
 		newAlarmCmd(g),
 		newDefragCmd(g),
+		newLeaseCmd(g),
+		newLockCmd(g),
+		newElectCmd(g),
 	)
 	return root
 }
