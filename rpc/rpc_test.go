@@ -38,6 +38,7 @@ type fakeNode struct {
 	linearizeErr error          // Linearize and LinearizeAsync fail with it
 	leaderAddr   string         // LeaderAddr's answer when not leader
 	kv           map[string]int // key -> value length, what Range finds
+	records      map[string]*kvv1.KeyValue // whole records Range finds, before kv
 	removedErr   error          // Err
 
 	mu            sync.Mutex
@@ -103,6 +104,10 @@ func (f *fakeNode) LinearizeAsync(_, _ time.Time, fn func(error)) {
 
 func (f *fakeNode) Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 	resp := &kvv1.RangeResponse{Header: &kvv1.ResponseHeader{Revision: 7}}
+	if rec, ok := f.records[string(req.GetKey())]; ok {
+		resp.Kvs, resp.Count = []*kvv1.KeyValue{rec}, 1
+		return resp, nil
+	}
 	if n, ok := f.kv[string(req.GetKey())]; ok {
 		resp.Kvs = []*kvv1.KeyValue{{Key: req.GetKey(), Value: make([]byte, n)}}
 		resp.Count = 1
