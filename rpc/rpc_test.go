@@ -34,12 +34,12 @@ type fakeNode struct {
 	name   string
 	leader bool
 
-	proposeErr   error          // Propose and ProposeAsync fail with it
-	linearizeErr error          // Linearize and LinearizeAsync fail with it
-	leaderAddr   string         // LeaderAddr's answer when not leader
-	kv           map[string]int // key -> value length, what Range finds
+	proposeErr   error                     // Propose and ProposeAsync fail with it
+	linearizeErr error                     // Linearize and LinearizeAsync fail with it
+	leaderAddr   string                    // LeaderAddr's answer when not leader
+	kv           map[string]int            // key -> value length, what Range finds
 	records      map[string]*kvv1.KeyValue // whole records Range finds, before kv
-	removedErr   error          // Err
+	removedErr   error                     // Err
 
 	mu            sync.Mutex
 	hub           *watch.Hub
