@@ -1,7 +1,8 @@
 // Command kvctl is the command line client of kvd. Its verbs and output
-// follow etcdctl: put, get, del, txn and watch for data; member, endpoint,
-// leader, snapshot, check, compaction and defrag for administration; -w simple|json|table to choose the
-// output format. kvctl only talks to a cluster and does not link the server's
+// follow etcdctl: put, get, del, txn and watch for data; lease, lock and
+// elect for coordination; member, endpoint, leader, snapshot, check,
+// compaction, defrag and alarm for administration; -w simple|json|table to
+// choose the output format. kvctl only talks to a cluster and does not link the server's
 // storage; the offline tools on snapshot files and data dirs are kvdutil's
 // (cmd/kvdutil), as etcdutl's are for etcd.
 package main
