@@ -174,7 +174,7 @@ func TestLockFreedWhenHolderLeaseExpires(t *testing.T) {
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	ctx := ctxT(t, 90*time.Second)
-	short := grant(t, c, leader, 0, minTTL(t, c, leader))
+	short := grant(t, c, leader, 0, c.Member(leader).Server.Member().MinLeaseTTL())
 	long, quitter := grant(t, c, leader, 0, 60), grant(t, c, leader, 0, 60)
 
 	held, err := locks(c, leader).Lock(ctx, &kvv1.LockRequest{Name: []byte("cron"), Lease: short})
@@ -204,25 +204,6 @@ func TestLockFreedWhenHolderLeaseExpires(t *testing.T) {
 	if keyExists(t, c, leader, string(held.GetKey())) {
 		t.Fatal("the expired holder's key is still there")
 	}
-}
-
-// minTTL is the shortest lease TTL the cluster grants.
-func minTTL(t *testing.T, c *servertest.Cluster, member string) int64 {
-	t.Helper()
-	for ttl := int64(1); ttl < 60; ttl++ {
-		_, err := leases(c, member).LeaseGrant(ctxT(t, 10*time.Second), &kvv1.LeaseGrantRequest{Ttl: ttl, Id: 1_000_000 + ttl})
-		if err == nil {
-			if _, err := leases(c, member).LeaseRevoke(ctxT(t, 10*time.Second), &kvv1.LeaseRevokeRequest{Id: 1_000_000 + ttl}); err != nil {
-				t.Fatal(err)
-			}
-			return ttl
-		}
-		if status.Code(err) != codes.InvalidArgument {
-			t.Fatalf("grant ttl %d: %v", ttl, err)
-		}
-	}
-	t.Fatal("no TTL under 60 s granted")
-	return 0
 }
 
 // Bad lock and election requests are refused with the code that says why.
