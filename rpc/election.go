@@ -58,7 +58,7 @@ func (e *electionService) Campaign(ctx context.Context, req *kvv1.CampaignReques
 	}
 	own, err := e.q.waitFirst(ctx, prefix, key, rev, req.GetLease())
 	if err != nil {
-		e.q.leave(key, rev)
+		e.q.leaveUnlessDraining(key, rev, err)
 		return nil, err
 	}
 	return &kvv1.CampaignResponse{Header: own.GetHeader(), Leader: &kvv1.LeaderKey{

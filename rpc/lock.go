@@ -29,7 +29,7 @@ func (l *lockService) Lock(ctx context.Context, req *kvv1.LockRequest) (*kvv1.Lo
 	}
 	own, err := l.q.waitFirst(ctx, prefix, key, rev, req.GetLease())
 	if err != nil {
-		l.q.leave(key, rev)
+		l.q.leaveUnlessDraining(key, rev, err)
 		return nil, err
 	}
 	return &kvv1.LockResponse{Header: own.GetHeader(), Key: key, CreateRevision: rev}, nil

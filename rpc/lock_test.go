@@ -3,10 +3,12 @@ package rpc
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvd-io/kvd/apierr"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -65,4 +67,38 @@ func (f *fakeNode) proposals() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.proposed)
+}
+
+// A wait that the member's shutdown ends is Unavailable and not applied, so
+// that the client retries through another member; the caller's key stays
+// queued for that retry.
+func TestLockWaitEndsWhenDraining(t *testing.T) {
+	node := &fakeNode{name: "a", leader: true, drain: make(chan struct{}), records: map[string]*kvv1.KeyValue{
+		// What the fake answers for the queue's prefix: a key ahead.
+		"job/":  {Key: []byte("job/4"), CreateRevision: 3, Lease: 4},
+		"job/5": {Key: []byte("job/5"), CreateRevision: 7, Lease: 5},
+	}}
+	cc, _ := serve(t, node, 1024)
+	done := make(chan error, 1)
+	go func() {
+		_, err := kvv1.NewLockServiceClient(cc).Lock(ctxT(t), &kvv1.LockRequest{Name: []byte("job"), Lease: 5})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("lock behind another key answered: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(node.drain)
+	select {
+	case err := <-done:
+		if status.Code(err) != codes.Unavailable || !apierr.IsNotApplied(err) {
+			t.Fatalf("lock ended by the shutdown: %v, want Unavailable, not applied", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shutdown did not end the wait")
+	}
+	if got := node.proposals(); !slices.Equal(got, []string{"COMMAND_TYPE_TXN"}) {
+		t.Fatalf("proposed %v, want the join alone (the key keeps its place)", got)
+	}
 }

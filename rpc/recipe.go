@@ -221,6 +221,15 @@ func (q *queue) leave(key []byte, rev int64) {
 	})
 }
 
+// leaveUnlessDraining leaves the queue after a wait that failed with err,
+// except when the member's shutdown ended it: then the key keeps its place
+// for the caller's retry through another member (or goes with the lease).
+func (q *queue) leaveUnlessDraining(key []byte, rev int64, err error) {
+	if !errors.Is(err, errDraining) {
+		q.leave(key, rev)
+	}
+}
+
 // untilDrain returns ctx ended also when the member begins to shut down.
 func (q *queue) untilDrain(ctx context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
