@@ -13,8 +13,8 @@ import (
 	"github.com/kvd-io/kvd/server/servertest"
 )
 
-func elections(c *servertest.Cluster, member string) kvv1.ElectionServiceClient {
-	return kvv1.NewElectionServiceClient(c.Member(member).Conn())
+func elections(t *testing.T, c *servertest.Cluster, member string) kvv1.ElectionServiceClient {
+	return kvv1.NewElectionServiceClient(retryingConn(t, c, member))
 }
 
 type campaignResult struct {
@@ -22,32 +22,45 @@ type campaignResult struct {
 	err  error
 }
 
-func campaignAsync(ctx context.Context, c *servertest.Cluster, member, name string, lease int64, val string) <-chan campaignResult {
+func campaignAsync(ctx context.Context, t *testing.T, c *servertest.Cluster, member, name string, lease int64, val string) <-chan campaignResult {
 	ch := make(chan campaignResult, 1)
+	ec := elections(t, c, member)
 	go func() {
-		resp, err := elections(c, member).Campaign(ctx, &kvv1.CampaignRequest{Name: []byte(name), Lease: lease, Value: []byte(val)})
+		resp, err := ec.Campaign(ctx, &kvv1.CampaignRequest{Name: []byte(name), Lease: lease, Value: []byte(val)})
 		ch <- campaignResult{resp, err}
 	}()
 	return ch
 }
 
 // observe follows an election through member, sending what it sees as
-// "key=value@revision" until ctx ends.
+// "key=value@revision" until ctx ends. When the stream fails Unavailable (a
+// leader change under load), it observes again, skipping what it has sent,
+// as the Go client does.
 func observe(t *testing.T, ctx context.Context, c *servertest.Cluster, member, name string) <-chan string {
 	t.Helper()
-	st, err := elections(c, member).Observe(ctx, &kvv1.ObserveRequest{Name: []byte(name)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ec := elections(t, c, member)
 	ch := make(chan string, 100)
 	go func() {
 		defer close(ch)
-		for {
-			r, err := st.Recv()
-			if err != nil {
+		var lastKey string
+		var lastMod int64
+		for ctx.Err() == nil {
+			st, err := ec.Observe(ctx, &kvv1.ObserveRequest{Name: []byte(name)})
+			for err == nil {
+				var r *kvv1.ObserveResponse
+				if r, err = st.Recv(); err != nil {
+					break
+				}
+				kv := r.GetKv()
+				if string(kv.GetKey()) == lastKey && kv.GetModRevision() <= lastMod {
+					continue
+				}
+				lastKey, lastMod = string(kv.GetKey()), kv.GetModRevision()
+				ch <- fmt.Sprintf("%s=%s@%d", kv.GetKey(), kv.GetValue(), r.GetHeader().GetRevision())
+			}
+			if status.Code(err) != codes.Unavailable {
 				return
 			}
-			ch <- fmt.Sprintf("%s=%s@%d", r.GetKv().GetKey(), r.GetKv().GetValue(), r.GetHeader().GetRevision())
 		}
 	}()
 	return ch
@@ -56,7 +69,7 @@ func observe(t *testing.T, ctx context.Context, c *servertest.Cluster, member, n
 // leaderValue reads the election's leader through member.
 func leaderValue(t *testing.T, ctx context.Context, c *servertest.Cluster, member, name string) (key, value string) {
 	t.Helper()
-	resp, err := elections(c, member).Leader(ctx, &kvv1.LeaderRequest{Name: []byte(name)})
+	resp, err := elections(t, c, member).Leader(ctx, &kvv1.LeaderRequest{Name: []byte(name)})
 	if err != nil {
 		t.Fatalf("leader of %s: %v", name, err)
 	}
@@ -79,7 +92,7 @@ func TestElection(t *testing.T) {
 	defer stopObserving()
 	seen := observe(t, octx, c, follower, "sched")
 
-	won, err := elections(c, follower).Campaign(ctx, &kvv1.CampaignRequest{Name: []byte("sched"), Lease: a, Value: []byte("a1")})
+	won, err := elections(t, c, follower).Campaign(ctx, &kvv1.CampaignRequest{Name: []byte("sched"), Lease: a, Value: []byte("a1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,10 +104,10 @@ func TestElection(t *testing.T) {
 		t.Fatalf("leader %s=%s, want %s=a1", k, v, la.GetKey())
 	}
 
-	second := campaignAsync(ctx, c, leader, "sched", b, "b1")
+	second := campaignAsync(ctx, t, c, leader, "sched", b, "b1")
 	waitQueued(t, c, leader, "sched", b)
 	notYet(t, second, "second campaign")
-	if _, err := elections(c, leader).Proclaim(ctx, &kvv1.ProclaimRequest{Leader: la, Value: []byte("a2")}); err != nil {
+	if _, err := elections(t, c, leader).Proclaim(ctx, &kvv1.ProclaimRequest{Leader: la, Value: []byte("a2")}); err != nil {
 		t.Fatal(err)
 	}
 	if _, v := leaderValue(t, ctx, c, follower, "sched"); v != "a2" {
@@ -102,7 +115,7 @@ func TestElection(t *testing.T) {
 	}
 	notYet(t, second, "second campaign")
 
-	if _, err := elections(c, follower).Resign(ctx, &kvv1.ResignRequest{Leader: la}); err != nil {
+	if _, err := elections(t, c, follower).Resign(ctx, &kvv1.ResignRequest{Leader: la}); err != nil {
 		t.Fatal(err)
 	}
 	r := receive(t, second, "second campaign")
@@ -111,14 +124,14 @@ func TestElection(t *testing.T) {
 	}
 	lb := r.resp.GetLeader()
 	// The old leadership can neither proclaim nor resign the new one.
-	if _, err := elections(c, leader).Proclaim(ctx, &kvv1.ProclaimRequest{Leader: la, Value: []byte("a3")}); status.Code(err) != codes.FailedPrecondition {
+	if _, err := elections(t, c, leader).Proclaim(ctx, &kvv1.ProclaimRequest{Leader: la, Value: []byte("a3")}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("proclaim after resigning: %v, want FailedPrecondition", err)
 	}
-	if _, err := elections(c, leader).Resign(ctx, &kvv1.ResignRequest{Leader: la}); err != nil {
+	if _, err := elections(t, c, leader).Resign(ctx, &kvv1.ResignRequest{Leader: la}); err != nil {
 		t.Fatalf("resign twice: %v", err)
 	}
 	// Campaigning again while leading keeps the place, with the new value.
-	again, err := elections(c, leader).Campaign(ctx, &kvv1.CampaignRequest{Name: []byte("sched"), Lease: b, Value: []byte("b2")})
+	again, err := elections(t, c, leader).Campaign(ctx, &kvv1.CampaignRequest{Name: []byte("sched"), Lease: b, Value: []byte("b2")})
 	if err != nil || again.GetLeader().GetRev() != lb.GetRev() {
 		t.Fatalf("campaign again while leading: %v, %v (rev %d)", again, err, lb.GetRev())
 	}
@@ -126,15 +139,15 @@ func TestElection(t *testing.T) {
 		t.Fatalf("leader %s=%s, want %s=b2", k, v, lb.GetKey())
 	}
 	// The leader's lease ends: nobody leads.
-	if _, err := leases(c, leader).LeaseRevoke(ctx, &kvv1.LeaseRevokeRequest{Id: b}); err != nil {
+	if _, err := kvv1.NewLeaseServiceClient(retryingConn(t, c, leader)).LeaseRevoke(ctx, &kvv1.LeaseRevokeRequest{Id: b}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := elections(c, follower).Leader(ctx, &kvv1.LeaderRequest{Name: []byte("sched")}); status.Code(err) != codes.NotFound {
+	if _, err := elections(t, c, follower).Leader(ctx, &kvv1.LeaderRequest{Name: []byte("sched")}); status.Code(err) != codes.NotFound {
 		t.Fatalf("leader after the last candidate's lease ended: %v, want NotFound", err)
 	}
 	// A new candidate leads at once, and the observer sees it too.
 	d := grant(t, c, leader, 0, 60)
-	third, err := elections(c, follower).Campaign(ctx, &kvv1.CampaignRequest{Name: []byte("sched"), Lease: d, Value: []byte("d1")})
+	third, err := elections(t, c, follower).Campaign(ctx, &kvv1.CampaignRequest{Name: []byte("sched"), Lease: d, Value: []byte("d1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,12 +198,12 @@ func TestCampaignLeaseRevokedWhileWaiting(t *testing.T) {
 	m := c.Leader(20 * time.Second)
 	ctx := ctxT(t, 60*time.Second)
 	a, b := grant(t, c, m, 0, 60), grant(t, c, m, 0, 60)
-	if _, err := elections(c, m).Campaign(ctx, &kvv1.CampaignRequest{Name: []byte("e"), Lease: a, Value: []byte("a")}); err != nil {
+	if _, err := elections(t, c, m).Campaign(ctx, &kvv1.CampaignRequest{Name: []byte("e"), Lease: a, Value: []byte("a")}); err != nil {
 		t.Fatal(err)
 	}
-	waiting := campaignAsync(ctx, c, m, "e", b, "b")
+	waiting := campaignAsync(ctx, t, c, m, "e", b, "b")
 	waitQueued(t, c, m, "e", b)
-	if _, err := leases(c, m).LeaseRevoke(ctx, &kvv1.LeaseRevokeRequest{Id: b}); err != nil {
+	if _, err := kvv1.NewLeaseServiceClient(retryingConn(t, c, m)).LeaseRevoke(ctx, &kvv1.LeaseRevokeRequest{Id: b}); err != nil {
 		t.Fatal(err)
 	}
 	if r := receive(t, waiting, "campaign of the revoked lease"); status.Code(r.err) != codes.NotFound {

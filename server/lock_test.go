@@ -3,18 +3,51 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvd-io/kvd/apierr"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	"github.com/kvd-io/kvd/server/servertest"
 )
 
-func locks(c *servertest.Cluster, member string) kvv1.LockServiceClient {
-	return kvv1.NewLockServiceClient(c.Member(member).Conn())
+func locks(t *testing.T, c *servertest.Cluster, member string) kvv1.LockServiceClient {
+	return kvv1.NewLockServiceClient(retryingConn(t, c, member))
+}
+
+// retryingConn is a connection to member whose unary calls are repeated
+// while they fail Unavailable (a leader change under load), until their
+// deadline, as the Go client repeats them: every lock and election call is
+// safe to repeat; lease calls are repeated only when certainly not applied.
+func retryingConn(t *testing.T, c *servertest.Cluster, member string) *grpc.ClientConn {
+	t.Helper()
+	retry := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		for {
+			err := invoke(ctx, method, req, reply, cc, opts...)
+			if status.Code(err) != codes.Unavailable || ctx.Err() != nil ||
+				(strings.HasPrefix(method, "/kv.v1.LeaseService/") && !apierr.IsNotApplied(err)) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(50 * time.Millisecond): // backoff, not synchronisation
+			}
+		}
+	}
+	conn, err := grpc.NewClient(c.Member(member).Server.ClientAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(retry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }
 
 // lockResult is what a Lock call in the background returned.
@@ -24,10 +57,11 @@ type lockResult struct {
 }
 
 // lockAsync calls Lock in the background; the call ends with ctx.
-func lockAsync(ctx context.Context, c *servertest.Cluster, member, name string, lease int64) <-chan lockResult {
+func lockAsync(ctx context.Context, t *testing.T, c *servertest.Cluster, member, name string, lease int64) <-chan lockResult {
 	ch := make(chan lockResult, 1)
+	lc := locks(t, c, member)
 	go func() {
-		resp, err := locks(c, member).Lock(ctx, &kvv1.LockRequest{Name: []byte(name), Lease: lease})
+		resp, err := lc.Lock(ctx, &kvv1.LockRequest{Name: []byte(name), Lease: lease})
 		ch <- lockResult{resp, err}
 	}()
 	return ch
@@ -79,7 +113,7 @@ func TestLockExclusionAndOrder(t *testing.T) {
 	ctx := ctxT(t, 90*time.Second)
 	a, b, d := grant(t, c, names[0], 0, 60), grant(t, c, names[1], 0, 60), grant(t, c, names[2], 0, 60)
 
-	first, err := locks(c, names[0]).Lock(ctx, &kvv1.LockRequest{Name: []byte("job"), Lease: a})
+	first, err := locks(t, c, names[0]).Lock(ctx, &kvv1.LockRequest{Name: []byte("job"), Lease: a})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,19 +121,19 @@ func TestLockExclusionAndOrder(t *testing.T) {
 		t.Fatalf("first lock: %v", first)
 	}
 	// The same lease locking again keeps its place: same key, same token.
-	again, err := locks(c, names[1]).Lock(ctx, &kvv1.LockRequest{Name: []byte("job"), Lease: a})
+	again, err := locks(t, c, names[1]).Lock(ctx, &kvv1.LockRequest{Name: []byte("job"), Lease: a})
 	if err != nil || string(again.GetKey()) != string(first.GetKey()) || again.GetCreateRevision() != first.GetCreateRevision() {
 		t.Fatalf("lock again with the holder's lease: %v, %v", again, err)
 	}
 
-	second := lockAsync(ctx, c, names[1], "job", b)
+	second := lockAsync(ctx, t, c, names[1], "job", b)
 	waitQueued(t, c, names[1], "job", b)
-	third := lockAsync(ctx, c, names[2], "job", d)
+	third := lockAsync(ctx, t, c, names[2], "job", d)
 	waitQueued(t, c, names[2], "job", d)
 	notYet(t, second, "second lock")
 	notYet(t, third, "third lock")
 
-	if _, err := locks(c, names[2]).Unlock(ctx, &kvv1.UnlockRequest{Key: first.GetKey()}); err != nil {
+	if _, err := locks(t, c, names[2]).Unlock(ctx, &kvv1.UnlockRequest{Key: first.GetKey()}); err != nil {
 		t.Fatal(err)
 	}
 	r2 := receive(t, second, "second lock")
@@ -111,7 +145,7 @@ func TestLockExclusionAndOrder(t *testing.T) {
 		t.Fatal("the first key is still there after Unlock")
 	}
 
-	if _, err := locks(c, names[0]).Unlock(ctx, &kvv1.UnlockRequest{Key: r2.resp.GetKey()}); err != nil {
+	if _, err := locks(t, c, names[0]).Unlock(ctx, &kvv1.UnlockRequest{Key: r2.resp.GetKey()}); err != nil {
 		t.Fatal(err)
 	}
 	r3 := receive(t, third, "third lock")
@@ -120,7 +154,7 @@ func TestLockExclusionAndOrder(t *testing.T) {
 	}
 	// Unlocking a key that is gone succeeds.
 	for range 2 {
-		if _, err := locks(c, names[1]).Unlock(ctx, &kvv1.UnlockRequest{Key: r3.resp.GetKey()}); err != nil {
+		if _, err := locks(t, c, names[1]).Unlock(ctx, &kvv1.UnlockRequest{Key: r3.resp.GetKey()}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -139,13 +173,13 @@ func TestLockLeaseRevokedWhileWaiting(t *testing.T) {
 	ctx := ctxT(t, 90*time.Second)
 	holder, waiter := grant(t, c, leader, 0, 60), grant(t, c, follower, 0, 60)
 
-	held, err := locks(c, leader).Lock(ctx, &kvv1.LockRequest{Name: []byte("res"), Lease: holder})
+	held, err := locks(t, c, leader).Lock(ctx, &kvv1.LockRequest{Name: []byte("res"), Lease: holder})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiting := lockAsync(ctx, c, follower, "res", waiter)
+	waiting := lockAsync(ctx, t, c, follower, "res", waiter)
 	waitQueued(t, c, follower, "res", waiter)
-	if _, err := leases(c, leader).LeaseRevoke(ctx, &kvv1.LeaseRevokeRequest{Id: waiter}); err != nil {
+	if _, err := kvv1.NewLeaseServiceClient(retryingConn(t, c, leader)).LeaseRevoke(ctx, &kvv1.LeaseRevokeRequest{Id: waiter}); err != nil {
 		t.Fatal(err)
 	}
 	r := receive(t, waiting, "lock of the revoked lease")
@@ -153,16 +187,16 @@ func TestLockLeaseRevokedWhileWaiting(t *testing.T) {
 		t.Fatalf("lock whose lease was revoked while waiting: %v, %v; want NotFound", r.resp, r.err)
 	}
 	// The holder still holds; once it lets go, a new waiter gets the lock.
-	if _, err := locks(c, follower).Unlock(ctx, &kvv1.UnlockRequest{Key: held.GetKey()}); err != nil {
+	if _, err := locks(t, c, follower).Unlock(ctx, &kvv1.UnlockRequest{Key: held.GetKey()}); err != nil {
 		t.Fatal(err)
 	}
 	next := grant(t, c, follower, 0, 60)
-	got, err := locks(c, follower).Lock(ctx, &kvv1.LockRequest{Name: []byte("res"), Lease: next})
+	got, err := locks(t, c, follower).Lock(ctx, &kvv1.LockRequest{Name: []byte("res"), Lease: next})
 	if err != nil || got.GetCreateRevision() <= held.GetCreateRevision() {
 		t.Fatalf("lock after the holder let go: %v, %v", got, err)
 	}
 	// A revoked lease cannot queue at all.
-	if _, err := locks(c, follower).Lock(ctx, &kvv1.LockRequest{Name: []byte("res"), Lease: waiter}); status.Code(err) != codes.NotFound {
+	if _, err := locks(t, c, follower).Lock(ctx, &kvv1.LockRequest{Name: []byte("res"), Lease: waiter}); status.Code(err) != codes.NotFound {
 		t.Fatalf("lock with a revoked lease: %v, want NotFound", err)
 	}
 }
@@ -177,14 +211,14 @@ func TestLockFreedWhenHolderLeaseExpires(t *testing.T) {
 	short := grant(t, c, leader, 0, c.Member(leader).Server.Member().MinLeaseTTL())
 	long, quitter := grant(t, c, leader, 0, 60), grant(t, c, leader, 0, 60)
 
-	held, err := locks(c, leader).Lock(ctx, &kvv1.LockRequest{Name: []byte("cron"), Lease: short})
+	held, err := locks(t, c, leader).Lock(ctx, &kvv1.LockRequest{Name: []byte("cron"), Lease: short})
 	if err != nil {
 		t.Fatal(err)
 	}
 	qctx, quit := context.WithCancel(ctx)
-	quitting := lockAsync(qctx, c, leader, "cron", quitter)
+	quitting := lockAsync(qctx, t, c, leader, "cron", quitter)
 	waitQueued(t, c, leader, "cron", quitter)
-	waiting := lockAsync(ctx, c, leader, "cron", long)
+	waiting := lockAsync(ctx, t, c, leader, "cron", long)
 	waitQueued(t, c, leader, "cron", long)
 	quit()
 	if r := receive(t, quitting, "cancelled lock"); status.Code(r.err) != codes.Canceled {
@@ -213,30 +247,30 @@ func TestLockAndElectionErrors(t *testing.T) {
 	m := c.Leader(20 * time.Second)
 	ctx := ctxT(t, 30*time.Second)
 	lease := grant(t, c, m, 0, 60)
-	el := elections(c, m)
+	el := elections(t, c, m)
 	tests := []struct {
 		name string
 		call func() error
 		want codes.Code
 	}{
 		{"lock without a name", func() error {
-			_, err := locks(c, m).Lock(ctx, &kvv1.LockRequest{Lease: lease})
+			_, err := locks(t, c, m).Lock(ctx, &kvv1.LockRequest{Lease: lease})
 			return err
 		}, codes.InvalidArgument},
 		{"lock without a lease", func() error {
-			_, err := locks(c, m).Lock(ctx, &kvv1.LockRequest{Name: []byte("x")})
+			_, err := locks(t, c, m).Lock(ctx, &kvv1.LockRequest{Name: []byte("x")})
 			return err
 		}, codes.InvalidArgument},
 		{"lock with a negative lease", func() error {
-			_, err := locks(c, m).Lock(ctx, &kvv1.LockRequest{Name: []byte("x"), Lease: -5})
+			_, err := locks(t, c, m).Lock(ctx, &kvv1.LockRequest{Name: []byte("x"), Lease: -5})
 			return err
 		}, codes.InvalidArgument},
 		{"lock with an unknown lease", func() error {
-			_, err := locks(c, m).Lock(ctx, &kvv1.LockRequest{Name: []byte("x"), Lease: 0x1234})
+			_, err := locks(t, c, m).Lock(ctx, &kvv1.LockRequest{Name: []byte("x"), Lease: 0x1234})
 			return err
 		}, codes.NotFound},
 		{"unlock without a key", func() error {
-			_, err := locks(c, m).Unlock(ctx, &kvv1.UnlockRequest{})
+			_, err := locks(t, c, m).Unlock(ctx, &kvv1.UnlockRequest{})
 			return err
 		}, codes.InvalidArgument},
 		{"campaign without a name", func() error {
