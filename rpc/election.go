@@ -45,24 +45,22 @@ func (e *electionService) Campaign(ctx context.Context, req *kvv1.CampaignReques
 	if err := checkQueue(req.GetName(), req.GetLease()); err != nil {
 		return nil, err
 	}
-	prefix := queuePrefix(req.GetName())
-	key := queueKey(req.GetName(), req.GetLease())
-	rev, held, err := e.q.join(ctx, key, req.GetLease(), req.GetValue())
+	p, err := e.q.join(ctx, req.GetName(), req.GetLease(), req.GetValue())
 	if err != nil {
 		return nil, err
 	}
-	if held != nil && !bytes.Equal(held.GetValue(), req.GetValue()) {
-		if _, err := e.q.kv.Put(ctx, &kvv1.PutRequest{Key: key, Value: req.GetValue(), IgnoreLease: true}); err != nil {
+	if p.held != nil && !bytes.Equal(p.held.GetValue(), req.GetValue()) {
+		if _, err := e.q.kv.Put(ctx, &kvv1.PutRequest{Key: p.key, Value: req.GetValue(), IgnoreLease: true}); err != nil {
 			return nil, err
 		}
 	}
-	own, err := e.q.waitFirst(ctx, prefix, key, rev, req.GetLease())
+	hdr, err := e.q.waitFirst(ctx, p)
 	if err != nil {
-		e.q.leaveUnlessDraining(key, rev, err)
+		e.q.leaveUnlessDraining(p, err)
 		return nil, err
 	}
-	return &kvv1.CampaignResponse{Header: own.GetHeader(), Leader: &kvv1.LeaderKey{
-		Name: req.GetName(), Key: key, Rev: rev, Lease: req.GetLease(),
+	return &kvv1.CampaignResponse{Header: hdr, Leader: &kvv1.LeaderKey{
+		Name: req.GetName(), Key: p.key, Rev: p.rev, Lease: req.GetLease(),
 	}}, nil
 }
 

@@ -21,18 +21,16 @@ func (l *lockService) Lock(ctx context.Context, req *kvv1.LockRequest) (*kvv1.Lo
 	if err := checkQueue(req.GetName(), req.GetLease()); err != nil {
 		return nil, err
 	}
-	prefix := queuePrefix(req.GetName())
-	key := queueKey(req.GetName(), req.GetLease())
-	rev, _, err := l.q.join(ctx, key, req.GetLease(), nil)
+	p, err := l.q.join(ctx, req.GetName(), req.GetLease(), nil)
 	if err != nil {
 		return nil, err
 	}
-	own, err := l.q.waitFirst(ctx, prefix, key, rev, req.GetLease())
+	hdr, err := l.q.waitFirst(ctx, p)
 	if err != nil {
-		l.q.leaveUnlessDraining(key, rev, err)
+		l.q.leaveUnlessDraining(p, err)
 		return nil, err
 	}
-	return &kvv1.LockResponse{Header: own.GetHeader(), Key: key, CreateRevision: rev}, nil
+	return &kvv1.LockResponse{Header: hdr, Key: p.key, CreateRevision: p.rev}, nil
 }
 
 // Unlock deletes the lock's key.

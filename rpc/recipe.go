@@ -96,29 +96,51 @@ func leaseLost(lease int64) error {
 	return fmt.Errorf("%w: lease %x expired or was revoked (or its key deleted) while waiting", fsm.ErrLeaseNotFound, lease)
 }
 
+// place is a lease's place in a queue, as join found it.
+type place struct {
+	prefix, key []byte
+	lease       int64
+	rev         int64          // the key's create revision
+	held        *kvv1.KeyValue // the key as it was, when it already existed
+	first       bool           // nobody was ahead of it
+	header      *kvv1.ResponseHeader
+}
+
 // join writes the lease's key with value unless it is there already (a
-// lease holds one place in a queue), and returns its create revision and the
-// value it holds.
-func (q *queue) join(ctx context.Context, key []byte, lease int64, value []byte) (rev int64, held *kvv1.KeyValue, err error) {
+// lease holds one place in a queue), and reads the oldest key of the queue
+// in the same transaction: when that is the lease's own, it is first
+// without another read.
+func (q *queue) join(ctx context.Context, name []byte, lease int64, value []byte) (*place, error) {
+	p := &place{prefix: queuePrefix(name), key: queueKey(name, lease), lease: lease}
+	oldest := &kvv1.RequestOp{Request: &kvv1.RequestOp_RequestRange{RequestRange: &kvv1.RangeRequest{
+		Key: p.prefix, RangeEnd: fsm.PrefixEnd(p.prefix), KeysOnly: true, Limit: 1,
+		SortTarget: kvv1.RangeRequest_SORT_TARGET_CREATE, SortOrder: kvv1.RangeRequest_SORT_ORDER_ASCEND,
+	}}}
 	resp, err := q.kv.Txn(ctx, &kvv1.TxnRequest{
-		Compare: []*kvv1.Compare{createRevIs(key, 0)},
-		Success: []*kvv1.RequestOp{{Request: &kvv1.RequestOp_RequestPut{RequestPut: &kvv1.PutRequest{Key: key, Value: value, Lease: lease}}}},
-		Failure: []*kvv1.RequestOp{{Request: &kvv1.RequestOp_RequestRange{RequestRange: &kvv1.RangeRequest{Key: key}}}},
+		Compare: []*kvv1.Compare{createRevIs(p.key, 0)},
+		Success: []*kvv1.RequestOp{{Request: &kvv1.RequestOp_RequestPut{RequestPut: &kvv1.PutRequest{Key: p.key, Value: value, Lease: lease}}}, oldest},
+		Failure: []*kvv1.RequestOp{{Request: &kvv1.RequestOp_RequestRange{RequestRange: &kvv1.RangeRequest{Key: p.key}}}, oldest},
 	})
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	if resp.GetSucceeded() {
-		return resp.GetHeader().GetRevision(), nil, nil
+	if len(resp.GetResponses()) != 2 {
+		return nil, fmt.Errorf("%w: %d results for the queue's 2 operations", errUnexpectedResult, len(resp.GetResponses()))
 	}
-	kvs := resp.GetResponses()[0].GetResponseRange().GetKvs()
-	if len(kvs) != 1 {
-		return 0, nil, fmt.Errorf("queue key %q: compare found it but the read did not", key)
+	p.header, p.rev = resp.GetHeader(), resp.GetHeader().GetRevision()
+	if !resp.GetSucceeded() {
+		kvs := resp.GetResponses()[0].GetResponseRange().GetKvs()
+		if len(kvs) != 1 {
+			return nil, fmt.Errorf("%w: queue key %q: the compare found it but the read did not", errUnexpectedResult, p.key)
+		}
+		if kvs[0].GetLease() != lease {
+			return nil, fmt.Errorf("%w: %q has lease %x, not %x", ErrQueueKeyTaken, p.key, kvs[0].GetLease(), lease)
+		}
+		p.rev, p.held = kvs[0].GetCreateRevision(), kvs[0]
 	}
-	if kvs[0].GetLease() != lease {
-		return 0, nil, fmt.Errorf("%w: %q has lease %x, not %x", ErrQueueKeyTaken, key, kvs[0].GetLease(), lease)
-	}
-	return kvs[0].GetCreateRevision(), kvs[0], nil
+	first := resp.GetResponses()[1].GetResponseRange().GetKvs()
+	p.first = len(first) == 1 && first[0].GetCreateRevision() == p.rev
+	return p, nil
 }
 
 // createRevIs compares key's create revision with rev (0: absent).
@@ -127,60 +149,53 @@ func createRevIs(key []byte, rev int64) *kvv1.Compare {
 		TargetUnion: &kvv1.Compare_CreateRevision{CreateRevision: rev}}
 }
 
-// waitFirst waits until the key (created at rev, with lease) is the oldest
-// of its queue, ctx ends, or the key goes (leaseLost). Then, before it
-// reports the key first, it checks again that the lease is alive and the
-// key still there: Jepsen found etcd's lock service reporting a lock
-// acquired after the waiter's lease had expired (etcd 3.4.3, fixed in etcd
-// #11408). It returns the key as the final, linearizable read found it.
-func (q *queue) waitFirst(ctx context.Context, prefix, key []byte, rev, lease int64) (*kvv1.RangeResponse, error) {
+// waitFirst waits until p's key is the oldest of its queue, ctx ends, or
+// the key goes (leaseLost). Then, before it reports the key first, it asks
+// the leader whether the lease is still alive: the leader may have found
+// it expired before the revocation that deletes the key is applied.
+// Jepsen found etcd's lock service reporting a lock acquired after the
+// waiter's lease had expired (etcd 3.4.3, fixed in etcd #11408). It returns
+// the header of the last read that found the key first.
+func (q *queue) waitFirst(ctx context.Context, p *place) (*kvv1.ResponseHeader, error) {
 	ctx, stop := q.untilDrain(ctx)
 	defer stop()
-	for {
-		// The key just ahead, then the caller's own: the watch from the
-		// first read's revision sees either go.
-		ahead, err := q.kv.Range(ctx, &kvv1.RangeRequest{Key: prefix, RangeEnd: fsm.PrefixEnd(prefix), MaxCreateRevision: rev - 1,
+	hdr := p.header
+	for !p.first {
+		// One linearizable point for both reads: the key just ahead, then
+		// the caller's own (the watch from the first read's revision sees
+		// either go).
+		if err := q.node.Linearize(ctx); err != nil {
+			return nil, q.waitError(ctx, err)
+		}
+		ahead, err := q.kv.rangeLocal(&kvv1.RangeRequest{Key: p.prefix, RangeEnd: fsm.PrefixEnd(p.prefix), MaxCreateRevision: p.rev - 1,
 			SortTarget: kvv1.RangeRequest_SORT_TARGET_CREATE, SortOrder: kvv1.RangeRequest_SORT_ORDER_DESCEND, Limit: 1, KeysOnly: true})
 		if err != nil {
-			return nil, q.waitError(ctx, err)
+			return nil, err
 		}
-		if _, err := q.own(ctx, key, rev, lease); err != nil {
-			return nil, q.waitError(ctx, err)
+		own, err := q.kv.rangeLocal(&kvv1.RangeRequest{Key: p.key})
+		if err != nil {
+			return nil, err
+		}
+		if kvs := own.GetKvs(); len(kvs) != 1 || kvs[0].GetCreateRevision() != p.rev || kvs[0].GetLease() != p.lease {
+			return nil, leaseLost(p.lease)
 		}
 		if len(ahead.GetKvs()) == 0 {
+			hdr = own.GetHeader()
 			break
 		}
-		err = q.waitDelete(ctx, ahead.GetHeader().GetRevision()+1, ahead.GetKvs()[0].GetKey(), key)
+		err = q.waitDelete(ctx, ahead.GetHeader().GetRevision()+1, ahead.GetKvs()[0].GetKey(), p.key)
 		if err != nil && !errors.Is(err, errRequeue) {
 			return nil, q.waitError(ctx, err)
 		}
 	}
-	ttl, err := q.node.LeaseTimeToLive(ctx, lease, false)
+	ttl, err := q.node.LeaseTimeToLive(ctx, p.lease, false)
 	if err != nil {
 		return nil, q.waitError(ctx, err)
 	}
 	if ttl.GetTtl() <= 0 {
-		return nil, leaseLost(lease)
+		return nil, leaseLost(p.lease)
 	}
-	own, err := q.own(ctx, key, rev, lease)
-	if err != nil {
-		return nil, q.waitError(ctx, err)
-	}
-	return own, nil
-}
-
-// own reads the caller's key linearizably: leaseLost unless it exists with
-// its create revision and lease.
-func (q *queue) own(ctx context.Context, key []byte, rev, lease int64) (*kvv1.RangeResponse, error) {
-	resp, err := q.kv.Range(ctx, &kvv1.RangeRequest{Key: key})
-	if err != nil {
-		return nil, err
-	}
-	kvs := resp.GetKvs()
-	if len(kvs) != 1 || kvs[0].GetCreateRevision() != rev || kvs[0].GetLease() != lease {
-		return nil, leaseLost(lease)
-	}
-	return resp, nil
+	return hdr, nil
 }
 
 // waitDelete waits until one of keys is deleted at or after revision from.
@@ -224,9 +239,9 @@ func (q *queue) leave(key []byte, rev int64) {
 // leaveUnlessDraining leaves the queue after a wait that failed with err,
 // except when the member's shutdown ended it: then the key keeps its place
 // for the caller's retry through another member (or goes with the lease).
-func (q *queue) leaveUnlessDraining(key []byte, rev int64, err error) {
+func (q *queue) leaveUnlessDraining(p *place, err error) {
 	if !errors.Is(err, errDraining) {
-		q.leave(key, rev)
+		q.leave(p.key, p.rev)
 	}
 }
 

@@ -88,6 +88,30 @@ func (f *fakeNode) apply(cmd []byte) (any, error) {
 		return &kvv1.PutResponse{Header: h}, nil
 	case fsmv1.CommandType_COMMAND_TYPE_DELETE_RANGE:
 		return &kvv1.DeleteRangeResponse{Header: h, Deleted: 1}, nil
+	case fsmv1.CommandType_COMMAND_TYPE_TXN:
+		// Every compare holds; the success branch's results are what the
+		// fake's Range finds, and writes that succeed.
+		txn := &kvv1.TxnRequest{}
+		if err := proto.Unmarshal(c.GetPayload(), txn); err != nil {
+			return nil, err
+		}
+		resp := &kvv1.TxnResponse{Header: h, Succeeded: true}
+		for _, op := range txn.GetSuccess() {
+			var r *kvv1.ResponseOp
+			switch o := op.GetRequest().(type) {
+			case *kvv1.RequestOp_RequestRange:
+				rr, _ := f.Range(o.RequestRange)
+				r = &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseRange{ResponseRange: rr}}
+			case *kvv1.RequestOp_RequestPut:
+				r = &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponsePut{ResponsePut: &kvv1.PutResponse{Header: h}}}
+			case *kvv1.RequestOp_RequestDeleteRange:
+				r = &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: &kvv1.DeleteRangeResponse{Header: h, Deleted: 1}}}
+			default:
+				r = &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseTxn{ResponseTxn: &kvv1.TxnResponse{Header: h, Succeeded: true}}}
+			}
+			resp.Responses = append(resp.Responses, r)
+		}
+		return resp, nil
 	default:
 		return &kvv1.TxnResponse{Header: h, Succeeded: true}, nil
 	}
