@@ -160,12 +160,19 @@ func (q *queue) waitFirst(ctx context.Context, p *place) (*kvv1.ResponseHeader, 
 	ctx, stop := q.untilDrain(ctx)
 	defer stop()
 	hdr := p.header
+	// The first reads are linearizable: this member has then applied the
+	// join. Later ones, after this member's watch saw a delete, read its
+	// state as it is: it has applied the join already, and the keys ahead
+	// can only go (a key created later has a larger create revision), so
+	// a local read misses none of them.
+	linearize := true
 	for !p.first {
-		// One linearizable point for both reads: the key just ahead, then
-		// the caller's own (the watch from the first read's revision sees
-		// either go).
-		if err := q.node.Linearize(ctx); err != nil {
-			return nil, q.waitError(ctx, err)
+		// The key just ahead, then the caller's own: the watch from the
+		// first read's revision sees either go.
+		if linearize {
+			if err := q.node.Linearize(ctx); err != nil {
+				return nil, q.waitError(ctx, err)
+			}
 		}
 		ahead, err := q.kv.rangeLocal(&kvv1.RangeRequest{Key: p.prefix, RangeEnd: fsm.PrefixEnd(p.prefix), MaxCreateRevision: p.rev - 1,
 			SortTarget: kvv1.RangeRequest_SORT_TARGET_CREATE, SortOrder: kvv1.RangeRequest_SORT_ORDER_DESCEND, Limit: 1, KeysOnly: true})
@@ -184,8 +191,13 @@ func (q *queue) waitFirst(ctx context.Context, p *place) (*kvv1.ResponseHeader, 
 			break
 		}
 		err = q.waitDelete(ctx, ahead.GetHeader().GetRevision()+1, ahead.GetKvs()[0].GetKey(), p.key)
-		if err != nil && !errors.Is(err, errRequeue) {
+		switch {
+		case errors.Is(err, errRequeue):
+			linearize = true
+		case err != nil:
 			return nil, q.waitError(ctx, err)
+		default:
+			linearize = false
 		}
 	}
 	ttl, err := q.node.LeaseTimeToLive(ctx, p.lease, false)
