@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvd-io/kvd/apierr"
+	"github.com/kvd-io/kvd/client"
+	"github.com/kvd-io/kvd/client/concurrency"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	"github.com/kvd-io/kvd/server/servertest"
 )
@@ -316,5 +319,52 @@ func TestLockAndElectionErrors(t *testing.T) {
 	}
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("observe without a name: %v", err)
+	}
+}
+
+// The service and the SDK's Mutex queue under the same keys: each excludes
+// the other, and tokens grow across them.
+func TestLockServiceAndSDKMutexExcludeEachOther(t *testing.T) {
+	t.Parallel()
+	c := servertest.New(t, 1)
+	m := c.Leader(20 * time.Second)
+	ctx := ctxT(t, 60*time.Second)
+	cli, err := client.New(client.Config{Endpoints: []string{c.Member(m).Server.ClientAddr()}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(60))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	mu := concurrency.NewMutex(s, "mixed")
+	if err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lease := grant(t, c, m, 0, 60)
+	waiting := lockAsync(ctx, t, c, m, "mixed", lease)
+	waitQueued(t, c, m, "mixed", lease)
+	notYet(t, waiting, "service lock while the SDK's Mutex holds")
+	first := mu.Token()
+	if err := mu.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := receive(t, waiting, "service lock")
+	if r.err != nil || r.resp.GetCreateRevision() <= first {
+		t.Fatalf("service lock after the Mutex (token %d) let go: %v, %v", first, r.resp, r.err)
+	}
+	if err := mu.TryLock(ctx); !errors.Is(err, concurrency.ErrLocked) {
+		t.Fatalf("Mutex.TryLock while the service's lock is held: %v, want ErrLocked", err)
+	}
+	if _, err := locks(t, c, m).Unlock(ctx, &kvv1.UnlockRequest{Key: r.resp.GetKey()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mu.TryLock(ctx); err != nil {
+		t.Fatalf("Mutex.TryLock once the service's lock is released: %v", err)
+	}
+	if mu.Token() <= r.resp.GetCreateRevision() {
+		t.Fatalf("Mutex token %d after the service's %d", mu.Token(), r.resp.GetCreateRevision())
 	}
 }
