@@ -11,6 +11,12 @@
 //	_, err = c.Put(ctx, "greeting", "hello")
 //	resp, err := c.Get(ctx, "greet", client.WithPrefix())
 //
+// Leases (Grant, KeepAlive, Revoke) attach keys to a TTL. Package concurrency
+// builds sessions, mutexes and elections on them, client-side. Lock, Unlock,
+// Campaign, Proclaim, Leader, Observe and Resign call the cluster's lock and
+// election services instead, which run the same recipes in the member, over
+// the same keys, with a lease the caller keeps alive.
+//
 // # Endpoints and failover
 //
 // A Client keeps one gRPC connection per endpoint, dialed lazily. Before a

@@ -38,11 +38,13 @@ func toStatus(err error) error {
 		errors.Is(err, fsm.ErrInvalidCompaction), errors.Is(err, fsm.ErrInvalidLease),
 		errors.Is(err, fsm.ErrValueProvided), errors.Is(err, fsm.ErrLeaseProvided),
 		errors.Is(err, fsm.ErrKeyNotFound), errors.Is(err, member.ErrLeaseTTLTooShort),
-		errors.Is(err, member.ErrLeaseTTLTooLong), errors.Is(err, fsm.ErrInvalidAlarm):
+		errors.Is(err, member.ErrLeaseTTLTooLong), errors.Is(err, fsm.ErrInvalidAlarm),
+		errors.Is(err, ErrEmptyName), errors.Is(err, ErrLeaseRequired), errors.Is(err, ErrInvalidLeaderKey):
 		return status.Error(codes.InvalidArgument, msg)
 	case errors.Is(err, fsm.ErrNoSpace):
 		return status.Error(codes.ResourceExhausted, msg)
-	case errors.Is(err, fsm.ErrLeaseNotFound), errors.Is(err, member.ErrMemberNotFound):
+	case errors.Is(err, fsm.ErrLeaseNotFound), errors.Is(err, member.ErrMemberNotFound),
+		errors.Is(err, ErrElectionNoLeader):
 		return status.Error(codes.NotFound, msg)
 	case errors.Is(err, member.ErrMemberExists):
 		return status.Error(codes.AlreadyExists, msg)
@@ -50,7 +52,8 @@ func toStatus(err error) error {
 		errors.Is(err, member.ErrNotLearner), errors.Is(err, member.ErrRemoved),
 		errors.Is(err, member.ErrCompactUnsupported), errors.Is(err, member.ErrLeasesUnsupported),
 		errors.Is(err, fsm.ErrLeaseExists), errors.Is(err, member.ErrAlarmsUnsupported),
-		errors.Is(err, member.ErrFeatureUnsupported):
+		errors.Is(err, member.ErrFeatureUnsupported), errors.Is(err, ErrElectionNotLeader),
+		errors.Is(err, ErrQueueKeyTaken):
 		return status.Error(codes.FailedPrecondition, msg)
 	case errors.Is(err, fsm.ErrDefragBusy):
 		return status.Error(codes.Aborted, msg)

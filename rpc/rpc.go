@@ -116,6 +116,9 @@ func (a *API) Register(s *grpc.Server) {
 	peerv1.RegisterPeerServiceServer(s, &peerService{node: a.node, cfg: a.cfg, adm: a.adm})
 	kvv1.RegisterWatchServiceServer(s, &watchService{node: a.node})
 	kvv1.RegisterLeaseServiceServer(s, &leaseService{node: a.node, cfg: a.cfg})
+	q := &queue{kv: &kvService{node: a.node, cfg: a.cfg, adm: a.adm}, node: a.node}
+	kvv1.RegisterLockServiceServer(s, &lockService{q: q})
+	kvv1.RegisterElectionServiceServer(s, &electionService{q: q})
 }
 
 type nopMetrics struct{}

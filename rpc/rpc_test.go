@@ -34,11 +34,12 @@ type fakeNode struct {
 	name   string
 	leader bool
 
-	proposeErr   error          // Propose and ProposeAsync fail with it
-	linearizeErr error          // Linearize and LinearizeAsync fail with it
-	leaderAddr   string         // LeaderAddr's answer when not leader
-	kv           map[string]int // key -> value length, what Range finds
-	removedErr   error          // Err
+	proposeErr   error                     // Propose and ProposeAsync fail with it
+	linearizeErr error                     // Linearize and LinearizeAsync fail with it
+	leaderAddr   string                    // LeaderAddr's answer when not leader
+	kv           map[string]int            // key -> value length, what Range finds
+	records      map[string]*kvv1.KeyValue // whole records Range finds, before kv
+	removedErr   error                     // Err
 
 	mu            sync.Mutex
 	hub           *watch.Hub
@@ -87,6 +88,30 @@ func (f *fakeNode) apply(cmd []byte) (any, error) {
 		return &kvv1.PutResponse{Header: h}, nil
 	case fsmv1.CommandType_COMMAND_TYPE_DELETE_RANGE:
 		return &kvv1.DeleteRangeResponse{Header: h, Deleted: 1}, nil
+	case fsmv1.CommandType_COMMAND_TYPE_TXN:
+		// Every compare holds; the success branch's results are what the
+		// fake's Range finds, and writes that succeed.
+		txn := &kvv1.TxnRequest{}
+		if err := proto.Unmarshal(c.GetPayload(), txn); err != nil {
+			return nil, err
+		}
+		resp := &kvv1.TxnResponse{Header: h, Succeeded: true}
+		for _, op := range txn.GetSuccess() {
+			var r *kvv1.ResponseOp
+			switch o := op.GetRequest().(type) {
+			case *kvv1.RequestOp_RequestRange:
+				rr, _ := f.Range(o.RequestRange)
+				r = &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseRange{ResponseRange: rr}}
+			case *kvv1.RequestOp_RequestPut:
+				r = &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponsePut{ResponsePut: &kvv1.PutResponse{Header: h}}}
+			case *kvv1.RequestOp_RequestDeleteRange:
+				r = &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: &kvv1.DeleteRangeResponse{Header: h, Deleted: 1}}}
+			default:
+				r = &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseTxn{ResponseTxn: &kvv1.TxnResponse{Header: h, Succeeded: true}}}
+			}
+			resp.Responses = append(resp.Responses, r)
+		}
+		return resp, nil
 	default:
 		return &kvv1.TxnResponse{Header: h, Succeeded: true}, nil
 	}
@@ -103,6 +128,10 @@ func (f *fakeNode) LinearizeAsync(_, _ time.Time, fn func(error)) {
 
 func (f *fakeNode) Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 	resp := &kvv1.RangeResponse{Header: &kvv1.ResponseHeader{Revision: 7}}
+	if rec, ok := f.records[string(req.GetKey())]; ok {
+		resp.Kvs, resp.Count = []*kvv1.KeyValue{rec}, 1
+		return resp, nil
+	}
 	if n, ok := f.kv[string(req.GetKey())]; ok {
 		resp.Kvs = []*kvv1.KeyValue{{Key: req.GetKey(), Value: make([]byte, n)}}
 		resp.Count = 1

@@ -50,6 +50,21 @@ type printer interface {
 	Watch(resp client.WatchResponse) error
 	// Alarms prints alarms listed or disarmed.
 	Alarms(resp *client.AlarmResponse) error
+	// LeaseGrant prints a granted lease.
+	LeaseGrant(resp *client.LeaseGrantResponse) error
+	// LeaseRevoke prints the revocation of lease id.
+	LeaseRevoke(id client.LeaseID, resp *client.LeaseRevokeResponse) error
+	// LeaseKeepAlive prints one renewal of lease id; resp is nil when the
+	// lease expired or was revoked.
+	LeaseKeepAlive(id client.LeaseID, resp *client.LeaseKeepAliveResponse) error
+	// LeaseTimeToLive prints a lease's TTLs and, with keys, its keys.
+	LeaseTimeToLive(resp *client.LeaseTimeToLiveResponse, keys bool) error
+	// LeaseList prints the cluster's leases.
+	LeaseList(resp *client.LeaseLeasesResponse) error
+	// Lock prints the key of a lock acquired and its fencing token.
+	Lock(resp *client.LockResponse) error
+	// Leader prints an election's leader (elect, elect --listen).
+	Leader(hdr *kvv1.ResponseHeader, kv *kvv1.KeyValue) error
 }
 
 // alarmName is an alarm as etcdctl names it: NOSPACE.
@@ -149,6 +164,9 @@ func newPrinter(format string, out, errOut io.Writer) printer {
 func eventType(t client.EventType) string {
 	return strings.TrimPrefix(t.String(), "EVENT_TYPE_")
 }
+
+// leaseID formats a lease id as etcdctl does: hex.
+func leaseID(id client.LeaseID) string { return fmt.Sprintf("%x", id) }
 
 // hexID formats a member id as etcdctl does.
 func hexID(id uint64) string { return fmt.Sprintf("%x", id) }

@@ -104,6 +104,9 @@ TLS is used when an endpoint is https://host:port or a TLS flag is given:
 		newCompactionCmd(g),
 		newAlarmCmd(g),
 		newDefragCmd(g),
+		newLeaseCmd(g),
+		newLockCmd(g),
+		newElectCmd(g),
 	)
 	return root
 }
