@@ -116,6 +116,12 @@ type Config struct {
 	// can show they catch that; Validate refuses it unless kvd was built with
 	// -tags kvd_unsafe.
 	UnsafeVerifyLeader bool
+	// UnsafeEarlyLeaseExpiry makes the leader expire every lease after a
+	// quarter of its TTL, without the extension a new leader owes, breaking
+	// the lease guarantees on purpose. It exists only so that the jepsen
+	// suite can show its lease and lock checkers catch that; Validate
+	// refuses it unless kvd was built with -tags kvd_unsafe.
+	UnsafeEarlyLeaseExpiry bool
 
 	// RaftTransport replaces the TCP transport, for in-process test clusters;
 	// nil means TCP on RaftAddr.
@@ -233,6 +239,9 @@ func (c Config) Validate() error {
 	}
 	if c.UnsafeVerifyLeader && !unsafeBuild {
 		return errors.New("unsafe verify leader is only available in a build with -tags kvd_unsafe")
+	}
+	if c.UnsafeEarlyLeaseExpiry && !unsafeBuild {
+		return errors.New("unsafe early lease expiry is only available in a build with -tags kvd_unsafe")
 	}
 	if c.MaxAppendEntries <= 0 || c.MaxAppendEntries > 1024 {
 		return fmt.Errorf("max append entries must be in 1..1024, got %d", c.MaxAppendEntries)

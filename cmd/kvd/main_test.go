@@ -109,3 +109,13 @@ func TestUnsafeLocalReadsRefusedInReleaseBuild(t *testing.T) {
 		t.Fatal("a release build accepted --unsafe-local-reads")
 	}
 }
+
+func TestUnsafeEarlyLeaseExpiryRefusedInReleaseBuild(t *testing.T) {
+	o, err := parseFlags([]string{"--unsafe-early-lease-expiry"}, io.Discard, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.cfg.Validate(); err == nil {
+		t.Fatal("a release build accepted --unsafe-early-lease-expiry")
+	}
+}
