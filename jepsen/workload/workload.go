@@ -38,6 +38,14 @@ type Workload interface {
 	Check(events []history.Event, opts CheckOptions) (Report, error)
 }
 
+// Clocked is a workload that records times of its own, measured inside an
+// operation (a lock holder's tenure, a lease's deadline). The runner hands
+// it the history's clock (nanoseconds since the start of the run) before
+// any operation.
+type Clocked interface {
+	SetClock(now func() int64)
+}
+
 // FinalEnv is what final reads need.
 type FinalEnv struct {
 	// Members maps each member's name to its client address.
@@ -80,14 +88,16 @@ func New(name string) (Workload, error) {
 	case "watch":
 		return nil, errors.New(`workload "watch" is not supported yet: kvd has no watch API`)
 	case "lock":
-		return nil, errors.New(`workload "lock" is not supported yet: kvd has no leases or locks`)
+		return NewLock(DefaultLockConfig()), nil
+	case "lease":
+		return NewLease(DefaultLeaseConfig()), nil
 	}
 	return nil, fmt.Errorf("unknown workload %q; known: %s", name, strings.Join(Names(), ", "))
 }
 
 // Names lists the supported workloads.
 func Names() []string {
-	n := []string{"register", "set"}
+	n := []string{"register", "set", "lock", "lease"}
 	sort.Strings(n)
 	return n
 }

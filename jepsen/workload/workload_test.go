@@ -85,7 +85,7 @@ func TestRegisterKeysRotateAndValuesAreUnique(t *testing.T) {
 }
 
 func TestNewRefusesUnsupported(t *testing.T) {
-	for _, name := range []string{"watch", "lock", "bank"} {
+	for _, name := range []string{"watch", "bank"} {
 		if _, err := New(name); err == nil {
 			t.Errorf("workload %q accepted", name)
 		}
