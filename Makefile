@@ -128,27 +128,43 @@ jepsen-bin:
 # the release build must pass.
 JEPSEN_NEGATIVE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNSAFE=$(BIN)/kvd-unsafe KVD_JEPSEN_RUNS=$(JEPSEN_RUNS) \
 	$(GO) test -count=1 -timeout 4m -run '^TestNegativeControl$$' ./jepsen/runner
+# The lease and lock negative control: a kvd that expires leases after a
+# quarter of their TTL must be caught by both checkers.
+JEPSEN_NEGATIVE_LEASE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNSAFE=$(BIN)/kvd-unsafe KVD_JEPSEN_RUNS=$(JEPSEN_RUNS) \
+	$(GO) test -count=1 -timeout 6m -run '^TestLeaseNegativeControl$$' ./jepsen/runner
 
 # Under 4 minutes: register and set under a partition/kill/pause mix, then
 # the negative control.
 jepsen-short: jepsen-deps jepsen-bin
 	$(call JEPSEN_RUN,150s) --workload register --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
 	$(call JEPSEN_RUN,150s) --workload set --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
+	$(call JEPSEN_RUN,150s) --workload lock --nemesis partition,kill,pause --time-limit 25s --fault-duration 6s --heal-duration 4s
+	$(call JEPSEN_RUN,150s) --workload lease --nemesis partition,kill,pause --time-limit 25s --fault-duration 6s --heal-duration 4s
 	$(JEPSEN_NEGATIVE)
+	$(JEPSEN_NEGATIVE_LEASE)
 
 # The full matrix, about 15 minutes: every workload with every nemesis
 # family and the mixed schedule, then the negative control. Every run goes
 # ahead; the target fails at the end if any run was not valid.
 JEPSEN_WORKLOADS ?= register set
 JEPSEN_NEMESES ?= kill pause partition member-churn leader-transfer mixed
+# The lock and lease workloads, under the faults that hit leases: a lost
+# leader (killed, paused, cut off) and the election after it.
+JEPSEN_LEASE_WORKLOADS ?= lock lease
+JEPSEN_LEASE_NEMESES ?= kill pause partition
 jepsen: jepsen-deps jepsen-bin
 	@failed=""; \
 	for w in $(JEPSEN_WORKLOADS); do for n in $(JEPSEN_NEMESES); do \
 		echo "== jepsen: $$w / $$n"; \
 		$(call JEPSEN_RUN,300s) --workload $$w --nemesis $$n --time-limit 75s || failed="$$failed $$w/$$n"; \
 	done; done; \
+	for w in $(JEPSEN_LEASE_WORKLOADS); do for n in $(JEPSEN_LEASE_NEMESES); do \
+		echo "== jepsen: $$w / $$n"; \
+		$(call JEPSEN_RUN,300s) --workload $$w --nemesis $$n --time-limit 75s || failed="$$failed $$w/$$n"; \
+	done; done; \
 	echo "== jepsen: negative control"; \
 	$(JEPSEN_NEGATIVE) || failed="$$failed negative-control"; \
+	$(JEPSEN_NEGATIVE_LEASE) || failed="$$failed lease-negative-control"; \
 	if [ -n "$$failed" ]; then echo "jepsen: FAILED:$$failed"; exit 1; fi; \
 	echo "jepsen: every run valid, negative control caught"
 
