@@ -24,8 +24,9 @@ type LeaseConfig struct {
 	TTL int64
 	// KeysPerLease is how many keys each lease gets, in one transaction.
 	KeysPerLease int
-	// MaxLeases bounds the leases in play at once (granted and not yet
-	// past their expiry bound and a last look).
+	// MaxLeases bounds the live leases: kept alive, or abandoned and
+	// within their TTL. Leases past that are read on until their expiry
+	// bound has passed, and a few seconds more.
 	MaxLeases int
 	// KeepShare is the share of leases kept alive; the others are never
 	// renewed.
@@ -120,7 +121,11 @@ func (w *Lease) Next(rng *rand.Rand) history.Event {
 	defer w.mu.Unlock()
 	now := time.Now()
 	var attach, stop, read []*leaseState
+	live := 0 // kept alive, or abandoned but within its TTL
 	for id, l := range w.leases {
+		if l.retire.IsZero() || now.Sub(l.granted) < w.cfg.Bounds.TTL {
+			live++
+		}
 		switch {
 		case !l.retire.IsZero() && now.After(l.retire):
 			delete(w.leases, id)
@@ -149,7 +154,7 @@ func (w *Lease) Next(rng *rand.Rand) history.Event {
 			keys[i] = fmt.Sprintf("%s%d", w.leasePrefix(l.id), i)
 		}
 		return history.Event{F: checker.FAttach, Lease: l.id, Values: keys}
-	case len(w.leases)+w.claims < w.cfg.MaxLeases && (len(read) == 0 || rng.Float64() < 0.2):
+	case live+w.claims < w.cfg.MaxLeases && (len(read) == 0 || rng.Float64() < 0.2):
 		w.claims++
 		mode := checker.LeaseAbandon
 		if rng.Float64() < w.cfg.KeepShare {

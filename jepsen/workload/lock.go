@@ -129,6 +129,13 @@ func (l *Lock) cycle(ctx context.Context, kv client.KV, op history.Event) histor
 	if err != nil {
 		return failed(err)
 	}
+	// The wait for the lock takes the operation's timeout; the write gets
+	// as long again of its own, so that a long wait does not turn it into
+	// an unknown outcome.
+	budget := time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		budget = time.Until(dl)
+	}
 	m := concurrency.NewMutex(s, l.lockName())
 	if err := m.Lock(ctx); err != nil {
 		if errors.Is(err, concurrency.ErrSessionExpired) {
@@ -139,15 +146,13 @@ func (l *Lock) cycle(ctx context.Context, kv client.KV, op history.Event) histor
 	c := history.Event{F: op.F, Key: op.Key, Acquired: l.clock(), Token: m.Token()}
 	if hold := time.Duration(randv2.Int64N(int64(l.cfg.HoldMax) + 1)); hold > 0 {
 		t := time.NewTimer(hold)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
+		<-t.C
 	}
 	value := checker.FencedValue(c.Token, *op.Value)
 	c.Value = history.Str(value)
-	matched, rev, err := l.fencedPut(ctx, cli, m, op.Key, c.Token, value)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
+	matched, rev, err := l.fencedPut(wctx, cli, m, op.Key, c.Token, value)
+	cancel()
 	c.Type = Classify(err, false)
 	if err != nil {
 		c.Error = err.Error()
