@@ -24,7 +24,9 @@ const (
 	// Values are the keys present, Rev the read's revision.
 	FLeaseRead = "lease-read"
 	// FStop stops keeping the lease alive; the completion's Deadline is the
-	// lease's deadline after its last acknowledged renewal.
+	// lease's deadline after its last acknowledged renewal, and its Value
+	// says whether the keep-alive was still running ("keep") or had ended
+	// before, the lease given up by the SDK ("lost").
 	FStop = "stop"
 )
 
@@ -32,6 +34,7 @@ const (
 const (
 	LeaseKeep    = "keep"
 	LeaseAbandon = "abandon"
+	LeaseLost    = "lost"
 )
 
 // LeaseBounds are the timings the lease checker holds kvd to.
@@ -61,6 +64,12 @@ type LeaseResult struct {
 	Leases    int `json:"leases"`    // granted (ok) with keys attached (ok or unknown)
 	Kept      int `json:"kept"`      // of which kept alive until a stop
 	Abandoned int `json:"abandoned"` // of which never renewed
+	// Lost counts the kept leases whose keep-alive ended before the
+	// client stopped it during the run (not those stopped after it): the SDK found no renewal answered before the
+	// deadline, or the cluster said the lease was gone. Not an anomaly by
+	// itself (the deadline still bounds the early-loss check), but a sign
+	// that keep-alives did not survive the faults.
+	Lost int `json:"lost"`
 	Reads     int `json:"reads"`     // ok reads of a lease's keys during the run
 	// Expired counts the leases whose keys were gone in every final read
 	// and whose expiry bound had passed by then; Pending those whose bound
@@ -94,6 +103,7 @@ type leaseInfo struct {
 	attach   history.Type
 	attached int64 // attach completion
 	stopped  int64 // stop completion; 0: never stopped
+	lost     bool  // the keep-alive had ended before the stop
 	expireBy int64
 }
 
@@ -151,6 +161,7 @@ func CheckLease(events []history.Event, members []string, bounds LeaseBounds, ke
 			if op.Type() == history.OK {
 				l.stopped = c.Time
 				l.deadline = max(l.deadline, c.Deadline)
+				l.lost = c.Value != nil && *c.Value == LeaseLost
 			}
 		case FLeaseRead:
 			if op.Type() == history.OK {
@@ -177,6 +188,9 @@ func CheckLease(events []history.Event, members []string, bounds LeaseBounds, ke
 			res.Abandoned++
 		case l.stopped > 0:
 			res.Kept++
+			if l.lost {
+				res.Lost++
+			}
 			renew = l.stopped + bounds.InFlight.Nanoseconds()
 		default:
 			res.Kept++

@@ -76,6 +76,7 @@ type leaseState struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	deadline time.Time // the latest acknowledged deadline
+	lost     bool      // the keep-alive ended before it was stopped
 }
 
 // NewLease returns a lease workload.
@@ -218,7 +219,7 @@ func (w *Lease) Apply(ctx context.Context, kv client.KV, op history.Event) histo
 		}
 		return c
 	case checker.FStop:
-		return w.stop(op)
+		return w.stop(op, false)
 	}
 	return fail(errors.New("unknown operation " + op.F))
 }
@@ -278,8 +279,10 @@ func (w *Lease) follow(l *leaseState, ch <-chan *client.LeaseKeepAliveResponse) 
 	}
 }
 
-// stop stops keeping a lease alive and reports its last deadline.
-func (w *Lease) stop(op history.Event) history.Event {
+// stop stops keeping a lease alive and reports its last deadline and,
+// unless final (the clients are closed by then, which ends every
+// keep-alive), whether the keep-alive had ended already.
+func (w *Lease) stop(op history.Event, final bool) history.Event {
 	w.mu.Lock()
 	l := w.leases[op.Lease]
 	w.mu.Unlock()
@@ -288,9 +291,22 @@ func (w *Lease) stop(op history.Event) history.Event {
 		c.Type, c.Error = history.Fail, "not kept alive"
 		return c
 	}
+	select {
+	case <-l.done:
+		w.mu.Lock()
+		l.lost = !final
+		w.mu.Unlock()
+	default:
+	}
 	l.cancel()
 	<-l.done // the channel closes when its context ends
 	w.mu.Lock()
+	c.Value = history.Str(checker.LeaseKeep)
+	if l.lost {
+		// The SDK gave the lease up (its deadline passed without a
+		// renewal, or the cluster answered that it was gone).
+		c.Value = history.Str(checker.LeaseLost)
+	}
 	c.Deadline = w.onClock(l.deadline)
 	l.retire = time.Now().Add(w.expiryHorizon() + 5*time.Second)
 	w.mu.Unlock()
@@ -321,7 +337,7 @@ func (w *Lease) Final(ctx context.Context, env FinalEnv) error {
 	proc := env.NewProcess()
 	for _, l := range kept {
 		env.Record(history.Event{Type: history.Invoke, Process: proc, F: checker.FStop, Lease: l.id})
-		c := w.stop(history.Event{F: checker.FStop, Lease: l.id})
+		c := w.stop(history.Event{F: checker.FStop, Lease: l.id}, true)
 		c.Process = proc
 		env.Record(c)
 	}
