@@ -69,8 +69,8 @@ type LeaseResult struct {
 	// deadline, or the cluster said the lease was gone. Not an anomaly by
 	// itself (the deadline still bounds the early-loss check), but a sign
 	// that keep-alives did not survive the faults.
-	Lost int `json:"lost"`
-	Reads     int `json:"reads"`     // ok reads of a lease's keys during the run
+	Lost  int `json:"lost"`
+	Reads int `json:"reads"` // ok reads of a lease's keys during the run
 	// Expired counts the leases whose keys were gone in every final read
 	// and whose expiry bound had passed by then; Pending those whose bound
 	// had not passed (not judged at the end).
