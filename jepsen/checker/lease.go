@@ -287,6 +287,9 @@ func CheckLease(events []history.Event, members []string, bounds LeaseBounds, ke
 			res.Problems = append(res.Problems, fmt.Sprintf("%d %s: %s", len(a.list), a.what, abbreviate(a.list, 5)))
 		}
 	}
+	// results.json keeps the first ones; Problems has the counts.
+	res.EarlyLoss, res.Outlived = firstN(res.EarlyLoss, maxListed), firstN(res.Outlived, maxListed)
+	res.Partial, res.Unexpected = firstN(res.Partial, maxListed), firstN(res.Unexpected, maxListed)
 	invalid := len(res.Problems) > 0
 	var missing []string
 	for _, m := range members {
@@ -310,4 +313,14 @@ func CheckLease(events []history.Event, members []string, bounds LeaseBounds, ke
 		res.Verdict = Valid
 	}
 	return res, nil
+}
+
+// maxListed bounds each list of anomalies a result keeps.
+const maxListed = 100
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

@@ -213,6 +213,7 @@ func CheckLock(events []history.Event, timeout time.Duration, htmlPath string) (
 	if n := len(res.Overlaps); n > 0 {
 		res.Problems = append(res.Problems, fmt.Sprintf("%d overlapping tenures of the lock: %s", n, abbreviate(res.Overlaps, 5)))
 	}
+	res.TokenOrder, res.Overlaps = firstN(res.TokenOrder, maxListed), firstN(res.Overlaps, maxListed)
 	switch {
 	case res.Register.Verdict == Invalid || len(res.TokenOrder) > 0 || len(res.Overlaps) > 0:
 		res.Verdict = Invalid
