@@ -33,12 +33,20 @@ type LockConfig struct {
 	// HoldMax bounds the random time a holder keeps the lock before it
 	// writes, so that holders overlap with lease trouble.
 	HoldMax time.Duration
+	// StaleShare is the share of lock cycles whose holder plays a paused
+	// process: once it holds the lock, it stops renewing its session and
+	// waits past the lease's TTL (plus StalePause) before it writes, by
+	// when the lease has expired and another client may hold the lock. Its
+	// write must be refused by the fencing guard, or be applied in order.
+	StaleShare float64
+	StalePause time.Duration
 }
 
 // DefaultLockConfig returns 2 s sessions, registers of 40 writes, half the
 // operations reads, holds of up to 200 ms.
 func DefaultLockConfig() LockConfig {
-	return LockConfig{Prefix: "jepsen/lock/", TTL: 2, WritesPerKey: 40, ReadShare: 0.5, HoldMax: 200 * time.Millisecond}
+	return LockConfig{Prefix: "jepsen/lock/", TTL: 2, WritesPerKey: 40, ReadShare: 0.5, HoldMax: 200 * time.Millisecond,
+		StaleShare: 0.05, StalePause: 1500 * time.Millisecond}
 }
 
 // Lock is the lock workload: clients, each with its own session, take one
@@ -144,7 +152,15 @@ func (l *Lock) cycle(ctx context.Context, kv client.KV, op history.Event) histor
 		return failed(fmt.Errorf("lock: %w", err))
 	}
 	c := history.Event{F: op.F, Key: op.Key, Acquired: l.clock(), Token: m.Token()}
-	if hold := time.Duration(randv2.Int64N(int64(l.cfg.HoldMax) + 1)); hold > 0 {
+	hold := time.Duration(randv2.Int64N(int64(l.cfg.HoldMax) + 1))
+	stale := randv2.Float64() < l.cfg.StaleShare
+	if stale {
+		// A paused holder: its session stops renewing, and the
+		// cluster expires the lease while it sleeps.
+		s.Orphan()
+		hold = time.Duration(l.cfg.TTL)*time.Second + l.cfg.StalePause
+	}
+	if hold > 0 {
 		t := time.NewTimer(hold)
 		<-t.C
 	}
@@ -169,7 +185,7 @@ func (l *Lock) cycle(ctx context.Context, kv client.KV, op history.Event) histor
 	c.Deadline = c.Released + time.Until(s.Deadline()).Nanoseconds()
 	uctx, cancel := context.WithTimeout(context.Background(), time.Duration(l.cfg.TTL)*time.Second)
 	defer cancel()
-	if err := m.Unlock(uctx); err != nil {
+	if err := m.Unlock(uctx); err != nil || stale {
 		// Its key goes when the lease does; a fresh session next time.
 		l.drop(cli, s)
 	}
