@@ -136,8 +136,8 @@ JEPSEN_NEGATIVE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNS
 JEPSEN_NEGATIVE_LEASE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNSAFE=$(BIN)/kvd-unsafe KVD_JEPSEN_RUNS=$(JEPSEN_RUNS) \
 	$(GO) test -count=1 -timeout 6m -run '^TestLeaseNegativeControl$$$(1)' ./jepsen/runner
 
-# Under 4 minutes: register and set under a partition/kill/pause mix, then
-# the negative control.
+# About 7 minutes: register, set, lock and lease under a
+# partition/kill/pause mix, then the negative controls.
 jepsen-short: jepsen-deps jepsen-bin
 	$(call JEPSEN_RUN,150s) --workload register --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
 	$(call JEPSEN_RUN,150s) --workload set --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
@@ -146,8 +146,9 @@ jepsen-short: jepsen-deps jepsen-bin
 	$(JEPSEN_NEGATIVE)
 	$(call JEPSEN_NEGATIVE_LEASE,/unsafe)
 
-# The full matrix, about 15 minutes: every workload with every nemesis
-# family and the mixed schedule, then the negative control. Every run goes
+# The full matrix, about 30 minutes: register and set with every nemesis
+# family and the mixed schedule, lock and lease with kill, pause and
+# partition, then the negative controls. Every run goes
 # ahead; the target fails at the end if any run was not valid.
 JEPSEN_WORKLOADS ?= register set
 JEPSEN_NEMESES ?= kill pause partition member-churn leader-transfer mixed
