@@ -22,6 +22,16 @@ const (
 	// OpMixed sends gets with probability ReadRatio and puts otherwise, both on
 	// keys of the key space.
 	OpMixed Op = "mixed"
+	// OpLeaseKeepAlive renews a lease once per request, each client its own
+	// lease of LeaseTTL seconds on a stream of its own per renewal, as etcd's
+	// lease-keepalive (clientv3's KeepAliveOnce).
+	OpLeaseKeepAlive Op = "lease-keepalive"
+	// OpLock is one cycle of a contended lock per request: every client
+	// takes the same client/concurrency Mutex (LockName) with a session of
+	// its own, reads LockKey and commits a transaction that compares its
+	// mod revision (a read-only repeatable-read STM transaction, as etcd's
+	// "stm --stm-locker lock-client" runs under the lock), and unlocks.
+	OpLock Op = "lock"
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.
@@ -78,8 +88,39 @@ type Config struct {
 	// keys. Zero means 1; it must not exceed KeySpace.
 	TxnOps int
 
+	// LeaseTTL is the TTL in seconds of each client's lease (OpLeaseKeepAlive).
+	// Zero means 100, etcd's benchmark's.
+	LeaseTTL int64
+	// LockName is the prefix of the contended mutex (OpLock); empty means
+	// "bench-lock".
+	LockName string
+	// SessionTTL is the TTL in seconds of each client's session (OpLock).
+	// Zero means 60, the session default of etcd's concurrency package.
+	SessionTTL int64
+
 	// Seed seeds the random key choice; zero means a seed from the clock.
 	Seed uint64
+}
+
+func (c Config) leaseTTL() int64 {
+	if c.LeaseTTL == 0 {
+		return 100
+	}
+	return c.LeaseTTL
+}
+
+func (c Config) lockName() string {
+	if c.LockName == "" {
+		return "bench-lock"
+	}
+	return c.LockName
+}
+
+func (c Config) sessionTTL() int64 {
+	if c.SessionTTL == 0 {
+		return 60
+	}
+	return c.SessionTTL
 }
 
 // DefaultConfig returns the defaults of etcd's benchmark tool for op: one
@@ -106,9 +147,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
 	switch c.Op {
-	case OpPut, OpGet, OpTxn, OpMixed:
+	case OpPut, OpGet, OpTxn, OpMixed, OpLeaseKeepAlive, OpLock:
 	default:
-		return bad("unknown op %q: want put, get, txn or mixed", c.Op)
+		return bad("unknown op %q: want put, get, txn, mixed, lease-keepalive or lock", c.Op)
 	}
 	switch {
 	case c.Clients < 1:
@@ -139,6 +180,10 @@ func (c Config) Validate() error {
 		return bad("read ratio %g: must be between 0 and 1", c.ReadRatio)
 	case c.TxnOps < 0:
 		return bad("txn ops %d: must not be negative", c.TxnOps)
+	case c.LeaseTTL < 0:
+		return bad("lease TTL %d: must not be negative", c.LeaseTTL)
+	case c.SessionTTL < 0:
+		return bad("session TTL %d: must not be negative", c.SessionTTL)
 	case c.txnOps() > c.KeySpace:
 		return bad("txn ops %d is more than key space %d: a transaction cannot put the same key twice", c.txnOps(), c.KeySpace)
 	}

@@ -46,6 +46,10 @@ func (g *generator) keyIndex(i uint64, rng *rand.Rand) uint64 {
 func (g *generator) next(i uint64, rng *rand.Rand) request {
 	c := g.cfg
 	switch c.Op {
+	case OpLeaseKeepAlive:
+		return request{kind: OpLeaseKeepAlive}
+	case OpLock:
+		return request{kind: OpLock, keys: []string{KeyAt(g.keyIndex(i, rng), c.KeySize)}}
 	case OpGet:
 		if c.Key != "" {
 			return request{kind: OpGet, keys: []string{c.Key}}

@@ -31,6 +31,11 @@ type Report struct {
 	ByKind map[Op]*Histogram
 	// Interrupted is set when the run's context ended before the run did.
 	Interrupted bool
+	// Events is set for the watch workloads: Total counts the events due
+	// (every successful put times the watchers), Latency holds the events'
+	// latencies, RequestsPerSec is events per second, and Clients is the
+	// number of watchers.
+	Events bool
 }
 
 // RequestsPerSec is the throughput: successful requests per second of
@@ -60,6 +65,9 @@ type Summary struct {
 	// Ops splits a mixed run by what was sent: "get" and "put".
 	Ops         map[string]OpSummary `json:"ops,omitempty"`
 	Interrupted bool                 `json:"interrupted,omitempty"`
+	// Unit is "events" for the watch workloads (total, requests_per_sec
+	// and the latencies are of events) and "requests" otherwise.
+	Unit string `json:"unit"`
 }
 
 // LatencySummary holds the latency statistics of a Summary.
@@ -106,6 +114,7 @@ func (r *Report) Summary() Summary {
 		RequestsPerSec: r.RequestsPerSec(),
 		LatencySummary: latencySummary(r.Latency),
 		Interrupted:    r.Interrupted,
+		Unit:           r.unit(),
 	}
 	if s.ErrorsByCode == nil {
 		s.ErrorsByCode = map[string]int64{}
@@ -117,6 +126,13 @@ func (r *Report) Summary() Summary {
 		}
 	}
 	return s
+}
+
+func (r *Report) unit() string {
+	if r.Events {
+		return "events"
+	}
+	return "requests"
 }
 
 // WriteJSON writes the summary as one JSON object on one line.
@@ -139,15 +155,23 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	h := r.Latency
 	fmt.Fprintf(&b, "\nSummary:\n")
-	fmt.Fprintf(&b, "  Workload:\t%s, %d clients on %d connections\n", r.Op, r.Clients, r.Conns)
-	fmt.Fprintf(&b, "  Total:\t%.4f secs, %d requests, %d errors\n", r.Elapsed.Seconds(), r.Total, r.Errors)
+	if r.Events {
+		fmt.Fprintf(&b, "  Workload:\t%s, %d watchers on %d streams\n", r.Op, r.Clients, r.Conns)
+	} else {
+		fmt.Fprintf(&b, "  Workload:\t%s, %d clients on %d connections\n", r.Op, r.Clients, r.Conns)
+	}
+	fmt.Fprintf(&b, "  Total:\t%.4f secs, %d %s, %d errors\n", r.Elapsed.Seconds(), r.Total, r.unit(), r.Errors)
 	if h.Count() > 0 {
 		fmt.Fprintf(&b, "  Slowest:\t%s\n", fmtMs(h.Max()))
 		fmt.Fprintf(&b, "  Fastest:\t%s\n", fmtMs(h.Min()))
 		fmt.Fprintf(&b, "  Average:\t%s\n", fmtMs(h.Mean()))
 		fmt.Fprintf(&b, "  Stddev:\t%s\n", fmtMs(h.Stddev()))
 	}
-	fmt.Fprintf(&b, "  Requests/sec:\t%.4f\n", r.RequestsPerSec())
+	if r.Events {
+		fmt.Fprintf(&b, "  Events/sec:\t%.4f\n", r.RequestsPerSec())
+	} else {
+		fmt.Fprintf(&b, "  Requests/sec:\t%.4f\n", r.RequestsPerSec())
+	}
 	if r.Interrupted {
 		fmt.Fprintf(&b, "  Interrupted:\tthe run was stopped before its end\n")
 	}

@@ -95,6 +95,11 @@ func (r *Runner) Progress() Progress {
 // the last case the report holds what was answered before, its Interrupted
 // is set, and the error is ctx's.
 func (r *Runner) Run(ctx context.Context) (*Report, error) {
+	states, err := r.prepare(ctx)
+	defer r.release(states)
+	if err != nil {
+		return r.report(), err
+	}
 	start := time.Now()
 	r.start.Store(start.UnixNano())
 	var stopAt time.Time
@@ -105,7 +110,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	for i := range r.cfg.Clients {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(r.cfg.Seed, uint64(i)))
-			r.client(ctx, r.conns[i%len(r.conns)], rng, start, stopAt)
+			r.client(ctx, r.conns[i%len(r.conns)], states[i], rng, start, stopAt)
 		})
 	}
 	wg.Wait()
@@ -119,7 +124,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 
 // client is one client's loop: take the next request number, wait for the
 // rate limit, send, record.
-func (r *Runner) client(ctx context.Context, kv client.KV, rng *rand.Rand, start, stopAt time.Time) {
+func (r *Runner) client(ctx context.Context, kv client.KV, st *clientState, rng *rand.Rand, start, stopAt time.Time) {
 	for ctx.Err() == nil {
 		i := r.issued.Add(1) - 1
 		if r.cfg.Total > 0 && i >= uint64(r.cfg.Total) {
@@ -133,7 +138,7 @@ func (r *Runner) client(ctx context.Context, kv client.KV, rng *rand.Rand, start
 		}
 		req := r.gen.next(i, rng)
 		t0 := time.Now()
-		err := r.send(ctx, kv, req)
+		err := r.send(ctx, kv, st, req)
 		took := time.Since(t0)
 		if err != nil && ctx.Err() != nil {
 			return // cut short by the end of the run, not a failure of the cluster
@@ -179,13 +184,18 @@ func (r *Runner) pace(ctx context.Context, i uint64, start, stopAt time.Time) bo
 // always writes.
 const alwaysBelow = math.MaxInt64
 
-func (r *Runner) send(ctx context.Context, kv client.KV, req request) error {
+func (r *Runner) send(ctx context.Context, kv client.KV, st *clientState, req request) error {
 	if r.cfg.RequestTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.cfg.RequestTimeout)
 		defer cancel()
 	}
 	switch req.kind {
+	case OpLeaseKeepAlive:
+		_, err := st.lease.KeepAliveOnce(ctx, st.leaseID)
+		return err
+	case OpLock:
+		return r.lockCycle(ctx, kv, st, req.keys[0])
 	case OpGet:
 		var opts []client.OpOption
 		if r.cfg.Serializable {

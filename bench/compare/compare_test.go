@@ -1,10 +1,16 @@
 package main
 
 import (
+	"context"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/kvd-io/kvd/client"
+	"github.com/kvd-io/kvd/server/servertest"
 )
 
 // etcdReport is the shape of etcd benchmark's report with --precise.
@@ -110,5 +116,87 @@ func TestInclusiveShares(t *testing.T) {
 	want := []share{{"schedule", 19.43}, {"go.etcd.io/bbolt.(*Tx).Commit", 17.49}}
 	if !slices.Equal(got, want) {
 		t.Errorf("inclusiveShares = %+v, want %+v", got, want)
+	}
+}
+
+// The hand-written watch and lease client speaks kvd's services: watchers
+// are confirmed, leases granted, renewed and revoked.
+func TestRawClientAgainstKVD(t *testing.T) {
+	c := servertest.New(t, 1)
+	addrs := []string{c.Member(c.Names()[0]).Server.ClientAddr()}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	w, err := openIdleWatchers(ctx, kvdAPI, addrs, 3, 4, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.close()
+
+	l, err := grantLeases(ctx, kvdAPI, addrs, 20, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kctx, stop := context.WithTimeout(ctx, 2500*time.Millisecond)
+	defer stop()
+	if err := l.keepAlive(kctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	// Two renewals a second per lease for 2.5 s: at least one round each.
+	if l.renewed.Load() < 20 || l.failed.Load() != 0 {
+		t.Errorf("renewed %d, failed %d; want at least 20 and none", l.renewed.Load(), l.failed.Load())
+	}
+	if err := l.revoke(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := client.New(client.Config{Endpoints: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ls, err := cli.Leases(ctx)
+	if err != nil || len(ls.GetLeases()) != 0 {
+		t.Errorf("leases after revoke: %v %v, want none", ls, err)
+	}
+}
+
+func TestParseEtcdSection(t *testing.T) {
+	text := "Put summary:\n  Requests/sec:\t99.5\n  50% in 0.002 secs.\n\nWatch events summary:\n  Requests/sec:\t1234.5\n  50% in 0.0005 secs.\n  99% in 0.003 secs.\n"
+	i := strings.Index(text, "Watch events summary:")
+	m, err := parseEtcdReport(text[i:], 0)
+	if err != nil || m.rps != 1234.5 || math.Abs(m.p50-0.5) > 1e-9 || math.Abs(m.p99-3) > 1e-9 {
+		t.Errorf("parsed %+v, %v", m, err)
+	}
+}
+
+// Compaction and defragmentation through the hand-written client on kvd:
+// the compaction reaches the current revision, the probes run during the
+// defragmentation, and sizes are read before and after.
+func TestCompactAndDefragAgainstKVD(t *testing.T) {
+	c := servertest.New(t, 1)
+	addrs := []string{c.Member(c.Names()[0]).Server.ClientAddr()}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range 50 {
+		if _, err := rawCall(ctx, addrs[0], kvdKVAPI.put, putReq("k", strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var s compactionSide
+	calls := 0
+	dirs := func() []int64 { calls++; return []int64{int64(calls)} }
+	if err := compactAndDefrag(ctx, kvdKVAPI, addrs, dirs, t.Logf, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.revision < 51 || s.compact <= 0 || s.defrag <= 0 || calls != 2 || len(s.beforeDir) != 1 || len(s.afterDir) != 1 {
+		t.Errorf("result %+v after %d size readings", s, calls)
+	}
+	cli, err := client.New(client.Config{Endpoints: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Get(ctx, "k", client.WithRev(s.revision-1)); err == nil {
+		t.Errorf("a read below the compacted revision %d succeeded", s.revision)
 	}
 }

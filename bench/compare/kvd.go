@@ -202,6 +202,17 @@ func (c *kvdCluster) cpu() time.Duration {
 	return t
 }
 
+// pids returns the pids of the running members.
+func (c *kvdCluster) pids() []int {
+	var pids []int
+	for _, m := range c.members {
+		if m.cmd != nil {
+			pids = append(pids, m.cmd.Process.Pid)
+		}
+	}
+	return pids
+}
+
 // checkPortsFree fails when another process listens on one of addrs.
 func checkPortsFree(addrs []string) error {
 	for _, a := range addrs {

@@ -39,6 +39,9 @@ type options struct {
 	out        string
 	quick      bool
 	table      bool
+	coord      bool
+	revisions  int
+	idleLeases int
 	timeout    time.Duration
 }
 
@@ -63,7 +66,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.out, "out", "", "also write the results as markdown to this file")
 	fs.BoolVar(&o.quick, "quick", false, "a tenth of the requests, to try the harness")
 	fs.BoolVar(&o.table, "table", true, "run the workloads of the comparison table (--table=false with --scale: only the scale measurements)")
-	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound of the whole run")
+	fs.IntVar(&o.revisions, "scale-revisions", 1, "with --scale N: give every key this many revisions in all, then compact to the latest revision and defragment, measuring time, data dir and the longest stall of a member while it defragments (1: skip)")
+	fs.BoolVar(&o.coord, "coord", true, "measure watches, leases and locks (watch latency and fan-out, memory per idle watcher, keepalives, lock cycles)")
+	fs.IntVar(&o.idleLeases, "idle-leases", 10000, "leases kept alive idle for the CPU row (100000 for the issue's measurement, about 3 minutes more; 0: skip)")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -79,6 +85,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, err
 		}
 		*p = abs
+	}
+	if o.idleLeases < 0 {
+		return nil, fmt.Errorf("--idle-leases %d: must not be negative", o.idleLeases)
+	}
+	if o.revisions < 1 {
+		return nil, fmt.Errorf("--scale-revisions %d: must be at least 1", o.revisions)
+	}
+	if o.revisions > 1 && o.scale == 0 {
+		return nil, fmt.Errorf("--scale-revisions needs --scale N (the keys to rewrite)")
 	}
 	if o.scale < 0 {
 		return nil, fmt.Errorf("--scale %d: must not be negative", o.scale)
@@ -150,6 +165,17 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	logf("idle CPU over %v: kvd %v, etcd %v", idleWindow, res.kvdIdle, res.etcdIdle)
 
 	r := &runner{o: o, kvd: kvd, etcd: etcd, logf: logf}
+	// Memory per idle watcher first, on fresh members: after the other
+	// workloads their heaps hold freed memory that new watchers reuse, and
+	// the resident memory barely moves.
+	var memRow *coordRow
+	if o.coord {
+		row, err := r.idleWatcherMemory(ctx, coordSizesFor(o))
+		if err != nil {
+			return err
+		}
+		memRow = &row
+	}
 	for _, w := range workloads(o.quick) {
 		if !o.table {
 			break
@@ -160,6 +186,12 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		}
 		res.rows = append(res.rows, row)
 	}
+	if o.coord {
+		if res.coord, err = r.coordination(ctx); err != nil {
+			return err
+		}
+		res.coord = append([]coordRow{*memRow}, res.coord...)
+	}
 	if o.profile {
 		if res.profiles, err = r.profiles(ctx); err != nil {
 			logf("profile: %v", err)
@@ -168,6 +200,11 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	if o.scale > 0 {
 		if res.scale, err = r.scale(ctx, o.scale); err != nil {
 			return err
+		}
+		if o.revisions > 1 {
+			if res.compaction, err = r.compaction(ctx, o.scale, o.revisions); err != nil {
+				return err
+			}
 		}
 	}
 	res.wall = time.Since(began)

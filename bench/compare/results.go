@@ -18,8 +18,10 @@ type results struct {
 	kvdLeader, etcdLeader string
 	kvdIdle, etcdIdle     time.Duration // CPU of the three members over idleWindow
 	rows                  []row
+	coord                 []coordRow
 	profiles              []*profileResult
 	scale                 *scaleResult
+	compaction            *compactionResult
 	wall                  time.Duration
 }
 
@@ -122,11 +124,17 @@ func (r *results) markdown() string {
 	if len(r.rows) > 0 {
 		r.table(&b)
 	}
+	if len(r.coord) > 0 {
+		b.WriteString(coordMarkdown(r.coord))
+	}
 	for _, p := range r.profiles {
 		b.WriteString(p.markdown())
 	}
 	if r.scale != nil {
 		b.WriteString(r.scale.markdown())
+	}
+	if r.compaction != nil {
+		b.WriteString(r.compaction.markdown())
 	}
 	fmt.Fprintf(&b, "\nWall time of the run: %s; load average at the end %s.\n", r.wall.Round(time.Second), loadAvg())
 	return b.String()

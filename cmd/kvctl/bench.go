@@ -48,6 +48,30 @@ etcd's "benchmark txn-put" with a compare added.`),
 			`Sends gets with probability --read-ratio and puts otherwise, on keys of the
 key space; the report splits the latencies of gets and puts. --consistency s
 makes the gets serializable; --prefill writes the key space first.`),
+		o.opCmd(bench.OpLeaseKeepAlive, "lease-keepalive", "Benchmarks lease renewals",
+			`Each client grants a lease of --lease-ttl seconds, then renews it once per
+request, each renewal on a stream of its own, as etcd's "benchmark
+lease-keepalive" (clientv3's KeepAliveOnce) does. The leases are revoked at
+the end.`),
+		o.opCmd(bench.OpLock, "lock", "Benchmarks acquire-release cycles of a contended lock",
+			`Every client opens a session (a lease of --session-ttl seconds kept alive) and
+takes the same mutex, --lock-name, in turn (client/concurrency's Mutex). Under
+the lock it reads a key of the key space and commits a transaction that
+checks the key has not changed, then unlocks: one request is one cycle, as
+etcd's "benchmark stm --stm-locker lock-client" counts them with its defaults.`),
+		o.watchCmd(bench.OpWatchLatency, "watch-latency", "Benchmarks the latency of watch events",
+			`Creates --streams watch streams (one connection each, round-robin over
+--endpoints) with --watchers-per-stream watchers of one new key each, then puts
+that key --put-total times at --put-rate per second. Reports the time from each
+put's acknowledgement to its event's arrival at each watcher (zero when the
+event arrived first), as etcd's "benchmark watch-latency" does, and the puts'
+own latencies.`),
+		o.watchCmd(bench.OpWatch, "watch", "Benchmarks the fan-out of watch events",
+			`Creates --streams watch streams (one connection each, round-robin over
+--endpoints) with --watchers-per-stream watchers of one new key each, then puts
+that key --put-total times from --put-clients goroutines (no rate limit unless
+--put-rate). Reports the events delivered per second, from the first put to the
+last event, as etcd's "benchmark watch" does.`),
 	)
 	cmd.Long = `Benchmarks the cluster with etcd's benchmark habits: --conns gRPC connections,
 spread round-robin over --endpoints (or all on the leader with --target-leader),
@@ -105,6 +129,11 @@ func (o *benchOptions) opCmd(op bench.Op, use, short, long string) *cobra.Comman
 		fs.BoolVar(&o.prefill, "prefill", false, "write every key of the key space once before the run")
 	case bench.OpTxn:
 		fs.IntVar(&o.cfg.TxnOps, "txn-ops", o.cfg.TxnOps, "puts per transaction")
+	case bench.OpLeaseKeepAlive:
+		fs.Int64Var(&o.cfg.LeaseTTL, "lease-ttl", 100, "TTL in seconds of each client's lease")
+	case bench.OpLock:
+		fs.StringVar(&o.cfg.LockName, "lock-name", "bench-lock", "the mutex's key prefix")
+		fs.Int64Var(&o.cfg.SessionTTL, "session-ttl", 60, "TTL in seconds of each client's session")
 	}
 	return cmd
 }
@@ -150,7 +179,7 @@ func (o *benchOptions) Run(ctx context.Context) error {
 		}
 		eps = []string{leader}
 	}
-	clients, err := o.dial(ctx, eps)
+	clients, err := o.dial(ctx, eps, o.cfg.Conns)
 	defer closeAll(clients)
 	if err != nil {
 		return err
@@ -223,12 +252,12 @@ func (o *benchOptions) findLeader(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("--target-leader: no endpoint is the leader: %w", errors.Join(errs...))
 }
 
-// dial builds one client per connection, connection i on endpoint i mod
+// dial builds n clients, one per connection, connection i on endpoint i mod
 // len(eps), and waits until each has answered a Status, so that connecting
 // is not part of the measurement and an endpoint that is down fails the
 // command before it starts.
-func (o *benchOptions) dial(ctx context.Context, eps []string) ([]*client.Client, error) {
-	clients := make([]*client.Client, o.cfg.Conns)
+func (o *benchOptions) dial(ctx context.Context, eps []string, n int) ([]*client.Client, error) {
+	clients := make([]*client.Client, n)
 	for i := range clients {
 		c, err := o.g.newClient(eps[i%len(eps)])
 		if err != nil {
