@@ -138,7 +138,7 @@ JEPSEN_NEGATIVE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNS
 JEPSEN_NEGATIVE_LEASE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNSAFE=$(BIN)/kvd-unsafe KVD_JEPSEN_RUNS=$(JEPSEN_RUNS) \
 	$(GO) test -count=1 -timeout 6m -run '^TestLeaseNegativeControl$$$(1)' ./jepsen/runner
 
-# About 6 minutes: register, set, lock and lease under a
+# About 4.5 minutes: register, set, lock and lease under a
 # partition/kill/pause mix, then the negative controls.
 jepsen-short: jepsen-deps jepsen-bin
 	$(call JEPSEN_RUN,150s) --workload register --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
@@ -148,7 +148,7 @@ jepsen-short: jepsen-deps jepsen-bin
 	$(JEPSEN_NEGATIVE)
 	$(call JEPSEN_NEGATIVE_LEASE,/lease_unsafe)
 
-# The full matrix, about 35 minutes: register and set with every nemesis
+# The full matrix, about 32 minutes: register and set with every nemesis
 # family and the mixed schedule, lock and lease with kill, pause and
 # partition, the leader stall of issue 21 (with an operation timeout longer
 # than the stall, so that reads queued on the stopped leader are still
