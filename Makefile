@@ -145,28 +145,47 @@ JEPSEN_NEGATIVE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNS
 JEPSEN_WATCH_NEGATIVE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNSAFE=$(BIN)/kvd-unsafe KVD_JEPSEN_RUNS=$(JEPSEN_RUNS) \
 	$(GO) test -count=1 -timeout 4m -run '^TestWatchNegativeControl$$' ./jepsen/runner
 
-# About 5 minutes: register, set and watch under a partition/kill/pause
-# mix, then the negative controls.
+# The lease and lock negative control: a kvd that expires leases after a
+# quarter of their TTL must be caught by both checkers, and the lease
+# workload must pass on the release build. $(1) selects subtests:
+# jepsen-short runs the lease workload on the broken build only (its lock
+# and lease runs cover the release build).
+JEPSEN_NEGATIVE_LEASE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNSAFE=$(BIN)/kvd-unsafe KVD_JEPSEN_RUNS=$(JEPSEN_RUNS) \
+	$(GO) test -count=1 -timeout 6m -run '^TestLeaseNegativeControl$$$(1)' ./jepsen/runner
+
+# About 7 minutes: register, set, watch, lock and lease under a
+# partition/kill/pause mix, then the negative controls.
 jepsen-short: jepsen-deps jepsen-bin
 	$(call JEPSEN_RUN,150s) --workload register --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
 	$(call JEPSEN_RUN,150s) --workload set --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
 	$(call JEPSEN_RUN,150s) --workload watch --nemesis partition,kill,pause --time-limit 30s --fault-duration 6s --heal-duration 4s
+	$(call JEPSEN_RUN,150s) --workload lock --nemesis partition,kill,pause --time-limit 15s --fault-duration 6s --heal-duration 4s
+	$(call JEPSEN_RUN,150s) --workload lease --nemesis partition,kill,pause --time-limit 15s --fault-duration 6s --heal-duration 4s
 	$(JEPSEN_NEGATIVE)
 	$(JEPSEN_WATCH_NEGATIVE)
+	$(call JEPSEN_NEGATIVE_LEASE,/lease_unsafe)
 
-# The full matrix, about 30 minutes: every workload with every nemesis
-# family and the mixed schedule, the leader stall of issue 21 (with an
-# operation timeout longer than the stall, so that reads queued on the
-# stopped leader are still waiting when it resumes), then the negative
-# controls. Every run goes ahead; the target fails at the end if any run
-# was not valid.
+# The full matrix, about 45 minutes: register, set and watch with every
+# nemesis family and the mixed schedule, lock and lease with kill, pause
+# and partition, the leader stall of issue 21 (with an operation timeout
+# longer than the stall, so that reads queued on the stopped leader are
+# still waiting when it resumes), then the negative controls. Every run
+# goes ahead; the target fails at the end if any run was not valid.
 JEPSEN_WORKLOADS ?= register set watch
 JEPSEN_NEMESES ?= kill pause partition member-churn leader-transfer mixed
+# The lock and lease workloads, under the faults that hit leases: a lost
+# leader (killed, paused, cut off) and the election after it.
+JEPSEN_LEASE_WORKLOADS ?= lock lease
+JEPSEN_LEASE_NEMESES ?= kill pause partition
 JEPSEN_STALL_WORKLOADS ?= register
 JEPSEN_STALL_FLAGS ?= --nodes 3 --fault-duration 2s --heal-duration 2s --op-timeout 8s
 jepsen: jepsen-deps jepsen-bin
 	@failed=""; \
 	for w in $(JEPSEN_WORKLOADS); do for n in $(JEPSEN_NEMESES); do \
+		echo "== jepsen: $$w / $$n"; \
+		$(call JEPSEN_RUN,300s) --workload $$w --nemesis $$n --time-limit 75s || failed="$$failed $$w/$$n"; \
+	done; done; \
+	for w in $(JEPSEN_LEASE_WORKLOADS); do for n in $(JEPSEN_LEASE_NEMESES); do \
 		echo "== jepsen: $$w / $$n"; \
 		$(call JEPSEN_RUN,300s) --workload $$w --nemesis $$n --time-limit 75s || failed="$$failed $$w/$$n"; \
 	done; done; \
@@ -178,6 +197,7 @@ jepsen: jepsen-deps jepsen-bin
 	$(JEPSEN_NEGATIVE) || failed="$$failed negative-control"; \
 	echo "== jepsen: watch negative control"; \
 	$(JEPSEN_WATCH_NEGATIVE) || failed="$$failed watch-negative-control"; \
+	$(call JEPSEN_NEGATIVE_LEASE,) || failed="$$failed lease-negative-control"; \
 	if [ -n "$$failed" ]; then echo "jepsen: FAILED:$$failed"; exit 1; fi; \
 	echo "jepsen: every run valid, negative control caught"
 

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -37,6 +38,13 @@ const (
 	// keepAliveRetry is how long the loop waits for the answer to a
 	// renewal before it sends another.
 	keepAliveRetry = time.Second
+	// keepAliveStall is how long a renewal may go unanswered before the
+	// loop gives its stream up and opens one on another endpoint: a member
+	// that is stopped (SIGSTOP, a VM pause) or cut off keeps the stream
+	// open without ever answering or failing it. A short lease moves
+	// sooner: after half the time its deadline had left when the renewal
+	// was sent, so that the renewal on the new stream is answered in time.
+	keepAliveStall = time.Second
 	// keepAliveBuffer is each KeepAlive channel's buffer: an answer that
 	// finds it full is dropped, as clientv3 does, so that a reader that
 	// does not keep up never holds renewals back.
@@ -243,6 +251,10 @@ func (k *keepAlives) serve(avoid string) (string, error) {
 	for {
 		t := now()
 		k.expire(t)
+		if k.stalled(t) {
+			k.lostAnswers()
+			return endpoint, errKeepAliveStalled
+		}
 		due, left := k.due(t)
 		if !left {
 			_ = st.CloseSend()
@@ -263,6 +275,27 @@ func (k *keepAlives) serve(avoid string) (string, error) {
 		case <-k.wake:
 		}
 	}
+}
+
+// errKeepAliveStalled: the stream's member did not answer a renewal within
+// keepAliveStall.
+var errKeepAliveStalled = errors.New("client: keep-alive stream stalled: no renewal answered")
+
+// stalled reports whether a renewal sent on the current stream has gone
+// unanswered for too long at t (see keepAliveStall).
+func (k *keepAlives) stalled(t time.Time) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, ka := range k.leases {
+		if len(ka.sent) == 0 {
+			continue
+		}
+		limit := min(keepAliveStall, ka.deadline.Sub(ka.sent[0])/2)
+		if t.Sub(ka.sent[0]) > limit {
+			return true
+		}
+	}
+	return false
 }
 
 // due returns the leases whose renewal is due at t, noting that it is sent

@@ -2,8 +2,8 @@
 // its own network namespace, take concurrent client operations while a
 // nemesis kills, pauses and partitions them, removes members and adds them
 // back, and moves leadership; every operation is recorded and
-// the history is checked for linearizability (register) or lost writes
-// (set). See docs/jepsen.md.
+// the history is checked for linearizability (register), lost writes
+// (set), fenced locks (lock) or lease expiry (lease). See docs/jepsen.md.
 //
 //	go run ./jepsen [run] --workload register --nemesis partition,kill --time-limit 60s
 //	go run ./jepsen check jepsen/runs/<dir>     # check a saved history again

@@ -15,7 +15,6 @@ func TestCommandLineErrors(t *testing.T) {
 	}{
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
 		{"unknown nemesis", []string{"--nemesis", "clock"}, "unknown nemesis"},
-		{"unsupported workload", []string{"--workload", "lock"}, "not supported yet"},
 		{"bad expectation", []string{"--expect", "maybe"}, "--expect"},
 		{"check needs a directory", []string{"check"}, "usage"},
 		{"check of a missing run", []string{"check", t.TempDir()}, "config.json"},

@@ -123,6 +123,13 @@ type Config struct {
 	// refuses it unless kvd was built with -tags kvd_unsafe.
 	UnsafeWatchDropEvery int
 
+	// UnsafeEarlyLeaseExpiry makes the leader expire every lease after a
+	// quarter of its TTL, without the extension a new leader owes, breaking
+	// the lease guarantees on purpose. It exists only so that the jepsen
+	// suite can show its lease and lock checkers catch that; Validate
+	// refuses it unless kvd was built with -tags kvd_unsafe.
+	UnsafeEarlyLeaseExpiry bool
+
 	// RaftTransport replaces the TCP transport, for in-process test clusters;
 	// nil means TCP on RaftAddr.
 	RaftTransport raft.Transport
@@ -248,6 +255,9 @@ func (c Config) Validate() error {
 	}
 	if c.UnsafeWatchDropEvery > 0 && !unsafeBuild {
 		return errors.New("unsafe watch drop every is only available in a build with -tags kvd_unsafe")
+	}
+	if c.UnsafeEarlyLeaseExpiry && !unsafeBuild {
+		return errors.New("unsafe early lease expiry is only available in a build with -tags kvd_unsafe")
 	}
 	if c.MaxAppendEntries <= 0 || c.MaxAppendEntries > 1024 {
 		return fmt.Errorf("max append entries must be in 1..1024, got %d", c.MaxAppendEntries)

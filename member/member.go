@@ -173,7 +173,8 @@ func (m *Member) start() error {
 		return err
 	}
 	var err error
-	m.lessor = lease.New(lease.Config{CheckpointInterval: m.cfg.LeaseCheckpointInterval})
+	m.lessor = lease.New(lease.Config{CheckpointInterval: m.cfg.LeaseCheckpointInterval,
+		UnsafeExpireEarly: m.cfg.UnsafeEarlyLeaseExpiry && unsafeBuild})
 	if m.fsm, err = fsm.New(fsm.Config{Dir: m.cfg.DataDir, Logger: m.log, Observer: m.obs, Feed: hubFeed{m}, Leases: leaseFeed{m}}); err != nil {
 		return err
 	}

@@ -127,6 +127,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.BoolVar(&o.cfg.UnsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY, needs a kvd_unsafe build: serve linearizable reads from local state")
 	fs.BoolVar(&o.cfg.UnsafeVerifyLeader, "unsafe-verify-leader", false, "TESTING ONLY, needs a kvd_unsafe build: confirm reads' leadership with raft's VerifyLeader, which a resumed leader can pass with stale answers")
 	fs.IntVar(&o.cfg.UnsafeWatchDropEvery, "unsafe-watch-drop-every", 0, "TESTING ONLY, needs a kvd_unsafe build: drop every Nth event sent to watchers")
+	fs.BoolVar(&o.cfg.UnsafeEarlyLeaseExpiry, "unsafe-early-lease-expiry", false, "TESTING ONLY, needs a kvd_unsafe build: expire leases after a quarter of their TTL, without a new leader's extension")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -213,6 +214,9 @@ func run(args []string, stderr io.Writer) error {
 	}
 	if o.cfg.UnsafeVerifyLeader {
 		log.Error("UNSAFE: reads' leadership is confirmed with raft's VerifyLeader; a leader resuming from a stall can return stale data")
+	}
+	if o.cfg.UnsafeEarlyLeaseExpiry {
+		log.Error("UNSAFE: leases expire after a quarter of their TTL; kept-alive keys and held locks can be lost")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -166,3 +166,13 @@ func TestUnsafeWatchDropRefusedInReleaseBuild(t *testing.T) {
 		t.Fatalf("a release build accepted --unsafe-watch-drop-every: %v", err)
 	}
 }
+
+func TestUnsafeEarlyLeaseExpiryRefusedInReleaseBuild(t *testing.T) {
+	o, err := parseFlags([]string{"--unsafe-early-lease-expiry"}, io.Discard, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.cfg.Validate(); err == nil {
+		t.Fatal("a release build accepted --unsafe-early-lease-expiry")
+	}
+}

@@ -49,6 +49,12 @@ type Config struct {
 	RetryRevoke time.Duration
 	// Now is the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
+	// UnsafeExpireEarly breaks the lessor on purpose: a lease's clock runs
+	// out after a quarter of its TTL, and a new leader does not extend it.
+	// It exists only so that the jepsen suite can show that its lease and
+	// lock checkers catch early expiry; members set it only in a build with
+	// -tags kvd_unsafe.
+	UnsafeExpireEarly bool
 }
 
 // DefaultCheckpointInterval is etcd's: five minutes.
@@ -212,7 +218,10 @@ func (l *Lessor) startClock(e *entry, now time.Time, extend time.Duration) {
 	if e.RemainingTTL > 0 && e.RemainingTTL < left {
 		left = e.RemainingTTL
 	}
-	e.expiry = now.Add(extend + seconds(left))
+	if l.cfg.UnsafeExpireEarly {
+		extend = 0
+	}
+	e.expiry = now.Add(extend + l.clock(left))
 	l.expiries.put(e)
 	l.scheduleCheckpoint(e, now)
 }
@@ -252,7 +261,7 @@ func (l *Lessor) Renew(id int64) (ttl int64, clearCheckpoint bool, err error) {
 	if !ok || e.expired || !e.expiry.After(now) {
 		return 0, false, ErrNotFound
 	}
-	e.expiry = now.Add(seconds(e.TTL))
+	e.expiry = now.Add(l.clock(e.TTL))
 	l.expiries.put(e)
 	l.scheduleCheckpoint(e, now)
 	return e.TTL, e.RemainingTTL > 0, nil
@@ -334,6 +343,15 @@ func (l *Lessor) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.leases)
+}
+
+// clock is how long a lease of ttl seconds lives on this lessor's clock:
+// its TTL, or a quarter of it when the lessor is broken on purpose.
+func (l *Lessor) clock(ttl int64) time.Duration {
+	if l.cfg.UnsafeExpireEarly {
+		return seconds(ttl) / 4
+	}
+	return seconds(ttl)
 }
 
 func seconds(s int64) time.Duration {

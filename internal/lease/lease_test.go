@@ -205,3 +205,27 @@ func BenchmarkRenew(b *testing.B) {
 		}
 	}
 }
+
+// The switch the jepsen negative control uses: a quarter of the TTL, and no
+// extension on promotion. Release members never set it (member.Config).
+func TestUnsafeExpireEarly(t *testing.T) {
+	l, c := newTestLessor(t, Config{UnsafeExpireEarly: true})
+	l.Granted(1, 8)
+	l.Promote(time.Second)
+	c.advance(2*time.Second - time.Millisecond)
+	if got := l.Expired(10); got != nil {
+		t.Fatalf("expired %v before a quarter of its TTL", got)
+	}
+	c.advance(time.Millisecond)
+	if got := l.Expired(10); !slices.Equal(got, []int64{1}) {
+		t.Fatalf("Expired = %v, want [1] after a quarter of the TTL, without the extension", got)
+	}
+	l.Granted(2, 8)
+	if ttl, _, err := l.Renew(2); err != nil || ttl != 8 {
+		t.Fatalf("Renew = %d, %v; want the granted TTL 8 answered", ttl, err)
+	}
+	c.advance(2 * time.Second)
+	if got := l.Expired(10); !slices.Equal(got, []int64{2}) {
+		t.Fatalf("Expired = %v, want [2] a quarter TTL after its renewal", got)
+	}
+}

@@ -10,6 +10,14 @@
 //     (else it is lost), that nothing appears that was never added (phantom),
 //     that no add reported as certainly failed appears (unexpected), and that
 //     an element seen by one final read is not missing from a later one.
+//   - Lock checks the lock workload: the guarded register is linearizable,
+//     the fencing tokens of applied writes strictly increase in revision
+//     order, and no two holders' tenures overlap while each one's lease was
+//     guaranteed alive.
+//   - Lease checks that no read misses a key of a lease before the lease's
+//     deadline (its last acknowledged renewal plus TTL), that no read finds
+//     one after the lease's expiry bound, that a lease's keys go together,
+//     and that the final reads find no key of an expired lease.
 //   - Stats measures availability (the share of ok operations per phase and
 //     per fault) and recovery time (from each heal to the first acknowledged
 //     write after it), and decides liveness: enough operations succeeded

@@ -84,6 +84,22 @@ type Event struct {
 	Time int64 `json:"time"`
 	// Error is the error a fail or info completion got.
 	Error string `json:"error,omitempty"`
+
+	// Lease is the lease an operation of the lease workload works on.
+	Lease int64 `json:"lease,omitempty"`
+	// Token is the fencing token a lock workload's holder wrote with.
+	Token int64 `json:"token,omitempty"`
+	// Rev is the revision an operation saw or wrote at: a read's header
+	// revision, or the revision a read value was last modified at.
+	Rev int64 `json:"rev,omitempty"`
+	// Acquired and Released bound a lock holder's tenure (run clock, ns):
+	// when Lock returned, and when Unlock was about to be sent.
+	Acquired int64 `json:"acquired,omitempty"`
+	Released int64 `json:"released,omitempty"`
+	// Deadline is the earliest a lease may expire by the guarantees kvd
+	// states (run clock, ns): the send time of its last acknowledged
+	// renewal (or of its grant) plus its TTL.
+	Deadline int64 `json:"deadline,omitempty"`
 }
 
 // Str returns a pointer to s, for Event's optional fields.

@@ -75,7 +75,7 @@ func Analyze(meta Meta, events []history.Event, dir string) (*Result, error) {
 		}
 	}
 	opts := workload.CheckOptions{Members: meta.Members, Timeout: meta.CheckTimeout}
-	if meta.Workload == "register" && dir != "" {
+	if (meta.Workload == "register" || meta.Workload == "lock") && dir != "" {
 		opts.HTMLPath = filepath.Join(dir, "history.html")
 	}
 	res.Checker, err = wl.Check(events, opts)

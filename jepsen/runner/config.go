@@ -11,7 +11,8 @@ import (
 
 // Config is one run's settings. Every field is recorded in config.json.
 type Config struct {
-	// Workload is "register" or "set".
+	// Workload is one of workload.Names(): "register", "set", "lock" or
+	// "lease".
 	Workload string `json:"workload"`
 	// Nemesis is a comma-separated list of nemesis families or variants
 	// (see nemesis.Parse); "none" for a run without faults.

@@ -136,3 +136,80 @@ func readsVia(anomalies []checker.RegisterAnomaly, member string, from, to int64
 	}
 	return n
 }
+
+// TestLeaseNegativeControl runs the lease and lock workloads against kvd's
+// deliberately broken build run with --unsafe-early-lease-expiry (the
+// leader expires every lease after a quarter of its TTL and does not extend
+// leases when it takes over), without faults, and asserts that both
+// checkers report it: kept-alive keys vanish before their lease's deadline,
+// and a second holder takes the lock while the first one's lease is still
+// guaranteed alive. The lease workload against the release build must pass
+// (the lock workload's release run is in make jepsen-short).
+func TestLeaseNegativeControl(t *testing.T) {
+	if os.Getenv(liveEnv) != "1" {
+		t.Skipf("set %s=1 (as root) to run live jepsen tests", liveEnv)
+	}
+	if !cluster.IsRoot() {
+		t.Fatal("live jepsen tests need root")
+	}
+	runs := os.Getenv("KVD_JEPSEN_RUNS")
+	if runs == "" {
+		runs = t.TempDir()
+	}
+	for _, tt := range []struct {
+		workload string
+		unsafe   bool
+		verdict  string
+		// problem is what the problems must mention when invalid.
+		problem string
+	}{
+		{"lease", false, checker.Valid, ""},
+		{"lease", true, checker.Invalid, "before its deadline"},
+		{"lock", true, checker.Invalid, "overlapping tenures"},
+	} {
+		name := "release"
+		if tt.unsafe {
+			name = "unsafe"
+		}
+		t.Run(tt.workload+" "+name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			envName := "KVD_JEPSEN_KVD"
+			if tt.unsafe {
+				envName = "KVD_JEPSEN_KVD_UNSAFE"
+			}
+			bin := os.Getenv(envName)
+			if bin == "" {
+				var err error
+				if bin, err = BuildKvd(ctx, t.TempDir(), tt.unsafe); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := DefaultConfig()
+			cfg.Workload = tt.workload
+			cfg.Nemesis = "none"
+			cfg.TimeLimit = 15 * time.Second
+			cfg.Warmup = 3 * time.Second
+			cfg.FinalPhase = 2 * time.Second
+			cfg.Quiet = time.Second
+			cfg.Seed = 1
+			cfg.KvdBin = bin
+			if tt.unsafe {
+				cfg.KvdArgs = []string{"--unsafe-early-lease-expiry"}
+			}
+			cfg.OutDir = filepath.Join(runs, fmt.Sprintf("%s-negative-control-%s-%s", time.Now().Format("20060102-150405"), tt.workload, name))
+			cfg.Logf = t.Logf
+			res, err := Run(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s build:\n%s", name, res.Summary())
+			if res.Verdict != tt.verdict {
+				t.Fatalf("verdict %s, want %s (%v); run in %s", res.Verdict, tt.verdict, res.Problems, cfg.OutDir)
+			}
+			if tt.problem != "" && !strings.Contains(strings.Join(res.Problems, "; "), tt.problem) {
+				t.Fatalf("problems %v do not mention %q; run in %s", res.Problems, tt.problem, cfg.OutDir)
+			}
+		})
+	}
+}

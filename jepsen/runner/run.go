@@ -118,6 +118,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer rec.Close()
+	if cw, ok := wl.(workload.Clocked); ok {
+		cw.SetClock(rec.Since)
+	}
 	nlog, err := os.Create(filepath.Join(cfg.OutDir, "nemesis.log"))
 	if err != nil {
 		return nil, err

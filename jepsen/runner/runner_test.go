@@ -26,7 +26,6 @@ func TestConfigValidate(t *testing.T) {
 		want   string
 	}{
 		{"unknown workload", func(c *Config) { c.Workload = "bank" }, "unknown workload"},
-		{"unsupported workload", func(c *Config) { c.Workload = "lock" }, "not supported yet"},
 		{"unknown nemesis", func(c *Config) { c.Nemesis = "clock" }, "unknown nemesis"},
 		{"warm-up as long as the run", func(c *Config) { c.Warmup = c.TimeLimit }, "warm-up"},
 		{"endpoints", func(c *Config) { c.ClientEndpoints = "some" }, "client endpoints"},

@@ -7,10 +7,16 @@
 //     porcupine's search small. Written values are unique.
 //   - set: each operation adds a unique element (a key under a prefix);
 //     after the run, every member is read.
+//   - lock: clients, each with its own session, take one Mutex, write a
+//     register guarded by their fencing token, and release; others read the
+//     register.
+//   - lease: clients grant leases, attach keys, keep some alive and never
+//     renew others, and read the keys linearizably; after the run, once
+//     every lease's expiry bound has passed, every member is read.
 //
 // Classify decides what an error means for the history: fail when the
 // operation certainly did not take effect, info when it might have.
 //
-// Workloads that need features kvd does not have yet (watch, lock) are
+// Workloads that need features kvd does not have yet (watch) are
 // registered as unsupported and refuse to run.
 package workload

@@ -2,7 +2,6 @@ package workload
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand"
 	"sort"
@@ -43,6 +42,14 @@ type Workload interface {
 // record through env and run until Final ends them (or ctx ends).
 type Observer interface {
 	Observe(ctx context.Context, env FinalEnv) error
+}
+
+// Clocked is a workload that records times of its own, measured inside an
+// operation (a lock holder's tenure, a lease's deadline). The runner hands
+// it the history's clock (nanoseconds since the start of the run) before
+// any operation.
+type Clocked interface {
+	SetClock(now func() int64)
 }
 
 // FinalEnv is what final reads (and observers) need.
@@ -87,14 +94,16 @@ func New(name string) (Workload, error) {
 	case "watch":
 		return NewWatch(DefaultWatchConfig()), nil
 	case "lock":
-		return nil, errors.New(`workload "lock" is not supported yet: kvd has no leases or locks`)
+		return NewLock(DefaultLockConfig()), nil
+	case "lease":
+		return NewLease(DefaultLeaseConfig()), nil
 	}
 	return nil, fmt.Errorf("unknown workload %q; known: %s", name, strings.Join(Names(), ", "))
 }
 
 // Names lists the supported workloads.
 func Names() []string {
-	n := []string{"register", "set", "watch"}
+	n := []string{"register", "set", "watch", "lock", "lease"}
 	sort.Strings(n)
 	return n
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -85,7 +86,7 @@ func TestRegisterKeysRotateAndValuesAreUnique(t *testing.T) {
 }
 
 func TestNewRefusesUnsupported(t *testing.T) {
-	for _, name := range []string{"lock", "bank"} {
+	for _, name := range []string{"bank", "queue"} {
 		if _, err := New(name); err == nil {
 			t.Errorf("workload %q accepted", name)
 		}
@@ -149,5 +150,73 @@ func TestWatchWrites(t *testing.T) {
 	}
 	if len(keys) != DefaultWatchConfig().Keys || txns < 300 || txns > 500 {
 		t.Fatalf("%d keys, %d transactions of 2000 writes", len(keys), txns)
+	}
+}
+
+func TestLockNextRotatesKeys(t *testing.T) {
+	cfg := DefaultLockConfig()
+	cfg.WritesPerKey = 5
+	l := NewLock(cfg)
+	rng := rand.New(rand.NewSource(1))
+	writes := map[string]int{}
+	values := map[string]bool{}
+	reads := 0
+	for i := 0; i < 400; i++ {
+		op := l.Next(rng)
+		switch op.F {
+		case checker.FRead:
+			reads++
+		case checker.FFencedWrite:
+			writes[op.Key]++
+			if op.Value == nil || values[*op.Value] {
+				t.Fatalf("op %d: value %v missing or reused", i, op.Value)
+			}
+			values[*op.Value] = true
+		default:
+			t.Fatalf("unexpected operation %q", op.F)
+		}
+		if !strings.HasPrefix(op.Key, cfg.Prefix+"reg/") {
+			t.Fatalf("key %q outside the register prefix", op.Key)
+		}
+	}
+	for k, n := range writes {
+		if n > cfg.WritesPerKey {
+			t.Errorf("key %s took %d writes, more than %d", k, n, cfg.WritesPerKey)
+		}
+	}
+	if reads < 120 || len(writes) < 20 {
+		t.Errorf("%d reads, %d keys written", reads, len(writes))
+	}
+}
+
+func TestLeaseNextGrantsAttachesReads(t *testing.T) {
+	w := NewLease(DefaultLeaseConfig())
+	rng := rand.New(rand.NewSource(1))
+	op := w.Next(rng)
+	if op.F != checker.FGrant || op.Value == nil {
+		t.Fatalf("first operation %+v, want a grant with its mode", op)
+	}
+	// The grant completed: the lease must get its keys next, then be read.
+	w.leases[0x2a] = &leaseState{id: 0x2a, granted: time.Now()}
+	w.claims--
+	op = w.Next(rng)
+	if op.F != checker.FAttach || op.Lease != 0x2a || len(op.Values) != w.cfg.KeysPerLease {
+		t.Fatalf("operation %+v, want the attach of lease 2a", op)
+	}
+	for _, k := range op.Values {
+		if id, ok := w.KeyLease(k); !ok || id != 0x2a {
+			t.Fatalf("KeyLease(%q) = %x, %v", k, id, ok)
+		}
+	}
+	w.leases[0x2a].attached = true
+	seen := map[string]int{}
+	for i := 0; i < 200; i++ {
+		seen[w.Next(rng).F]++
+	}
+	if seen[checker.FLeaseRead] < 100 || seen[checker.FGrant] == 0 {
+		t.Fatalf("mix %v", seen)
+	}
+	if _, ok := w.KeyLease("other/2a/0"); ok {
+		t.Fatal("a key outside the prefix was taken for a lease's")
 	}
 }
