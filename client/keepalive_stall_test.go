@@ -94,7 +94,9 @@ func TestKeepAliveMovesOffAStalledMember(t *testing.T) {
 	}
 	defer cli.Close()
 	ctx := testCtx(t, 60*time.Second)
-	g, err := direct.Grant(ctx, 2)
+	// 4 s, not the minimum: on a loaded machine the first renewal of a
+	// minimum-TTL lease can miss its deadline before anything is frozen.
+	g, err := direct.Grant(ctx, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,8 +124,9 @@ func TestKeepAliveMovesOffAStalledMember(t *testing.T) {
 	renewals(2, 10*time.Second)
 	f.freeze()
 	defer f.thaw()
-	// Four TTLs: without the move, the channel closes after one.
-	renewals(12, 30*time.Second)
+	// Over two TTLs (a renewal every third of one): without the move, the
+	// channel closes after one.
+	renewals(8, 40*time.Second)
 	get, err := direct.Get(ctx, "kept")
 	if err != nil || len(get.GetKvs()) != 1 {
 		t.Fatalf("the kept-alive lease's key: %v, %v", get, err)
