@@ -53,6 +53,7 @@ func others(c *servertest.Cluster, not string) []string {
 }
 
 func TestElectionReplicationAndForwarding(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 
@@ -132,6 +133,7 @@ func TestElectionReplicationAndForwarding(t *testing.T) {
 // member that served linearizable reads from local state would return the
 // old value here.
 func TestIsolatedLeaderServesNoStaleLinearizableRead(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	old := c.Leader(20 * time.Second)
 	put(t, c, old, "x", "old")
@@ -173,6 +175,7 @@ func TestIsolatedLeaderServesNoStaleLinearizableRead(t *testing.T) {
 }
 
 func TestLeaderStopWritesContinueAndRestartCatchesUp(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	old := c.Leader(20 * time.Second)
 	for i := 0; i < 20; i++ {
@@ -197,6 +200,7 @@ func TestLeaderStopWritesContinueAndRestartCatchesUp(t *testing.T) {
 }
 
 func TestWholeClusterRestartKeepsEveryWrite(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	var revs []int64
@@ -229,6 +233,7 @@ func TestWholeClusterRestartKeepsEveryWrite(t *testing.T) {
 }
 
 func TestErrorsAreClearStatusCodes(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) { cfg.MaxRequestBytes = 64 * 1024 }))
 	leader := c.Leader(20 * time.Second)
 	follower := others(c, leader)[0]
@@ -294,6 +299,7 @@ func TestErrorsAreClearStatusCodes(t *testing.T) {
 }
 
 func TestNoQuorumIsUnavailableAndNotApplied(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	survivor := others(c, leader)[0]
@@ -321,6 +327,7 @@ func TestNoQuorumIsUnavailableAndNotApplied(t *testing.T) {
 }
 
 func TestWriteWithShortDeadlineOnIsolatedLeaderIsNotReportedApplied(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	c.Isolate(leader)
