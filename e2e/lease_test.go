@@ -41,6 +41,11 @@ func TestLeasesSurviveLeaderKill(t *testing.T) {
 
 	const n, ttl = 1000, 5
 	ids := make([]client.LeaseID, n)
+	// Each lease is kept alive from its grant on: granting a thousand can
+	// take longer than their TTL on a loaded machine.
+	kctx, stopRenewing := context.WithCancel(ctx)
+	defer stopRenewing()
+	chans := make([]<-chan *client.LeaseKeepAliveResponse, n)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for w := range 20 {
@@ -49,6 +54,9 @@ func TestLeasesSurviveLeaderKill(t *testing.T) {
 				g, err := cli.Grant(ctx, ttl)
 				if err == nil {
 					ids[i] = g.GetId()
+					chans[i], err = cli.KeepAlive(kctx, g.GetId())
+				}
+				if err == nil {
 					_, err = cli.Put(ctx, fmt.Sprintf("lease/%04d", i), "up", client.WithLease(g.GetId()))
 				}
 				if err != nil {
@@ -62,16 +70,6 @@ func TestLeasesSurviveLeaderKill(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
-	}
-	kctx, stopRenewing := context.WithCancel(ctx)
-	defer stopRenewing()
-	chans := make([]<-chan *client.LeaseKeepAliveResponse, n)
-	for i, id := range ids {
-		ch, err := cli.KeepAlive(kctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chans[i] = ch
 	}
 	var lost sync.Map
 	var drained sync.WaitGroup
