@@ -32,6 +32,9 @@ func newClient(t *testing.T, endpoints string) *client.Client {
 // the client stops renewing: every key goes within the TTL plus the
 // election timeout and a little for the revocations to commit.
 func TestLeasesSurviveLeaderKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
 	t.Parallel()
 	c := newCluster(t, 3)
 	leader := c.waitLeader(30*time.Second, c.nodes)
@@ -177,6 +180,9 @@ func runLockHolder() int {
 // next holder's fencing token is larger, and when the old holder resumes,
 // its write guarded by the lock is refused.
 func TestPausedLockHolderIsFenced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
 	t.Parallel()
 	c := newCluster(t, 3)
 	c.waitLeader(30*time.Second, c.nodes)
