@@ -103,14 +103,9 @@ func WithMemberConfig(fn func(name string, cfg *server.Config)) Option {
 	return func(o *options) { o.edit = append(o.edit, fn) }
 }
 
-// Config returns the config members of a cluster built with opts start
-// with, before each member's name, data directory and transport are set:
-// the server defaults with loopback listeners on free ports and the fast
-// raft timers above.
-func Config(opts ...Option) server.Config {
-	return newOptions(false, opts).base
-}
-
+// newOptions is the config members start with: the server defaults with
+// loopback listeners on free ports and the fast raft timers above, then
+// opts.
 func newOptions(verbose bool, opts []Option) options {
 	base := server.DefaultConfig()
 	base.ClientAddr = "127.0.0.1:0"
