@@ -16,6 +16,16 @@ import (
 	"github.com/kvd-io/kvd/server/servertest"
 )
 
+// skipIfShort skips a slow test (a long fault schedule, heavy load, many
+// seconds of waiting) under -short: make check's inner loop leaves it to
+// make test.
+func skipIfShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow: not with -short")
+	}
+}
+
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)

@@ -259,6 +259,7 @@ func TestLeaseBadRequests(t *testing.T) {
 // one revision, after its TTL and within its TTL plus the election timeout
 // (and the expiry tick), on every member.
 func TestLeaseExpires(t *testing.T) {
+	skipIfShort(t)
 	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
@@ -306,6 +307,7 @@ func TestLeaseExpires(t *testing.T) {
 // through a leader change: the new leader extends every lease before it
 // expires any.
 func TestLeaseKeptAliveAcrossLeaderChange(t *testing.T) {
+	skipIfShort(t)
 	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
@@ -376,6 +378,7 @@ func otherThan(names []string, not string) []string {
 // A long lease's remaining TTL is checkpointed: after a leader change it
 // is not restarted at its full TTL.
 func TestLeaseCheckpointSurvivesLeaderChange(t *testing.T) {
+	skipIfShort(t)
 	t.Parallel()
 	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) {
 		cfg.LeaseCheckpointInterval = time.Second
@@ -458,6 +461,7 @@ func renewAfterStall(t *testing.T, unsafe bool) (*kvv1.LeaseKeepAliveResponse, e
 // must not renew a lease that its successor revoked. The keep-alive may fail
 // (the client moves on) or say the lease is gone (ttl 0), never renew it.
 func TestResumedLeaderRenewsNoRevokedLease(t *testing.T) {
+	skipIfShort(t)
 	t.Parallel()
 	resp, err := renewAfterStall(t, false)
 	if err != nil {

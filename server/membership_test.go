@@ -101,6 +101,7 @@ func TestJoinAsLearnerCatchUpAndPromote(t *testing.T) {
 }
 
 func TestPromoteRefusedWhileLearnerLags(t *testing.T) {
+	skipIfShort(t)
 	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)

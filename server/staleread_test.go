@@ -167,6 +167,7 @@ func staleReadAfterStall(t *testing.T, unsafe bool) (*kvv1.RangeResponse, error)
 // confirm a read queued on a resumed leader. The read may fail (the client
 // retries elsewhere) or see the newest value, never the overwritten one.
 func TestResumedLeaderServesNoStaleRead(t *testing.T) {
+	skipIfShort(t)
 	t.Parallel()
 	resp, err := staleReadAfterStall(t, false)
 	if err != nil {

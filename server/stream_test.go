@@ -205,6 +205,7 @@ func TestStreamDrainsWhenTheMemberShutsDown(t *testing.T) {
 // down, the stream drains: every forwarded write is answered as applied or
 // as certainly not applied, never as "outcome unknown".
 func TestForwardedWritesRideOutLeaderShutdown(t *testing.T) {
+	skipIfShort(t)
 	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
