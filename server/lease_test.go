@@ -462,7 +462,9 @@ func renewAfterStall(t *testing.T, unsafe bool) (*kvv1.LeaseKeepAliveResponse, e
 // (the client moves on) or say the lease is gone (ttl 0), never renew it.
 func TestResumedLeaderRenewsNoRevokedLease(t *testing.T) {
 	skipIfShort(t)
-	t.Parallel()
+	// Not in parallel: the stall schedule needs m1's heartbeats to reach
+	// its followers on time, and under the load of the parallel cluster
+	// tests they did not, so m1 was deposed before the stall.
 	resp, err := renewAfterStall(t, false)
 	if err != nil {
 		if status.Code(err) != codes.Unavailable {
