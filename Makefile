@@ -8,10 +8,12 @@ export PATH := $(BIN):$(PATH)
 BUF_VERSION := v1.75.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# Pinned linter, installed into ./bin by `make check`.
+STATICCHECK_VERSION := v0.8.2
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run certs test unit unsafe-controls fuzz-short proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
+.PHONY: all build run certs test check staticcheck unit unsafe-controls fuzz-short proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
 
 all: build
 
@@ -41,6 +43,8 @@ $(BIN)/protoc-gen-go:
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 # proto regenerates the committed Go code from proto/.
 proto: tools
@@ -77,7 +81,18 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-lint: fmt vet buf-lint buf-breaking
+# staticcheck with its default checks (nothing is switched off).
+staticcheck: $(BIN)/staticcheck
+	staticcheck ./...
+
+lint: fmt vet staticcheck buf-lint buf-breaking
+
+# check is the inner loop, about two minutes: formatting, vet, staticcheck
+# and the tests without the slow ones (testing.Short) and without the race
+# detector. `make test` is what a change must pass.
+CHECK_TEST_FLAGS ?= -short -count=1 -timeout 5m
+check: fmt vet staticcheck
+	$(GO) test $(CHECK_TEST_FLAGS) ./...
 
 unit:
 	$(GO) test $(TEST_FLAGS) ./...

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"sort"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -16,12 +17,13 @@ import (
 	"github.com/kvd-io/kvd/client"
 )
 
-// The examples without an Output comment need a running cluster: they
-// compile, but go test does not run them.
+// The examples run against an in-process three-member cluster (see
+// exampleEndpoints in main_test.go); in a program, Endpoints lists the
+// client addresses of kvd members, such as "127.0.0.1:7379".
 
 func ExampleNew() {
 	c, err := client.New(client.Config{
-		Endpoints:   []string{"127.0.0.1:7379", "127.0.0.1:7479", "127.0.0.1:7579"},
+		Endpoints:   exampleEndpoints(),
 		DialTimeout: 2 * time.Second,
 	})
 	if err != nil {
@@ -34,6 +36,12 @@ func ExampleNew() {
 	if _, err := c.Put(ctx, "greeting", "hello"); err != nil {
 		log.Fatal(err)
 	}
+	resp, err := c.Get(ctx, "greeting")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s = %s\n", resp.Kvs[0].Key, resp.Kvs[0].Value)
+	// Output: greeting = hello
 }
 
 func ExampleConfig_Validate() {
@@ -43,7 +51,7 @@ func ExampleConfig_Validate() {
 }
 
 func ExampleClient_Put() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -51,7 +59,11 @@ func ExampleClient_Put() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
-	resp, err := c.Put(ctx, "config/mode", "fast", client.WithPrevKV())
+	first, err := c.Put(ctx, "put-example/mode", "slow")
+	if err != nil {
+		log.Fatal(err)
+	}
+	resp, err := c.Put(ctx, "put-example/mode", "fast", client.WithPrevKV())
 	switch {
 	case apierr.IsNotApplied(err):
 		// Certainly not applied (for example no leader before ctx ended):
@@ -61,14 +73,17 @@ func ExampleClient_Put() {
 		// The outcome is unknown: the write may have been applied.
 		log.Fatal(err)
 	}
-	fmt.Println("written at revision", resp.Header.Revision)
+	fmt.Println("written at a later revision:", resp.Header.Revision > first.Header.Revision)
 	if resp.PrevKv != nil {
 		fmt.Printf("replaced %q\n", resp.PrevKv.Value)
 	}
+	// Output:
+	// written at a later revision: true
+	// replaced "slow"
 }
 
 func ExampleClient_Get() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -76,7 +91,16 @@ func ExampleClient_Get() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
-	resp, err := c.Get(ctx, "config/", client.WithPrefix(), client.WithLimit(10))
+	for i := range 4 {
+		if _, err := c.Put(ctx, fmt.Sprintf("get-example/%d", i), "on"); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if _, err := c.Put(ctx, "get-example/0", "off"); err != nil {
+		log.Fatal(err)
+	}
+
+	resp, err := c.Get(ctx, "get-example/", client.WithPrefix(), client.WithLimit(3))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -86,10 +110,15 @@ func ExampleClient_Get() {
 	if resp.More {
 		fmt.Printf("... and %d more\n", resp.Count-int64(len(resp.Kvs)))
 	}
+	// Output:
+	// get-example/0 = off (version 2)
+	// get-example/1 = on (version 1)
+	// get-example/2 = on (version 1)
+	// ... and 1 more
 }
 
 func ExampleClient_Delete() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -97,15 +126,22 @@ func ExampleClient_Delete() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
-	resp, err := c.Delete(ctx, "config/", client.WithPrefix())
+	for _, k := range []string{"delete-example/a", "delete-example/b"} {
+		if _, err := c.Put(ctx, k, "v"); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	resp, err := c.Delete(ctx, "delete-example/", client.WithPrefix())
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("deleted", resp.Deleted)
+	// Output: deleted 2
 }
 
 func ExampleClient_Txn() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -113,38 +149,54 @@ func ExampleClient_Txn() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
-	// Compare-and-swap: replace the value only if nobody changed it.
-	resp, err := c.Txn(ctx).
-		If(client.Compare(client.Value("leader"), "=", "node-1")).
-		Then(client.OpPut("leader", "node-2")).
-		Else(client.OpGet("leader")).
-		Commit()
-	if err != nil {
+	if _, err := c.Put(ctx, "txn-example/leader", "node-1"); err != nil {
 		log.Fatal(err)
 	}
-	if resp.Succeeded {
-		fmt.Println("swapped")
-		return
+	// Compare-and-swap: replace the value only if nobody changed it. The
+	// second swap finds node-2 and changes nothing.
+	for range 2 {
+		resp, err := c.Txn(ctx).
+			If(client.Compare(client.Value("txn-example/leader"), "=", "node-1")).
+			Then(client.OpPut("txn-example/leader", "node-2")).
+			Else(client.OpGet("txn-example/leader")).
+			Commit()
+		if err != nil {
+			log.Fatal(err)
+		}
+		if resp.Succeeded {
+			fmt.Println("swapped")
+			continue
+		}
+		current := resp.Responses[0].GetResponseRange().GetKvs()
+		fmt.Printf("not swapped, leader is %q\n", current[0].Value)
 	}
-	current := resp.Responses[0].GetResponseRange().GetKvs()
-	fmt.Printf("not swapped, leader is %q\n", current[0].Value)
+	// Output:
+	// swapped
+	// not swapped, leader is "node-2"
 }
 
 func ExampleCompare() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 
-	// Create the key only if it does not exist yet.
-	_, err = c.Txn(context.Background()).
-		If(client.Compare(client.CreateRevision("lock"), "=", 0)).
-		Then(client.OpPut("lock", "me")).
-		Commit()
-	if err != nil {
-		log.Fatal(err)
+	// Create the key only if it does not exist yet: the second attempt
+	// finds it.
+	for _, who := range []string{"me", "someone else"} {
+		resp, err := c.Txn(context.Background()).
+			If(client.Compare(client.CreateRevision("compare-example/lock"), "=", 0)).
+			Then(client.OpPut("compare-example/lock", who)).
+			Commit()
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(who, "created it:", resp.Succeeded)
 	}
+	// Output:
+	// me created it: true
+	// someone else created it: false
 }
 
 func ExampleCompare_invalidOperator() {
@@ -164,30 +216,37 @@ func ExamplePrefixEnd() {
 }
 
 func ExampleWithPrefix() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 
-	// Count the keys under "jobs/" without fetching them.
-	resp, err := c.Get(context.Background(), "jobs/", client.WithPrefix(), client.WithCountOnly())
+	for _, job := range []string{"build", "test", "deploy"} {
+		if _, err := c.Put(context.Background(), "prefix-example/jobs/"+job, "queued"); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	// Count the keys under "prefix-example/jobs/" without fetching them.
+	resp, err := c.Get(context.Background(), "prefix-example/jobs/", client.WithPrefix(), client.WithCountOnly())
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(resp.Count, "jobs")
+	// Output: 3 jobs
 }
 
 func ExampleClient_Do() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 
 	ops := []client.Op{
-		client.OpPut("a", "1"),
-		client.OpGet("a"),
+		client.OpPut("do-example/a", "1"),
+		client.OpGet("do-example/a"),
 	}
 	for _, op := range ops {
 		resp, err := c.Do(context.Background(), op)
@@ -198,27 +257,35 @@ func ExampleClient_Do() {
 			fmt.Println(g.Count)
 		}
 	}
+	// Output: 1
 }
 
 func ExampleClient_Status() {
-	endpoints := []string{"127.0.0.1:7379", "127.0.0.1:7479"}
+	endpoints := exampleEndpoints()
 	c, err := client.New(client.Config{Endpoints: endpoints})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 
+	// Status asks one member about itself (its raft state, the leader it
+	// knows, its indexes); it is not forwarded.
 	for _, ep := range endpoints {
 		st, err := c.Status(context.Background(), ep)
 		if err != nil {
 			fmt.Println(ep, "is down:", err)
 			continue
 		}
-		fmt.Println(ep, st.Name, st.RaftState, "leader:", st.LeaderName)
+		fmt.Println(st.Name, "runs kvd", st.Version)
 	}
+	// Output:
+	// m1 runs kvd dev
+	// m2 runs kvd dev
+	// m3 runs kvd dev
 }
 
 func ExampleErrClosed() {
+	// No member is reached: New does not wait for a connection.
 	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
 	if err != nil {
 		log.Fatal(err)
@@ -230,7 +297,7 @@ func ExampleErrClosed() {
 }
 
 func ExampleClient_MemberAdd() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -248,36 +315,58 @@ func ExampleClient_MemberAdd() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("added %s (%x), the cluster has %d members\n", resp.Member.Name, resp.Member.Id, len(resp.Members))
+	fmt.Printf("added %s (learner: %t), the cluster has %d members\n", resp.Member.Name, resp.Member.IsLearner, len(resp.Members))
+
+	// (Nothing runs on 10.0.0.4 here: remove it again.)
+	if _, err := c.MemberRemove(ctx, "n4"); err != nil {
+		log.Fatal(err)
+	}
+	// Output: added n4 (learner: true), the cluster has 4 members
 }
 
 func ExampleClient_MemberPromote() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 
-	// A learner that lags far behind is refused with FailedPrecondition:
-	// wait and try again.
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := c.MemberPromote(ctx, "n4")
-		cancel()
-		if status.Code(err) == codes.FailedPrecondition {
-			time.Sleep(time.Second)
-			continue
-		}
-		if err != nil {
+	// A learner to promote; here nothing runs on its address, so it never
+	// catches up.
+	if _, err := c.MemberAdd(context.Background(), "n5", "10.0.0.5:7380", client.WithLearner()); err != nil {
+		log.Fatal(err)
+	}
+	defer func() {
+		if _, err := c.MemberRemove(context.Background(), "n5"); err != nil {
 			log.Fatal(err)
 		}
-		break
+	}()
+
+	// A learner that lags far behind is refused with FailedPrecondition:
+	// wait and try again, for as long as the caller can wait.
+	giveUp := time.Now().Add(2 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := c.MemberPromote(ctx, "n5")
+		cancel()
+		if status.Code(err) != codes.FailedPrecondition {
+			if err != nil {
+				log.Fatal(err)
+			}
+			fmt.Println("n5 votes")
+			break
+		}
+		if time.Now().After(giveUp) {
+			fmt.Println("n5 has not caught up yet")
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	fmt.Println("n4 votes")
+	// Output: n5 has not caught up yet
 }
 
 func ExampleClient_MemberRemove() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379", "127.0.0.1:7479"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -285,17 +374,26 @@ func ExampleClient_MemberRemove() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	resp, err := c.MemberRemove(ctx, "n3")
+	// A member to remove (a learner that never started, here).
+	if _, err := c.MemberAdd(ctx, "n6", "10.0.0.6:7380", client.WithLearner()); err != nil {
+		log.Fatal(err)
+	}
+
+	resp, err := c.MemberRemove(ctx, "n6")
 	if err != nil {
 		log.Fatal(err)
 	}
+	var names []string
 	for _, m := range resp.Members {
-		fmt.Println("still a member:", m.Name)
+		names = append(names, m.Name)
 	}
+	sort.Strings(names)
+	fmt.Println("still members:", names)
+	// Output: still members: [m1 m2 m3]
 }
 
 func ExampleClient_LeaderTransfer() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -303,16 +401,21 @@ func ExampleClient_LeaderTransfer() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
+	before, err := c.Status(ctx, exampleEndpoints()[0])
+	if err != nil {
+		log.Fatal(err)
+	}
 	// An empty name lets raft pick the most up-to-date voter.
 	resp, err := c.LeaderTransfer(ctx, "")
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("the leader is now", resp.Leader)
+	fmt.Println("the leader moved:", resp.Leader != before.LeaderName)
+	// Output: the leader moved: true
 }
 
 func ExampleClient_HashKV() {
-	endpoints := []string{"127.0.0.1:7379", "127.0.0.1:7479", "127.0.0.1:7579"}
+	endpoints := exampleEndpoints()
 	c, err := client.New(client.Config{Endpoints: endpoints})
 	if err != nil {
 		log.Fatal(err)
@@ -337,26 +440,30 @@ func ExampleClient_HashKV() {
 	}
 	if len(hashes) > 1 {
 		fmt.Println("members disagree:", hashes)
+		return
 	}
+	fmt.Println("the members agree")
+	// Output: the members agree
 }
 
 func ExampleClient_Snapshot() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 
 	// No deadline shorter than the transfer needs.
-	sr, err := c.Snapshot(context.Background(), "127.0.0.1:7379")
+	sr, err := c.Snapshot(context.Background(), exampleEndpoints()[0])
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer sr.Close()
-	f, err := os.CreateTemp(".", "state-*.db")
+	f, err := os.CreateTemp("", "state-*.db")
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer os.Remove(f.Name()) // an example: keep nothing
 	defer f.Close()
 	// io.Copy fails unless every byte arrived and matched the checksum the
 	// member sent; then the copy must be discarded.
@@ -365,5 +472,6 @@ func ExampleClient_Snapshot() {
 		_ = os.Remove(f.Name())
 		log.Fatal(err)
 	}
-	fmt.Printf("%d of %d bytes, sha256 %x\n", n, sr.Size(), sr.SHA256())
+	fmt.Println("every byte arrived and matched:", n == sr.Size())
+	// Output: every byte arrived and matched: true
 }

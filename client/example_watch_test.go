@@ -13,11 +13,11 @@ import (
 )
 
 // The examples of watches, compaction and defragmentation. Like those in
-// example_test.go without an Output comment, they need a running cluster:
-// they compile, but go test does not run them.
+// example_test.go, they run against the in-process cluster of
+// exampleEndpoints.
 
 func ExampleClient_Watch() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379", "127.0.0.1:7479"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -26,11 +26,11 @@ func ExampleClient_Watch() {
 	defer cancel()
 
 	// Watch returns once the watcher exists: the put below is seen.
-	wch := c.Watch(ctx, "config/", client.WithPrefix())
-	if _, err := c.Put(ctx, "config/mode", "fast"); err != nil {
+	wch := c.Watch(ctx, "watch-example/", client.WithPrefix())
+	if _, err := c.Put(ctx, "watch-example/mode", "fast"); err != nil {
 		log.Fatal(err)
 	}
-	if _, err := c.Delete(ctx, "config/mode"); err != nil {
+	if _, err := c.Delete(ctx, "watch-example/mode"); err != nil {
 		log.Fatal(err)
 	}
 	for n := 0; n < 2; {
@@ -51,10 +51,13 @@ func ExampleClient_Watch() {
 			n++
 		}
 	}
+	// Output:
+	// PUT watch-example/mode = fast
+	// DELETE watch-example/mode
 }
 
 func ExampleClient_Watch_replay() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -62,17 +65,17 @@ func ExampleClient_Watch_replay() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	first, err := c.Put(ctx, "jobs/1", "queued")
+	first, err := c.Put(ctx, "replay-example/jobs/1", "queued")
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := c.Put(ctx, "jobs/1", "running"); err != nil {
+	if _, err := c.Put(ctx, "replay-example/jobs/1", "running"); err != nil {
 		log.Fatal(err)
 	}
 
 	// WithRev replays the history from a past revision, then follows new
 	// changes; WithPrevKV adds each key's value before the change.
-	wch := c.Watch(ctx, "jobs/", client.WithPrefix(), client.WithRev(first.Header.Revision), client.WithPrevKV())
+	wch := c.Watch(ctx, "replay-example/jobs/", client.WithPrefix(), client.WithRev(first.Header.Revision), client.WithPrevKV())
 	for n := 0; n < 2; {
 		resp := <-wch
 		if err := resp.Err(); err != nil {
@@ -87,10 +90,13 @@ func ExampleClient_Watch_replay() {
 			n++
 		}
 	}
+	// Output:
+	// replay-example/jobs/1: queued
+	// replay-example/jobs/1: queued -> running
 }
 
 func ExampleClient_RequestProgress() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -98,22 +104,36 @@ func ExampleClient_RequestProgress() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	wch := c.Watch(ctx, "rarely-changes")
-	put, err := c.Put(ctx, "something-else", "x")
+	wch := c.Watch(ctx, "progress-example/rarely-changes")
+	put, err := c.Put(ctx, "progress-example/something-else", "x")
 	if err != nil {
 		log.Fatal(err)
 	}
 	// A progress notification tells how far the watcher is: every event up
-	// to its header revision has been delivered, though there was none.
-	if err := c.RequestProgress(ctx); err != nil {
-		log.Fatal(err)
+	// to its header revision has been delivered, though there was none. The
+	// watch is served by one member, from what it has applied: one that has
+	// not applied the put yet tells an older revision; ask again.
+	for {
+		if err := c.RequestProgress(ctx); err != nil {
+			log.Fatal(err)
+		}
+		resp, ok := <-wch
+		if !ok {
+			log.Fatal("watch ended: ", ctx.Err())
+		}
+		if !resp.IsProgressNotify() {
+			log.Fatalf("not a progress notification: %v", resp)
+		}
+		if resp.Header.Revision >= put.Header.Revision {
+			fmt.Println("the watcher is past the put")
+			break
+		}
 	}
-	resp := <-wch
-	fmt.Println(resp.IsProgressNotify(), resp.Header.Revision >= put.Header.Revision)
+	// Output: the watcher is past the put
 }
 
 func ExampleClient_Compact() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -121,11 +141,11 @@ func ExampleClient_Compact() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	old, err := c.Put(ctx, "counter", "1")
+	old, err := c.Put(ctx, "compact-example/counter", "1")
 	if err != nil {
 		log.Fatal(err)
 	}
-	now, err := c.Put(ctx, "counter", "2")
+	now, err := c.Put(ctx, "compact-example/counter", "2")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -133,17 +153,23 @@ func ExampleClient_Compact() {
 	if _, err := c.Compact(ctx, now.Header.Revision, client.WithCompactPhysical()); err != nil {
 		log.Fatal(err)
 	}
-	_, err = c.Get(ctx, "counter", client.WithRev(old.Header.Revision))
+	_, err = c.Get(ctx, "compact-example/counter", client.WithRev(old.Header.Revision))
 	fmt.Println(status.Code(err))
-	resp, err := c.Get(ctx, "counter")
+	resp, err := c.Get(ctx, "compact-example/counter")
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("%s\n", resp.Kvs[0].Value)
+	// Output:
+	// OutOfRange
+	// 2
 }
 
 func ExampleErrCompacted() {
-	c, err := client.New(client.Config{Endpoints: []string{"127.0.0.1:7379"}})
+	// A watch is served from its member's state. With one endpoint and a
+	// physical compaction, the member that serves the watch below has
+	// applied the compaction when Compact returns.
+	c, err := client.New(client.Config{Endpoints: exampleEndpoints()[:1]})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -151,36 +177,39 @@ func ExampleErrCompacted() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	first, err := c.Put(ctx, "config/a", "1")
+	first, err := c.Put(ctx, "compacted-example/a", "1")
 	if err != nil {
 		log.Fatal(err)
 	}
-	second, err := c.Put(ctx, "config/a", "2")
+	second, err := c.Put(ctx, "compacted-example/a", "2")
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := c.Compact(ctx, second.Header.Revision); err != nil {
+	if _, err := c.Compact(ctx, second.Header.Revision, client.WithCompactPhysical()); err != nil {
 		log.Fatal(err)
 	}
 
 	// A watch from a compacted revision ends at once: read the keys anew,
 	// then watch from the revision after that read.
-	resp := <-c.Watch(ctx, "config/", client.WithPrefix(), client.WithRev(first.Header.Revision))
+	resp := <-c.Watch(ctx, "compacted-example/", client.WithPrefix(), client.WithRev(first.Header.Revision))
 	if !errors.Is(resp.Err(), client.ErrCompacted) {
 		log.Fatal("not compacted: ", resp.Err())
 	}
 	fmt.Println(status.Code(resp.Err()), resp.CompactRevision == second.Header.Revision)
-	get, err := c.Get(ctx, "config/", client.WithPrefix())
+	get, err := c.Get(ctx, "compacted-example/", client.WithPrefix())
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("config/a = %s\n", get.Kvs[0].Value)
-	wch := c.Watch(ctx, "config/", client.WithPrefix(), client.WithRev(get.Header.Revision+1))
+	fmt.Printf("%s = %s\n", get.Kvs[0].Key, get.Kvs[0].Value)
+	wch := c.Watch(ctx, "compacted-example/", client.WithPrefix(), client.WithRev(get.Header.Revision+1))
 	_ = wch // follow the changes from here
+	// Output:
+	// OutOfRange true
+	// compacted-example/a = 2
 }
 
 func ExampleClient_Defragment() {
-	endpoints := []string{"127.0.0.1:7379", "127.0.0.1:7479", "127.0.0.1:7579"}
+	endpoints := exampleEndpoints()
 	c, err := client.New(client.Config{Endpoints: endpoints})
 	if err != nil {
 		log.Fatal(err)
@@ -195,6 +224,10 @@ func ExampleClient_Defragment() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Printf("%s: %d -> %d bytes\n", ep, resp.DbSizeBefore, resp.DbSize)
+		fmt.Println("defragmented, not larger than before:", resp.DbSize <= resp.DbSizeBefore)
 	}
+	// Output:
+	// defragmented, not larger than before: true
+	// defragmented, not larger than before: true
+	// defragmented, not larger than before: true
 }

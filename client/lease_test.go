@@ -10,13 +10,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvd-io/kvd/client"
+	"github.com/kvd-io/kvd/server"
 	"github.com/kvd-io/kvd/server/servertest"
 )
 
 // clusterClient starts an n-member cluster and a client of all its members.
-func clusterClient(t *testing.T, n int) (*servertest.Cluster, *client.Client) {
+func clusterClient(t *testing.T, n int, opts ...servertest.Option) (*servertest.Cluster, *client.Client) {
 	t.Helper()
-	c := servertest.New(t, n)
+	c := servertest.New(t, n, opts...)
 	var eps []string
 	for _, name := range c.Names() {
 		eps = append(eps, c.Member(name).Server.ClientAddr())
@@ -37,7 +38,12 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 
 func TestLeaseCalls(t *testing.T) {
 	t.Parallel()
-	_, cli := clusterClient(t, 3)
+	// The daemon's election timeout, so that the minimum TTL (1.5 times it,
+	// rounded up: 2 s) leaves a positive TTL below it, refused by the
+	// members rather than by the SDK.
+	_, cli := clusterClient(t, 3, servertest.WithConfig(func(cfg *server.Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout = time.Second, time.Second
+	}))
 	ctx := testCtx(t, 30*time.Second)
 
 	g, err := cli.Grant(ctx, 30)

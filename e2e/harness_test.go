@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kvd-io/kvd/internal/poll"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -60,21 +61,36 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
+var (
+	portsMu sync.Mutex
+	// handedOut holds every port freePorts returned, so that tests running
+	// in parallel never get the same one while a kvd has yet to bind it.
+	handedOut = map[int]bool{}
+)
+
+// freePorts returns n distinct loopback ports that were free a moment ago
+// and that no other test of this run was given.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
 	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
 	var ports []int
-	for i := 0; i < n; i++ {
+	for len(ports) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+		ls = append(ls, l) // held until all n are picked, so none repeats
+		if p := l.Addr().(*net.TCPAddr).Port; !handedOut[p] {
+			handedOut[p] = true
+			ports = append(ports, p)
+		}
 	}
 	return ports
 }
@@ -320,17 +336,14 @@ func (c *cluster) waitLeader(timeout time.Duration, running []*node) *node {
 	return leader
 }
 
+// eventually polls fn until it returns nil, failing the test with fn's
+// last error after timeout. Its checks run kvctl, so it polls less often
+// than poll.Interval.
 func eventually(t *testing.T, timeout time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not met within %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := poll.Until(ctx, 50*time.Millisecond, fn); err != nil {
+		t.Fatalf("%v", err)
 	}
 }

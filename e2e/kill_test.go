@@ -138,6 +138,7 @@ func checkAckedPrefix(t *testing.T, c *cluster, nd *node, prefix string, acked m
 }
 
 func TestThreeNodeClusterSurvivesKill9(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
@@ -222,6 +223,7 @@ func TestThreeNodeClusterSurvivesKill9(t *testing.T) {
 
 // With no quorum a write fails with a clear error and a non-zero exit.
 func TestKvctlReportsNoQuorum(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}

@@ -32,6 +32,9 @@ func newClient(t *testing.T, endpoints string) *client.Client {
 // the client stops renewing: every key goes within the TTL plus the
 // election timeout and a little for the revocations to commit.
 func TestLeasesSurviveLeaderKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
 	t.Parallel()
 	c := newCluster(t, 3)
 	leader := c.waitLeader(30*time.Second, c.nodes)
@@ -41,6 +44,11 @@ func TestLeasesSurviveLeaderKill(t *testing.T) {
 
 	const n, ttl = 1000, 5
 	ids := make([]client.LeaseID, n)
+	// Each lease is kept alive from its grant on: granting a thousand can
+	// take longer than their TTL on a loaded machine.
+	kctx, stopRenewing := context.WithCancel(ctx)
+	defer stopRenewing()
+	chans := make([]<-chan *client.LeaseKeepAliveResponse, n)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for w := range 20 {
@@ -49,6 +57,9 @@ func TestLeasesSurviveLeaderKill(t *testing.T) {
 				g, err := cli.Grant(ctx, ttl)
 				if err == nil {
 					ids[i] = g.GetId()
+					chans[i], err = cli.KeepAlive(kctx, g.GetId())
+				}
+				if err == nil {
 					_, err = cli.Put(ctx, fmt.Sprintf("lease/%04d", i), "up", client.WithLease(g.GetId()))
 				}
 				if err != nil {
@@ -62,16 +73,6 @@ func TestLeasesSurviveLeaderKill(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
-	}
-	kctx, stopRenewing := context.WithCancel(ctx)
-	defer stopRenewing()
-	chans := make([]<-chan *client.LeaseKeepAliveResponse, n)
-	for i, id := range ids {
-		ch, err := cli.KeepAlive(kctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chans[i] = ch
 	}
 	var lost sync.Map
 	var drained sync.WaitGroup
@@ -179,6 +180,9 @@ func runLockHolder() int {
 // next holder's fencing token is larger, and when the old holder resumes,
 // its write guarded by the lock is refused.
 func TestPausedLockHolderIsFenced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
 	t.Parallel()
 	c := newCluster(t, 3)
 	c.waitLeader(30*time.Second, c.nodes)

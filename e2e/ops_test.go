@@ -100,6 +100,7 @@ func waitExit(t *testing.T, nd *node, within time.Duration) int {
 }
 
 func TestRunbookAddLearnerThenPromote(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
@@ -141,6 +142,7 @@ func TestRunbookAddLearnerThenPromote(t *testing.T) {
 }
 
 func TestRunbookRemoveFollowerThenLeader(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
@@ -203,6 +205,7 @@ func TestRunbookRemoveFollowerThenLeader(t *testing.T) {
 }
 
 func TestRunbookReplaceDeadMember(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
@@ -233,6 +236,7 @@ func TestRunbookReplaceDeadMember(t *testing.T) {
 }
 
 func TestRunbookBackupAndRestoreIntoNewCluster(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
@@ -323,6 +327,7 @@ func kvsOf(t *testing.T, out string) string {
 }
 
 func TestRunbookQuorumLossForceNewCluster(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
@@ -364,6 +369,7 @@ func TestRunbookQuorumLossForceNewCluster(t *testing.T) {
 }
 
 func TestCheckHashFindsCorruptMember(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}

@@ -148,6 +148,7 @@ func (l *load) halt() (map[string]string, []string) {
 // A restart rolled through every member, one at a time, under continuous
 // load, fails no client request and loses no acknowledged write.
 func TestRollingRestartUnderLoad(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}

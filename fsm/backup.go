@@ -7,6 +7,7 @@ import (
 	"os"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/kvd-io/kvd/internal/mvcc"
 )
@@ -99,7 +100,7 @@ func ResetForNewCluster(path string) error {
 				return err
 			}
 		}
-		if err := tx.DeleteBucket(bucketMembers); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		if err := tx.DeleteBucket(bucketMembers); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 			return err
 		}
 		if _, err := tx.CreateBucket(bucketMembers); err != nil {

@@ -14,6 +14,8 @@ import (
 // Writes that arrive while the leader commits an entry share the next one,
 // and each still gets a revision of its own, in the order they were applied.
 func TestConcurrentWritesShareLogEntries(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	names := c.Names()

@@ -16,6 +16,16 @@ import (
 	"github.com/kvd-io/kvd/server/servertest"
 )
 
+// skipIfShort skips a slow test (a long fault schedule, heavy load, many
+// seconds of waiting) under -short: make check's inner loop leaves it to
+// make test.
+func skipIfShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow: not with -short")
+	}
+}
+
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -53,6 +63,7 @@ func others(c *servertest.Cluster, not string) []string {
 }
 
 func TestElectionReplicationAndForwarding(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 
@@ -132,6 +143,7 @@ func TestElectionReplicationAndForwarding(t *testing.T) {
 // member that served linearizable reads from local state would return the
 // old value here.
 func TestIsolatedLeaderServesNoStaleLinearizableRead(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	old := c.Leader(20 * time.Second)
 	put(t, c, old, "x", "old")
@@ -173,6 +185,7 @@ func TestIsolatedLeaderServesNoStaleLinearizableRead(t *testing.T) {
 }
 
 func TestLeaderStopWritesContinueAndRestartCatchesUp(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	old := c.Leader(20 * time.Second)
 	for i := 0; i < 20; i++ {
@@ -197,6 +210,7 @@ func TestLeaderStopWritesContinueAndRestartCatchesUp(t *testing.T) {
 }
 
 func TestWholeClusterRestartKeepsEveryWrite(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	c.Leader(20 * time.Second)
 	for i := 0; i < 30; i++ {
@@ -272,6 +286,7 @@ func rangeAll(t *testing.T, c *servertest.Cluster, member, key, end string) []*k
 }
 
 func TestErrorsAreClearStatusCodes(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) { cfg.MaxRequestBytes = 64 * 1024 }))
 	leader := c.Leader(20 * time.Second)
 	follower := others(c, leader)[0]
@@ -337,6 +352,7 @@ func TestErrorsAreClearStatusCodes(t *testing.T) {
 }
 
 func TestNoQuorumIsUnavailableAndNotApplied(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	survivor := others(c, leader)[0]
@@ -364,6 +380,7 @@ func TestNoQuorumIsUnavailableAndNotApplied(t *testing.T) {
 }
 
 func TestWriteWithShortDeadlineOnIsolatedLeaderIsNotReportedApplied(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	c.Isolate(leader)

@@ -16,6 +16,8 @@ import (
 // closed cleanly (here: torn, as after a power loss) must rebuild it from its
 // newest snapshot and the raft log, and lose nothing.
 func TestTornStateIsRebuiltFromSnapshotAndLog(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
 	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) {
 		cfg.SnapshotThreshold = 50
 		cfg.TrailingLogs = 10

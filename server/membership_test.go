@@ -55,6 +55,7 @@ func countKeys(t *testing.T, c *servertest.Cluster, member string, serializable 
 }
 
 func TestJoinAsLearnerCatchUpAndPromote(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) {
 		cfg.SnapshotThreshold = 64 // so the learner must be sent a snapshot
 		cfg.TrailingLogs = 16
@@ -100,6 +101,8 @@ func TestJoinAsLearnerCatchUpAndPromote(t *testing.T) {
 }
 
 func TestPromoteRefusedWhileLearnerLags(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	c.Join("m4", true)
@@ -128,6 +131,7 @@ func TestPromoteRefusedWhileLearnerLags(t *testing.T) {
 }
 
 func TestRemoveFollowerThenLeader(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	waitHealthy(t, c, c.Names()...)
@@ -175,6 +179,7 @@ func TestRemoveFollowerThenLeader(t *testing.T) {
 }
 
 func TestUnsafeReconfigurationRefused(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	waitHealthy(t, c, c.Names()...)
@@ -219,6 +224,7 @@ func TestUnsafeReconfigurationRefused(t *testing.T) {
 }
 
 func TestLeaderTransfer(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	target := others(c, leader)[1]
@@ -236,6 +242,7 @@ func TestLeaderTransfer(t *testing.T) {
 }
 
 func TestForceNewClusterAfterQuorumLoss(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	for i := 0; i < 50; i++ {
@@ -271,6 +278,7 @@ func TestForceNewClusterAfterQuorumLoss(t *testing.T) {
 // A founding member that lost its disk, started again with the same founding
 // flags plus join, must join the running cluster, not found a second one.
 func TestFounderWithEmptyDiskJoinsRunningCluster(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	for i := 0; i < 30; i++ {
@@ -301,6 +309,7 @@ func TestFounderWithEmptyDiskJoinsRunningCluster(t *testing.T) {
 }
 
 func TestRefusedJoinStopsTheMember(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	waitHealthy(t, c, c.Names()...)
@@ -329,6 +338,7 @@ func TestRefusedJoinStopsTheMember(t *testing.T) {
 // catches up, the configuration that removed it. It must not take that for
 // a new removal.
 func TestRemovedMemberRejoinsUnderItsOldName(t *testing.T) {
+	t.Parallel()
 	testRejoinUnderOldName(t, 20, nil)
 }
 
@@ -336,6 +346,7 @@ func TestRemovedMemberRejoinsUnderItsOldName(t *testing.T) {
 // its removal and its return: one entry per append, so that the replay
 // spans several checks of the removal watcher.
 func TestRejoiningMemberReplaysItsRemoval(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("slow replay")
 	}

@@ -25,6 +25,7 @@ func httpGet(url string) (int, string, error) {
 }
 
 func TestProbesMetricsAndGRPCHealth(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	put(t, c, leader, "k", "v")

@@ -22,6 +22,7 @@ import (
 // acknowledged is lost and no transaction is half applied; after compaction,
 // defragmentation and disarming, writes work again.
 func TestQuotaFillAndRecover(t *testing.T) {
+	skipIfShort(t)
 	t.Parallel()
 	const quota = 4 << 20
 	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) { cfg.QuotaBackendBytes = quota }))

@@ -53,6 +53,7 @@ func exchange(t *testing.T, st kvv1.KVService_StreamClient, ops ...*kvv1.StreamO
 }
 
 func TestStreamServesOpsOnEveryMember(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) { cfg.MaxRequestBytes = 64 << 10 }))
 	c.Leader(20 * time.Second)
 	for _, name := range c.Names() {
@@ -128,6 +129,7 @@ func TestStreamServesOpsOnEveryMember(t *testing.T) {
 }
 
 func TestStreamDrainsWhenTheMemberShutsDown(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 1)
 	name := c.Leader(20 * time.Second)
 	srv := c.Member(name).Server
@@ -203,6 +205,8 @@ func TestStreamDrainsWhenTheMemberShutsDown(t *testing.T) {
 // down, the stream drains: every forwarded write is answered as applied or
 // as certainly not applied, never as "outcome unknown".
 func TestForwardedWritesRideOutLeaderShutdown(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	follower := others(c, leader)[0]
@@ -267,6 +271,7 @@ func TestForwardedWritesRideOutLeaderShutdown(t *testing.T) {
 // refused, not served from its stale state, and answered before their
 // deadline with Unavailable, as unary reads are.
 func TestIsolatedLeaderRefusesStreamReadsInTime(t *testing.T) {
+	t.Parallel()
 	c := servertest.New(t, 3)
 	old := c.Leader(20 * time.Second)
 	put(t, c, old, "x", "old")

@@ -51,6 +51,8 @@ func watchEvents(t *testing.T, c *servertest.Cluster, member, prefix string, sta
 // Watchers on every member, leader and followers, get the same events, in
 // revision order, each once: the writes of their prefix and nothing else.
 func TestWatchOnEveryMember(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	var collect []func(int) []string
@@ -86,6 +88,8 @@ func TestWatchOnEveryMember(t *testing.T) {
 // compacted revision is cancelled with the compact revision, so that the
 // client can read the range anew.
 func TestWatchReplayAndCompaction(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	var revs []int64

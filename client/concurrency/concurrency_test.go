@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvd-io/kvd/client"
 	"github.com/kvd-io/kvd/client/concurrency"
+	"github.com/kvd-io/kvd/internal/poll"
 	"github.com/kvd-io/kvd/server/servertest"
 )
 
@@ -195,17 +196,16 @@ func TestLockRechecksTheWaitersLease(t *testing.T) {
 
 func waitForKeys(t *testing.T, cli *client.Client, prefix string, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Eventually(t, 10*time.Second, func() error {
 		resp, err := cli.Get(testCtx(t, 5*time.Second), prefix, client.WithPrefix(), client.WithCountOnly())
-		if err == nil && resp.GetCount() == n {
-			return
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s has not %d keys: %v, %v", prefix, n, resp, err)
+		if resp.GetCount() != n {
+			return fmt.Errorf("%s has %d keys, want %d", prefix, resp.GetCount(), n)
 		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
+		return nil
+	})
 }
 
 // Candidates lead in the order they campaigned; Observe sees each leader

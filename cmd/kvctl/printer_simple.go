@@ -313,11 +313,6 @@ func hashRows(hashes []memberHash) [][]string {
 	return rows
 }
 
-var statusHeader = []string{
-	"ENDPOINT", "ID", "NAME", "VERSION", "DB SIZE", "DB SIZE IN USE", "IS LEADER", "IS LEARNER",
-	"RAFT STATE", "RAFT TERM", "COMMIT INDEX", "APPLIED INDEX", "REVISION", "LEADER",
-}
-
 func statusRows(statuses []endpointStatus) [][]string {
 	rows := make([][]string, 0, len(statuses))
 	for _, s := range statuses {

@@ -121,18 +121,3 @@ func (h history) at(key, end []byte, rev int64, emit func(*kvv1.KeyValue)) error
 	}
 	return flush()
 }
-
-// upTo calls fn with the raw history key and value of every version written
-// at or before rev, in bucket order.
-func (h history) upTo(rev int64, fn func(hk, v []byte) error) error {
-	return h.b.ForEach(func(hk, v []byte) error {
-		_, r, err := splitHistoryKey(hk)
-		if err != nil {
-			return err
-		}
-		if r > rev {
-			return nil
-		}
-		return fn(hk, v)
-	})
-}

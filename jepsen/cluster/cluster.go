@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kvd-io/kvd/client"
+	"github.com/kvd-io/kvd/internal/poll"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -322,19 +323,15 @@ func (c *Cluster) Leader(ctx context.Context) (string, error) {
 // description of that state, or the last problem seen when ctx ends.
 func (c *Cluster) WaitHealthy(ctx context.Context) (string, error) {
 	start := time.Now()
-	var last error
-	for {
-		desc, err := c.healthy(ctx)
-		if err == nil {
-			return fmt.Sprintf("%s after %s", desc, time.Since(start).Round(time.Millisecond)), nil
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("%w (after %s)", last, time.Since(start).Round(time.Millisecond))
-		case <-time.After(200 * time.Millisecond):
-		}
+	var desc string
+	err := poll.Until(ctx, 200*time.Millisecond, func() (err error) {
+		desc, err = c.healthy(ctx)
+		return err
+	})
+	if err != nil {
+		return "", err
 	}
+	return fmt.Sprintf("%s after %s", desc, time.Since(start).Round(time.Millisecond)), nil
 }
 
 func (c *Cluster) healthy(ctx context.Context) (string, error) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/client"
+	"github.com/kvd-io/kvd/internal/poll"
 )
 
 // exitRemoved is kvd's exit status after it was removed from its cluster.
@@ -189,17 +190,12 @@ func (m *churn) Start(ctx context.Context, c Cluster, rng *rand.Rand) (Fault, er
 func waitMembers(ctx context.Context, c Cluster, t timeouts) ([]*client.Member, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.members)
 	defer cancel()
-	for {
-		ms, err := c.Members(ctx)
-		if err == nil {
-			return ms, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(t.poll):
-		}
-	}
+	var ms []*client.Member
+	err := poll.Until(ctx, t.poll, func() (err error) {
+		ms, err = c.Members(ctx)
+		return err
+	})
+	return ms, err
 }
 
 func isMember(ms []*client.Member, name string) bool {

@@ -1,10 +1,13 @@
 // Package servertest builds in-process kvd clusters for tests: real members
 // (package server) with real gRPC on loopback, joined by hashicorp/raft's
-// in-memory transport so that tests can partition and heal them.
+// in-memory transport so that tests can partition and heal them. The
+// members run with fast raft timers (the constants below), so a cluster
+// elects its first leader, and a new one after a failure, within a second.
 package servertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,18 +21,55 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kvd-io/kvd/internal/poll"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	"github.com/kvd-io/kvd/server"
 )
 
+// The raft timers members start with, half the daemon's LAN defaults
+// (member.DefaultConfig), so that tests of elections, failovers and lease
+// expiry do not wait seconds for each. They are no shorter because the
+// tests run on loaded machines under the race detector: there a leader was
+// seen to go 300 to 370ms without its followers' answers while all were
+// healthy, and a shorter leader lease then deposes it in the middle of a
+// test. Tests that reason about time (a lease's minimum TTL, how soon a
+// leader is replaced) derive their bounds from these. WithConfig may change
+// them.
+const (
+	// HeartbeatTimeout is how long a follower goes without hearing from the
+	// leader before it stands for election.
+	HeartbeatTimeout = 500 * time.Millisecond
+	// ElectionTimeout is how long a candidate waits for votes.
+	ElectionTimeout = 500 * time.Millisecond
+	// LeaderLeaseTimeout is how long a leader goes without hearing from a
+	// quorum before it steps down: the daemon's own.
+	LeaderLeaseTimeout = 500 * time.Millisecond
+	// CommitTimeout is how long raft waits before it sends a heartbeat that
+	// carries the commit index when nothing else does.
+	CommitTimeout = 5 * time.Millisecond
+)
+
+// StartTimeout bounds how long New and Start wait for a leader that serves.
+const StartTimeout = 30 * time.Second
+
 // Cluster is a set of in-process members.
 type Cluster struct {
-	t       testing.TB
+	t       reporter
 	base    server.Config
 	edit    func(name string, cfg *server.Config) // per member, at every start; may be nil
+	dir     string                                // the members' data directories are in it
+	ownDir  bool                                  // Close removes dir (Start made it)
 	mu      sync.Mutex
 	members map[string]*Member
 	names   []string
+}
+
+// reporter is how a cluster fails: the test's testing.TB for New; for
+// Start, which has no test, a panic (see Start).
+type reporter interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
 }
 
 // Member is one member of a Cluster.
@@ -63,15 +103,19 @@ func WithMemberConfig(fn func(name string, cfg *server.Config)) Option {
 	return func(o *options) { o.edit = append(o.edit, fn) }
 }
 
-// New starts an n-member cluster and waits until it has a leader ready to
-// serve. Members are stopped when the test ends.
-func New(t testing.TB, n int, opts ...Option) *Cluster {
-	t.Helper()
+// newOptions is the config members start with: the server defaults with
+// loopback listeners on free ports and the fast raft timers above, then
+// opts.
+func newOptions(verbose bool, opts []Option) options {
 	base := server.DefaultConfig()
 	base.ClientAddr = "127.0.0.1:0"
 	base.HTTPAddr = "127.0.0.1:0"
 	base.RequestTimeout = 5 * time.Second
-	if testing.Verbose() {
+	base.HeartbeatTimeout = HeartbeatTimeout
+	base.ElectionTimeout = ElectionTimeout
+	base.LeaderLeaseTimeout = LeaderLeaseTimeout
+	base.CommitTimeout = CommitTimeout
+	if verbose {
 		base.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	} else {
 		base.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -80,7 +124,59 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Cluster{t: t, base: o.base, members: map[string]*Member{}}
+	return o
+}
+
+// New starts an n-member cluster and waits until it has a leader ready to
+// serve. Members are stopped when the test ends.
+func New(t testing.TB, n int, opts ...Option) *Cluster {
+	t.Helper()
+	c := build(t, t.TempDir(), n, newOptions(testing.Verbose(), opts))
+	t.Cleanup(c.Close)
+	for _, name := range c.names {
+		c.Start(name)
+	}
+	c.WaitReady(StartTimeout)
+	return c
+}
+
+// Start starts an n-member cluster outside a test (in an Example, say) and
+// waits until it has a leader ready to serve. The caller must Close it,
+// which also removes its data. A method that would fail the test of a
+// cluster built by New panics instead on a cluster built by Start.
+func Start(n int, opts ...Option) (*Cluster, error) {
+	dir, err := os.MkdirTemp("", "servertest-")
+	if err != nil {
+		return nil, err
+	}
+	c := build(panicReporter{}, dir, n, newOptions(false, opts))
+	c.ownDir = true
+	for _, name := range c.names {
+		if err := c.startMember(name, nil); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if _, err := c.leader(StartTimeout, c.names); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// panicReporter fails a cluster that has no test by panicking.
+type panicReporter struct{}
+
+func (panicReporter) Helper() {}
+func (panicReporter) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("servertest: "+format, args...))
+}
+func (panicReporter) Errorf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "servertest: "+format+"\n", args...)
+}
+
+func build(t reporter, dir string, n int, o options) *Cluster {
+	c := &Cluster{t: t, base: o.base, dir: dir, members: map[string]*Member{}}
 	if len(o.edit) > 0 {
 		c.edit = func(name string, cfg *server.Config) {
 			for _, fn := range o.edit {
@@ -88,7 +184,6 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 			}
 		}
 	}
-	dir := t.TempDir()
 	var peers []server.Peer
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("m%d", i)
@@ -98,12 +193,21 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 		peers = append(peers, server.Peer{Name: name, RaftAddr: string(m.addr)})
 	}
 	c.base.InitialCluster = peers
-	for _, name := range c.names {
-		c.Start(name)
-	}
-	t.Cleanup(c.Close)
-	c.WaitReady(30 * time.Second)
 	return c
+}
+
+// Endpoints returns the client addresses of the running members, in the
+// order of Names: what a client.Config needs.
+func (c *Cluster) Endpoints() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var eps []string
+	for _, name := range c.names {
+		if m := c.members[name]; m.Server != nil {
+			eps = append(eps, m.clientA)
+		}
+	}
+	return eps
 }
 
 // Names returns the members' names in order.
@@ -130,7 +234,7 @@ func (c *Cluster) Join(name string, learner bool) *Member {
 			join = append(join, m.Server.ClientAddr())
 		}
 	}
-	m := &Member{Name: name, Dir: filepath.Join(filepath.Dir(c.members[c.names[0]].Dir), name), addr: raft.ServerAddress(name + ":raft")}
+	m := &Member{Name: name, Dir: filepath.Join(c.dir, name), addr: raft.ServerAddress(name + ":raft")}
 	c.members[name] = m
 	c.names = append(c.names, name)
 	c.mu.Unlock()
@@ -150,18 +254,24 @@ func (c *Cluster) Wipe(name string) {
 		c.t.Fatalf("wipe running member %s", name)
 	}
 	if err := os.RemoveAll(m.Dir); err != nil {
-		c.t.Fatal(err)
+		c.t.Fatalf("%v", err)
 	}
 }
 
 // StartWith starts a stopped member, letting edit change its config first.
 func (c *Cluster) StartWith(name string, edit func(*server.Config)) {
 	c.t.Helper()
+	if err := c.startMember(name, edit); err != nil {
+		c.t.Fatalf("%v", err)
+	}
+}
+
+func (c *Cluster) startMember(name string, edit func(*server.Config)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := c.members[name]
 	if m.Server != nil {
-		c.t.Fatalf("member %s is already running", name)
+		return fmt.Errorf("member %s is already running", name)
 	}
 	_, m.trans = raft.NewInmemTransport(m.addr)
 	for _, o := range c.members {
@@ -185,15 +295,18 @@ func (c *Cluster) StartWith(name string, edit func(*server.Config)) {
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
-		c.t.Fatalf("start member %s: %v", name, err)
+		return fmt.Errorf("start member %s: %w", name, err)
+	}
+	conn, err := grpc.NewClient(srv.ClientAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return errors.Join(fmt.Errorf("dial member %s: %w", name, err), srv.Shutdown(ctx))
 	}
 	m.Server = srv
 	m.clientA = srv.ClientAddr()
-	conn, err := grpc.NewClient(m.clientA, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		c.t.Fatalf("dial member %s: %v", name, err)
-	}
 	m.conn = conn
+	return nil
 }
 
 // Stop shuts a member down cleanly.
@@ -220,10 +333,16 @@ func (c *Cluster) Stop(name string) {
 	}
 }
 
-// Close stops every member.
+// Close stops every member, and removes the cluster's data when Start
+// made it.
 func (c *Cluster) Close() {
 	for _, name := range c.names {
 		c.Stop(name)
+	}
+	if c.ownDir {
+		if err := os.RemoveAll(c.dir); err != nil {
+			c.t.Errorf("remove %s: %v", c.dir, err)
+		}
 	}
 }
 
@@ -282,10 +401,18 @@ func (c *Cluster) Heal() {
 func (c *Cluster) Leader(timeout time.Duration, among ...string) string {
 	c.t.Helper()
 	if len(among) == 0 {
-		among = c.names
+		among = c.Names()
 	}
+	leader, err := c.leader(timeout, among)
+	if err != nil {
+		c.t.Fatalf("%v", err)
+	}
+	return leader
+}
+
+func (c *Cluster) leader(timeout time.Duration, among []string) (string, error) {
 	var leader string
-	c.Eventually(timeout, func() error {
+	err := poll.Within(timeout, func() error {
 		for _, name := range among {
 			m := c.Member(name)
 			if m.Server == nil || !m.Server.IsLeader() {
@@ -302,11 +429,14 @@ func (c *Cluster) Leader(timeout time.Duration, among ...string) string {
 		}
 		return fmt.Errorf("no leader among %v", among)
 	})
-	return leader
+	return leader, err
 }
 
 // WaitReady waits until the cluster has a leader that serves reads.
-func (c *Cluster) WaitReady(timeout time.Duration) string { return c.Leader(timeout) }
+func (c *Cluster) WaitReady(timeout time.Duration) string {
+	c.t.Helper()
+	return c.Leader(timeout)
+}
 
 // WaitConverged waits until every running member has applied the same index
 // and holds the same state hash, and fails the test otherwise.
@@ -345,15 +475,5 @@ func (c *Cluster) WaitConverged(timeout time.Duration) {
 // the test with fn's last error.
 func (c *Cluster) Eventually(timeout time.Duration, fn func() error) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
+	poll.Eventually(c.t, timeout, fn)
 }
