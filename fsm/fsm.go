@@ -378,6 +378,26 @@ func (f *FSM) forgetMembers() {
 	f.membersMu.Unlock()
 }
 
+// ReadOnlyTxn reports whether a txn writes nothing, so that it can be
+// answered like a range (ReadTxn) instead of going through the log.
+func ReadOnlyTxn(r *kvv1.TxnRequest) bool { return mvcc.ReadOnlyTxn(r) }
+
+// ReadTxn answers a read-only txn (ReadOnlyTxn) from the local state, its
+// compares and reads in one read transaction. The caller decides whether
+// the state is fresh enough, as for Range.
+func (f *FSM) ReadTxn(r *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	if err := ValidateTxn(r); err != nil {
+		return nil, err
+	}
+	var resp *kvv1.TxnResponse
+	err := f.view(func(tx *bolt.Tx) error {
+		var err error
+		resp, err = mvcc.Read(tx).Txn(r)
+		return err
+	})
+	return resp, err
+}
+
 // Range reads keys from the local state. The caller decides whether the
 // state is fresh enough (see the server's read index).
 func (f *FSM) Range(r *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {

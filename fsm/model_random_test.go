@@ -41,7 +41,7 @@ func TestApplyRandomAgainstModel(t *testing.T) {
 // generator reaches every interesting path.
 type randomOutcomes struct {
 	puts, deletes, txnsSucceeded, txnsFailed, nestedTxns int
-	reads, pastReads, configEntries                      int
+	reads, pastReads, configEntries, readTxns            int
 	errs                                                 map[string]int
 }
 
@@ -91,7 +91,25 @@ func runRandomAgainstModel(t *testing.T, seed int64, n int) {
 			if r.GetRevision() > 0 && r.GetRevision() < m.rev && wantErr == nil && wantResp.GetCount() > 0 {
 				out.pastReads++
 			}
-		case p < 22:
+		case p < 25:
+			// A read-only txn between batches, answered from the state as
+			// a read (ReadTxn), matches what the log would have answered.
+			flush()
+			r := readOnly(g.txn(m.rev, 0))
+			if !ReadOnlyTxn(r) {
+				t.Fatalf("seed %d: %s is not read-only", seed, show(r))
+			}
+			wantRes := m.apply(r)
+			gotResp, gotErr := f.ReadTxn(r)
+			var got any = gotResp
+			if gotErr != nil {
+				got = gotErr
+			}
+			if !sameResult(got, wantRes) {
+				t.Fatalf("seed %d: ReadTxn %s at revision %d\n got  %s\n want %s", seed, show(r), m.rev, show(got), show(wantRes))
+			}
+			out.readTxns++
+		case p < 27:
 			// Configuration changes only move the applied index.
 			batch = append(batch, l.raw(raft.LogConfiguration, nil))
 			want = append(want, nil)
@@ -135,7 +153,7 @@ func runRandomAgainstModel(t *testing.T, seed int64, n int) {
 	}
 
 	t.Logf("seed %d: %d revisions, %+v", seed, m.rev, out)
-	if out.puts < 100 || out.deletes < 50 || out.txnsSucceeded < 50 || out.txnsFailed < 50 || out.nestedTxns < 10 ||
+	if out.readTxns < 20 || out.puts < 100 || out.deletes < 50 || out.txnsSucceeded < 50 || out.txnsFailed < 50 || out.nestedTxns < 10 ||
 		out.pastReads < 50 || out.configEntries < 10 ||
 		out.errs[ErrDuplicateKey.Error()] < 10 || out.errs[ErrFutureRevision.Error()] < 5 || len(out.errs) < 5 {
 		t.Fatalf("seed %d: the generator missed paths: %+v", seed, out)
@@ -285,6 +303,24 @@ func (g *opGen) txn(cur int64, depth int) *kvv1.TxnRequest {
 		return b
 	}
 	r.Success, r.Failure = branch(), branch()
+	return r
+}
+
+// readOnly drops the writes of r's branches, nested txns' included.
+func readOnly(r *kvv1.TxnRequest) *kvv1.TxnRequest {
+	keep := func(ops []*kvv1.RequestOp) []*kvv1.RequestOp {
+		var out []*kvv1.RequestOp
+		for _, op := range ops {
+			switch o := op.GetRequest().(type) {
+			case *kvv1.RequestOp_RequestRange:
+				out = append(out, op)
+			case *kvv1.RequestOp_RequestTxn:
+				out = append(out, opTxn(readOnly(o.RequestTxn)))
+			}
+		}
+		return out
+	}
+	r.Success, r.Failure = keep(r.Success), keep(r.Failure)
 	return r
 }
 

@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/commitpush"
 	"github.com/kvd-io/kvd/internal/leadership"
 	"github.com/kvd-io/kvd/internal/lease"
 	"github.com/kvd-io/kvd/internal/memberid"
@@ -59,6 +60,7 @@ type Member struct {
 	buffer  *proposal.Buffer      // every proposal of this member goes through it
 	reads   *readindex.Queue      // linearizable reads wait here for a read index
 	confirm *leadership.Confirmer // counts followers' answers for reads' leadership rounds
+	push    *commitpush.Pusher    // tells followers the commit index at once
 	health  *prober
 	hub     *watch.Hub    // hands what is applied to watchers
 	lessor  *lease.Lessor // the leases' clocks; timing them only while leading
@@ -310,7 +312,14 @@ func (m *Member) startRaft() error {
 	// The leader writes its log while it replicates it; the gated state
 	// machine and transport keep anything from counting an entry as
 	// committed before it is on the leader's disk (see package raftlog).
-	m.raft, err = raft.NewRaft(rc, m.raftLog.FSM(m.fsm), logs, m.logStore, snaps, m.raftLog.Transport(m.confirm.Transport(m.transport)))
+	// The pusher tells followers the leader's commit index as soon as the
+	// leader applies an entry, not with raft's next append (see package
+	// commitpush); it sits inside the gates so that it only pushes what is
+	// on the leader's disk.
+	m.push = commitpush.New(func() bool { r := m.raftRef.Load(); return r != nil && r.State() == raft.Leader })
+	fsmChain := m.raftLog.FSM(m.push.FSM(m.fsm))
+	transport := m.raftLog.Transport(m.push.Transport(m.confirm.Transport(m.transport)))
+	m.raft, err = raft.NewRaft(rc, fsmChain, logs, m.logStore, snaps, transport)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -475,6 +484,7 @@ func (m *Member) Shutdown(ctx context.Context) error {
 		m.Drain(ctx)
 		m.cancel()
 		if m.raft != nil {
+			m.push.Close()
 			if err := m.raft.Shutdown().Error(); err != nil {
 				m.stopErr = errors.Join(m.stopErr, fmt.Errorf("stop raft: %w", err))
 			}

@@ -124,6 +124,12 @@ func (m *Member) Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 	return m.fsm.Range(req)
 }
 
+// ReadTxn answers a read-only txn from this member's state as it is, like
+// Range; for a linearizable one, Linearize first.
+func (m *Member) ReadTxn(req *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	return m.fsm.ReadTxn(req)
+}
+
 // Backup writes a consistent copy of the state database to w (see
 // fsm.FSM.Backup).
 func (m *Member) Backup(w io.Writer, size func(int64)) (int64, error) {

@@ -40,10 +40,29 @@ func (k *kvService) Txn(ctx context.Context, req *kvv1.TxnRequest) (*kvv1.TxnRes
 	if err := fsm.ValidateTxn(req); err != nil {
 		return nil, err
 	}
-	// Every txn goes through the log, read-only ones included: that makes
-	// its compares and reads linearizable without a separate path.
+	if fsm.ReadOnlyTxn(req) {
+		// A txn that writes nothing is a read: it waits for a read index,
+		// as a linearizable range does, instead of a log append.
+		if err := k.checkFeatures(req); err != nil {
+			return nil, err
+		}
+		if err := k.node.Linearize(ctx); err != nil {
+			return nil, err
+		}
+		return k.readTxnLocal(req)
+	}
 	res, err := k.propose(ctx, fsmv1.CommandType_COMMAND_TYPE_TXN, req)
 	return written[*kvv1.TxnResponse](k.node, res, err)
+}
+
+// readTxnLocal answers a read-only txn from this member's state as it is.
+func (k *kvService) readTxnLocal(req *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	resp, err := k.node.ReadTxn(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = k.node.Header(resp.GetHeader().GetRevision())
+	return resp, nil
 }
 
 func (k *kvService) propose(ctx context.Context, t fsmv1.CommandType, msg proto.Message) (any, error) {

@@ -24,6 +24,9 @@ type KVNode interface {
 	LinearizeAsync(ready, deadline time.Time, fn func(err error))
 	// Range reads this member's state as it is.
 	Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error)
+	// ReadTxn answers a read-only txn (fsm.ReadOnlyTxn) from this member's
+	// state as it is.
+	ReadTxn(req *kvv1.TxnRequest) (*kvv1.TxnResponse, error)
 	// Compact discards history below a revision through the log; with
 	// physical it waits for this member's trim.
 	Compact(ctx context.Context, rev int64, physical bool) (*kvv1.CompactResponse, error)

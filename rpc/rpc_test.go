@@ -126,6 +126,21 @@ func (f *fakeNode) LinearizeAsync(_, _ time.Time, fn func(error)) {
 	go fn(f.linearizeErr)
 }
 
+// ReadTxn answers the ranges of a read-only txn's success branch from the
+// fake's keys, as if its compares held.
+func (f *fakeNode) ReadTxn(req *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	resp := &kvv1.TxnResponse{Header: &kvv1.ResponseHeader{Revision: 7}, Succeeded: true}
+	for _, op := range req.GetSuccess() {
+		rr, err := f.Range(op.GetRequestRange())
+		if err != nil {
+			return nil, err
+		}
+		rr.Header = nil
+		resp.Responses = append(resp.Responses, rangeOp(rr))
+	}
+	return resp, nil
+}
+
 func (f *fakeNode) Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 	resp := &kvv1.RangeResponse{Header: &kvv1.ResponseHeader{Revision: 7}}
 	if rec, ok := f.records[string(req.GetKey())]; ok {

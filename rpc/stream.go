@@ -47,6 +47,18 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 				reads = append(reads, op)
 				continue
 			}
+			if t := op.GetRequest().GetRequestTxn(); t != nil && fsm.ReadOnlyTxn(t) {
+				err := fsm.ValidateTxn(t)
+				if err == nil {
+					err = k.checkFeatures(t)
+				}
+				if err != nil {
+					s.fail(op, kvv1.KVService_Txn_FullMethodName, time.Now(), err)
+					continue
+				}
+				reads = append(reads, op) // a read, as for a unary Txn
+				continue
+			}
 			s.dispatch(op)
 		}
 		if len(reads) > 0 {
@@ -98,7 +110,7 @@ func (s *opStream) dispatch(op *kvv1.StreamOp) {
 	})
 }
 
-// readTogether serves the linearizable ranges of one message: they wait for
+// readTogether serves the linearizable reads (ranges and read-only txns) of one message: they wait for
 // one read index, are read one after another on one worker and answered in
 // one message. If no index comes before their deadline draws near, they
 // fail as unconfirmed, as a unary Range would.
@@ -115,6 +127,15 @@ func (s *opStream) readTogether(ops []*kvv1.StreamOp) {
 		defer s.out.Done()
 		results := make([]*kvv1.StreamResult, len(ops))
 		for i, op := range ops {
+			if t := op.GetRequest().GetRequestTxn(); t != nil {
+				var resp *kvv1.TxnResponse
+				opErr := err
+				if opErr == nil {
+					resp, opErr = s.k.readTxnLocal(t)
+				}
+				results[i] = s.result(op, kvv1.KVService_Txn_FullMethodName, start, &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseTxn{ResponseTxn: resp}}, opErr)
+				continue
+			}
 			var resp *kvv1.RangeResponse
 			opErr := err
 			if opErr == nil {

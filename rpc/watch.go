@@ -87,8 +87,14 @@ func (w *watchService) send(ctx context.Context, st kvv1.WatchService_WatchServe
 			}
 			return err
 		}
+		// Responses of one revision (to many watchers) share a header:
+		// gRPC encodes each before Send returns, and nothing changes it.
+		var header *kvv1.ResponseHeader
 		for _, r := range rs {
-			r.Header = w.node.Header(r.GetHeader().GetRevision())
+			if rev := r.GetHeader().GetRevision(); header == nil || header.GetRevision() != rev {
+				header = w.node.Header(rev)
+			}
+			r.Header = header
 			if err := st.Send(r); err != nil {
 				return err
 			}

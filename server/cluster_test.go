@@ -398,3 +398,33 @@ func TestWriteWithShortDeadlineOnIsolatedLeaderIsNotReportedApplied(t *testing.T
 	c.Heal()
 	c.WaitReady(20 * time.Second)
 }
+
+// Followers learn that a write committed as soon as the leader applies it,
+// not with raft's next append, which comes only after CommitTimeout of
+// quiet (here a minute): their serializable reads and watchers see the
+// write well before.
+func TestFollowersApplyWithoutWaitingForCommitTimeout(t *testing.T) {
+	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) { cfg.CommitTimeout = time.Minute }))
+	leader := c.Leader(20 * time.Second)
+	for i := range 3 {
+		key := fmt.Sprintf("quiet%d", i)
+		put(t, c, leader, key, "v")
+		start := time.Now()
+		for _, name := range others(c, leader) {
+			for {
+				resp, err := get(ctxT(t, 10*time.Second), c, name, key, true)
+				if err != nil {
+					t.Fatalf("serializable get via %s: %v", name, err)
+				}
+				if len(resp.GetKvs()) == 1 {
+					break
+				}
+				// A minute is CommitTimeout; a loaded machine needs far less.
+				if time.Since(start) > 20*time.Second {
+					t.Fatalf("follower %s has not applied %s %v after the leader acknowledged it", name, key, time.Since(start))
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+}

@@ -84,12 +84,9 @@ func (e *Election) Campaign(ctx context.Context, val string) error {
 	defer cancel()
 	stop := context.AfterFunc(e.s.Ctx(), cancel)
 	defer stop()
-	err = waitDeletes(wctx, c, e.prefix, rev-1)
+	got, err := waitDeletes(wctx, c, e.prefix, rev-1, key)
 	if err == nil {
-		var got *client.GetResponse
-		var still bool
-		got, still, err = stillThere(ctx, c, key, rev)
-		if err == nil && !still {
+		if !stillThere(got, rev) {
 			err = ErrSessionExpired
 		}
 		if err == nil {

@@ -16,18 +16,28 @@ var errWatchEnded = errors.New("concurrency: watch ended")
 // below maxCreateRev: one by one, from the newest, it waits for the
 // deletion of each. That newest is the key just ahead of the caller's in
 // the queue; when it goes, the one before it (if any) is waited for next.
-func waitDeletes(ctx context.Context, c *client.Client, prefix string, maxCreateRev int64) error {
+// It returns the read of own (the caller's key in the queue) at the
+// revision at which none was left: both are read in one linearizable
+// read-only txn, one round.
+func waitDeletes(ctx context.Context, c *client.Client, prefix string, maxCreateRev int64, own string) (*client.GetResponse, error) {
 	opts := append([]client.OpOption{client.WithPrefix(), client.WithMaxCreateRev(maxCreateRev)}, client.WithLastCreate()...)
 	for {
-		resp, err := c.Get(ctx, prefix, opts...)
+		resp, err := c.Txn(ctx).Then(client.OpGet(prefix, opts...), client.OpGet(own)).Commit()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if len(resp.GetKvs()) == 0 {
-			return nil
+		rs := resp.GetResponses()
+		if len(rs) != 2 {
+			return nil, fmt.Errorf("concurrency: queue read answered %d results, want 2", len(rs))
 		}
-		if err := waitDelete(ctx, c, string(resp.GetKvs()[0].GetKey()), resp.GetHeader().GetRevision()); err != nil {
-			return err
+		ahead := rs[0].GetResponseRange().GetKvs()
+		if len(ahead) == 0 {
+			mine := rs[1].GetResponseRange()
+			mine.Header = resp.GetHeader()
+			return &client.GetResponse{RangeResponse: mine}, nil
+		}
+		if err := waitDelete(ctx, c, string(ahead[0].GetKey()), resp.GetHeader().GetRevision()); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -68,15 +78,12 @@ func firstCreated(prefix string) client.Op {
 	return client.OpGet(prefix, append([]client.OpOption{client.WithPrefix()}, client.WithFirstCreate()...)...)
 }
 
-// stillThere reads key linearizably and reports whether it exists with the
-// create revision rev. Jepsen found etcd's lock service reporting a lock
-// acquired after the holder's lease had expired while it waited (etcd
-// 3.4.3; fixed in etcd #11408): the queue is checked again after the wait.
-func stillThere(ctx context.Context, c *client.Client, key string, rev int64) (*client.GetResponse, bool, error) {
-	resp, err := c.Get(ctx, key)
-	if err != nil {
-		return nil, false, err
-	}
-	kvs := resp.GetKvs()
-	return resp, len(kvs) == 1 && kvs[0].GetCreateRevision() == rev, nil
+// stillThere reports whether own's read (from waitDeletes, after the
+// wait) shows the key with the create revision rev. Jepsen found etcd's
+// lock service reporting a lock acquired after the holder's lease had
+// expired while it waited (etcd 3.4.3; fixed in etcd #11408): the queue is
+// checked again after the wait.
+func stillThere(own *client.GetResponse, rev int64) bool {
+	kvs := own.GetKvs()
+	return len(kvs) == 1 && kvs[0].GetCreateRevision() == rev
 }

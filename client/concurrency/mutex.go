@@ -67,12 +67,9 @@ func (m *Mutex) Lock(ctx context.Context) error {
 	defer cancel()
 	stop := context.AfterFunc(m.s.Ctx(), cancel)
 	defer stop()
-	err = waitDeletes(wctx, c, m.prefix, m.rev-1)
+	resp, err := waitDeletes(wctx, c, m.prefix, m.rev-1, m.key)
 	if err == nil {
-		var resp *client.GetResponse
-		var still bool
-		resp, still, err = stillThere(ctx, c, m.key, m.rev)
-		if err == nil && !still {
+		if !stillThere(resp, m.rev) {
 			err = ErrSessionExpired
 		}
 		if err == nil {

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -374,11 +375,14 @@ func (t *TxnWrite) op(op *kvv1.RequestOp, path *[]bool) (*kvv1.ResponseOp, error
 }
 
 // compare evaluates one txn condition against the store as written so far.
+func (t *TxnWrite) compare(c *kvv1.Compare) (bool, error) { return t.w.Read().compare(c) }
+
+// compare evaluates one txn condition against the store as r sees it.
 // Over a range, every key must match; a value compare on an absent key
 // fails, and other targets compare an absent key as zero, as etcd does.
-func (t *TxnWrite) compare(c *kvv1.Compare) (bool, error) {
+func (r ReadView) compare(c *kvv1.Compare) (bool, error) {
 	var kvs []*kvv1.KeyValue
-	if err := t.w.Read().scanCurrent(c.GetKey(), c.GetRangeEnd(), func(kv *kvv1.KeyValue) {
+	if err := r.scanCurrent(c.GetKey(), c.GetRangeEnd(), func(kv *kvv1.KeyValue) {
 		kvs = append(kvs, kv)
 	}); err != nil {
 		return false, err
@@ -432,4 +436,78 @@ func compareInt(a, b int64) int {
 		return 1
 	}
 	return 0
+}
+
+// ReadOnlyTxn reports whether r writes nothing in either branch, nested
+// txns included: it can be answered from a member's state like a range.
+func ReadOnlyTxn(r *kvv1.TxnRequest) bool {
+	for _, b := range [][]*kvv1.RequestOp{r.GetSuccess(), r.GetFailure()} {
+		for _, op := range b {
+			switch o := op.GetRequest().(type) {
+			case *kvv1.RequestOp_RequestRange:
+			case *kvv1.RequestOp_RequestTxn:
+				if !ReadOnlyTxn(o.RequestTxn) {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Txn answers a read-only txn (ReadOnlyTxn) at the current revision: its
+// compares and the ranges of the branches they select, all in r's one
+// transaction, as Txn on a TxnWrite would have answered it. The caller has
+// validated req (fsm.ValidateTxn). A range at a revision the store cannot
+// serve is an error wrapping ErrFutureRevision or ErrCompacted.
+func (r ReadView) Txn(req *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	if !ReadOnlyTxn(req) {
+		return nil, errors.New("mvcc: a txn that writes cannot be answered from a read view")
+	}
+	current := r.Revision()
+	if err := checkTxnRevisions(req, current, r.CompactRevision()); err != nil {
+		return nil, err
+	}
+	resp, err := r.txn(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = &kvv1.ResponseHeader{Revision: current}
+	return resp, nil
+}
+
+func (r ReadView) txn(req *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
+	ok := true
+	for _, c := range req.GetCompare() {
+		held, err := r.compare(c)
+		if err != nil {
+			return nil, err
+		}
+		if !held {
+			ok = false
+			break
+		}
+	}
+	ops := branch(req, ok)
+	resp := &kvv1.TxnResponse{Succeeded: ok, Responses: make([]*kvv1.ResponseOp, 0, len(ops))}
+	for _, op := range ops {
+		switch o := op.GetRequest().(type) {
+		case *kvv1.RequestOp_RequestRange:
+			rr, err := r.Range(o.RequestRange)
+			if err != nil {
+				return nil, err
+			}
+			rr.Header = nil
+			resp.Responses = append(resp.Responses, &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseRange{ResponseRange: rr}})
+		case *kvv1.RequestOp_RequestTxn:
+			tr, err := r.txn(o.RequestTxn)
+			if err != nil {
+				return nil, err
+			}
+			resp.Responses = append(resp.Responses, &kvv1.ResponseOp{Response: &kvv1.ResponseOp_ResponseTxn{ResponseTxn: tr}})
+		}
+	}
+	return resp, nil
 }

@@ -48,7 +48,8 @@ func (s *Store) mustBeDurable(index uint64) {
 // Transport returns t with the commit index of every append it sends capped
 // at this member's durable index, so that a follower never applies an entry
 // that is not yet on the leader's disk. Followers learn the rest from the
-// next append: raft sends one at least every CommitTimeout.
+// next append (raft sends one at least every CommitTimeout), or sooner from
+// package commitpush.
 func (s *Store) Transport(t raft.Transport) raft.Transport {
 	c := &cappedTransport{Transport: t, s: s}
 	if pv, ok := t.(raft.WithPreVote); ok {

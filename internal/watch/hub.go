@@ -191,13 +191,17 @@ func (h *Hub) Applied(changes []Change) {
 		}
 		sortByKey(c.Events)
 		h.remember(c)
-		for w, events := range h.syncedFor(c) {
-			if c.Revision < w.nextRev {
-				continue // starts in the future
-			}
-			if !w.stream.push(h.responses(w, c.Revision, events), false) {
-				h.unsync(w, c.Revision)
-				behind = true
+		if len(c.Events) == 1 {
+			behind = h.appliedOne(c) || behind
+		} else {
+			for w, events := range h.syncedFor(c) {
+				if c.Revision < w.nextRev {
+					continue // starts in the future
+				}
+				if !w.stream.push(h.responses(w, c.Revision, events), false) {
+					h.unsync(w, c.Revision)
+					behind = true
+				}
 			}
 		}
 		h.current = c.Revision
@@ -245,6 +249,62 @@ func changeSize(c Change) int {
 	}
 	return n
 }
+
+// appliedOne queues the one event of c for the synced watchers it
+// concerns, and reports whether any of them fell behind. Most revisions
+// change one key, and one key may have many watchers: their responses share
+// the event, its size and the header, computed once. The caller holds h.mu.
+func (h *Hub) appliedOne(c Change) (behind bool) {
+	e := c.Events[0]
+	key := e.GetKv().GetKey()
+	header := &kvv1.ResponseHeader{Revision: c.Revision}
+	var full, stripped sharedEvents
+	deliver := func(w *watcher) {
+		if c.Revision < w.nextRev || !w.wants(e) {
+			return // starts in the future, or filtered out
+		}
+		ev := &full
+		if !w.prevKV && e.GetPrevKv() != nil {
+			ev = &stripped
+			if stripped.events == nil {
+				stripped.set(&kvv1.Event{Type: e.GetType(), Kv: e.GetKv()})
+			}
+		} else if full.events == nil {
+			full.set(e)
+		}
+		w.sentSince = true
+		r := &kvv1.WatchResponse{Header: header, WatchId: w.id, Events: ev.events}
+		if !w.stream.pushOne(r, 1, ev.size) {
+			h.unsync(w, c.Revision)
+			behind = true
+		}
+	}
+	for w := range h.single[string(key)] {
+		deliver(w)
+	}
+	for w := range h.ranges {
+		if w.matches(key) {
+			deliver(w)
+		}
+	}
+	return behind
+}
+
+// sharedEvents is one event as a slice that many watchers' responses
+// share (none of them changes it), with its encoded size.
+type sharedEvents struct {
+	events []*kvv1.Event
+	size   int
+}
+
+func (s *sharedEvents) set(e *kvv1.Event) {
+	s.events = []*kvv1.Event{e}
+	s.size = proto.Size(e) + responseOverhead
+}
+
+// responseOverhead is a generous bound on what a response adds to its
+// events' size (header, watch id, tags), for the queue's byte bound.
+const responseOverhead = 64
 
 // syncedFor returns the synced watchers that c concerns, with their events
 // of c (after their filters), in key order.

@@ -29,8 +29,12 @@ type Stream struct {
 	watchers map[int64]*watcher
 	nextID   int64
 
-	mu     sync.Mutex
-	queue  []*kvv1.WatchResponse
+	mu    sync.Mutex
+	queue []*kvv1.WatchResponse
+	// lent is what Next returned last, which the sender is done with when
+	// it calls Next again: its array becomes the next queue's, so that a
+	// busy stream does not allocate a queue for each batch.
+	lent   []*kvv1.WatchResponse
 	events int // events in queue
 	bytes  int // their encoded size
 	closed bool
@@ -161,14 +165,22 @@ func (s *Stream) NotifyIdle() {
 }
 
 // Next returns what is queued, waiting for something when nothing is, until
-// ctx ends or the stream is closed (ErrStreamClosed).
+// ctx ends or the stream is closed (ErrStreamClosed). What it returns is the
+// caller's until it calls Next again.
 func (s *Stream) Next(ctx context.Context) ([]*kvv1.WatchResponse, error) {
+	s.mu.Lock()
+	clear(s.lent) // the responses may go
+	if cap(s.lent) > 2*s.h.cfg.StreamQueue {
+		s.lent = nil // a burst of forced answers: do not keep its array
+	}
+	s.mu.Unlock()
 	for {
 		s.mu.Lock()
 		if len(s.queue) > 0 {
 			out := s.queue
 			full := !s.roomLocked()
-			s.queue, s.events, s.bytes = nil, 0, 0
+			s.queue, s.events, s.bytes = s.lent[:0], 0, 0
+			s.lent = out
 			s.mu.Unlock()
 			if full {
 				s.h.wake() // watchers waiting for room may go on
@@ -240,6 +252,29 @@ func (s *Stream) push(rs []*kvv1.WatchResponse, force bool) bool {
 	s.bytes += size
 	s.mu.Unlock()
 	s.signal()
+	return true
+}
+
+// pushOne is push of one response of events events and about size bytes,
+// which the caller computed once for many watchers; never forced.
+func (s *Stream) pushOne(r *kvv1.WatchResponse, events, size int) bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return true // nobody will read it: as good as sent
+	}
+	if len(s.queue) > 0 && (s.events+events > s.h.cfg.StreamQueue || s.bytes+size > s.h.cfg.StreamQueueBytes) {
+		s.mu.Unlock()
+		return false
+	}
+	s.queue = append(s.queue, r)
+	s.events += events
+	s.bytes += size
+	wake := len(s.queue) == 1 // the sender was told already otherwise
+	s.mu.Unlock()
+	if wake {
+		s.signal()
+	}
 	return true
 }
 
