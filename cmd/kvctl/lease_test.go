@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvd-io/kvd/client"
+	"github.com/kvd-io/kvd/server"
 	"github.com/kvd-io/kvd/server/servertest"
 )
 
@@ -20,9 +21,14 @@ import (
 // itself does not (deps_test.go).
 
 // startCluster starts a one-member cluster and returns its client address.
+// It runs with the daemon's election timeout, so that the minimum lease TTL
+// (1.5 times it, rounded up: 2 s) leaves a positive TTL below it, refused
+// by the member.
 func startCluster(t *testing.T) string {
 	t.Helper()
-	c := servertest.New(t, 1)
+	c := servertest.New(t, 1, servertest.WithConfig(func(cfg *server.Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout = time.Second, time.Second
+	}))
 	return c.Member(c.Leader(20 * time.Second)).Server.ClientAddr()
 }
 
