@@ -61,8 +61,8 @@ func TestComposeCluster(t *testing.T) {
 		args []string
 		say  string
 	}{
-		{"plaintext client", []string{"--endpoints", c.endpoint("kvd1")}, "does it serve TLS"},
-		{"TLS client without a certificate", []string{"--endpoints", "https://" + c.endpoint("kvd1"), "--cacert", c.certFile("ca.crt")}, "requires a client certificate"},
+		{"plaintext client", []string{"--endpoints", fmt.Sprintf("127.0.0.1:%d", c.clientPort["kvd1"])}, "does it serve TLS"},
+		{"TLS client without a certificate", []string{"--endpoints", c.endpoint("kvd1"), "--cacert", c.certFile("ca.crt")}, "requires a client certificate"},
 	} {
 		out, err := c.rawKvctl(append(tt.args, "--dial-timeout", "2s", "--command-timeout", "5s", "get", "any")...)
 		if err == nil {
@@ -342,8 +342,9 @@ func (c *cluster) fetchClientCerts() {
 
 func (c *cluster) certFile(name string) string { return filepath.Join(c.certsDir, name) }
 
+// endpoint is service's API on the host, https://127.0.0.1:port.
 func (c *cluster) endpoint(service string) string {
-	return fmt.Sprintf("127.0.0.1:%d", c.clientPort[service])
+	return fmt.Sprintf("https://127.0.0.1:%d", c.clientPort[service])
 }
 
 func (c *cluster) allEndpoints() string {
@@ -354,8 +355,8 @@ func (c *cluster) allEndpoints() string {
 	return strings.Join(eps, ",")
 }
 
-// tryKvctl runs kvctl against endpoints (host:port, over TLS) with the
-// client certificate.
+// tryKvctl runs kvctl against endpoints with the CA and the client
+// certificate.
 func (c *cluster) tryKvctl(endpoints string, args ...string) ([]byte, error) {
 	return c.rawKvctl(append([]string{"--endpoints", endpoints, "--command-timeout", "10s",
 		"--cacert", c.certFile("ca.crt"), "--cert", c.certFile("client.crt"), "--key", c.certFile("client.key")}, args...)...)
