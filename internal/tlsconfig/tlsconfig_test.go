@@ -350,6 +350,35 @@ func TestAllowedNames(t *testing.T) {
 			if serr := <-serverErrs; !errors.Is(serr, ErrNotAllowed) {
 				t.Fatalf("server error %v, want ErrNotAllowed", serr)
 			}
+
+			// The dialing side checks the names too: a member that allows
+			// n2 only refuses the server n1, and accepts one that is n2.
+			dialer := tt.cfg
+			dialer.CertFile, dialer.KeyFile, dialer.CAFiles, dialer.ClientCertAuth, dialer.Logger = goodCert, goodKey, []string{p.caFile()}, true, quiet()
+			strict, err := New(dialer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _, err = dial(addr, strict.ClientConfig("127.0.0.1"))
+			if err == nil {
+				c.Close()
+				t.Fatal("a client that allows n2 only accepted the server n1")
+			}
+			if !errors.Is(err, ErrNotAllowed) || !strings.Contains(err.Error(), "server certificate not allowed") || !CertificateRefused(err) {
+				t.Fatalf("client error %v, want a server certificate not allowed", err)
+			}
+			<-serverErrs
+			n2Srv, err := New(Config{CertFile: goodCert, KeyFile: goodKey, Logger: quiet()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n2cfg, _ := n2Srv.ServerConfig()
+			n2Addr, _ := serve(t, n2cfg)
+			c, _, err = dial(n2Addr, strict.ClientConfig("127.0.0.1"))
+			if err != nil {
+				t.Fatalf("a client that allows n2 refused the server n2: %v", err)
+			}
+			c.Close()
 		})
 	}
 }
