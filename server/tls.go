@@ -80,8 +80,8 @@ type tlsSetup struct {
 	// memberDialErr says why the last connection to a member's client
 	// port failed, for the errors of calls to it.
 	memberDialErr func(addr string) error
-	raft       *member.RaftTLS
-	http       *tls.Config
+	raft          *member.RaftTLS
+	http          *tls.Config
 }
 
 func caFiles(files ...string) []string {
