@@ -229,14 +229,25 @@ CLUSTER = $(COMPOSE) -p $(CLUSTER_PROJECT) -f deploy/compose/compose.yaml
 docker:
 	IMAGE=$(IMAGE) GO=$(GO) deploy/docker/build.sh
 
+# The cluster runs with mutual TLS; its certs service makes the certificates
+# in a volume (see compose.yaml), and cluster-up copies the CA and a client
+# certificate out for kvctl into CLUSTER_CERTS.
+CLUSTER_CERTS ?= deploy/compose/certs
 cluster-up: docker
 	KVD_IMAGE=$(IMAGE) $(CLUSTER) up -d
-	@echo "kvd: --endpoints 127.0.0.1:17379,127.0.0.1:27379,127.0.0.1:37379 (probes and metrics on 17381, 27381, 37381)"
+	@id=$$(docker ps -aq --filter label=com.docker.compose.project=$(CLUSTER_PROJECT) --filter label=com.docker.compose.service=certs); \
+	if [ -z "$$id" ]; then echo "cluster-up: no certs container in project $(CLUSTER_PROJECT)" >&2; exit 1; fi; \
+	mkdir -p $(CLUSTER_CERTS) && for f in ca.crt client.crt client.key; do \
+		docker cp "$$id:/etc/kvd/tls/$$f" $(CLUSTER_CERTS)/$$f || exit 1; done; \
+	chmod 600 $(CLUSTER_CERTS)/client.key
+	@echo "kvd: --endpoints https://127.0.0.1:17379,https://127.0.0.1:27379,https://127.0.0.1:37379 (probes and metrics on http://127.0.0.1:17381, 27381, 37381)"
+	@echo "     --cacert $(CLUSTER_CERTS)/ca.crt --cert $(CLUSTER_CERTS)/client.crt --key $(CLUSTER_CERTS)/client.key"
 
-# Removes the containers, the network and the volumes; KEEP_DATA=1 keeps the
-# volumes for the next cluster-up.
+# Removes the containers, the network and the volumes (and the copied
+# client certificates); KEEP_DATA=1 keeps them for the next cluster-up.
 cluster-down:
 	$(CLUSTER) down --remove-orphans $(if $(KEEP_DATA),,-v)
+	$(if $(KEEP_DATA),,rm -rf $(CLUSTER_CERTS))
 
 # Skipped with a notice when Docker is not usable, except under CI=true
 # (.ci/run requires Docker).

@@ -501,6 +501,15 @@ func TestStatusAsksOneEndpoint(t *testing.T) {
 	if a.count("Status") != 0 || b.count("Status") != 1 {
 		t.Errorf("Status calls: a %d, b %d; want 0 and 1", a.count("Status"), b.count("Status"))
 	}
+
+	// An endpoint given with its scheme, as in Config.Endpoints (kvctl
+	// endpoint status passes them so), names the same member.
+	withScheme := newTestClient(t, "http://"+addrA, "http://"+addrB)
+	for _, ep := range []string{"http://" + addrA, addrA} {
+		if resp, err := withScheme.Status(ctx, ep); err != nil || resp.Name != "a" {
+			t.Errorf("Status(%q) = %v, %v; want member a", ep, resp, err)
+		}
+	}
 }
 
 func TestClosed(t *testing.T) {

@@ -53,6 +53,14 @@
 // last error from the cluster, so errors.Is(err, context.DeadlineExceeded) and
 // apierr.IsNotApplied(err) both work on it.
 //
+// The exception is a refused certificate: when every endpoint refused the
+// TLS handshake over one (a member certificate from a CA Config.TLS does not
+// trust, one not valid for the endpoint's name, a client certificate the
+// members do not accept or an expired one), the call fails at once with a
+// *CertificateError that says why, since retrying with the same
+// certificates cannot succeed. Watches and lease keep-alives, which outlive
+// such a mistake, keep retrying until it is fixed.
+//
 // # Streams
 //
 // Gets, puts, deletes and transactions of up to 256 KiB do not each make a

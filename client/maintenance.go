@@ -13,8 +13,9 @@ import (
 // Maintenance reports on single members. *Client implements it.
 //
 // Each call goes to the one endpoint it names, which must be one of the
-// client's endpoints, and is never sent to another: an endpoint that is down
-// is an error.
+// client's endpoints (as host:port, or as given in Config.Endpoints, such
+// as https://host:port), and is never sent to another: an endpoint that is
+// down is an error.
 type Maintenance interface {
 	// Status asks the member at endpoint for its raft and store state.
 	Status(ctx context.Context, endpoint string) (*StatusResponse, error)
@@ -121,13 +122,16 @@ func (c *Client) Defragment(ctx context.Context, endpoint string) (*DefragmentRe
 	return &DefragmentResponse{resp}, nil
 }
 
-// endpoint checks that endpoint is one of the client's endpoints.
+// endpoint checks that endpoint is one of the client's endpoints, given as
+// host:port or as it was in Config.Endpoints (https://host:port), and
+// returns its host:port.
 func (c *Client) endpoint(endpoint string) (string, error) {
 	if c.closed.Load() {
 		return "", ErrClosed
 	}
-	if !slices.Contains(c.cfg.Endpoints, endpoint) {
+	_, addr := splitScheme(endpoint)
+	if !slices.Contains(c.cfg.Endpoints, addr) {
 		return "", fmt.Errorf("client: %q is not one of the client's endpoints %q", endpoint, c.cfg.Endpoints)
 	}
-	return endpoint, nil
+	return addr, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/internal/opstream"
+	"github.com/kvd-io/kvd/internal/tlsconfig"
 )
 
 // rpcKind says whether a call may change the store, which decides what is
@@ -47,21 +48,31 @@ type attemptFunc func(ctx context.Context, endpoint string) error
 
 // retry runs attempt on the endpoints in turn, starting with the one that
 // last answered, following the retry policy in the package documentation.
+// When every endpoint refused the TLS handshake over a certificate, it
+// returns that error at once: no retry can cure it.
 func (c *Client) retry(ctx context.Context, kind rpcKind, attempt attemptFunc) error {
-	return c.retryAvoiding(ctx, kind, "", attempt)
+	return c.retryLoop(ctx, kind, "", true, attempt)
 }
 
 // retryAvoiding is retry, but in each round it tries the endpoint avoid (one
 // that just failed, such as the member under a watch stream that broke)
 // last rather than first, so that the call moves to another member when
-// there is one.
+// there is one. It keeps trying when certificates are refused: the watches
+// and keep-alives that use it outlive a certificate mistake that an
+// operator fixes by replacing the files.
 func (c *Client) retryAvoiding(ctx context.Context, kind rpcKind, avoid string, attempt attemptFunc) error {
+	return c.retryLoop(ctx, kind, avoid, false, attempt)
+}
+
+func (c *Client) retryLoop(ctx context.Context, kind rpcKind, avoid string, failOnRefusedCert bool, attempt attemptFunc) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
 	wait := c.cfg.RetryBackoff
 	var lastErr error
 	for {
+		var refused error // the first certificate refusal of this round
+		refusals := 0
 		start := int(c.pinned.Load())
 		if avoid != "" && c.cfg.Endpoints[start] == avoid {
 			start = (start + 1) % len(c.cfg.Endpoints)
@@ -83,6 +94,15 @@ func (c *Client) retryAvoiding(ctx context.Context, kind rpcKind, avoid string, 
 				return giveUp(ctx, err)
 			}
 			lastErr = err
+			if tlsconfig.CertificateRefused(err) {
+				refusals++
+				if refused == nil {
+					refused = err
+				}
+			}
+		}
+		if failOnRefusedCert && refusals == len(c.cfg.Endpoints) {
+			return &CertificateError{Endpoints: len(c.cfg.Endpoints), Err: refused}
 		}
 		// Every endpoint failed in a retryable way: no leader, or nothing is
 		// reachable. Wait, then go round again until ctx ends.
@@ -96,6 +116,27 @@ func (c *Client) retryAvoiding(ctx context.Context, kind rpcKind, avoid string, 
 		wait = min(2*wait, c.cfg.MaxRetryBackoff)
 	}
 }
+
+// CertificateError is returned by a request when every endpoint refused the
+// TLS handshake over a certificate (an unknown CA, an expired certificate,
+// a wrong name, a client certificate the members do not accept): the
+// client gives up at once rather than retrying until the context ends,
+// since trying again with the same certificates cannot succeed. Err is the
+// first endpoint's failure, with a hint of what to check; it wraps the
+// crypto/tls or crypto/x509 error. Nothing was sent, so nothing was applied.
+type CertificateError struct {
+	Endpoints int
+	Err       error
+}
+
+func (e *CertificateError) Error() string {
+	if e.Endpoints == 1 {
+		return "client: TLS certificate refused: " + e.Err.Error()
+	}
+	return fmt.Sprintf("client: TLS certificate refused by all %d endpoints: %s", e.Endpoints, e.Err.Error())
+}
+
+func (e *CertificateError) Unwrap() error { return e.Err }
 
 // giveUp is the error of a call whose context ended while it was retrying.
 func giveUp(ctx context.Context, lastErr error) error {

@@ -113,12 +113,28 @@ type cluster struct {
 	nodes      []*node
 	conns      map[string]*grpc.ClientConn
 	connsMu    sync.Mutex
+	kvctlArgs  []string // before the command's own, in every kvctl run
+}
+
+// clusterOptions changes what newClusterWith starts.
+type clusterOptions struct {
+	// nodeArgs, when set, returns more kvd flags for the founding member
+	// named name (n1, n2, ...).
+	nodeArgs func(name string) []string
+	// kvctlArgs are given to every kvctl the harness runs, such as the
+	// TLS flags a TLS cluster needs.
+	kvctlArgs []string
 }
 
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	return newClusterWith(t, n, clusterOptions{})
+}
+
+func newClusterWith(t *testing.T, n int, opts clusterOptions) *cluster {
+	t.Helper()
 	kvd, kvctl, kvdutil := binaries(t)
-	c := &cluster{t: t, kvdBin: kvd, kvctlBin: kvctl, kvdutilBin: kvdutil, conns: map[string]*grpc.ClientConn{}}
+	c := &cluster{t: t, kvdBin: kvd, kvctlBin: kvctl, kvdutilBin: kvdutil, conns: map[string]*grpc.ClientConn{}, kvctlArgs: opts.kvctlArgs}
 	ports := freePorts(t, 3*n)
 	dir := t.TempDir()
 	var initial []string
@@ -137,6 +153,9 @@ func newCluster(t *testing.T, n int) *cluster {
 	for _, nd := range c.nodes {
 		nd.args = []string{"--name", nd.name, "--data-dir", nd.dir, "--client-addr", nd.clientAddr,
 			"--raft-addr", nd.raftAddr, "--http-addr", nd.httpAddr, "--initial-cluster", strings.Join(initial, ",")}
+		if opts.nodeArgs != nil {
+			nd.args = append(nd.args, opts.nodeArgs(nd.name)...)
+		}
 		c.start(nd)
 	}
 	t.Cleanup(func() {
@@ -253,7 +272,8 @@ func (c *cluster) kv(nd *node) kvv1.KVServiceClient {
 func (c *cluster) kvctl(stdin string, endpoints string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.kvctlBin, append([]string{"--endpoints", endpoints}, args...)...)
+	full := append(append([]string{"--endpoints", endpoints}, c.kvctlArgs...), args...)
+	cmd := exec.CommandContext(ctx, c.kvctlBin, full...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.Stdin = strings.NewReader(stdin)

@@ -109,6 +109,7 @@ func (s *Server) start() error {
 	pcfg := peer.Config{DialTimeout: 2*mcfg.ElectionTimeout + mcfg.HeartbeatTimeout}
 	if tlsSet.memberDial != nil {
 		pcfg.DialOptions = append(pcfg.DialOptions, tlsSet.memberDial)
+		pcfg.LastError = tlsSet.memberDialErr
 	}
 	s.peers, err = peer.New(pcfg)
 	if err != nil {

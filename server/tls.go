@@ -77,8 +77,11 @@ type tlsSetup struct {
 	// memberDial are the credentials of connections to other members'
 	// client API: forwarded writes, member RPCs, joining.
 	memberDial grpc.DialOption
-	raft       *member.RaftTLS
-	http       *tls.Config
+	// memberDialErr says why the last connection to a member's client
+	// port failed, for the errors of calls to it.
+	memberDialErr func(addr string) error
+	raft          *member.RaftTLS
+	http          *tls.Config
 }
 
 func caFiles(files ...string) []string {
@@ -128,7 +131,9 @@ func newTLSSetup(cfg Config, log *slog.Logger) (*tlsSetup, error) {
 		if err != nil {
 			return nil, fmt.Errorf("TLS to other members' client port: %w", err)
 		}
-		s.memberDial = grpc.WithTransportCredentials(tlsgrpc.NewClientCredentials(dial.ClientConfig))
+		creds := tlsgrpc.NewClientCredentials(dial.ClientConfig)
+		s.memberDial = grpc.WithTransportCredentials(creds)
+		s.memberDialErr = creds.LastError
 	}
 	if pt := cfg.PeerTLS; pt.Enabled() {
 		src, err := tlsconfig.New(tlsconfig.Config{

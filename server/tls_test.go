@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -246,36 +247,63 @@ func TestMutualTLSCluster(t *testing.T) {
 		tls       *tls.Config
 		clientSay string // in the SDK's error
 		memberSay string // in the member's log
+		// certificate: a refused certificate, which the SDK reports at
+		// once (a *client.CertificateError) rather than at the deadline.
+		certificate bool
 	}{
-		{"plaintext client", "http://" + ep, nil, "does it serve TLS", "does not speak TLS"},
-		{"unknown CA of the members", "https://" + ep, clientTLS(t, other, goodCert, goodKey), "signed by a CA this end does not trust", "client refused this member's certificate"},
-		{"client certificate of an unknown CA", "https://" + ep, clientTLS(t, c.pki, strangerCert, strangerKey), "does not trust the CA that signed this client's certificate", "signed by a CA this end does not trust"},
-		{"expired client certificate", "https://" + ep, clientTLS(t, c.pki, expCert, expKey), "expired", "expired"},
-		{"no client certificate", "https://" + ep, clientTLS(t, c.pki, "", ""), "requires a client certificate", "requires a client certificate"},
-		{"wrong server name", "https://" + ep, wrongName, "not valid for the name dialed", "client refused this member's certificate"},
+		{"plaintext client", "http://" + ep, nil, "does it serve TLS", "does not speak TLS", false},
+		{"unknown CA of the members", "https://" + ep, clientTLS(t, other, goodCert, goodKey), "signed by a CA this end does not trust", "client refused this member's certificate", true},
+		{"client certificate of an unknown CA", "https://" + ep, clientTLS(t, c.pki, strangerCert, strangerKey), "does not trust the CA that signed this client's certificate", "signed by a CA this end does not trust", true},
+		{"expired client certificate", "https://" + ep, clientTLS(t, c.pki, expCert, expKey), "expired", "expired", true},
+		{"no client certificate", "https://" + ep, clientTLS(t, c.pki, "", ""), "requires a client certificate", "requires a client certificate", true},
+		{"wrong server name", "https://" + ep, wrongName, "not valid for the name dialed", "client refused this member's certificate", true},
+		{"unknown CA of every member", strings.Join(c.endpoints("https://"), ","), clientTLS(t, other, goodCert, goodKey), "refused by all 3 endpoints", "client refused this member's certificate", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cli, err := client.New(client.Config{Endpoints: []string{tt.endpoint}, TLS: tt.tls, DialTimeout: 2 * time.Second})
+			cli, err := client.New(client.Config{Endpoints: strings.Split(tt.endpoint, ","), TLS: tt.tls, DialTimeout: 2 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer cli.Close()
-			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			// A refused certificate fails the request long before a
+			// generous deadline; anything else retries until it.
+			timeout := 5 * time.Second
+			if tt.certificate {
+				timeout = 30 * time.Second
+			}
+			rctx, rcancel := context.WithTimeout(ctx, timeout)
 			defer rcancel()
+			start := time.Now()
 			_, err = cli.Get(rctx, "k0")
+			took := time.Since(start)
 			if err == nil {
 				t.Fatal("request succeeded")
 			}
 			if !strings.Contains(err.Error(), tt.clientSay) {
 				t.Errorf("SDK error %q, want it to say %q", err, tt.clientSay)
 			}
-			eventually(t, 10*time.Second, func() error {
+			var certErr *client.CertificateError
+			if got := errors.As(err, &certErr); got != tt.certificate {
+				t.Errorf("SDK error %q: a *client.CertificateError: %v, want %v", err, got, tt.certificate)
+			}
+			if tt.certificate && took > 10*time.Second {
+				t.Errorf("the refused certificate was reported after %s, want well before the %s deadline", took, timeout)
+			}
+			t.Logf("failed after %s: %v", took.Round(time.Millisecond), err)
+			// A member logs one refusal per listener every ten seconds, and
+			// the request above may have fallen in the quiet time after the
+			// previous subtest's line: keep the client knocking until a line
+			// is written.
+			eventually(t, 30*time.Second, func() error {
 				for _, line := range strings.Split(c.logs.String(), "\n") {
 					if strings.Contains(line, "TLS handshake refused") && strings.Contains(line, tt.memberSay) {
 						return nil
 					}
 				}
+				rctx, rcancel := context.WithTimeout(ctx, time.Second)
+				defer rcancel()
+				_, _ = cli.Get(rctx, "k0")
 				return fmt.Errorf("no member log line saying %q", tt.memberSay)
 			})
 		})
@@ -397,4 +425,3 @@ func eventually(t *testing.T, timeout time.Duration, fn func() error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-

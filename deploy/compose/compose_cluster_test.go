@@ -19,8 +19,11 @@ import (
 )
 
 // TestComposeCluster brings compose.yaml's cluster up under a project name of
-// its own and on free ports, then, with a kvctl built on the host: writes
-// through every member and reads each write back through every member; kills
+// its own and on free ports, with the mutual TLS of the file, then, with a
+// kvctl built on the host and the CA and client certificate the certs
+// service made: checks that a plaintext client and a client without a
+// certificate are refused with errors that say so; writes through every
+// member and reads each write back through every member; kills
 // the leader's container (SIGKILL); keeps writing through the others;
 // starts the container again and checks, on that member alone, every key
 // with serializable and linearizable reads; and finally takes the project
@@ -48,6 +51,28 @@ func TestComposeCluster(t *testing.T) {
 		c.waitHealthy(s)
 	}
 	step("every container healthy")
+	c.fetchClientCerts()
+	step("copied ca.crt, client.crt and client.key out of the certs container")
+
+	// The API is TLS with client certificates required: a plaintext client
+	// and a TLS client without a certificate are refused, and say why.
+	for _, tt := range []struct {
+		name string
+		args []string
+		say  string
+	}{
+		{"plaintext client", []string{"--endpoints", fmt.Sprintf("127.0.0.1:%d", c.clientPort["kvd1"])}, "does it serve TLS"},
+		{"TLS client without a certificate", []string{"--endpoints", c.endpoint("kvd1"), "--cacert", c.certFile("ca.crt")}, "requires a client certificate"},
+	} {
+		out, err := c.rawKvctl(append(tt.args, "--dial-timeout", "2s", "--command-timeout", "5s", "get", "any")...)
+		if err == nil {
+			t.Fatalf("%s: kvctl get succeeded: %s", tt.name, out)
+		}
+		if !strings.Contains(err.Error(), tt.say) {
+			t.Fatalf("%s: kvctl error %q, want it to say %q", tt.name, err, tt.say)
+		}
+	}
+	step("a plaintext client and a client without a certificate are refused")
 
 	// Write through each member; read every write through each member.
 	for i, s := range c.services {
@@ -147,6 +172,7 @@ type cluster struct {
 	image      string
 	env        []string // the ports and the image, for compose
 	kvctlBin   string
+	certsDir   string // ca.crt, client.crt, client.key, after fetchClientCerts
 	services   []string
 	clientPort map[string]int
 	httpPorts  map[string]int
@@ -295,8 +321,30 @@ func (c *cluster) waitFor(what string, timeout time.Duration, cond func() error)
 	}
 }
 
+// fetchClientCerts copies the CA and the client certificate that the certs
+// service wrote into its volume, as `make cluster-up` does.
+func (c *cluster) fetchClientCerts() {
+	c.t.Helper()
+	id := c.docker("ps", "-a", "-q",
+		"--filter", "label=com.docker.compose.project="+c.project,
+		"--filter", "label=com.docker.compose.service=certs")
+	if id == "" || strings.Contains(id, "\n") {
+		c.t.Fatalf("want one certs container, got %q", id)
+	}
+	if code := c.docker("inspect", "-f", "{{.State.ExitCode}}", id); code != "0" {
+		c.t.Fatalf("certs container exited with %s", code)
+	}
+	c.certsDir = c.t.TempDir()
+	for _, f := range []string{"ca.crt", "client.crt", "client.key"} {
+		c.docker("cp", id+":/etc/kvd/tls/"+f, filepath.Join(c.certsDir, f))
+	}
+}
+
+func (c *cluster) certFile(name string) string { return filepath.Join(c.certsDir, name) }
+
+// endpoint is service's API on the host, https://127.0.0.1:port.
 func (c *cluster) endpoint(service string) string {
-	return fmt.Sprintf("127.0.0.1:%d", c.clientPort[service])
+	return fmt.Sprintf("https://127.0.0.1:%d", c.clientPort[service])
 }
 
 func (c *cluster) allEndpoints() string {
@@ -307,8 +355,16 @@ func (c *cluster) allEndpoints() string {
 	return strings.Join(eps, ",")
 }
 
+// tryKvctl runs kvctl against endpoints with the CA and the client
+// certificate.
 func (c *cluster) tryKvctl(endpoints string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(c.ctx, c.kvctlBin, append([]string{"--endpoints", endpoints, "--command-timeout", "10s"}, args...)...)
+	return c.rawKvctl(append([]string{"--endpoints", endpoints, "--command-timeout", "10s",
+		"--cacert", c.certFile("ca.crt"), "--cert", c.certFile("client.crt"), "--key", c.certFile("client.key")}, args...)...)
+}
+
+// rawKvctl runs kvctl with args alone.
+func (c *cluster) rawKvctl(args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(c.ctx, c.kvctlBin, args...)
 	cmd.Env = []string{} // no KVCTL_* from the caller's environment
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

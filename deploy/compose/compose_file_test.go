@@ -22,7 +22,15 @@ type composeService struct {
 	Volumes         []string          `yaml:"volumes"`
 	Ports           []string          `yaml:"ports"`
 	Networks        []string          `yaml:"networks"`
+	Entrypoint      []string          `yaml:"entrypoint"`
+	Command         []string          `yaml:"command"`
+	DependsOn       map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
 }
+
+// tlsDir is where the members mount the certs volume.
+const tlsDir = "/etc/kvd/tls"
 
 type composeFile struct {
 	Services map[string]composeService `yaml:"services"`
@@ -48,23 +56,44 @@ func interpolate(s string) string {
 	return regexp.MustCompile(`\$\{[A-Z0-9_]+:-([^}]*)\}`).ReplaceAllString(s, "$1")
 }
 
+// members returns the services that run a member (those with KVD_NAME),
+// and the others.
+func (f composeFile) members() (members, others map[string]composeService) {
+	members, others = map[string]composeService{}, map[string]composeService{}
+	for name, s := range f.Services {
+		if _, ok := s.Environment["KVD_NAME"]; ok {
+			members[name] = s
+		} else {
+			others[name] = s
+		}
+	}
+	return members, others
+}
+
 // TestComposeFile checks the invariants of compose.yaml without Docker: an
 // odd number of members that name each other consistently, a named volume
-// of its own for each, ports published on 127.0.0.1 only, and a stop grace
-// period longer than kvd's shutdown timeout.
+// of its own for each, ports published on 127.0.0.1 only, a stop grace
+// period longer than kvd's shutdown timeout, and mutual TLS on the API and
+// raft with certificates from the certs service (TestComposeTLS).
 func TestComposeFile(t *testing.T) {
 	f := loadComposeFile(t)
-	n := len(f.Services)
+	members, others := f.members()
+	n := len(members)
 	if n < 3 || n%2 == 0 {
-		t.Fatalf("%d services: want an odd number, at least 3", n)
+		t.Fatalf("%d member services: want an odd number, at least 3", n)
+	}
+	for name := range others {
+		if name != "certs" {
+			t.Errorf("service %s runs no member (no KVD_NAME) and is not the certs service", name)
+		}
 	}
 	var founders []string
-	for name := range f.Services {
+	for name := range members {
 		founders = append(founders, fmt.Sprintf("%s=%s:7380", name, name))
 	}
 	hostPorts := map[string]string{}
 	volumes := map[string]string{}
-	for name, s := range f.Services {
+	for name, s := range members {
 		t.Run(name, func(t *testing.T) {
 			if got := interpolate(s.Image); got != "kvd:dev" {
 				t.Errorf("image %q (default %q), want kvd:dev", s.Image, got)
@@ -95,8 +124,8 @@ func TestComposeFile(t *testing.T) {
 				t.Error("KVD_JOIN is unset: a replaced member could not join")
 			}
 
-			if len(s.Volumes) != 1 {
-				t.Fatalf("volumes %q: want one, the data dir", s.Volumes)
+			if len(s.Volumes) != 2 || s.Volumes[1] != "certs:"+tlsDir+":ro" {
+				t.Fatalf("volumes %q: want two, the data dir and certs:%s:ro", s.Volumes, tlsDir)
 			}
 			vol, path, _ := strings.Cut(s.Volumes[0], ":")
 			if path != "/var/lib/kvd" {
@@ -147,6 +176,68 @@ func TestComposeFile(t *testing.T) {
 			}
 			if s.Restart == "" || s.Restart == "no" {
 				t.Errorf("restart %q: want a member to come back after a crash", s.Restart)
+			}
+		})
+	}
+}
+
+// TestComposeTLS checks that every member of compose.yaml runs mutual TLS
+// on its API and on raft with its own certificates, which the certs
+// service makes (with `kvdutil certs` for exactly these members) before any
+// member starts, and that the image's health check (kvctl in the container)
+// has the client certificate it needs.
+func TestComposeTLS(t *testing.T) {
+	f := loadComposeFile(t)
+	members, others := f.members()
+	certs, ok := others["certs"]
+	if !ok {
+		t.Fatal("no certs service: who makes the certificates?")
+	}
+	var names []string
+	for name := range members {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	wantCmd := []string{"certs", "--dir", tlsDir, "--members", strings.Join(names, ",")}
+	if !slices.Equal(certs.Entrypoint, []string{"/usr/local/bin/kvdutil"}) || !slices.Equal(certs.Command, wantCmd) {
+		t.Errorf("certs service runs %q %q, want kvdutil %q", certs.Entrypoint, certs.Command, wantCmd)
+	}
+	if !slices.Equal(certs.Volumes, []string{"certs:" + tlsDir}) {
+		t.Errorf("certs service volumes %q, want certs:%s", certs.Volumes, tlsDir)
+	}
+	if _, ok := f.Volumes["certs"]; !ok {
+		t.Error("volume certs is not declared under volumes:")
+	}
+	if certs.Restart != "" && certs.Restart != "no" {
+		t.Errorf("certs service restart %q: it runs once", certs.Restart)
+	}
+	for _, name := range names {
+		s := members[name]
+		t.Run(name, func(t *testing.T) {
+			if got := s.DependsOn["certs"].Condition; got != "service_completed_successfully" {
+				t.Errorf("depends_on certs with condition %q, want service_completed_successfully: a member must not start before its certificates exist", got)
+			}
+			for k, want := range map[string]string{
+				"KVD_CERT_FILE":             tlsDir + "/" + name + ".crt",
+				"KVD_KEY_FILE":              tlsDir + "/" + name + ".key",
+				"KVD_TRUSTED_CA_FILE":       tlsDir + "/ca.crt",
+				"KVD_CLIENT_CERT_AUTH":      "true",
+				"KVD_PEER_CERT_FILE":        tlsDir + "/" + name + "-peer.crt",
+				"KVD_PEER_KEY_FILE":         tlsDir + "/" + name + "-peer.key",
+				"KVD_PEER_TRUSTED_CA_FILE":  tlsDir + "/ca.crt",
+				"KVD_PEER_CLIENT_CERT_AUTH": "true",
+				"KVCTL_CACERT":              tlsDir + "/ca.crt",
+				"KVCTL_CERT":                tlsDir + "/client.crt",
+				"KVCTL_KEY":                 tlsDir + "/client.key",
+			} {
+				if got := s.Environment[k]; got != want {
+					t.Errorf("%s=%q, want %q", k, got, want)
+				}
+			}
+			for k, v := range s.Environment {
+				if strings.HasPrefix(k, "KVD_") && strings.HasSuffix(k, "_FILE") && !strings.HasPrefix(v, tlsDir+"/") {
+					t.Errorf("%s=%q is not in the certs volume %s", k, v, tlsDir)
+				}
 			}
 		})
 	}

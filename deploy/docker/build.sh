@@ -19,8 +19,8 @@ UID_GID=65532
 ctx=$(mktemp -d "${TMPDIR:-/tmp}/kvd-image.XXXXXX")
 trap 'rm -rf "$ctx"' EXIT
 
-mkdir -p "$ctx/rootfs/usr/local/bin" "$ctx/rootfs/etc" "$ctx/data"
-chmod 0700 "$ctx/data"
+mkdir -p "$ctx/rootfs/usr/local/bin" "$ctx/rootfs/etc" "$ctx/data" "$ctx/tls"
+chmod 0700 "$ctx/data" "$ctx/tls"
 for cmd in kvd kvctl kvdutil; do
 	CGO_ENABLED=0 GOOS=linux GOARCH="$GOARCH" "$GO" build -trimpath \
 		-ldflags "-s -w -X main.version=$VERSION" \

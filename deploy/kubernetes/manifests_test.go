@@ -435,6 +435,7 @@ func TestBootstrapWiring(t *testing.T) {
 			if j := e["KVD_JOIN"]; j != "" {
 				cfg.Join = strings.Split(j, ",")
 			}
+			cfg.ClientTLS, cfg.PeerTLS = tlsConfigs(e)
 			if err := cfg.Validate(); err != nil {
 				t.Fatalf("kvd would refuse these settings: %v", err)
 			}

@@ -34,6 +34,10 @@ type Config struct {
 	// DialOptions are added to every connection's (after the defaults:
 	// plaintext, keepalive, the not-applied mark on unsent calls).
 	DialOptions []grpc.DialOption
+	// LastError, when set, says why the last connection to addr failed
+	// (a refused TLS handshake, say), so that ErrUnreachable errors say it
+	// too; nil when not known. The TLS credentials of DialOptions know.
+	LastError func(addr string) error
 }
 
 // Validate reports what is wrong with the config.
@@ -67,6 +71,7 @@ func New(cfg Config) (*Peers, error) {
 		}, cfg.DialOptions...),
 		DialTimeout: cfg.DialTimeout,
 		Open:        openProposeStream,
+		LastError:   cfg.LastError,
 	})}, nil
 }
 

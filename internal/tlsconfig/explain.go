@@ -25,11 +25,13 @@ const (
 // TLS alert codes (RFC 8446 section 6) that name why a peer refused a
 // handshake; crypto/tls exports the type but not the values.
 const (
-	alertBadCertificate      tls.AlertError = 42
-	alertCertificateExpired  tls.AlertError = 45
-	alertCertificateUnknown  tls.AlertError = 46
-	alertUnknownCA           tls.AlertError = 48
-	alertCertificateRequired tls.AlertError = 116
+	alertBadCertificate         tls.AlertError = 42
+	alertUnsupportedCertificate tls.AlertError = 43
+	alertCertificateRevoked     tls.AlertError = 44
+	alertCertificateExpired     tls.AlertError = 45
+	alertCertificateUnknown     tls.AlertError = 46
+	alertUnknownCA              tls.AlertError = 48
+	alertCertificateRequired    tls.AlertError = 116
 )
 
 // Error is a TLS failure with a sentence saying what it probably means and
@@ -145,4 +147,40 @@ func ClosedBeforeAnswer(err error) bool {
 func PlaintextRefused(err error) error {
 	return &Error{Err: fmt.Errorf("server closed the connection before answering: %w", err),
 		Hint: "does it serve TLS? Then use an https:// endpoint or TLS options (kvctl --cacert, client.Config.TLS)"}
+}
+
+// CertificateRefused reports whether err, or an error it wraps, is a TLS
+// handshake that failed over a certificate: this end refused the peer's
+// (signed by an unknown CA, expired, not valid for the name dialed, a name
+// that is not allowed) or the peer refused this end's (an alert about the
+// certificate, or one required and not given). Unlike a network failure,
+// trying again with the same files cannot succeed, so callers that retry
+// may give up at once.
+func CertificateRefused(err error) bool {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		invalid   x509.CertificateInvalidError
+		hostname  x509.HostnameError
+		alert     tls.AlertError
+	)
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &unknownCA), errors.As(err, &invalid), errors.As(err, &hostname),
+		errors.Is(err, ErrNotAllowed):
+		return true
+	case errors.As(err, &alert), remoteAlert(err, &alert):
+		return certificateAlert(alert)
+	}
+	return false
+}
+
+// certificateAlert reports whether a names a refused certificate.
+func certificateAlert(a tls.AlertError) bool {
+	switch a {
+	case alertBadCertificate, alertUnsupportedCertificate, alertCertificateRevoked,
+		alertCertificateExpired, alertCertificateUnknown, alertUnknownCA, alertCertificateRequired:
+		return true
+	}
+	return false
 }

@@ -36,11 +36,14 @@ type Config struct {
 	// verified only when a client offers one.
 	ClientCertAuth bool
 	// AllowedCN, when set, makes a server accept only client certificates
-	// whose subject common name is exactly this.
+	// whose subject common name is exactly this, and a client accept only
+	// servers whose certificate has it: between members, both ends of a
+	// connection must be members.
 	AllowedCN string
 	// AllowedHostname, when set, makes a server accept only client
 	// certificates valid for this host name (a SAN, as a server's
-	// certificate is checked).
+	// certificate is checked), and a client only servers whose certificate
+	// is valid for it too.
 	AllowedHostname string
 	// CheckInterval is the least time between two looks at the files; zero
 	// means DefaultCheckInterval.
@@ -289,37 +292,41 @@ func (s *Source) serverConfig(nextProtos []string) *tls.Config {
 	if s.cfg.ClientCertAuth {
 		c.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	if s.cfg.AllowedCN != "" || s.cfg.AllowedHostname != "" {
-		c.VerifyConnection = s.checkAllowed
+	if s.restrictsNames() {
+		c.VerifyConnection = func(cs tls.ConnectionState) error { return s.checkAllowed("client", cs) }
 	}
 	return c
 }
 
-// ErrNotAllowed is wrapped by the error of a handshake whose client
-// certificate is valid but names someone the server does not allow.
-var ErrNotAllowed = errors.New("client certificate not allowed")
+func (s *Source) restrictsNames() bool { return s.cfg.AllowedCN != "" || s.cfg.AllowedHostname != "" }
 
-// checkAllowed runs after the chain is verified: the certificate must also
-// carry the allowed common name or host name.
-func (s *Source) checkAllowed(cs tls.ConnectionState) error {
+// ErrNotAllowed is wrapped by the error of a handshake whose peer's
+// certificate is valid but names someone this end does not allow.
+var ErrNotAllowed = errors.New("certificate not allowed")
+
+// checkAllowed runs after the chain is verified: the certificate of the
+// other end (whose: "client" or "server") must also carry the allowed
+// common name or host name.
+func (s *Source) checkAllowed(whose string, cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 {
-		return fmt.Errorf("%w: no certificate", ErrNotAllowed)
+		return fmt.Errorf("%s %w: no certificate", whose, ErrNotAllowed)
 	}
 	leaf := cs.PeerCertificates[0]
 	if s.cfg.AllowedCN != "" && leaf.Subject.CommonName != s.cfg.AllowedCN {
-		return fmt.Errorf("%w: common name %q, want %q", ErrNotAllowed, leaf.Subject.CommonName, s.cfg.AllowedCN)
+		return fmt.Errorf("%s %w: common name %q, want %q", whose, ErrNotAllowed, leaf.Subject.CommonName, s.cfg.AllowedCN)
 	}
 	if s.cfg.AllowedHostname != "" {
 		if err := leaf.VerifyHostname(s.cfg.AllowedHostname); err != nil {
-			return fmt.Errorf("%w: not valid for host %q: %w", ErrNotAllowed, s.cfg.AllowedHostname, err)
+			return fmt.Errorf("%s %w: not valid for host %q: %w", whose, ErrNotAllowed, s.cfg.AllowedHostname, err)
 		}
 	}
 	return nil
 }
 
 // ClientConfig returns the config of one connection to serverName: it
-// presents the current certificate (if any) and verifies the server against
-// the current CAs (none: the system's roots).
+// presents the current certificate (if any), verifies the server against
+// the current CAs (none: the system's roots) and, with AllowedCN or
+// AllowedHostname, refuses a server certificate without that name.
 func (s *Source) ClientConfig(serverName string) *tls.Config {
 	m := s.current()
 	c := &tls.Config{
@@ -333,6 +340,9 @@ func (s *Source) ClientConfig(serverName string) *tls.Config {
 		// clearer refusal than "certificate required".
 		cert := m.cert
 		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	if s.restrictsNames() {
+		c.VerifyConnection = func(cs tls.ConnectionState) error { return s.checkAllowed("server", cs) }
 	}
 	return c
 }

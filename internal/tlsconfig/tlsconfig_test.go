@@ -3,13 +3,16 @@ package tlsconfig
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -246,6 +249,9 @@ func TestMutualTLSAndRefusals(t *testing.T) {
 			if got := Explain(ClientSide, err).Error(); !strings.Contains(got, tt.clientHint) {
 				t.Errorf("client error %q, want it to say %q", got, tt.clientHint)
 			}
+			if !CertificateRefused(Explain(ClientSide, err)) {
+				t.Errorf("CertificateRefused(%v) = false on the client side", err)
+			}
 			select {
 			case serr := <-serverErrs:
 				if got := Explain(ServerSide, serr); got == nil || !strings.Contains(got.Error(), tt.serverHint) {
@@ -270,6 +276,42 @@ func TestMutualTLSAndRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestCertificateRefusedIsNotANetworkError checks that the errors a retry
+// may cure are not taken for refused certificates (the refused ones are
+// checked in TestMutualTLSAndRefusals).
+func TestCertificateRefusedIsNotANetworkError(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+	}{
+		{"nil", nil},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}},
+		{"hung up", io.EOF},
+		{"plaintext refused", PlaintextRefused(io.EOF)},
+		{"server does not speak TLS", Explain(ClientSide, tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"})},
+		{"handshake failure alert", tls.AlertError(40)},
+		{"internal error alert", &net.OpError{Op: "remote error", Err: alertInternal(80)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if CertificateRefused(tt.err) {
+				t.Errorf("CertificateRefused(%v) = true", tt.err)
+			}
+		})
+	}
+	if !CertificateRefused(&net.OpError{Op: "remote error", Err: alertInternal(alertUnknownCA)}) {
+		t.Error("a remote unknown-CA alert is not a refused certificate")
+	}
+	if !CertificateRefused(fmt.Errorf("wrapped: %w", x509.UnknownAuthorityError{})) {
+		t.Error("a wrapped unknown-authority error is not a refused certificate")
+	}
+}
+
+// alertInternal stands for crypto/tls's unexported alert type (a uint8
+// that is an error), as remote errors carry it.
+type alertInternal uint8
+
+func (a alertInternal) Error() string { return tls.AlertError(a).Error() }
 
 func TestAllowedNames(t *testing.T) {
 	dir := t.TempDir()
@@ -308,6 +350,35 @@ func TestAllowedNames(t *testing.T) {
 			if serr := <-serverErrs; !errors.Is(serr, ErrNotAllowed) {
 				t.Fatalf("server error %v, want ErrNotAllowed", serr)
 			}
+
+			// The dialing side checks the names too: a member that allows
+			// n2 only refuses the server n1, and accepts one that is n2.
+			dialer := tt.cfg
+			dialer.CertFile, dialer.KeyFile, dialer.CAFiles, dialer.ClientCertAuth, dialer.Logger = goodCert, goodKey, []string{p.caFile()}, true, quiet()
+			strict, err := New(dialer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _, err = dial(addr, strict.ClientConfig("127.0.0.1"))
+			if err == nil {
+				c.Close()
+				t.Fatal("a client that allows n2 only accepted the server n1")
+			}
+			if !errors.Is(err, ErrNotAllowed) || !strings.Contains(err.Error(), "server certificate not allowed") || !CertificateRefused(err) {
+				t.Fatalf("client error %v, want a server certificate not allowed", err)
+			}
+			<-serverErrs
+			n2Srv, err := New(Config{CertFile: goodCert, KeyFile: goodKey, Logger: quiet()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n2cfg, _ := n2Srv.ServerConfig()
+			n2Addr, _ := serve(t, n2cfg)
+			c, _, err = dial(n2Addr, strict.ClientConfig("127.0.0.1"))
+			if err != nil {
+				t.Fatalf("a client that allows n2 refused the server n2: %v", err)
+			}
+			c.Close()
 		})
 	}
 }
