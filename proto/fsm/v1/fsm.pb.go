@@ -285,7 +285,12 @@ type AuthCommand struct {
 	//	*AuthCommand_RoleDelete
 	//	*AuthCommand_RoleGrantPermission
 	//	*AuthCommand_RoleRevokePermission
-	Change        isAuthCommand_Change `protobuf_oneof:"change"`
+	Change isAuthCommand_Change `protobuf_oneof:"change"`
+	// secret, sent with enable, is 32 random bytes the proposing member drew:
+	// the cluster's secret for signing tokens (unless members have
+	// --auth-token-key-file) and for member-to-member calls. Kept if the
+	// state has one already.
+	Secret        []byte `protobuf:"bytes,12,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -422,6 +427,13 @@ func (x *AuthCommand) GetRoleRevokePermission() *v1.RoleRevokePermissionRequest 
 		if x, ok := x.Change.(*AuthCommand_RoleRevokePermission); ok {
 			return x.RoleRevokePermission
 		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
 	}
 	return nil
 }
@@ -1287,7 +1299,7 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x04auth\x18\x04 \x01(\v2\x10.fsm.v1.AuthInfoR\x04auth\":\n" +
 	"\bAuthInfo\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\x80\x06\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\x98\x06\n" +
 	"\vAuthCommand\x122\n" +
 	"\x06enable\x18\x01 \x01(\v2\x18.kv.v1.AuthEnableRequestH\x00R\x06enable\x125\n" +
 	"\adisable\x18\x02 \x01(\v2\x19.kv.v1.AuthDisableRequestH\x00R\adisable\x122\n" +
@@ -1302,7 +1314,8 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"roleDelete\x12W\n" +
 	"\x15role_grant_permission\x18\n" +
 	" \x01(\v2!.kv.v1.RoleGrantPermissionRequestH\x00R\x13roleGrantPermission\x12Z\n" +
-	"\x16role_revoke_permission\x18\v \x01(\v2\".kv.v1.RoleRevokePermissionRequestH\x00R\x14roleRevokePermissionB\b\n" +
+	"\x16role_revoke_permission\x18\v \x01(\v2\".kv.v1.RoleRevokePermissionRequestH\x00R\x14roleRevokePermission\x12\x16\n" +
+	"\x06secret\x18\f \x01(\fR\x06secretB\b\n" +
 	"\x06change\"\x96\x01\n" +
 	"\bAuthUser\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
