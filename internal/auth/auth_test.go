@@ -33,7 +33,9 @@ func TestCheck(t *testing.T) {
 		},
 	}
 	r := func(key, end string) Requirement { return Requirement{Key: []byte(key), RangeEnd: []byte(end)} }
-	w := func(key, end string) Requirement { return Requirement{Write: true, Key: []byte(key), RangeEnd: []byte(end)} }
+	w := func(key, end string) Requirement {
+		return Requirement{Write: true, Key: []byte(key), RangeEnd: []byte(end)}
+	}
 	cases := []struct {
 		name string
 		user string
