@@ -100,6 +100,7 @@ type Node interface {
 	PeerNode
 	WatchNode
 	LeaseNode
+	AuthNode
 }
 
 var _ Node = (*member.Member)(nil)

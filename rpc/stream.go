@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -23,7 +24,7 @@ import (
 // read and answered together. Writes are proposed with a callback
 // (Node.ProposeAsync).
 func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
-	s := &opStream{k: k}
+	s := &opStream{k: k, ctx: st.Context()}
 	s.out = opstream.Server[*kvv1.StreamRequest, *kvv1.StreamResult]{
 		Recv: st.Recv,
 		Send: func(results []*kvv1.StreamResult, draining bool) error {
@@ -39,6 +40,11 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 				s.out.Reply(failed(op.GetId(), err))
 				continue
 			}
+			info, err := k.authz.checkOp(s.ctx, requestOf(op.GetRequest()))
+			if err != nil {
+				s.out.Reply(failed(op.GetId(), err))
+				continue
+			}
 			if r := op.GetRequest().GetRequestRange(); r != nil && !r.GetSerializable() {
 				if err := fsm.ValidateRange(r); err != nil {
 					s.fail(op, kvv1.KVService_Range_FullMethodName, time.Now(), err)
@@ -47,7 +53,7 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 				reads = append(reads, op)
 				continue
 			}
-			s.dispatch(op)
+			s.dispatch(op, info)
 		}
 		if len(reads) > 0 {
 			s.readTogether(reads)
@@ -57,12 +63,30 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 
 // opStream is the server side of one KVService.Stream.
 type opStream struct {
-	k   *kvService
+	k *kvService
+	// ctx is the stream's: it knows the caller (see authz).
+	ctx context.Context
 	out opstream.Server[*kvv1.StreamRequest, *kvv1.StreamResult]
 }
 
-// dispatch starts one op that is not a linearizable range.
-func (s *opStream) dispatch(op *kvv1.StreamOp) {
+// requestOf is the request inside op, for authorization.
+func requestOf(op *kvv1.RequestOp) proto.Message {
+	switch r := op.GetRequest().(type) {
+	case *kvv1.RequestOp_RequestRange:
+		return r.RequestRange
+	case *kvv1.RequestOp_RequestPut:
+		return r.RequestPut
+	case *kvv1.RequestOp_RequestDeleteRange:
+		return r.RequestDeleteRange
+	case *kvv1.RequestOp_RequestTxn:
+		return r.RequestTxn
+	}
+	return op
+}
+
+// dispatch starts one op that is not a linearizable range; info is who
+// sent it, authorized at which auth revision.
+func (s *opStream) dispatch(op *kvv1.StreamOp, info *fsmv1.AuthInfo) {
 	start := time.Now()
 	if r := op.GetRequest().GetRequestRange(); r != nil { // serializable: answered at once
 		err := fsm.ValidateRange(r)
@@ -85,7 +109,7 @@ func (s *opStream) dispatch(op *kvv1.StreamOp) {
 		s.fail(op, w.method, start, w.invalid)
 		return
 	}
-	cmd, err := fsm.EncodeCommand(w.cmd, w.msg)
+	cmd, err := fsm.EncodeClientCommand(w.cmd, w.msg, info)
 	if err != nil {
 		s.fail(op, w.method, start, err)
 		return

@@ -34,6 +34,8 @@ var (
 	// ErrInvalidPermission: a permission without a type, or with an empty
 	// key or a range end not after its key.
 	ErrInvalidPermission = errors.New("auth: invalid permission")
+	// ErrInvalidPassword: an empty password, or a hash that is not bcrypt's.
+	ErrInvalidPassword = errors.New("auth: invalid password")
 	// ErrPlainPassword: an auth command carrying a password rather than its
 	// hash; the log carries hashes only.
 	ErrPlainPassword = errors.New("auth: the command carries a plaintext password")
@@ -45,3 +47,6 @@ var (
 	ErrRoleNotGranted       = errors.New("auth: role is not granted to the user")
 	ErrPermissionNotGranted = errors.New("auth: permission is not granted to the role")
 )
+
+// ErrAuthNotEnabled: Authenticate while authentication is disabled.
+var ErrAuthNotEnabled = errors.New("auth: authentication is not enabled")

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"errors"
 	"fmt"
 
 	"golang.org/x/crypto/bcrypt"
@@ -15,7 +14,7 @@ const DefaultBcryptCost = bcrypt.DefaultCost
 // proposing, so that the log and the state carry only the hash.
 func HashPassword(password string, cost int) (string, error) {
 	if password == "" {
-		return "", errors.New("auth: empty password (use no-password users for certificate-only access)")
+		return "", fmt.Errorf("%w: empty (add a no-password user for certificate-only access)", ErrInvalidPassword)
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	if err != nil {
@@ -27,7 +26,7 @@ func HashPassword(password string, cost int) (string, error) {
 // ValidateHash checks that hash is a bcrypt hash.
 func ValidateHash(hash string) error {
 	if _, err := bcrypt.Cost([]byte(hash)); err != nil {
-		return fmt.Errorf("auth: hashed password is not a bcrypt hash: %w", err)
+		return fmt.Errorf("%w: the hashed password is not a bcrypt hash (%v)", ErrInvalidPassword, err)
 	}
 	return nil
 }
