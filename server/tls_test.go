@@ -397,4 +397,3 @@ func eventually(t *testing.T, timeout time.Duration, fn func() error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
