@@ -12,10 +12,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/kvd-io/kvd/server"
-	"github.com/kvd-io/kvd/server/servertest"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
+	"github.com/kvd-io/kvd/server"
+	"github.com/kvd-io/kvd/server/servertest"
 )
 
 func wantCode(t *testing.T, what string, err error, code codes.Code, msg string) {
