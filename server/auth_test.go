@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvd-io/kvd/client"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
 	"github.com/kvd-io/kvd/server"
@@ -187,4 +188,50 @@ func TestAuthCluster(t *testing.T) {
 		return err
 	})
 	c.WaitConverged(30 * time.Second)
+}
+
+// TestAuthSDK: a client with Username and Password authenticates on its
+// own, and again once its token expired.
+func TestAuthSDK(t *testing.T) {
+	const ttl = 3 * time.Second
+	c := servertest.New(t, 1, servertest.WithConfig(func(cfg *server.Config) {
+		cfg.Auth.BcryptCost = bcrypt.MinCost
+		cfg.Auth.TokenTTL = ttl
+	}))
+	name := c.WaitReady(30 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	addr := c.Member(name).Server.ClientAddr()
+	open := func(user, pw string) *client.Client {
+		cl, err := client.New(client.Config{Endpoints: []string{addr}, Username: user, Password: pw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cl.Close() })
+		return cl
+	}
+	anon := open("", "")
+	c.Eventually(30*time.Second, func() error {
+		_, err := anon.UserAdd(ctx, "root", "pw")
+		return err
+	})
+	must[*kvv1.UserGrantRoleResponse](t, "grant")(anon.UserGrantRole(ctx, "root", "root"))
+	must[*kvv1.AuthEnableResponse](t, "enable")(anon.AuthEnable(ctx))
+	if _, err := anon.Put(ctx, "k", "v"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("anonymous put with auth on: %v", err)
+	}
+	if _, err := open("root", "bad").Put(ctx, "k", "v"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("put with a wrong password: %v", err)
+	}
+	root := open("root", "pw")
+	if _, err := root.Put(ctx, "k", "v1"); err != nil {
+		t.Fatalf("root puts: %v", err)
+	}
+	time.Sleep(ttl + time.Second) // let the token expire: the point of the test
+	if _, err := root.Put(ctx, "k", "v2"); err != nil {
+		t.Fatalf("root puts after its token expired: %v", err)
+	}
+	if users := must[*kvv1.UserListResponse](t, "user list")(root.UserList(ctx)).GetUsers(); len(users) != 1 || users[0] != "root" {
+		t.Fatalf("users: %v", users)
+	}
 }
