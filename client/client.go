@@ -67,6 +67,11 @@ func New(cfg Config) (*Client, error) {
 		creds = tlsgrpc.NewStaticClientCredentials(tc)
 	}
 	c := &Client{cfg: cfg}
+	auth := []grpc.DialOption{grpc.WithChainUnaryInterceptor(apierr.MarkUnsent)}
+	if cfg.Username != "" {
+		t := &tokens{c: c}
+		auth = []grpc.DialOption{grpc.WithPerRPCCredentials(t), grpc.WithChainUnaryInterceptor(apierr.MarkUnsent, t.unary)}
+	}
 	c.watches = newWatchHub(c)
 	c.keepAlives = newKeepAlives(c)
 	c.pool = opstream.NewPool(opstream.PoolConfig[*kvv1.StreamOp, *kvv1.StreamResult]{
@@ -81,8 +86,7 @@ func New(cfg Config) (*Client, error) {
 				},
 				MinConnectTimeout: cfg.DialTimeout,
 			}),
-			grpc.WithChainUnaryInterceptor(apierr.MarkUnsent),
-		}, cfg.DialOptions...),
+		}, append(auth, cfg.DialOptions...)...),
 		DialTimeout: cfg.DialTimeout,
 		Open:        openStream,
 		LastError:   creds.LastError,

@@ -65,6 +65,15 @@ type Config struct {
 	// endpoints that do not serve the stream, always get unary calls.
 	UnaryCalls bool
 
+	// Username and Password, when Username is set, authenticate the client
+	// (AuthService.Authenticate) before its first request, and again before
+	// the token expires or when a member refuses it; the token goes with
+	// every call as the gRPC metadata "token", as etcd's clients send it.
+	// Empty means no user: the members' client certificate authentication
+	// (TLS) identifies the client, or nothing does.
+	Username string
+	Password string
+
 	// DialOptions are appended to the client's own gRPC dial options
 	// (transport credentials from TLS and a connect backoff derived from
 	// DialTimeout), so they can override them. Nil means none.
@@ -109,6 +118,9 @@ func (c Config) Validate() error {
 	}
 	if schemes["http"] && c.TLS != nil {
 		return fmt.Errorf("%w: http:// endpoints are plaintext but TLS is set: use https://host:port or host:port", ErrInvalidConfig)
+	}
+	if c.Password != "" && c.Username == "" {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, errNoUser)
 	}
 	if c.DialTimeout < 0 {
 		return fmt.Errorf("%w: DialTimeout %v is negative", ErrInvalidConfig, c.DialTimeout)

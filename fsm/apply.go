@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/mvcc"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
@@ -39,6 +40,8 @@ func (f *FSM) handlerTable() map[fsmv1.CommandType]handler {
 			nil, (*writer).leaseRevoke),
 		fsmv1.CommandType_COMMAND_TYPE_LEASE_CHECKPOINT: decoded(func() *fsmv1.LeaseCheckpoint { return &fsmv1.LeaseCheckpoint{} },
 			nil, (*writer).leaseCheckpoint),
+		fsmv1.CommandType_COMMAND_TYPE_AUTH: decoded(func() *fsmv1.AuthCommand { return &fsmv1.AuthCommand{} },
+			ValidateAuthCommand, (*writer).authCommand),
 		fsmv1.CommandType_COMMAND_TYPE_ALARM: decoded(func() *kvv1.AlarmRequest { return &kvv1.AlarmRequest{} },
 			ValidateAlarm, (*writer).alarm),
 	}
@@ -103,7 +106,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		compacted bool
 	)
 	err := f.be.Batch(func(tx *bolt.Tx) (int, error) {
-		w := newWriter(tx, f.feed != nil)
+		w := newWriter(tx, f.feed != nil, f.auth.Load())
 		var (
 			n   int
 			err error
@@ -161,6 +164,9 @@ func (f *FSM) applyEntries(w *writer, logs []*raft.Log, applied uint64, results 
 	if w.alarmsChanged {
 		f.noSpace.Store(w.noSpace())
 	}
+	if w.authChanged {
+		f.auth.Store(w.authState)
+	}
 	if last != nil {
 		if err := w.meta.Put(metaAppliedIndex, u64(last.Index)); err != nil {
 			return nil, 0, err
@@ -188,6 +194,9 @@ func (f *FSM) applyCommandIn(w *writer, data []byte, inBatch bool) (any, error) 
 			return nil, errors.New("a batch holds a batch")
 		}
 		return f.applyBatchCommand(w, cmd.GetPayload())
+	}
+	if denied, err := w.reauthorize(cmd); err != nil || denied != nil {
+		return denied, err
 	}
 	h, ok := f.handlers[cmd.GetType()]
 	if !ok {
@@ -228,7 +237,12 @@ type writer struct {
 	alarms  *bolt.Bucket
 	// alarmsChanged is set when a command raised or cleared an alarm.
 	alarmsChanged bool
-	kv            mvcc.Writer
+	// auth is the auth bucket; authState the auth state as of the last
+	// command applied, authChanged set when a command changed it.
+	auth        *bolt.Bucket
+	authState   *auth.State
+	authChanged bool
+	kv          mvcc.Writer
 	// membersChanged is set when a command wrote the members bucket.
 	membersChanged bool
 	// compacted is set when a command moved the compact revision.
@@ -241,13 +255,15 @@ type writer struct {
 	leases []LeaseEvent
 }
 
-func newWriter(tx *bolt.Tx, record bool) *writer {
+func newWriter(tx *bolt.Tx, record bool, authState *auth.State) *writer {
 	return &writer{
-		meta:    tx.Bucket(bucketMeta),
-		members: tx.Bucket(bucketMembers),
-		alarms:  tx.Bucket(bucketAlarms),
-		kv:      mvcc.NewWriter(tx, record),
-		record:  record,
+		meta:      tx.Bucket(bucketMeta),
+		members:   tx.Bucket(bucketMembers),
+		alarms:    tx.Bucket(bucketAlarms),
+		auth:      tx.Bucket(bucketAuth),
+		authState: authState,
+		kv:        mvcc.NewWriter(tx, record),
+		record:    record,
 	}
 }
 

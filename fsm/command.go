@@ -37,10 +37,12 @@ const (
 	FeatureLargeTxns = "large-txns"
 )
 
+// FeatureAuth (auth.go) is the last feature so far.
+
 // Features lists the log formats this state machine can apply beyond those
 // of the first release, for a member to publish.
 func Features() []string {
-	return []string{FeatureBatchCommands, FeatureCompact, FeatureLeases, FeatureAlarms, FeatureLargeTxns}
+	return []string{FeatureBatchCommands, FeatureCompact, FeatureLeases, FeatureAlarms, FeatureLargeTxns, FeatureAuth}
 }
 
 // HasFeature reports whether a member's published attributes name feature.
@@ -60,11 +62,18 @@ func EncodeBatch(cmds [][]byte) ([]byte, error) {
 
 // EncodeCommand wraps msg in a Command envelope of the given type.
 func EncodeCommand(t fsmv1.CommandType, msg proto.Message) ([]byte, error) {
+	return EncodeClientCommand(t, msg, nil)
+}
+
+// EncodeClientCommand wraps a client's request in a Command envelope that
+// records who sent it and the auth revision it was authorized at (see
+// fsmv1.Command.auth); info nil is EncodeCommand.
+func EncodeClientCommand(t fsmv1.CommandType, msg proto.Message, info *fsmv1.AuthInfo) ([]byte, error) {
 	payload, err := protoMarshal.Marshal(msg)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: encode %s: %w", t, err)
 	}
-	return protoMarshal.Marshal(&fsmv1.Command{Type: t, Ignorable: ignorable[t], Payload: payload})
+	return protoMarshal.Marshal(&fsmv1.Command{Type: t, Ignorable: ignorable[t], Payload: payload, Auth: info})
 }
 
 // EncodeResult turns what Apply returned for a command into a Result, for
@@ -84,6 +93,8 @@ func EncodeResult(res any) (*fsmv1.Result, error) {
 		return &fsmv1.Result{Result: &fsmv1.Result_Compact{Compact: r}}, nil
 	case *kvv1.AlarmResponse:
 		return &fsmv1.Result{Result: &fsmv1.Result_Alarm{Alarm: r}}, nil
+	case *fsmv1.AuthResult:
+		return &fsmv1.Result{Result: &fsmv1.Result_Auth{Auth: r}}, nil
 	case *kvv1.LeaseGrantResponse:
 		return &fsmv1.Result{Result: &fsmv1.Result_LeaseGrant{LeaseGrant: r}}, nil
 	case *kvv1.LeaseRevokeResponse:
@@ -109,6 +120,8 @@ func DecodeResult(r *fsmv1.Result) any {
 		return v.Compact
 	case *fsmv1.Result_Alarm:
 		return v.Alarm
+	case *fsmv1.Result_Auth:
+		return v.Auth
 	case *fsmv1.Result_LeaseGrant:
 		return v.LeaseGrant
 	case *fsmv1.Result_LeaseRevoke:

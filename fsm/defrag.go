@@ -170,9 +170,13 @@ func (f *FSM) replay(dst *bolt.DB, logs []*raft.Log) error {
 		return nil
 	}
 	return dst.Update(func(tx *bolt.Tx) error {
-		w := newWriter(tx, false)
+		authState, err := loadAuth(tx.Bucket(bucketAuth))
+		if err != nil {
+			return err
+		}
+		w := newWriter(tx, false, authState)
 		applied := readU64(tx.Bucket(bucketMeta).Get(metaAppliedIndex))
-		_, _, err := f.applyEntries(w, logs, applied, make([]any, len(logs)))
+		_, _, err = f.applyEntries(w, logs, applied, make([]any, len(logs)))
 		return err
 	})
 }

@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/backend"
 	"github.com/kvd-io/kvd/internal/mvcc"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
@@ -82,6 +83,8 @@ type FSM struct {
 
 	// noSpace mirrors whether a NOSPACE alarm is raised in the state.
 	noSpace atomic.Bool
+	// auth is the auth state as of the last applied entry.
+	auth atomic.Pointer[auth.State]
 
 	// applied is the last raft index applied; appliedCh is closed and replaced
 	// whenever it moves, to wake waiters.
@@ -184,6 +187,15 @@ func (f *FSM) initState(tx *bolt.Tx) error {
 		return err
 	}
 	f.noSpace.Store((&writer{alarms: alarms}).noSpace())
+	authBucket, err := tx.CreateBucketIfNotExists(bucketAuth)
+	if err != nil {
+		return err
+	}
+	authState, err := loadAuth(authBucket)
+	if err != nil {
+		return err
+	}
+	f.auth.Store(authState)
 	f.openRevision = mvcc.Read(tx).Revision()
 	f.forgetMembers()
 	f.setApplied(readU64(tx.Bucket(bucketMeta).Get(metaAppliedIndex)))

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"hash/crc32"
 	"slices"
 
@@ -41,17 +42,26 @@ func (f *FSM) Hash() (uint32, error) {
 		if err != nil {
 			return err
 		}
-		// Alarms only when there are any, so that a state without alarms
-		// hashes as it did before they existed.
-		alarms := tx.Bucket(bucketAlarms)
-		if alarms == nil || alarms.Stats().KeyN == 0 {
-			return nil
+		// Alarms and auth only when there are any, so that a state without
+		// them hashes as it did before they existed.
+		for _, name := range [][]byte{bucketAlarms, bucketAuth} {
+			b := tx.Bucket(name)
+			if b == nil || b.Stats().KeyN == 0 {
+				continue
+			}
+			h.Write(name)
+			err := b.ForEach(func(k, v []byte) error {
+				if bytes.Equal(name, bucketAuth) && !authHashable(k) {
+					return nil
+				}
+				mvcc.HashPair(h, k, v)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 		}
-		h.Write(bucketAlarms)
-		return alarms.ForEach(func(k, v []byte) error {
-			mvcc.HashPair(h, k, v)
-			return nil
-		})
+		return nil
 	})
 	return h.Sum32(), err
 }

@@ -52,6 +52,8 @@ func commandType(tb testing.TB, msg proto.Message) fsmv1.CommandType {
 		return fsmv1.CommandType_COMMAND_TYPE_LEASE_REVOKE
 	case *fsmv1.LeaseCheckpoint:
 		return fsmv1.CommandType_COMMAND_TYPE_LEASE_CHECKPOINT
+	case *fsmv1.AuthCommand:
+		return fsmv1.CommandType_COMMAND_TYPE_AUTH
 	}
 	tb.Fatalf("no command type carries %T", msg)
 	return 0

@@ -253,7 +253,7 @@ func (m *Member) lessorError(id int64, err error) error {
 
 // proposeMsg encodes a command and puts it through the log from any member.
 func (m *Member) proposeMsg(ctx context.Context, t fsmv1.CommandType, msg proto.Message) (any, error) {
-	cmd, err := fsm.EncodeCommand(t, msg)
+	cmd, err := fsm.EncodeClientCommand(t, msg, AuthInfoFrom(ctx))
 	if err != nil {
 		return nil, err
 	}

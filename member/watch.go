@@ -128,7 +128,7 @@ func (m *Member) Compact(ctx context.Context, rev int64, physical bool) (*kvv1.C
 	if err := m.requireFeature(fsm.FeatureCompact, ErrCompactUnsupported); err != nil {
 		return nil, err
 	}
-	cmd, err := fsm.EncodeCommand(fsmv1.CommandType_COMMAND_TYPE_COMPACT, req)
+	cmd, err := fsm.EncodeClientCommand(fsmv1.CommandType_COMMAND_TYPE_COMPACT, req, AuthInfoFrom(ctx))
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/member"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
@@ -41,6 +42,22 @@ func toStatus(err error) error {
 		errors.Is(err, member.ErrLeaseTTLTooLong), errors.Is(err, fsm.ErrInvalidAlarm),
 		errors.Is(err, ErrEmptyName), errors.Is(err, ErrLeaseRequired), errors.Is(err, ErrInvalidLeaderKey):
 		return status.Error(codes.InvalidArgument, msg)
+	case errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrTokenExpired),
+		errors.Is(err, auth.ErrNoCredentials), errors.Is(err, auth.ErrAuthFailed):
+		return status.Error(codes.Unauthenticated, msg)
+	case errors.Is(err, auth.ErrPermissionDenied), errors.Is(err, auth.ErrNotMember):
+		return status.Error(codes.PermissionDenied, msg)
+	case errors.Is(err, auth.ErrInvalidName), errors.Is(err, auth.ErrInvalidPermission),
+		errors.Is(err, auth.ErrInvalidPassword), errors.Is(err, auth.ErrPlainPassword):
+		return status.Error(codes.InvalidArgument, msg)
+	case errors.Is(err, auth.ErrRootUserMissing), errors.Is(err, auth.ErrRootRoleMissing),
+		errors.Is(err, auth.ErrInvalidAuthMgmt), errors.Is(err, auth.ErrAuthNotEnabled),
+		errors.Is(err, auth.ErrRoleNotGranted), errors.Is(err, auth.ErrPermissionNotGranted):
+		return status.Error(codes.FailedPrecondition, msg)
+	case errors.Is(err, auth.ErrUserExists), errors.Is(err, auth.ErrRoleExists):
+		return status.Error(codes.AlreadyExists, msg)
+	case errors.Is(err, auth.ErrUserNotFound), errors.Is(err, auth.ErrRoleNotFound):
+		return status.Error(codes.NotFound, msg)
 	case errors.Is(err, fsm.ErrNoSpace):
 		return status.Error(codes.ResourceExhausted, msg)
 	case errors.Is(err, fsm.ErrLeaseNotFound), errors.Is(err, member.ErrMemberNotFound),

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/member"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
@@ -15,9 +16,10 @@ import (
 // kvService serves kv.v1.KVService.
 type kvService struct {
 	kvv1.UnimplementedKVServiceServer
-	node KVNode
-	cfg  Config
-	adm  admission
+	node  KVNode
+	cfg   Config
+	adm   admission
+	authz *authz
 }
 
 func (k *kvService) Put(ctx context.Context, req *kvv1.PutRequest) (*kvv1.PutResponse, error) {
@@ -69,7 +71,7 @@ func (k *kvService) propose(ctx context.Context, t fsmv1.CommandType, msg proto.
 	if err := k.checkFeatures(msg); err != nil {
 		return nil, err
 	}
-	cmd, err := fsm.EncodeCommand(t, msg)
+	cmd, err := fsm.EncodeClientCommand(t, msg, member.AuthInfoFrom(ctx))
 	if err != nil {
 		return nil, err
 	}

@@ -104,6 +104,7 @@ type Node interface {
 	WatchNode
 	LeaseNode
 	RecipeNode
+	AuthNode
 }
 
 var _ Node = (*member.Member)(nil)

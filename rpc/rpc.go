@@ -11,15 +11,18 @@ package rpc
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/workers"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	peerv1 "github.com/kvd-io/kvd/proto/peer/v1"
@@ -42,6 +45,24 @@ type Config struct {
 	// Metrics records the ops of streams as the calls they stand for; nil:
 	// nobody does.
 	Metrics Metrics
+
+	// TokenKey signs and verifies tokens (HS256, at least 32 bytes; the
+	// same on every member); nil means the cluster's secret, drawn when
+	// auth was first enabled and replicated with the auth state.
+	TokenKey []byte
+	// TokenTTL is how long a token lasts; zero means auth.DefaultTokenTTL.
+	TokenTTL time.Duration
+	// BcryptCost is the cost of password hashes; zero means
+	// auth.DefaultBcryptCost.
+	BcryptCost int
+	// ClientCertAuth makes a verified client certificate's common name the
+	// user of a call that carries no token (--client-cert-auth).
+	ClientCertAuth bool
+	// PeerCAs, when set (TLS on the client port and on the peer port), are
+	// the CAs of member certificates: a caller presenting one is a member.
+	// Without it, members prove themselves with the member token, and the
+	// member API is open to anyone until auth is first enabled.
+	PeerCAs *x509.CertPool
 }
 
 func (c Config) maxTxnOps() int {
@@ -66,6 +87,15 @@ func (c Config) Validate() error {
 	if c.Workers == nil {
 		return errors.New("rpc: Workers is required")
 	}
+	if len(c.TokenKey) > 0 && len(c.TokenKey) < 32 {
+		return fmt.Errorf("rpc: token key of %d bytes: want at least 32", len(c.TokenKey))
+	}
+	if c.TokenTTL < 0 {
+		return fmt.Errorf("rpc: token TTL %v: want positive", c.TokenTTL)
+	}
+	if c.BcryptCost != 0 && (c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost) {
+		return fmt.Errorf("rpc: bcrypt cost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
 	if c.MaxTxnOps < 0 || c.MaxTxnOps > fsm.MaxTxnOpsLimit {
 		return fmt.Errorf("rpc: max txn ops %d: want 1 to %d", c.MaxTxnOps, fsm.MaxTxnOpsLimit)
 	}
@@ -85,6 +115,7 @@ type API struct {
 	node  Node
 	conns LeaderConns
 	adm   admission
+	authz *authz
 }
 
 // New returns the API of node; Register serves it.
@@ -95,7 +126,17 @@ func New(cfg Config, node Node, conns LeaderConns) (*API, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = nopMetrics{}
 	}
-	return &API{cfg: cfg, node: node, conns: conns, adm: admission{maxBytes: cfg.MaxRequestBytes, err: node.Err}}, nil
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = auth.DefaultTokenTTL
+	}
+	if cfg.BcryptCost == 0 {
+		cfg.BcryptCost = auth.DefaultBcryptCost
+	}
+	return &API{
+		cfg: cfg, node: node, conns: conns,
+		adm:   admission{maxBytes: cfg.MaxRequestBytes, err: node.Err},
+		authz: &authz{node: node, cfg: cfg, now: time.Now},
+	}, nil
 }
 
 // ServerOptions are the interceptors every call goes through, innermost
@@ -103,18 +144,19 @@ func New(cfg Config, node Node, conns LeaderConns) (*API, error) {
 // final status.
 func (a *API) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unaryErrors, a.adm.unary),
-		grpc.ChainStreamInterceptor(streamErrors),
+		grpc.ChainUnaryInterceptor(unaryErrors, a.authz.unary, a.adm.unary),
+		grpc.ChainStreamInterceptor(streamErrors, a.authz.stream),
 	}
 }
 
 // Register registers the services on s.
 func (a *API) Register(s *grpc.Server) {
-	kvv1.RegisterKVServiceServer(s, &kvService{node: a.node, cfg: a.cfg, adm: a.adm})
+	kvv1.RegisterKVServiceServer(s, &kvService{node: a.node, cfg: a.cfg, adm: a.adm, authz: a.authz})
 	kvv1.RegisterClusterServiceServer(s, &clusterService{node: a.node, conns: a.conns})
 	kvv1.RegisterMaintenanceServiceServer(s, &maintenanceService{node: a.node, version: a.cfg.Version})
 	peerv1.RegisterPeerServiceServer(s, &peerService{node: a.node, cfg: a.cfg, adm: a.adm})
-	kvv1.RegisterWatchServiceServer(s, &watchService{node: a.node})
+	kvv1.RegisterWatchServiceServer(s, &watchService{node: a.node, authz: a.authz})
+	kvv1.RegisterAuthServiceServer(s, &authService{node: a.node, cfg: a.cfg, now: time.Now})
 	kvv1.RegisterLeaseServiceServer(s, &leaseService{node: a.node, cfg: a.cfg})
 	q := &queue{kv: &kvService{node: a.node, cfg: a.cfg, adm: a.adm}, node: a.node}
 	kvv1.RegisterLockServiceServer(s, &lockService{q: q})

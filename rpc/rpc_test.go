@@ -20,6 +20,7 @@ import (
 
 	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/watch"
 	"github.com/kvd-io/kvd/internal/workers"
 	"github.com/kvd-io/kvd/member"
@@ -52,6 +53,23 @@ type fakeNode struct {
 	lease         *fakeLeases
 	lacksFeatures bool  // a member of the cluster cannot apply new commands
 	quotaErr      error // CheckQuota's answer
+	auth          *auth.State
+}
+
+func (f *fakeNode) AuthState() *auth.State {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.auth == nil {
+		return auth.Empty
+	}
+	return f.auth
+}
+
+func (f *fakeNode) ProposeAuth(_ context.Context, c *fsmv1.AuthCommand) (*fsmv1.AuthResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.proposed = append(f.proposed, fsmv1.CommandType_COMMAND_TYPE_AUTH.String())
+	return &fsmv1.AuthResult{}, nil
 }
 
 func (f *fakeNode) Propose(ctx context.Context, cmd []byte) (any, error) {
@@ -334,6 +352,26 @@ func TestErrorTable(t *testing.T) {
 		{fsm.ErrValueProvided, codes.InvalidArgument, false},
 		{fsm.ErrLeaseProvided, codes.InvalidArgument, false},
 		{fsm.ErrFutureRevision, codes.OutOfRange, false},
+		{auth.ErrInvalidToken, codes.Unauthenticated, false},
+		{auth.ErrTokenExpired, codes.Unauthenticated, false},
+		{auth.ErrNoCredentials, codes.Unauthenticated, false},
+		{auth.ErrAuthFailed, codes.Unauthenticated, false},
+		{fmt.Errorf("%w: user %q may not write", auth.ErrPermissionDenied, "u"), codes.PermissionDenied, false},
+		{auth.ErrNotMember, codes.PermissionDenied, false},
+		{auth.ErrInvalidName, codes.InvalidArgument, false},
+		{auth.ErrInvalidPermission, codes.InvalidArgument, false},
+		{auth.ErrInvalidPassword, codes.InvalidArgument, false},
+		{auth.ErrPlainPassword, codes.InvalidArgument, false},
+		{auth.ErrRootUserMissing, codes.FailedPrecondition, false},
+		{auth.ErrRootRoleMissing, codes.FailedPrecondition, false},
+		{auth.ErrInvalidAuthMgmt, codes.FailedPrecondition, false},
+		{auth.ErrAuthNotEnabled, codes.FailedPrecondition, false},
+		{auth.ErrRoleNotGranted, codes.FailedPrecondition, false},
+		{auth.ErrPermissionNotGranted, codes.FailedPrecondition, false},
+		{auth.ErrUserExists, codes.AlreadyExists, false},
+		{auth.ErrRoleExists, codes.AlreadyExists, false},
+		{auth.ErrUserNotFound, codes.NotFound, false},
+		{auth.ErrRoleNotFound, codes.NotFound, false},
 		{member.ErrNoLeader, codes.Unavailable, true},
 		{member.ErrNotReady, codes.Unavailable, true},
 		{member.ErrNotApplied, codes.Unavailable, true},

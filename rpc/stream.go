@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -23,7 +24,7 @@ import (
 // read and answered together. Writes are proposed with a callback
 // (Node.ProposeAsync).
 func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
-	s := &opStream{k: k}
+	s := &opStream{k: k, ctx: st.Context()}
 	s.out = opstream.Server[*kvv1.StreamRequest, *kvv1.StreamResult]{
 		Recv: st.Recv,
 		Send: func(results []*kvv1.StreamResult, draining bool) error {
@@ -36,6 +37,11 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 		var reads []*kvv1.StreamOp
 		for _, op := range req.GetOps() {
 			if err := k.adm.admit(op.GetRequest()); err != nil {
+				s.out.Reply(failed(op.GetId(), err))
+				continue
+			}
+			info, err := k.authz.checkOp(s.ctx, requestOf(op.GetRequest()))
+			if err != nil {
 				s.out.Reply(failed(op.GetId(), err))
 				continue
 			}
@@ -59,7 +65,7 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 				reads = append(reads, op) // a read, as for a unary Txn
 				continue
 			}
-			s.dispatch(op)
+			s.dispatch(op, info)
 		}
 		if len(reads) > 0 {
 			s.readTogether(reads)
@@ -69,12 +75,30 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 
 // opStream is the server side of one KVService.Stream.
 type opStream struct {
-	k   *kvService
+	k *kvService
+	// ctx is the stream's: it knows the caller (see authz).
+	ctx context.Context
 	out opstream.Server[*kvv1.StreamRequest, *kvv1.StreamResult]
 }
 
-// dispatch starts one op that is not a linearizable range.
-func (s *opStream) dispatch(op *kvv1.StreamOp) {
+// requestOf is the request inside op, for authorization.
+func requestOf(op *kvv1.RequestOp) proto.Message {
+	switch r := op.GetRequest().(type) {
+	case *kvv1.RequestOp_RequestRange:
+		return r.RequestRange
+	case *kvv1.RequestOp_RequestPut:
+		return r.RequestPut
+	case *kvv1.RequestOp_RequestDeleteRange:
+		return r.RequestDeleteRange
+	case *kvv1.RequestOp_RequestTxn:
+		return r.RequestTxn
+	}
+	return op
+}
+
+// dispatch starts one op that is not a linearizable range; info is who
+// sent it, authorized at which auth revision.
+func (s *opStream) dispatch(op *kvv1.StreamOp, info *fsmv1.AuthInfo) {
 	start := time.Now()
 	if r := op.GetRequest().GetRequestRange(); r != nil { // serializable: answered at once
 		err := fsm.ValidateRange(r)
@@ -97,7 +121,7 @@ func (s *opStream) dispatch(op *kvv1.StreamOp) {
 		s.fail(op, w.method, start, w.invalid)
 		return
 	}
-	cmd, err := fsm.EncodeCommand(w.cmd, w.msg)
+	cmd, err := fsm.EncodeClientCommand(w.cmd, w.msg, info)
 	if err != nil {
 		s.fail(op, w.method, start, err)
 		return

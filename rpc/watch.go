@@ -39,7 +39,8 @@ type WatchNode interface {
 // watchService serves kv.v1.WatchService.
 type watchService struct {
 	kvv1.UnimplementedWatchServiceServer
-	node WatchNode
+	node  WatchNode
+	authz *authz
 }
 
 // errLeaderLost ends a stream that asked to require a leader.
@@ -105,6 +106,7 @@ func (w *watchService) send(ctx context.Context, st kvv1.WatchService_WatchServe
 // receive hands the client's requests to the hub until the client
 // half-closes (nil) or the stream fails.
 func (w *watchService) receive(st kvv1.WatchService_WatchServer, ws *watch.Stream) error {
+	ctx := st.Context()
 	for {
 		req, err := st.Recv()
 		if errors.Is(err, io.EOF) {
@@ -115,6 +117,10 @@ func (w *watchService) receive(st kvv1.WatchService_WatchServer, ws *watch.Strea
 		}
 		switch r := req.GetRequest().(type) {
 		case *kvv1.WatchRequest_CreateRequest:
+			if _, err := w.authz.checkOp(ctx, r.CreateRequest); err != nil {
+				ws.Refuse(r.CreateRequest, err.Error())
+				continue
+			}
 			ws.Watch(r.CreateRequest)
 		case *kvv1.WatchRequest_CancelRequest:
 			ws.Cancel(r.CancelRequest.GetWatchId())

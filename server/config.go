@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/member"
@@ -43,6 +46,22 @@ type Config struct {
 	PeerTLS TLSConfig
 	// HTTPTLS serves HTTPAddr over HTTPS; zero means plain HTTP.
 	HTTPTLS TLSConfig
+
+	// Auth configures authentication (see docs/operations.md, "Users and
+	// roles"); the zero value signs tokens with the cluster's secret.
+	Auth AuthConfig
+}
+
+// AuthConfig configures tokens and password hashing.
+type AuthConfig struct {
+	// TokenKeyFile holds the key (at least 32 bytes, the same on every
+	// member) that signs and verifies tokens (HS256 JWTs); empty means the
+	// cluster's secret, drawn when auth is first enabled and replicated.
+	TokenKeyFile string
+	// TokenTTL is how long a token lasts; zero means 5 minutes.
+	TokenTTL time.Duration
+	// BcryptCost is the cost of password hashes; zero means 10.
+	BcryptCost int
 }
 
 // Peer is one founding member: its name and raft address.
@@ -80,6 +99,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTxnOps < 0 || c.MaxTxnOps > fsm.MaxTxnOpsLimit {
 		return fmt.Errorf("max txn ops must be between 1 and %d, got %d", fsm.MaxTxnOpsLimit, c.MaxTxnOps)
+	}
+	if c.Auth.TokenTTL < 0 {
+		return fmt.Errorf("auth token TTL must not be negative, got %v", c.Auth.TokenTTL)
+	}
+	if b := c.Auth.BcryptCost; b != 0 && (b < bcrypt.MinCost || b > bcrypt.MaxCost) {
+		return fmt.Errorf("bcrypt cost must be between %d and %d, got %d", bcrypt.MinCost, bcrypt.MaxCost, b)
 	}
 	return nil
 }

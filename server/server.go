@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/memberid"
 	"github.com/kvd-io/kvd/internal/peer"
 	"github.com/kvd-io/kvd/internal/workers"
@@ -31,13 +33,16 @@ type Server struct {
 	log        *slog.Logger
 	clientAddr string // advertised
 
-	member   *member.Member
-	peers    *peer.Peers
-	workers  *workers.Pool
-	metrics  *observe.Metrics
-	observe  *observe.Server
-	grpc     *grpc.Server
-	listener net.Listener
+	member *member.Member
+	// memberRef is member for the member token of outgoing calls, which
+	// may start before New has returned the member.
+	memberRef atomic.Pointer[member.Member]
+	peers     *peer.Peers
+	workers   *workers.Pool
+	metrics   *observe.Metrics
+	observe   *observe.Server
+	grpc      *grpc.Server
+	listener  net.Listener
 
 	// ctx ends when Shutdown stops the server's own loops (the workers and
 	// the health watcher).
@@ -111,6 +116,15 @@ func (s *Server) start() error {
 		pcfg.DialOptions = append(pcfg.DialOptions, tlsSet.memberDial)
 		pcfg.LastError = tlsSet.memberDialErr
 	}
+	// Members prove themselves to each other with the member token when
+	// no peer certificate does (see rpc.Config.PeerCAs).
+	pcfg.DialOptions = append(pcfg.DialOptions, grpc.WithPerRPCCredentials(memberCreds{m: &s.memberRef}))
+	var tokenKey []byte
+	if f := s.cfg.Auth.TokenKeyFile; f != "" {
+		if tokenKey, err = auth.ReadKeyFile(f); err != nil {
+			return err
+		}
+	}
 	s.peers, err = peer.New(pcfg)
 	if err != nil {
 		return err
@@ -120,8 +134,13 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
+	s.memberRef.Store(s.member)
 	s.metrics.AddSource(s.member)
-	api, err := rpc.New(rpc.Config{MaxRequestBytes: s.cfg.MaxRequestBytes, MaxTxnOps: s.cfg.MaxTxnOps, Version: s.cfg.Version, Workers: s.workers, Metrics: s.metrics}, s.member, s.peers)
+	api, err := rpc.New(rpc.Config{
+		MaxRequestBytes: s.cfg.MaxRequestBytes, MaxTxnOps: s.cfg.MaxTxnOps, Version: s.cfg.Version, Workers: s.workers, Metrics: s.metrics,
+		TokenKey: tokenKey, TokenTTL: s.cfg.Auth.TokenTTL, BcryptCost: s.cfg.Auth.BcryptCost,
+		ClientCertAuth: s.cfg.ClientTLS.ClientCertAuth, PeerCAs: tlsSet.peerCAs,
+	}, s.member, s.peers)
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,11 @@ package server
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"google.golang.org/grpc"
 
@@ -82,6 +84,9 @@ type tlsSetup struct {
 	memberDialErr func(addr string) error
 	raft          *member.RaftTLS
 	http          *tls.Config
+	// peerCAs verify member certificates on the client port, when members
+	// present their peer certificates there (TLS on both ports).
+	peerCAs *x509.CertPool
 }
 
 func caFiles(files ...string) []string {
@@ -151,6 +156,16 @@ func newTLSSetup(cfg Config, log *slog.Logger) (*tlsSetup, error) {
 			return nil, fmt.Errorf("peer TLS: %w", err)
 		}
 		s.raft = &member.RaftTLS{Server: sc, Client: src.ClientConfig}
+		if cfg.ClientTLS.Enabled() && pt.TrustedCAFile != "" {
+			pem, err := os.ReadFile(pt.TrustedCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("peer TLS: %w", err)
+			}
+			s.peerCAs = x509.NewCertPool()
+			if !s.peerCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("peer TLS: no certificate in %s", pt.TrustedCAFile)
+			}
+		}
 	}
 	if ht := cfg.HTTPTLS; ht.Enabled() {
 		src, err := tlsconfig.New(tlsconfig.Config{

@@ -51,6 +51,10 @@ type globalOptions struct {
 	key                string
 	insecureSkipVerify bool
 	tls                *tls.Config
+
+	// --user name[:password] and --password (etcdctl's).
+	user     string
+	password string
 }
 
 // newRootCmd builds kvctl's command tree around the given streams, reading
@@ -72,7 +76,7 @@ with etcd v3 semantics. Its commands and output follow etcdctl.
 Every global flag can also be set with an environment variable named after it:
 KVCTL_ENDPOINTS, KVCTL_WRITE_OUT, KVCTL_DIAL_TIMEOUT, KVCTL_COMMAND_TIMEOUT,
 KVCTL_CONSISTENCY, KVCTL_UNARY_CALLS, KVCTL_CACERT, KVCTL_CERT, KVCTL_KEY,
-KVCTL_INSECURE_SKIP_TLS_VERIFY. A flag on the command line wins over its variable.
+KVCTL_INSECURE_SKIP_TLS_VERIFY, KVCTL_USER, KVCTL_PASSWORD. A flag on the command line wins over its variable.
 
 TLS is used when an endpoint is https://host:port or a TLS flag is given:
 --cacert verifies the members' certificates (default: the system's roots),
@@ -107,6 +111,9 @@ TLS is used when an endpoint is https://host:port or a TLS flag is given:
 		newLeaseCmd(g),
 		newLockCmd(g),
 		newElectCmd(g),
+		newAuthCmd(g),
+		newUserCmd(g),
+		newRoleCmd(g),
 	)
 	return root
 }
@@ -121,6 +128,8 @@ func (g *globalOptions) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&g.caCert, "cacert", "", "verify members' TLS certificates with this CA bundle (PEM); turns TLS on")
 	fs.StringVar(&g.cert, "cert", "", "TLS client certificate (PEM), for members that require one; needs --key")
 	fs.StringVar(&g.key, "key", "", "key of --cert (PEM)")
+	fs.StringVar(&g.user, "user", "", "user name[:password] to authenticate as (asks for the password on a terminal when it is not given)")
+	fs.StringVar(&g.password, "password", "", "password of --user (when the name holds a colon)")
 	fs.BoolVar(&g.insecureSkipVerify, "insecure-skip-tls-verify", false, "TLS without verifying the members' certificates (testing only: anyone on the path can read and change the traffic)")
 }
 
@@ -177,7 +186,36 @@ func (g *globalOptions) validate() error {
 	if err := g.buildTLS(); err != nil {
 		return err
 	}
+	if err := g.completeUser(); err != nil {
+		return err
+	}
 	return client.Config{Endpoints: g.endpoints, DialTimeout: g.dialTimeout, TLS: g.tls}.Validate()
+}
+
+// completeUser splits --user name:password, and asks for the password on
+// the terminal when neither it nor --password gives one.
+func (g *globalOptions) completeUser() error {
+	if g.user == "" {
+		if g.password != "" {
+			return errors.New("--password needs --user")
+		}
+		return nil
+	}
+	if g.password == "" {
+		name, pw, ok := strings.Cut(g.user, ":")
+		if ok {
+			g.user, g.password = name, pw
+		} else {
+			var err error
+			if g.password, err = g.readPassword("Password", true, false); err != nil {
+				return fmt.Errorf("--user %s: %w", g.user, err)
+			}
+		}
+	}
+	if g.user == "" {
+		return errors.New("--user: empty user name")
+	}
+	return nil
 }
 
 // buildTLS makes the TLS config of the TLS flags, nil when none is given.
@@ -219,7 +257,8 @@ func (g *globalOptions) newClient(endpoints ...string) (*client.Client, error) {
 	if len(endpoints) == 0 {
 		endpoints = g.endpoints
 	}
-	return client.New(client.Config{Endpoints: endpoints, DialTimeout: g.dialTimeout, UnaryCalls: g.unaryCalls, TLS: g.tls})
+	return client.New(client.Config{Endpoints: endpoints, DialTimeout: g.dialTimeout, UnaryCalls: g.unaryCalls, TLS: g.tls,
+		Username: g.user, Password: g.password})
 }
 
 // commandContext bounds ctx by --command-timeout.

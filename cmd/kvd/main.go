@@ -73,6 +73,7 @@ type options struct {
 	shutdownWait   time.Duration
 	showVersion    bool
 	configFile     string
+	authTokenTTL   int
 }
 
 func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*options, error) {
@@ -118,6 +119,10 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.StringVar(&o.cfg.PeerTLS.AllowedHostname, "peer-cert-allowed-hostname", "", "accept only member certificates valid for this host name")
 	fs.StringVar(&o.cfg.HTTPTLS.CertFile, "http-cert-file", "", "TLS certificate of the --http-addr listener (PEM); turns HTTPS on for it")
 	fs.StringVar(&o.cfg.HTTPTLS.KeyFile, "http-key-file", "", "TLS key of --http-cert-file (PEM)")
+	// Authentication, with etcd's flag names (see docs/operations.md).
+	fs.StringVar(&o.cfg.Auth.TokenKeyFile, "auth-token-key-file", "", "key (32 bytes or more, the same on every member) that signs tokens (HS256 JWTs); empty: the cluster's secret drawn at the first auth enable")
+	fs.IntVar(&o.authTokenTTL, "auth-token-ttl", 300, "lifetime of a token, in seconds")
+	fs.IntVar(&o.cfg.Auth.BcryptCost, "bcrypt-cost", 10, "cost of the bcrypt hash of passwords (4 to 31)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 10*time.Second, "how long in-flight requests may finish on SIGINT/SIGTERM")
@@ -145,6 +150,10 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 		return nil, err
 	}
 	o.cfg.InitialCluster = peers
+	if o.authTokenTTL <= 0 {
+		return nil, fmt.Errorf("--auth-token-ttl %d: want a positive number of seconds", o.authTokenTTL)
+	}
+	o.cfg.Auth.TokenTTL = time.Duration(o.authTokenTTL) * time.Second
 	for _, a := range strings.Split(o.join, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			o.cfg.Join = append(o.cfg.Join, a)

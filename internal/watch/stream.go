@@ -46,6 +46,26 @@ func (h *Hub) NewStream() *Stream {
 	return &Stream{h: h, watchers: map[int64]*watcher{}, wake: make(chan struct{}, 1)}
 }
 
+// Refuse answers a watch creation the caller may not make: created and
+// canceled at once, with why, as etcd answers a watch outside the user's
+// permissions. No watcher is created.
+func (s *Stream) Refuse(req *kvv1.WatchCreateRequest, why string) {
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	id := req.GetWatchId()
+	if id == 0 {
+		for {
+			s.nextID++
+			if s.watchers[s.nextID] == nil {
+				break
+			}
+		}
+		id = s.nextID
+	}
+	s.push([]*kvv1.WatchResponse{{Header: &kvv1.ResponseHeader{Revision: h.current}, WatchId: id, Created: true, Canceled: true, CancelReason: why}}, true)
+}
+
 // Watch creates a watcher. Its answer (created, then perhaps canceled when
 // its start revision is compacted, or refused when the request is invalid)
 // is queued before any of its events.

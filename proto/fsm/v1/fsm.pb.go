@@ -58,6 +58,11 @@ const (
 	CommandType_COMMAND_TYPE_LEASE_REVOKE CommandType = 9
 	// COMMAND_TYPE_LEASE_CHECKPOINT carries a LeaseCheckpoint.
 	CommandType_COMMAND_TYPE_LEASE_CHECKPOINT CommandType = 10
+	// COMMAND_TYPE_AUTH carries an AuthCommand: a change of users, roles,
+	// permissions or of whether authentication is on. A leader writes it only
+	// when every member has published the feature "auth". 12 to 19 are kept
+	// for later auth commands.
+	CommandType_COMMAND_TYPE_AUTH CommandType = 11
 	// COMMAND_TYPE_ALARM carries a kv.v1.AlarmRequest that raises or clears
 	// an alarm (NOSPACE: a member's state is over its quota; writes that grow
 	// the state are refused while it is raised).
@@ -78,6 +83,7 @@ var (
 		8:  "COMMAND_TYPE_LEASE_GRANT",
 		9:  "COMMAND_TYPE_LEASE_REVOKE",
 		10: "COMMAND_TYPE_LEASE_CHECKPOINT",
+		11: "COMMAND_TYPE_AUTH",
 		20: "COMMAND_TYPE_ALARM",
 	}
 	CommandType_value = map[string]int32{
@@ -92,6 +98,7 @@ var (
 		"COMMAND_TYPE_LEASE_GRANT":      8,
 		"COMMAND_TYPE_LEASE_REVOKE":     9,
 		"COMMAND_TYPE_LEASE_CHECKPOINT": 10,
+		"COMMAND_TYPE_AUTH":             11,
 		"COMMAND_TYPE_ALARM":            20,
 	}
 )
@@ -133,7 +140,13 @@ type Command struct {
 	// upgrade. Only commands that do not change key-value state may set it.
 	Ignorable bool `protobuf:"varint,2,opt,name=ignorable,proto3" json:"ignorable,omitempty"`
 	// payload is the encoded message the type names.
-	Payload       []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	// auth, set on a client's request, is who asked and the auth revision at
+	// which the receiving member authorized the request. If users, roles or
+	// permissions changed since, the state machine authorizes it again
+	// against the state it applies it to, so that a lagging member cannot
+	// let through what the cluster no longer allows.
+	Auth          *AuthInfo `protobuf:"bytes,4,opt,name=auth,proto3" json:"auth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -189,6 +202,517 @@ func (x *Command) GetPayload() []byte {
 	return nil
 }
 
+func (x *Command) GetAuth() *AuthInfo {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+// AuthInfo is who sent a command and when it was authorized.
+type AuthInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// user is the authenticated user; empty when nobody authenticated (auth
+	// was off as the receiving member saw it).
+	User string `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// revision is the auth revision the receiving member authorized at.
+	Revision      uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthInfo) Reset() {
+	*x = AuthInfo{}
+	mi := &file_fsm_v1_fsm_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthInfo) ProtoMessage() {}
+
+func (x *AuthInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_v1_fsm_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthInfo.ProtoReflect.Descriptor instead.
+func (*AuthInfo) Descriptor() ([]byte, []int) {
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AuthInfo) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *AuthInfo) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// AuthCommand is the payload of COMMAND_TYPE_AUTH: one change of the auth
+// state. Passwords arrive hashed (hashed_password); a command with a
+// plaintext password is refused.
+type AuthCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// change is the change.
+	//
+	// Types that are valid to be assigned to Change:
+	//
+	//	*AuthCommand_Enable
+	//	*AuthCommand_Disable
+	//	*AuthCommand_UserAdd
+	//	*AuthCommand_UserDelete
+	//	*AuthCommand_UserChangePassword
+	//	*AuthCommand_UserGrantRole
+	//	*AuthCommand_UserRevokeRole
+	//	*AuthCommand_RoleAdd
+	//	*AuthCommand_RoleDelete
+	//	*AuthCommand_RoleGrantPermission
+	//	*AuthCommand_RoleRevokePermission
+	Change isAuthCommand_Change `protobuf_oneof:"change"`
+	// secret, sent with enable, is 32 random bytes the proposing member drew:
+	// the cluster's secret for signing tokens (unless members have
+	// --auth-token-key-file) and for member-to-member calls. Kept if the
+	// state has one already.
+	Secret        []byte `protobuf:"bytes,12,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthCommand) Reset() {
+	*x = AuthCommand{}
+	mi := &file_fsm_v1_fsm_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthCommand) ProtoMessage() {}
+
+func (x *AuthCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_v1_fsm_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthCommand.ProtoReflect.Descriptor instead.
+func (*AuthCommand) Descriptor() ([]byte, []int) {
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AuthCommand) GetChange() isAuthCommand_Change {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetEnable() *v1.AuthEnableRequest {
+	if x != nil {
+		if x, ok := x.Change.(*AuthCommand_Enable); ok {
+			return x.Enable
+		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetDisable() *v1.AuthDisableRequest {
+	if x != nil {
+		if x, ok := x.Change.(*AuthCommand_Disable); ok {
+			return x.Disable
+		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetUserAdd() *v1.UserAddRequest {
+	if x != nil {
+		if x, ok := x.Change.(*AuthCommand_UserAdd); ok {
+			return x.UserAdd
+		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetUserDelete() *v1.UserDeleteRequest {
+	if x != nil {
+		if x, ok := x.Change.(*AuthCommand_UserDelete); ok {
+			return x.UserDelete
+		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetUserChangePassword() *v1.UserChangePasswordRequest {
+	if x != nil {
+		if x, ok := x.Change.(*AuthCommand_UserChangePassword); ok {
+			return x.UserChangePassword
+		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetUserGrantRole() *v1.UserGrantRoleRequest {
+	if x != nil {
+		if x, ok := x.Change.(*AuthCommand_UserGrantRole); ok {
+			return x.UserGrantRole
+		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetUserRevokeRole() *v1.UserRevokeRoleRequest {
+	if x != nil {
+		if x, ok := x.Change.(*AuthCommand_UserRevokeRole); ok {
+			return x.UserRevokeRole
+		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetRoleAdd() *v1.RoleAddRequest {
+	if x != nil {
+		if x, ok := x.Change.(*AuthCommand_RoleAdd); ok {
+			return x.RoleAdd
+		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetRoleDelete() *v1.RoleDeleteRequest {
+	if x != nil {
+		if x, ok := x.Change.(*AuthCommand_RoleDelete); ok {
+			return x.RoleDelete
+		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetRoleGrantPermission() *v1.RoleGrantPermissionRequest {
+	if x != nil {
+		if x, ok := x.Change.(*AuthCommand_RoleGrantPermission); ok {
+			return x.RoleGrantPermission
+		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetRoleRevokePermission() *v1.RoleRevokePermissionRequest {
+	if x != nil {
+		if x, ok := x.Change.(*AuthCommand_RoleRevokePermission); ok {
+			return x.RoleRevokePermission
+		}
+	}
+	return nil
+}
+
+func (x *AuthCommand) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+type isAuthCommand_Change interface {
+	isAuthCommand_Change()
+}
+
+type AuthCommand_Enable struct {
+	// enable turns authentication on.
+	Enable *v1.AuthEnableRequest `protobuf:"bytes,1,opt,name=enable,proto3,oneof"`
+}
+
+type AuthCommand_Disable struct {
+	// disable turns authentication off.
+	Disable *v1.AuthDisableRequest `protobuf:"bytes,2,opt,name=disable,proto3,oneof"`
+}
+
+type AuthCommand_UserAdd struct {
+	// user_add creates a user.
+	UserAdd *v1.UserAddRequest `protobuf:"bytes,3,opt,name=user_add,json=userAdd,proto3,oneof"`
+}
+
+type AuthCommand_UserDelete struct {
+	// user_delete deletes a user.
+	UserDelete *v1.UserDeleteRequest `protobuf:"bytes,4,opt,name=user_delete,json=userDelete,proto3,oneof"`
+}
+
+type AuthCommand_UserChangePassword struct {
+	// user_change_password sets a user's password hash.
+	UserChangePassword *v1.UserChangePasswordRequest `protobuf:"bytes,5,opt,name=user_change_password,json=userChangePassword,proto3,oneof"`
+}
+
+type AuthCommand_UserGrantRole struct {
+	// user_grant_role gives a user a role.
+	UserGrantRole *v1.UserGrantRoleRequest `protobuf:"bytes,6,opt,name=user_grant_role,json=userGrantRole,proto3,oneof"`
+}
+
+type AuthCommand_UserRevokeRole struct {
+	// user_revoke_role takes a role from a user.
+	UserRevokeRole *v1.UserRevokeRoleRequest `protobuf:"bytes,7,opt,name=user_revoke_role,json=userRevokeRole,proto3,oneof"`
+}
+
+type AuthCommand_RoleAdd struct {
+	// role_add creates a role.
+	RoleAdd *v1.RoleAddRequest `protobuf:"bytes,8,opt,name=role_add,json=roleAdd,proto3,oneof"`
+}
+
+type AuthCommand_RoleDelete struct {
+	// role_delete deletes a role.
+	RoleDelete *v1.RoleDeleteRequest `protobuf:"bytes,9,opt,name=role_delete,json=roleDelete,proto3,oneof"`
+}
+
+type AuthCommand_RoleGrantPermission struct {
+	// role_grant_permission adds a permission to a role.
+	RoleGrantPermission *v1.RoleGrantPermissionRequest `protobuf:"bytes,10,opt,name=role_grant_permission,json=roleGrantPermission,proto3,oneof"`
+}
+
+type AuthCommand_RoleRevokePermission struct {
+	// role_revoke_permission removes a permission from a role.
+	RoleRevokePermission *v1.RoleRevokePermissionRequest `protobuf:"bytes,11,opt,name=role_revoke_permission,json=roleRevokePermission,proto3,oneof"`
+}
+
+func (*AuthCommand_Enable) isAuthCommand_Change() {}
+
+func (*AuthCommand_Disable) isAuthCommand_Change() {}
+
+func (*AuthCommand_UserAdd) isAuthCommand_Change() {}
+
+func (*AuthCommand_UserDelete) isAuthCommand_Change() {}
+
+func (*AuthCommand_UserChangePassword) isAuthCommand_Change() {}
+
+func (*AuthCommand_UserGrantRole) isAuthCommand_Change() {}
+
+func (*AuthCommand_UserRevokeRole) isAuthCommand_Change() {}
+
+func (*AuthCommand_RoleAdd) isAuthCommand_Change() {}
+
+func (*AuthCommand_RoleDelete) isAuthCommand_Change() {}
+
+func (*AuthCommand_RoleGrantPermission) isAuthCommand_Change() {}
+
+func (*AuthCommand_RoleRevokePermission) isAuthCommand_Change() {}
+
+// AuthUser is a user as the state stores it.
+type AuthUser struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the user's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// password_hash is the bcrypt hash of its password; empty with
+	// no_password.
+	PasswordHash []byte `protobuf:"bytes,2,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	// roles are its roles, sorted.
+	Roles []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	// no_password: the user cannot authenticate with a password.
+	NoPassword bool `protobuf:"varint,4,opt,name=no_password,json=noPassword,proto3" json:"no_password,omitempty"`
+	// revision is the auth revision of the user's last change (creation,
+	// password, roles): tokens issued before it are refused.
+	Revision      uint64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthUser) Reset() {
+	*x = AuthUser{}
+	mi := &file_fsm_v1_fsm_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthUser) ProtoMessage() {}
+
+func (x *AuthUser) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_v1_fsm_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthUser.ProtoReflect.Descriptor instead.
+func (*AuthUser) Descriptor() ([]byte, []int) {
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AuthUser) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthUser) GetPasswordHash() []byte {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return nil
+}
+
+func (x *AuthUser) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *AuthUser) GetNoPassword() bool {
+	if x != nil {
+		return x.NoPassword
+	}
+	return false
+}
+
+func (x *AuthUser) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// AuthRole is a role as the state stores it.
+type AuthRole struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the role's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// perms are its permissions, by key then range end.
+	Perms         []*v1.Permission `protobuf:"bytes,2,rep,name=perms,proto3" json:"perms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthRole) Reset() {
+	*x = AuthRole{}
+	mi := &file_fsm_v1_fsm_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthRole) ProtoMessage() {}
+
+func (x *AuthRole) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_v1_fsm_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthRole.ProtoReflect.Descriptor instead.
+func (*AuthRole) Descriptor() ([]byte, []int) {
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AuthRole) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthRole) GetPerms() []*v1.Permission {
+	if x != nil {
+		return x.Perms
+	}
+	return nil
+}
+
+// AuthResult answers COMMAND_TYPE_AUTH.
+type AuthResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// auth_revision is the auth revision after the change.
+	AuthRevision uint64 `protobuf:"varint,1,opt,name=auth_revision,json=authRevision,proto3" json:"auth_revision,omitempty"`
+	// revision is the store revision when it was applied.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthResult) Reset() {
+	*x = AuthResult{}
+	mi := &file_fsm_v1_fsm_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthResult) ProtoMessage() {}
+
+func (x *AuthResult) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_v1_fsm_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthResult.ProtoReflect.Descriptor instead.
+func (*AuthResult) Descriptor() ([]byte, []int) {
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuthResult) GetAuthRevision() uint64 {
+	if x != nil {
+		return x.AuthRevision
+	}
+	return 0
+}
+
+func (x *AuthResult) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 // MemberAttributes are the addresses a member publishes through the log, so
 // that every member can reach every other member's API.
 type MemberAttributes struct {
@@ -207,7 +731,7 @@ type MemberAttributes struct {
 
 func (x *MemberAttributes) Reset() {
 	*x = MemberAttributes{}
-	mi := &file_fsm_v1_fsm_proto_msgTypes[1]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -219,7 +743,7 @@ func (x *MemberAttributes) String() string {
 func (*MemberAttributes) ProtoMessage() {}
 
 func (x *MemberAttributes) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_v1_fsm_proto_msgTypes[1]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -232,7 +756,7 @@ func (x *MemberAttributes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAttributes.ProtoReflect.Descriptor instead.
 func (*MemberAttributes) Descriptor() ([]byte, []int) {
-	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MemberAttributes) GetName() string {
@@ -267,7 +791,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +803,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +816,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CommandBatch) GetCommands() [][]byte {
@@ -319,7 +843,7 @@ type LeaderStart struct {
 
 func (x *LeaderStart) Reset() {
 	*x = LeaderStart{}
-	mi := &file_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +855,7 @@ func (x *LeaderStart) String() string {
 func (*LeaderStart) ProtoMessage() {}
 
 func (x *LeaderStart) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +868,7 @@ func (x *LeaderStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderStart.ProtoReflect.Descriptor instead.
 func (*LeaderStart) Descriptor() ([]byte, []int) {
-	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LeaderStart) GetTerm() uint64 {
@@ -381,7 +905,7 @@ type LeaseGrant struct {
 
 func (x *LeaseGrant) Reset() {
 	*x = LeaseGrant{}
-	mi := &file_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +917,7 @@ func (x *LeaseGrant) String() string {
 func (*LeaseGrant) ProtoMessage() {}
 
 func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +930,7 @@ func (x *LeaseGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGrant.ProtoReflect.Descriptor instead.
 func (*LeaseGrant) Descriptor() ([]byte, []int) {
-	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LeaseGrant) GetId() int64 {
@@ -434,7 +958,7 @@ type LeaseRevoke struct {
 
 func (x *LeaseRevoke) Reset() {
 	*x = LeaseRevoke{}
-	mi := &file_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +970,7 @@ func (x *LeaseRevoke) String() string {
 func (*LeaseRevoke) ProtoMessage() {}
 
 func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +983,7 @@ func (x *LeaseRevoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRevoke.ProtoReflect.Descriptor instead.
 func (*LeaseRevoke) Descriptor() ([]byte, []int) {
-	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LeaseRevoke) GetId() int64 {
@@ -481,7 +1005,7 @@ type LeaseCheckpoint struct {
 
 func (x *LeaseCheckpoint) Reset() {
 	*x = LeaseCheckpoint{}
-	mi := &file_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +1017,7 @@ func (x *LeaseCheckpoint) String() string {
 func (*LeaseCheckpoint) ProtoMessage() {}
 
 func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +1030,7 @@ func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseCheckpoint.ProtoReflect.Descriptor instead.
 func (*LeaseCheckpoint) Descriptor() ([]byte, []int) {
-	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LeaseCheckpoint) GetLeases() []*LeaseRemaining {
@@ -530,7 +1054,7 @@ type LeaseRemaining struct {
 
 func (x *LeaseRemaining) Reset() {
 	*x = LeaseRemaining{}
-	mi := &file_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +1066,7 @@ func (x *LeaseRemaining) String() string {
 func (*LeaseRemaining) ProtoMessage() {}
 
 func (x *LeaseRemaining) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +1079,7 @@ func (x *LeaseRemaining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRemaining.ProtoReflect.Descriptor instead.
 func (*LeaseRemaining) Descriptor() ([]byte, []int) {
-	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LeaseRemaining) GetId() int64 {
@@ -587,6 +1111,7 @@ type Result struct {
 	//	*Result_Compact
 	//	*Result_LeaseGrant
 	//	*Result_LeaseRevoke
+	//	*Result_Auth
 	//	*Result_Alarm
 	Result        isResult_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
@@ -595,7 +1120,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +1132,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +1145,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Result) GetResult() isResult_Result {
@@ -684,6 +1209,15 @@ func (x *Result) GetLeaseRevoke() *v1.LeaseRevokeResponse {
 	return nil
 }
 
+func (x *Result) GetAuth() *AuthResult {
+	if x != nil {
+		if x, ok := x.Result.(*Result_Auth); ok {
+			return x.Auth
+		}
+	}
+	return nil
+}
+
 func (x *Result) GetAlarm() *v1.AlarmResponse {
 	if x != nil {
 		if x, ok := x.Result.(*Result_Alarm); ok {
@@ -727,6 +1261,11 @@ type Result_LeaseRevoke struct {
 	LeaseRevoke *v1.LeaseRevokeResponse `protobuf:"bytes,6,opt,name=lease_revoke,json=leaseRevoke,proto3,oneof"`
 }
 
+type Result_Auth struct {
+	// auth answers COMMAND_TYPE_AUTH.
+	Auth *AuthResult `protobuf:"bytes,11,opt,name=auth,proto3,oneof"`
+}
+
 type Result_Alarm struct {
 	// alarm answers COMMAND_TYPE_ALARM.
 	Alarm *v1.AlarmResponse `protobuf:"bytes,20,opt,name=alarm,proto3,oneof"`
@@ -744,17 +1283,54 @@ func (*Result_LeaseGrant) isResult_Result() {}
 
 func (*Result_LeaseRevoke) isResult_Result() {}
 
+func (*Result_Auth) isResult_Result() {}
+
 func (*Result_Alarm) isResult_Result() {}
 
 var File_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x10fsm/v1/fsm.proto\x12\x06fsm.v1\x1a\x0ekv/v1/kv.proto\x1a\x11kv/v1/lease.proto\x1a\x17kv/v1/maintenance.proto\"j\n" +
+	"\x10fsm/v1/fsm.proto\x12\x06fsm.v1\x1a\x10kv/v1/auth.proto\x1a\x0ekv/v1/kv.proto\x1a\x11kv/v1/lease.proto\x1a\x17kv/v1/maintenance.proto\"\x90\x01\n" +
 	"\aCommand\x12'\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x13.fsm.v1.CommandTypeR\x04type\x12\x1c\n" +
 	"\tignorable\x18\x02 \x01(\bR\tignorable\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"c\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12$\n" +
+	"\x04auth\x18\x04 \x01(\v2\x10.fsm.v1.AuthInfoR\x04auth\":\n" +
+	"\bAuthInfo\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\x98\x06\n" +
+	"\vAuthCommand\x122\n" +
+	"\x06enable\x18\x01 \x01(\v2\x18.kv.v1.AuthEnableRequestH\x00R\x06enable\x125\n" +
+	"\adisable\x18\x02 \x01(\v2\x19.kv.v1.AuthDisableRequestH\x00R\adisable\x122\n" +
+	"\buser_add\x18\x03 \x01(\v2\x15.kv.v1.UserAddRequestH\x00R\auserAdd\x12;\n" +
+	"\vuser_delete\x18\x04 \x01(\v2\x18.kv.v1.UserDeleteRequestH\x00R\n" +
+	"userDelete\x12T\n" +
+	"\x14user_change_password\x18\x05 \x01(\v2 .kv.v1.UserChangePasswordRequestH\x00R\x12userChangePassword\x12E\n" +
+	"\x0fuser_grant_role\x18\x06 \x01(\v2\x1b.kv.v1.UserGrantRoleRequestH\x00R\ruserGrantRole\x12H\n" +
+	"\x10user_revoke_role\x18\a \x01(\v2\x1c.kv.v1.UserRevokeRoleRequestH\x00R\x0euserRevokeRole\x122\n" +
+	"\brole_add\x18\b \x01(\v2\x15.kv.v1.RoleAddRequestH\x00R\aroleAdd\x12;\n" +
+	"\vrole_delete\x18\t \x01(\v2\x18.kv.v1.RoleDeleteRequestH\x00R\n" +
+	"roleDelete\x12W\n" +
+	"\x15role_grant_permission\x18\n" +
+	" \x01(\v2!.kv.v1.RoleGrantPermissionRequestH\x00R\x13roleGrantPermission\x12Z\n" +
+	"\x16role_revoke_permission\x18\v \x01(\v2\".kv.v1.RoleRevokePermissionRequestH\x00R\x14roleRevokePermission\x12\x16\n" +
+	"\x06secret\x18\f \x01(\fR\x06secretB\b\n" +
+	"\x06change\"\x96\x01\n" +
+	"\bAuthUser\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
+	"\rpassword_hash\x18\x02 \x01(\fR\fpasswordHash\x12\x14\n" +
+	"\x05roles\x18\x03 \x03(\tR\x05roles\x12\x1f\n" +
+	"\vno_password\x18\x04 \x01(\bR\n" +
+	"noPassword\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x04R\brevision\"G\n" +
+	"\bAuthRole\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
+	"\x05perms\x18\x02 \x03(\v2\x11.kv.v1.PermissionR\x05perms\"M\n" +
+	"\n" +
+	"AuthResult\x12#\n" +
+	"\rauth_revision\x18\x01 \x01(\x04R\fauthRevision\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"c\n" +
 	"\x10MemberAttributes\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vclient_addr\x18\x02 \x01(\tR\n" +
@@ -777,7 +1353,7 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x06leases\x18\x01 \x03(\v2\x16.fsm.v1.LeaseRemainingR\x06leases\"E\n" +
 	"\x0eLeaseRemaining\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12#\n" +
-	"\rremaining_ttl\x18\x02 \x01(\x03R\fremainingTtl\"\x84\x03\n" +
+	"\rremaining_ttl\x18\x02 \x01(\x03R\fremainingTtl\"\xae\x03\n" +
 	"\x06Result\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.kv.v1.PutResponseH\x00R\x03put\x12?\n" +
 	"\fdelete_range\x18\x02 \x01(\v2\x1a.kv.v1.DeleteRangeResponseH\x00R\vdeleteRange\x12&\n" +
@@ -785,9 +1361,10 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\acompact\x18\x04 \x01(\v2\x16.kv.v1.CompactResponseH\x00R\acompact\x12<\n" +
 	"\vlease_grant\x18\x05 \x01(\v2\x19.kv.v1.LeaseGrantResponseH\x00R\n" +
 	"leaseGrant\x12?\n" +
-	"\flease_revoke\x18\x06 \x01(\v2\x1a.kv.v1.LeaseRevokeResponseH\x00R\vleaseRevoke\x12,\n" +
+	"\flease_revoke\x18\x06 \x01(\v2\x1a.kv.v1.LeaseRevokeResponseH\x00R\vleaseRevoke\x12(\n" +
+	"\x04auth\x18\v \x01(\v2\x12.fsm.v1.AuthResultH\x00R\x04auth\x12,\n" +
 	"\x05alarm\x18\x14 \x01(\v2\x14.kv.v1.AlarmResponseH\x00R\x05alarmB\b\n" +
-	"\x06result*\xe0\x02\n" +
+	"\x06result*\xf7\x02\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10COMMAND_TYPE_PUT\x10\x01\x12\x1d\n" +
@@ -800,7 +1377,8 @@ const file_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x18COMMAND_TYPE_LEASE_GRANT\x10\b\x12\x1d\n" +
 	"\x19COMMAND_TYPE_LEASE_REVOKE\x10\t\x12!\n" +
 	"\x1dCOMMAND_TYPE_LEASE_CHECKPOINT\x10\n" +
-	"\x12\x16\n" +
+	"\x12\x15\n" +
+	"\x11COMMAND_TYPE_AUTH\x10\v\x12\x16\n" +
 	"\x12COMMAND_TYPE_ALARM\x10\x14B*Z(github.com/kvd-io/kvd/proto/fsm/v1;fsmv1b\x06proto3"
 
 var (
@@ -816,42 +1394,73 @@ func file_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_fsm_v1_fsm_proto_goTypes = []any{
-	(CommandType)(0),               // 0: fsm.v1.CommandType
-	(*Command)(nil),                // 1: fsm.v1.Command
-	(*MemberAttributes)(nil),       // 2: fsm.v1.MemberAttributes
-	(*CommandBatch)(nil),           // 3: fsm.v1.CommandBatch
-	(*LeaderStart)(nil),            // 4: fsm.v1.LeaderStart
-	(*LeaseGrant)(nil),             // 5: fsm.v1.LeaseGrant
-	(*LeaseRevoke)(nil),            // 6: fsm.v1.LeaseRevoke
-	(*LeaseCheckpoint)(nil),        // 7: fsm.v1.LeaseCheckpoint
-	(*LeaseRemaining)(nil),         // 8: fsm.v1.LeaseRemaining
-	(*Result)(nil),                 // 9: fsm.v1.Result
-	(*v1.PutResponse)(nil),         // 10: kv.v1.PutResponse
-	(*v1.DeleteRangeResponse)(nil), // 11: kv.v1.DeleteRangeResponse
-	(*v1.TxnResponse)(nil),         // 12: kv.v1.TxnResponse
-	(*v1.CompactResponse)(nil),     // 13: kv.v1.CompactResponse
-	(*v1.LeaseGrantResponse)(nil),  // 14: kv.v1.LeaseGrantResponse
-	(*v1.LeaseRevokeResponse)(nil), // 15: kv.v1.LeaseRevokeResponse
-	(*v1.AlarmResponse)(nil),       // 16: kv.v1.AlarmResponse
+	(CommandType)(0),                       // 0: fsm.v1.CommandType
+	(*Command)(nil),                        // 1: fsm.v1.Command
+	(*AuthInfo)(nil),                       // 2: fsm.v1.AuthInfo
+	(*AuthCommand)(nil),                    // 3: fsm.v1.AuthCommand
+	(*AuthUser)(nil),                       // 4: fsm.v1.AuthUser
+	(*AuthRole)(nil),                       // 5: fsm.v1.AuthRole
+	(*AuthResult)(nil),                     // 6: fsm.v1.AuthResult
+	(*MemberAttributes)(nil),               // 7: fsm.v1.MemberAttributes
+	(*CommandBatch)(nil),                   // 8: fsm.v1.CommandBatch
+	(*LeaderStart)(nil),                    // 9: fsm.v1.LeaderStart
+	(*LeaseGrant)(nil),                     // 10: fsm.v1.LeaseGrant
+	(*LeaseRevoke)(nil),                    // 11: fsm.v1.LeaseRevoke
+	(*LeaseCheckpoint)(nil),                // 12: fsm.v1.LeaseCheckpoint
+	(*LeaseRemaining)(nil),                 // 13: fsm.v1.LeaseRemaining
+	(*Result)(nil),                         // 14: fsm.v1.Result
+	(*v1.AuthEnableRequest)(nil),           // 15: kv.v1.AuthEnableRequest
+	(*v1.AuthDisableRequest)(nil),          // 16: kv.v1.AuthDisableRequest
+	(*v1.UserAddRequest)(nil),              // 17: kv.v1.UserAddRequest
+	(*v1.UserDeleteRequest)(nil),           // 18: kv.v1.UserDeleteRequest
+	(*v1.UserChangePasswordRequest)(nil),   // 19: kv.v1.UserChangePasswordRequest
+	(*v1.UserGrantRoleRequest)(nil),        // 20: kv.v1.UserGrantRoleRequest
+	(*v1.UserRevokeRoleRequest)(nil),       // 21: kv.v1.UserRevokeRoleRequest
+	(*v1.RoleAddRequest)(nil),              // 22: kv.v1.RoleAddRequest
+	(*v1.RoleDeleteRequest)(nil),           // 23: kv.v1.RoleDeleteRequest
+	(*v1.RoleGrantPermissionRequest)(nil),  // 24: kv.v1.RoleGrantPermissionRequest
+	(*v1.RoleRevokePermissionRequest)(nil), // 25: kv.v1.RoleRevokePermissionRequest
+	(*v1.Permission)(nil),                  // 26: kv.v1.Permission
+	(*v1.PutResponse)(nil),                 // 27: kv.v1.PutResponse
+	(*v1.DeleteRangeResponse)(nil),         // 28: kv.v1.DeleteRangeResponse
+	(*v1.TxnResponse)(nil),                 // 29: kv.v1.TxnResponse
+	(*v1.CompactResponse)(nil),             // 30: kv.v1.CompactResponse
+	(*v1.LeaseGrantResponse)(nil),          // 31: kv.v1.LeaseGrantResponse
+	(*v1.LeaseRevokeResponse)(nil),         // 32: kv.v1.LeaseRevokeResponse
+	(*v1.AlarmResponse)(nil),               // 33: kv.v1.AlarmResponse
 }
 var file_fsm_v1_fsm_proto_depIdxs = []int32{
 	0,  // 0: fsm.v1.Command.type:type_name -> fsm.v1.CommandType
-	2,  // 1: fsm.v1.LeaderStart.leader:type_name -> fsm.v1.MemberAttributes
-	8,  // 2: fsm.v1.LeaseCheckpoint.leases:type_name -> fsm.v1.LeaseRemaining
-	10, // 3: fsm.v1.Result.put:type_name -> kv.v1.PutResponse
-	11, // 4: fsm.v1.Result.delete_range:type_name -> kv.v1.DeleteRangeResponse
-	12, // 5: fsm.v1.Result.txn:type_name -> kv.v1.TxnResponse
-	13, // 6: fsm.v1.Result.compact:type_name -> kv.v1.CompactResponse
-	14, // 7: fsm.v1.Result.lease_grant:type_name -> kv.v1.LeaseGrantResponse
-	15, // 8: fsm.v1.Result.lease_revoke:type_name -> kv.v1.LeaseRevokeResponse
-	16, // 9: fsm.v1.Result.alarm:type_name -> kv.v1.AlarmResponse
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	2,  // 1: fsm.v1.Command.auth:type_name -> fsm.v1.AuthInfo
+	15, // 2: fsm.v1.AuthCommand.enable:type_name -> kv.v1.AuthEnableRequest
+	16, // 3: fsm.v1.AuthCommand.disable:type_name -> kv.v1.AuthDisableRequest
+	17, // 4: fsm.v1.AuthCommand.user_add:type_name -> kv.v1.UserAddRequest
+	18, // 5: fsm.v1.AuthCommand.user_delete:type_name -> kv.v1.UserDeleteRequest
+	19, // 6: fsm.v1.AuthCommand.user_change_password:type_name -> kv.v1.UserChangePasswordRequest
+	20, // 7: fsm.v1.AuthCommand.user_grant_role:type_name -> kv.v1.UserGrantRoleRequest
+	21, // 8: fsm.v1.AuthCommand.user_revoke_role:type_name -> kv.v1.UserRevokeRoleRequest
+	22, // 9: fsm.v1.AuthCommand.role_add:type_name -> kv.v1.RoleAddRequest
+	23, // 10: fsm.v1.AuthCommand.role_delete:type_name -> kv.v1.RoleDeleteRequest
+	24, // 11: fsm.v1.AuthCommand.role_grant_permission:type_name -> kv.v1.RoleGrantPermissionRequest
+	25, // 12: fsm.v1.AuthCommand.role_revoke_permission:type_name -> kv.v1.RoleRevokePermissionRequest
+	26, // 13: fsm.v1.AuthRole.perms:type_name -> kv.v1.Permission
+	7,  // 14: fsm.v1.LeaderStart.leader:type_name -> fsm.v1.MemberAttributes
+	13, // 15: fsm.v1.LeaseCheckpoint.leases:type_name -> fsm.v1.LeaseRemaining
+	27, // 16: fsm.v1.Result.put:type_name -> kv.v1.PutResponse
+	28, // 17: fsm.v1.Result.delete_range:type_name -> kv.v1.DeleteRangeResponse
+	29, // 18: fsm.v1.Result.txn:type_name -> kv.v1.TxnResponse
+	30, // 19: fsm.v1.Result.compact:type_name -> kv.v1.CompactResponse
+	31, // 20: fsm.v1.Result.lease_grant:type_name -> kv.v1.LeaseGrantResponse
+	32, // 21: fsm.v1.Result.lease_revoke:type_name -> kv.v1.LeaseRevokeResponse
+	6,  // 22: fsm.v1.Result.auth:type_name -> fsm.v1.AuthResult
+	33, // 23: fsm.v1.Result.alarm:type_name -> kv.v1.AlarmResponse
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_fsm_v1_fsm_proto_init() }
@@ -859,13 +1468,27 @@ func file_fsm_v1_fsm_proto_init() {
 	if File_fsm_v1_fsm_proto != nil {
 		return
 	}
-	file_fsm_v1_fsm_proto_msgTypes[8].OneofWrappers = []any{
+	file_fsm_v1_fsm_proto_msgTypes[2].OneofWrappers = []any{
+		(*AuthCommand_Enable)(nil),
+		(*AuthCommand_Disable)(nil),
+		(*AuthCommand_UserAdd)(nil),
+		(*AuthCommand_UserDelete)(nil),
+		(*AuthCommand_UserChangePassword)(nil),
+		(*AuthCommand_UserGrantRole)(nil),
+		(*AuthCommand_UserRevokeRole)(nil),
+		(*AuthCommand_RoleAdd)(nil),
+		(*AuthCommand_RoleDelete)(nil),
+		(*AuthCommand_RoleGrantPermission)(nil),
+		(*AuthCommand_RoleRevokePermission)(nil),
+	}
+	file_fsm_v1_fsm_proto_msgTypes[13].OneofWrappers = []any{
 		(*Result_Put)(nil),
 		(*Result_DeleteRange)(nil),
 		(*Result_Txn)(nil),
 		(*Result_Compact)(nil),
 		(*Result_LeaseGrant)(nil),
 		(*Result_LeaseRevoke)(nil),
+		(*Result_Auth)(nil),
 		(*Result_Alarm)(nil),
 	}
 	type x struct{}
@@ -874,7 +1497,7 @@ func file_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_v1_fsm_proto_rawDesc), len(file_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
