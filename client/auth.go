@@ -210,6 +210,19 @@ type tokens struct {
 // refreshMargin is how long before its expiry a token is replaced.
 const refreshMargin = 10 * time.Second
 
+// freshToken makes sure the client holds a valid token (if it has a user)
+// before it opens a KV stream. The stream pool opens a stream under its
+// lock, and gRPC asks the credentials for the token as the stream opens:
+// authenticating from there would call back into the pool and wait on that
+// lock for ever. With the token already held, the credentials only read it.
+func (c *Client) freshToken(ctx context.Context) error {
+	if c.tokens == nil {
+		return nil
+	}
+	_, err := c.tokens.get(ctx)
+	return err
+}
+
 // get returns a valid token, authenticating if need be.
 func (t *tokens) get(ctx context.Context) (string, error) {
 	t.mu.Lock()

@@ -31,6 +31,8 @@ type Client struct {
 	watches *watchHub // the watch streams and their watchers
 	// keepAlives renews the leases of KeepAlive calls.
 	keepAlives *keepAlives
+	// tokens holds the token of Config.Username (nil without one).
+	tokens *tokens
 }
 
 // Compile-time checks that Client implements the package's interfaces.
@@ -70,6 +72,7 @@ func New(cfg Config) (*Client, error) {
 	auth := []grpc.DialOption{grpc.WithChainUnaryInterceptor(apierr.MarkUnsent)}
 	if cfg.Username != "" {
 		t := &tokens{c: c}
+		c.tokens = t
 		auth = []grpc.DialOption{grpc.WithPerRPCCredentials(t), grpc.WithChainUnaryInterceptor(apierr.MarkUnsent, t.unary)}
 	}
 	c.watches = newWatchHub(c)

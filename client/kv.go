@@ -142,6 +142,9 @@ func (c *Client) send(ctx context.Context, kind rpcKind, req *kvv1.RequestOp) (*
 			return err
 		}
 		if stream {
+			if err := c.freshToken(ctx); err != nil {
+				return err
+			}
 			s, err := c.pool.Stream(endpoint)
 			if errors.Is(err, opstream.ErrClosed) {
 				return ErrClosed
