@@ -38,12 +38,16 @@ const (
 	// keepAliveRetry is how long the loop waits for the answer to a
 	// renewal before it sends another.
 	keepAliveRetry = time.Second
-	// keepAliveStall is how long a renewal may go unanswered before the
-	// loop gives its stream up and opens one on another endpoint: a member
-	// that is stopped (SIGSTOP, a VM pause) or cut off keeps the stream
-	// open without ever answering or failing it. A short lease moves
-	// sooner: after half the time its deadline had left when the renewal
-	// was sent, so that the renewal on the new stream is answered in time.
+	// keepAliveStall is how long a stream may go without answering
+	// anything while a renewal sent on it waits, before the loop gives it
+	// up and opens one on another endpoint: a member that is stopped
+	// (SIGSTOP, a VM pause) or cut off keeps the stream open without ever
+	// answering or failing it. A short lease moves sooner: after half the
+	// time its deadline had left when the renewal was sent, so that the
+	// renewal on the new stream is answered in time. A member that answers,
+	// however slowly, is not stalled: under load a thousand renewals take
+	// longer than this to answer, and moving them would only send them all
+	// again to a member as loaded, where the same would happen.
 	keepAliveStall = time.Second
 	// keepAliveBuffer is each KeepAlive channel's buffer: an answer that
 	// finds it full is dropped, as clientv3 does, so that a reader that
@@ -84,7 +88,10 @@ type keepAlives struct {
 	leases  map[LeaseID]*keepAlive
 	running bool // the loop runs
 	closed  bool
-	wg      sync.WaitGroup
+	// heard is when the current stream last answered anything (or
+	// opened): see stalled.
+	heard time.Time
+	wg    sync.WaitGroup
 }
 
 // keepAlive is one kept-alive lease and the channels of its KeepAlive calls.
@@ -235,6 +242,7 @@ func (k *keepAlives) serve(avoid string) (string, error) {
 		k.expire(now())
 		return endpoint, err
 	}
+	k.heardNow()
 	failed := make(chan error, 1)
 	go func() {
 		for {
@@ -281,8 +289,17 @@ func (k *keepAlives) serve(avoid string) (string, error) {
 // keepAliveStall.
 var errKeepAliveStalled = errors.New("client: keep-alive stream stalled: no renewal answered")
 
-// stalled reports whether a renewal sent on the current stream has gone
-// unanswered for too long at t (see keepAliveStall).
+// heardNow notes that the current stream answered (or opened).
+func (k *keepAlives) heardNow() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.heard = now()
+}
+
+// stalled reports whether, at t, a renewal sent on the current stream has
+// waited too long (see keepAliveStall) while the stream answered nothing:
+// the wait counts from the renewal's send or the stream's last answer,
+// whichever is later.
 func (k *keepAlives) stalled(t time.Time) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -291,7 +308,11 @@ func (k *keepAlives) stalled(t time.Time) bool {
 			continue
 		}
 		limit := min(keepAliveStall, ka.deadline.Sub(ka.sent[0])/2)
-		if t.Sub(ka.sent[0]) > limit {
+		since := ka.sent[0]
+		if k.heard.After(since) {
+			since = k.heard
+		}
+		if t.Sub(since) > limit {
 			return true
 		}
 	}
@@ -319,6 +340,7 @@ func (k *keepAlives) due(t time.Time) (ids []LeaseID, left bool) {
 func (k *keepAlives) answer(r *kvv1.LeaseKeepAliveResponse) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.heard = now()
 	ka, ok := k.leases[r.GetId()]
 	if !ok {
 		return
