@@ -16,9 +16,10 @@ import (
 // delay: a loaded member, slow but working.
 type slowLessor struct {
 	kvv1.UnimplementedLeaseServiceServer
-	ttl     int64
-	delay   time.Duration
-	streams atomic.Int32 // keep-alive streams opened
+	ttl      int64
+	delay    time.Duration
+	streams  atomic.Int32 // keep-alive streams opened
+	requests atomic.Int32 // renewals received
 }
 
 func (s *slowLessor) LeaseKeepAlive(st kvv1.LeaseService_LeaseKeepAliveServer) error {
@@ -28,6 +29,7 @@ func (s *slowLessor) LeaseKeepAlive(st kvv1.LeaseService_LeaseKeepAliveServer) e
 		if err != nil {
 			return nil
 		}
+		s.requests.Add(1)
 		select {
 		case <-st.Context().Done():
 			return nil
@@ -55,7 +57,9 @@ func serveLessor(t *testing.T, l *slowLessor) string {
 // A member that answers a burst of renewals slowly, but keeps answering,
 // is not stalled: the keep-alive stays on it and every lease is renewed.
 // Moving the renewals to another member as loaded (and sending them all
-// again there) would never get the last ones of the burst answered.
+// again there) would never get the last ones of the burst answered. Nor
+// are the renewals that wait their turn sent again: that would only
+// lengthen the queue.
 func TestKeepAliveStaysOnASlowMember(t *testing.T) {
 	t.Parallel()
 	// 40 renewals of 40 ms each: the last is answered 1.6 s after it was
@@ -93,5 +97,10 @@ func TestKeepAliveStaysOnASlowMember(t *testing.T) {
 	}
 	if got := slow.streams.Load() + other.streams.Load(); got != 1 {
 		t.Errorf("%d keep-alive streams opened, want 1: the client left a member that was answering", got)
+	}
+	// The first answers came 1.6 s ago at most: no lease was due for its
+	// next renewal (a third of 10 s after its answer) yet.
+	if got := slow.requests.Load() + other.requests.Load(); got != n {
+		t.Errorf("%d renewals sent for %d leases before each was answered once: queued renewals were sent again", got, n)
 	}
 }
