@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,14 +37,23 @@ const (
 	// heuristic): KeepAlive does not know the lease's TTL until then.
 	keepAliveFirstDeadline = 5 * time.Second
 	// keepAliveRetry is how long the loop waits for the answer to a
-	// renewal before it sends another.
+	// renewal before it sends another, if renewals sent after it were
+	// answered meanwhile (the member lost or holds it). One that waits
+	// behind the others is not sent again: the member answers a stream's
+	// renewals in turn, and duplicates would only lengthen the queue of a
+	// member slow to work through it (a new leader renewing a thousand
+	// leases at once).
 	keepAliveRetry = time.Second
-	// keepAliveStall is how long a renewal may go unanswered before the
-	// loop gives its stream up and opens one on another endpoint: a member
-	// that is stopped (SIGSTOP, a VM pause) or cut off keeps the stream
-	// open without ever answering or failing it. A short lease moves
-	// sooner: after half the time its deadline had left when the renewal
-	// was sent, so that the renewal on the new stream is answered in time.
+	// keepAliveStall is how long a stream may go without answering
+	// anything while a renewal sent on it waits, before the loop gives it
+	// up and opens one on another endpoint: a member that is stopped
+	// (SIGSTOP, a VM pause) or cut off keeps the stream open without ever
+	// answering or failing it. A short lease moves sooner: after half the
+	// time its deadline had left when the renewal was sent, so that the
+	// renewal on the new stream is answered in time. A member that answers,
+	// however slowly, is not stalled: under load a thousand renewals take
+	// longer than this to answer, and moving them would only send them all
+	// again to a member as loaded, where the same would happen.
 	keepAliveStall = time.Second
 	// keepAliveBuffer is each KeepAlive channel's buffer: an answer that
 	// finds it full is dropped, as clientv3 does, so that a reader that
@@ -84,7 +94,16 @@ type keepAlives struct {
 	leases  map[LeaseID]*keepAlive
 	running bool // the loop runs
 	closed  bool
-	wg      sync.WaitGroup
+	// heard is when the current stream last answered anything (or
+	// opened): see stalled.
+	heard time.Time
+	// answeredSent is the latest send time of a renewal the current
+	// stream answered: see due.
+	answeredSent time.Time
+	// stream numbers the streams, so that the answers of one given up
+	// are not taken for the current one's.
+	stream uint64
+	wg     sync.WaitGroup
 }
 
 // keepAlive is one kept-alive lease and the channels of its KeepAlive calls.
@@ -235,6 +254,7 @@ func (k *keepAlives) serve(avoid string) (string, error) {
 		k.expire(now())
 		return endpoint, err
 	}
+	stream := k.opened()
 	failed := make(chan error, 1)
 	go func() {
 		for {
@@ -243,7 +263,7 @@ func (k *keepAlives) serve(avoid string) (string, error) {
 				failed <- err
 				return
 			}
-			k.answer(r)
+			k.answer(stream, r)
 		}
 	}()
 	tick := time.NewTicker(keepAliveTick)
@@ -281,8 +301,26 @@ func (k *keepAlives) serve(avoid string) (string, error) {
 // keepAliveStall.
 var errKeepAliveStalled = errors.New("client: keep-alive stream stalled: no renewal answered")
 
-// stalled reports whether a renewal sent on the current stream has gone
-// unanswered for too long at t (see keepAliveStall).
+// opened notes that a new stream opened, and returns its number: nothing
+// was sent or answered on it yet, and renewals sent on earlier streams
+// will not be answered on it.
+func (k *keepAlives) opened() uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.stream++
+	k.heard = now()
+	k.answeredSent = time.Time{}
+	for _, ka := range k.leases {
+		ka.sent = nil
+		ka.next = now()
+	}
+	return k.stream
+}
+
+// stalled reports whether, at t, a renewal sent on the current stream has
+// waited too long (see keepAliveStall) while the stream answered nothing:
+// the wait counts from the renewal's send or the stream's last answer,
+// whichever is later.
 func (k *keepAlives) stalled(t time.Time) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -291,24 +329,45 @@ func (k *keepAlives) stalled(t time.Time) bool {
 			continue
 		}
 		limit := min(keepAliveStall, ka.deadline.Sub(ka.sent[0])/2)
-		if t.Sub(ka.sent[0]) > limit {
+		since := ka.sent[0]
+		if k.heard.After(since) {
+			since = k.heard
+		}
+		if t.Sub(since) > limit {
 			return true
 		}
 	}
 	return false
 }
 
-// due returns the leases whose renewal is due at t, noting that it is sent
-// now; left is false when no lease is left.
+// due returns the leases whose renewal is due at t, the earliest deadline
+// first (a member answers a burst of renewals roughly in turn: after a
+// failover, those with the least time left go first), noting that they are
+// sent now; left is false when no lease is left. A lease whose last renewal
+// waits unanswered is due again only once a renewal sent after it was
+// answered (see keepAliveRetry).
 func (k *keepAlives) due(t time.Time) (ids []LeaseID, left bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	type dueLease struct {
+		id LeaseID
+		ka *keepAlive
+	}
+	var due []dueLease
 	for id, ka := range k.leases {
-		if !ka.next.After(t) {
-			ids = append(ids, id)
-			ka.sent = append(ka.sent, t)
-			ka.next = t.Add(keepAliveRetry)
+		if ka.next.After(t) {
+			continue
 		}
+		if n := len(ka.sent); n > 0 && !k.answeredSent.After(ka.sent[n-1]) {
+			continue // queued behind others, not lost
+		}
+		due = append(due, dueLease{id, ka})
+	}
+	slices.SortFunc(due, func(a, b dueLease) int { return a.ka.deadline.Compare(b.ka.deadline) })
+	for _, d := range due {
+		ids = append(ids, d.id)
+		d.ka.sent = append(d.ka.sent, t)
+		d.ka.next = t.Add(keepAliveRetry)
 	}
 	return ids, len(k.leases) > 0
 }
@@ -316,9 +375,15 @@ func (k *keepAlives) due(t time.Time) (ids []LeaseID, left bool) {
 // answer delivers a renewal's answer: the lease's new deadline counts from
 // when its oldest unanswered renewal was sent, which is when the answered
 // one was sent or earlier.
-func (k *keepAlives) answer(r *kvv1.LeaseKeepAliveResponse) {
+func (k *keepAlives) answer(stream uint64, r *kvv1.LeaseKeepAliveResponse) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if stream != k.stream {
+		// A late answer on a stream given up: the renewals it answered
+		// are forgotten, and its send time is not known.
+		return
+	}
+	k.heard = now()
 	ka, ok := k.leases[r.GetId()]
 	if !ok {
 		return
@@ -326,6 +391,9 @@ func (k *keepAlives) answer(r *kvv1.LeaseKeepAliveResponse) {
 	sent := now()
 	if len(ka.sent) > 0 {
 		sent, ka.sent = ka.sent[0], ka.sent[1:]
+		if sent.After(k.answeredSent) {
+			k.answeredSent = sent
+		}
 	}
 	if r.GetTtl() <= 0 {
 		k.dropLocked(r.GetId()) // the lease is gone

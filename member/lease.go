@@ -147,6 +147,9 @@ func (m *Member) onLeader(ctx context.Context, here func(context.Context) error,
 // LeaseRenewLocal is LeaseRenew on the leader (PeerService.LeaseRenew): a
 // member that does not lead refuses.
 func (m *Member) LeaseRenewLocal(ctx context.Context, id int64) (int64, error) {
+	if err := m.awaitTimingLeases(ctx); err != nil {
+		return 0, err
+	}
 	if err := m.confirmLeadership(ctx); err != nil {
 		return 0, err
 	}
@@ -182,6 +185,9 @@ func (m *Member) LeaseTimeToLive(ctx context.Context, id int64, keys bool) (resp
 // LeaseTimeToLiveLocal is LeaseTimeToLive on the leader
 // (PeerService.LeaseTimeToLive): a member that does not lead refuses.
 func (m *Member) LeaseTimeToLiveLocal(ctx context.Context, id int64, keys bool) (*kvv1.LeaseTimeToLiveResponse, error) {
+	if err := m.awaitTimingLeases(ctx); err != nil {
+		return nil, err
+	}
 	if err := m.confirmLeadership(ctx); err != nil {
 		return nil, err
 	}
@@ -220,6 +226,35 @@ func (m *Member) Leases(ctx context.Context) (*kvv1.LeaseLeasesResponse, error) 
 		resp.Leases = append(resp.Leases, &kvv1.LeaseStatus{Id: l.ID})
 	}
 	return resp, nil
+}
+
+// awaitTimingLeases waits until this member, leading, has applied the
+// first command of its term and times leases. A new leader gets there
+// within moments of its election, while the renewals that the election held
+// up arrive: refusing them would make every client of a failed leader start
+// its keep-alive stream over, and send all its renewals again, at the time
+// its leases have the least time left. It fails at once on a member that
+// does not lead, and with ErrNotReady when ctx ends first.
+func (m *Member) awaitTimingLeases(ctx context.Context) error {
+	ctx, cancel := m.withDefaultTimeout(ctx)
+	defer cancel()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		if !m.IsLeader() {
+			return fmt.Errorf("%w: %s is not the leader", ErrNoLeader, m.cfg.Name)
+		}
+		if m.readyTerm.Load() == m.raft.CurrentTerm() && m.lessor.Primary() {
+			return nil
+		}
+		select {
+		case <-poll.C:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s is not timing leases yet", ErrNotReady, m.cfg.Name)
+		case <-m.ctx.Done():
+			return ErrStopped
+		}
+	}
 }
 
 // confirmLeadership makes sure this member leads and has applied

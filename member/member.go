@@ -202,6 +202,7 @@ func (m *Member) start() error {
 	m.goLoop(m.health.run)
 	m.goLoop(m.watchRemoval)
 	m.goLoop(m.expireLeases)
+	m.goLoop(m.hastenElections)
 	if m.joining {
 		m.goLoop(m.join)
 	}
