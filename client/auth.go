@@ -245,15 +245,6 @@ func (t *tokens) get(ctx context.Context) (string, error) {
 	return t.token, nil
 }
 
-// drop forgets tok if it is still the current token.
-func (t *tokens) drop(tok string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.token == tok {
-		t.token = ""
-	}
-}
-
 // tokenExpiry reads a JWT's expiry without verifying it (the members do);
 // a token it cannot read is used until a member refuses it.
 func tokenExpiry(tok string) time.Time {
@@ -314,4 +305,4 @@ func (t *tokens) unary(ctx context.Context, method string, req, reply any, cc *g
 }
 
 // errNoUser: Password without Username.
-var errNoUser = errors.New("Password without Username")
+var errNoUser = errors.New("client: Config.Password is set without Config.Username")

@@ -136,11 +136,12 @@ func (p *Pusher) push(id raft.ServerID, f *follower) {
 		req := &raft.AppendEntriesRequest{
 			RPCHeader:         f.header,
 			Term:              f.term,
-			Leader:            f.leader,
 			PrevLogEntry:      f.matchIndex,
 			PrevLogTerm:       f.matchTerm,
 			LeaderCommitIndex: t,
 		}
+		//lint:ignore SA1019 raft 1.7 still sends and reads it; a push carries what raft's own call carried
+		req.Leader = f.leader
 		addr := f.addr
 		f.told = t // a failed push is not retried; raft's next append tells it
 		p.mu.Unlock()
@@ -169,7 +170,7 @@ func (p *Pusher) sent(id raft.ServerID, addr raft.ServerAddress, req *raft.Appen
 	}
 	f.addr = addr
 	f.header = req.RPCHeader
-	f.leader = req.Leader
+	f.leader = req.Leader //lint:ignore SA1019 kept to send it back as raft does (see push)
 	// If the follower accepts the call, it commits at least up to the
 	// lower of the commit index and the last entry the call names.
 	last := req.PrevLogEntry
