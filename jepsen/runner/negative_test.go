@@ -31,35 +31,19 @@ const liveEnv = "KVD_JEPSEN_LIVE"
 // a new leader and keeps writing. (Followers that lag by a few milliseconds
 // serve stale reads too, even before the fault.)
 func TestNegativeControl(t *testing.T) {
-	if os.Getenv(liveEnv) != "1" {
-		t.Skipf("set %s=1 (as root) to run live jepsen tests", liveEnv)
-	}
-	if !cluster.IsRoot() {
-		t.Fatal("live jepsen tests need root")
-	}
-	runs := os.Getenv("KVD_JEPSEN_RUNS")
-	if runs == "" {
-		runs = t.TempDir()
-	}
+	runs := liveRuns(t)
 	for _, tt := range []struct {
 		name    string
 		unsafe  bool
-		binEnv  string
 		verdict string
 	}{
-		{"release build passes", false, "KVD_JEPSEN_KVD", checker.Valid},
-		{"unsafe build is caught", true, "KVD_JEPSEN_KVD_UNSAFE", checker.Invalid},
+		{"release build passes", false, checker.Valid},
+		{"unsafe build is caught", true, checker.Invalid},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			bin := os.Getenv(tt.binEnv)
-			if bin == "" {
-				var err error
-				if bin, err = BuildKvd(ctx, t.TempDir(), tt.unsafe); err != nil {
-					t.Fatal(err)
-				}
-			}
+			bin := controlKvd(ctx, t, tt.unsafe)
 			cfg := negativeControlConfig(bin, tt.unsafe)
 			name := "release"
 			if tt.unsafe {
@@ -146,16 +130,7 @@ func readsVia(anomalies []checker.RegisterAnomaly, member string, from, to int64
 // guaranteed alive. The lease workload against the release build must pass
 // (the lock workload's release run is in make jepsen-short).
 func TestLeaseNegativeControl(t *testing.T) {
-	if os.Getenv(liveEnv) != "1" {
-		t.Skipf("set %s=1 (as root) to run live jepsen tests", liveEnv)
-	}
-	if !cluster.IsRoot() {
-		t.Fatal("live jepsen tests need root")
-	}
-	runs := os.Getenv("KVD_JEPSEN_RUNS")
-	if runs == "" {
-		runs = t.TempDir()
-	}
+	runs := liveRuns(t)
 	for _, tt := range []struct {
 		workload string
 		unsafe   bool
@@ -174,17 +149,7 @@ func TestLeaseNegativeControl(t *testing.T) {
 		t.Run(tt.workload+" "+name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			envName := "KVD_JEPSEN_KVD"
-			if tt.unsafe {
-				envName = "KVD_JEPSEN_KVD_UNSAFE"
-			}
-			bin := os.Getenv(envName)
-			if bin == "" {
-				var err error
-				if bin, err = BuildKvd(ctx, t.TempDir(), tt.unsafe); err != nil {
-					t.Fatal(err)
-				}
-			}
+			bin := controlKvd(ctx, t, tt.unsafe)
 			cfg := DefaultConfig()
 			cfg.Workload = tt.workload
 			cfg.Nemesis = "none"
@@ -212,4 +177,40 @@ func TestLeaseNegativeControl(t *testing.T) {
 			}
 		})
 	}
+}
+
+// liveRuns skips a live jepsen test unless liveEnv is set, fails it unless
+// it runs as root, and returns where its runs go (KVD_JEPSEN_RUNS, else a
+// temporary directory).
+func liveRuns(t *testing.T) string {
+	t.Helper()
+	if os.Getenv(liveEnv) != "1" {
+		t.Skipf("set %s=1 (as root) to run live jepsen tests", liveEnv)
+	}
+	if !cluster.IsRoot() {
+		t.Fatal("live jepsen tests need root")
+	}
+	if runs := os.Getenv("KVD_JEPSEN_RUNS"); runs != "" {
+		return runs
+	}
+	return t.TempDir()
+}
+
+// controlKvd is the kvd binary of a control's run: the release build, or
+// the kvd_unsafe one when unsafe; from KVD_JEPSEN_KVD or
+// KVD_JEPSEN_KVD_UNSAFE (make builds them once), else built now.
+func controlKvd(ctx context.Context, t *testing.T, unsafe bool) string {
+	t.Helper()
+	env := "KVD_JEPSEN_KVD"
+	if unsafe {
+		env = "KVD_JEPSEN_KVD_UNSAFE"
+	}
+	if bin := os.Getenv(env); bin != "" {
+		return bin
+	}
+	bin, err := BuildKvd(ctx, t.TempDir(), unsafe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }

@@ -3,14 +3,12 @@ package runner
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kvd-io/kvd/jepsen/checker"
-	"github.com/kvd-io/kvd/jepsen/cluster"
 )
 
 // watchDropEvery is how often the broken build drops an event: each
@@ -25,35 +23,19 @@ const watchDropEvery = 97
 // the release build, a member killed under the watchers (so that one of
 // them resumes elsewhere), must pass.
 func TestWatchNegativeControl(t *testing.T) {
-	if os.Getenv(liveEnv) != "1" {
-		t.Skipf("set %s=1 (as root) to run live jepsen tests", liveEnv)
-	}
-	if !cluster.IsRoot() {
-		t.Fatal("live jepsen tests need root")
-	}
-	runs := os.Getenv("KVD_JEPSEN_RUNS")
-	if runs == "" {
-		runs = t.TempDir()
-	}
+	runs := liveRuns(t)
 	for _, tt := range []struct {
 		name    string
 		unsafe  bool
-		binEnv  string
 		verdict string
 	}{
-		{"release build passes", false, "KVD_JEPSEN_KVD", checker.Valid},
-		{"unsafe build is caught", true, "KVD_JEPSEN_KVD_UNSAFE", checker.Invalid},
+		{"release build passes", false, checker.Valid},
+		{"unsafe build is caught", true, checker.Invalid},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			bin := os.Getenv(tt.binEnv)
-			if bin == "" {
-				var err error
-				if bin, err = BuildKvd(ctx, t.TempDir(), tt.unsafe); err != nil {
-					t.Fatal(err)
-				}
-			}
+			bin := controlKvd(ctx, t, tt.unsafe)
 			cfg := watchNegativeControlConfig(bin, tt.unsafe)
 			name := "release"
 			if tt.unsafe {
