@@ -3,7 +3,6 @@ package concurrency_test
 import (
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -16,7 +15,7 @@ import (
 // be stopped by what started it.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	stopExampleCluster()
+	examples.Close()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -26,27 +25,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var (
-	exampleOnce    sync.Once
-	exampleCluster *servertest.Cluster
-)
+// examples is the in-process three-member cluster the examples share;
+// each example writes keys of its own.
+var examples = servertest.Shared{N: 3}
 
-// exampleEndpoints returns the client addresses of an in-process
-// three-member cluster that the examples share, started on first use and
-// stopped by TestMain. Each example writes keys of its own.
-func exampleEndpoints() []string {
-	exampleOnce.Do(func() {
-		c, err := servertest.Start(3)
-		if err != nil {
-			panic(fmt.Sprintf("start the examples' cluster: %v", err))
-		}
-		exampleCluster = c
-	})
-	return exampleCluster.Endpoints()
-}
-
-func stopExampleCluster() {
-	if exampleCluster != nil {
-		exampleCluster.Close()
-	}
-}
+// exampleEndpoints returns the client addresses of the examples' cluster.
+func exampleEndpoints() []string { return examples.Endpoints() }
