@@ -263,6 +263,10 @@ func (h *Hub) appliedOne(c Change) (behind bool) {
 		if c.Revision < w.nextRev || !w.wants(e) {
 			return // starts in the future, or filtered out
 		}
+		w.sentSince = true
+		if h.unsafeDrop() {
+			return
+		}
 		ev := &full
 		if !w.prevKV && e.GetPrevKv() != nil {
 			ev = &stripped
@@ -272,7 +276,6 @@ func (h *Hub) appliedOne(c Change) (behind bool) {
 		} else if full.events == nil {
 			full.set(e)
 		}
-		w.sentSince = true
 		r := &kvv1.WatchResponse{Header: header, WatchId: w.id, Events: ev.events}
 		if !w.stream.pushOne(r, 1, ev.size) {
 			h.unsync(w, c.Revision)
@@ -331,11 +334,8 @@ func (h *Hub) responses(w *watcher, rev int64, events []*kvv1.Event) []*kvv1.Wat
 	w.sentSince = true
 	out := make([]*kvv1.Event, 0, len(events))
 	for _, e := range events {
-		if h.cfg.UnsafeDropEvery > 0 {
-			h.handed++
-			if h.handed%h.cfg.UnsafeDropEvery == 0 {
-				continue // deliberately broken; see Config.UnsafeDropEvery
-			}
+		if h.unsafeDrop() {
+			continue
 		}
 		if w.prevKV || e.GetPrevKv() == nil {
 			out = append(out, e)
@@ -365,6 +365,17 @@ func (h *Hub) responses(w *watcher, rev int64, events []*kvv1.Event) []*kvv1.Wat
 		size += n
 	}
 	return append(rs, resp(out[start:]))
+}
+
+// unsafeDrop counts an event handed to a watcher and reports whether to
+// drop it: every Config.UnsafeDropEvery-th, in deliberately broken builds
+// only. The caller holds h.mu.
+func (h *Hub) unsafeDrop() bool {
+	if h.cfg.UnsafeDropEvery <= 0 {
+		return false
+	}
+	h.handed++
+	return h.handed%h.cfg.UnsafeDropEvery == 0
 }
 
 // unsync moves a watcher to the unsynced set, to be caught up from next.
