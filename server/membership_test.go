@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvd-io/kvd/apierr"
+	"github.com/kvd-io/kvd/internal/poll"
 	"github.com/kvd-io/kvd/member"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	"github.com/kvd-io/kvd/server"
@@ -108,17 +111,42 @@ func TestPromoteRefusedWhileLearnerLags(t *testing.T) {
 	c.Join("m4", true)
 	waitHealthy(t, c, "m4")
 	c.Isolate("m4") // raft traffic only: its API still answers how far it got
+	// The writers report to the test goroutine: t.Fatal must not be called
+	// from theirs.
 	var wg sync.WaitGroup
+	errs := make(chan error, 20)
 	for w := 0; w < 20; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 60; i++ {
-				put(t, c, leader, fmt.Sprintf("lag-%d-%d", w, i), "v")
+				key := fmt.Sprintf("lag-%d-%d", w, i)
+				var failed error // not retryable
+				err := poll.Within(20*time.Second, func() error {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					_, err := c.KV(leader).Put(ctx, &kvv1.PutRequest{Key: []byte(key), Value: []byte("v")})
+					if err != nil && !apierr.IsNotApplied(err) {
+						failed = fmt.Errorf("put %s: %w", key, err)
+						return nil
+					}
+					return err
+				})
+				if err == nil {
+					err = failed
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 	_, err := c.ClusterClient(leader).MemberPromote(ctxT(t, 10*time.Second), &kvv1.MemberPromoteRequest{Name: "m4"})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "behind") {
 		t.Fatalf("promotion of a lagging learner: %v", err)
