@@ -357,21 +357,7 @@ func (w *Lease) Final(ctx context.Context, env FinalEnv) error {
 	}
 	t.Stop()
 
-	names := make([]string, 0, len(env.Members))
-	for n := range env.Members {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var failed []string
-	for _, name := range names {
-		if err := w.finalRead(ctx, env, name); err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-		}
-	}
-	if len(failed) > 0 {
-		return fmt.Errorf("final reads failed: %s", strings.Join(failed, "; "))
-	}
-	return nil
+	return readEveryMember(env, func(name string) error { return w.finalRead(ctx, env, name) })
 }
 
 // finalRead reads every key of the workload on one member, linearizably,

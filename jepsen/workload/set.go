@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -65,28 +64,15 @@ const finalPage = 2000
 // member in turn, retried until it succeeds or the member's share of ctx
 // ends (so one member that never answers cannot starve the others).
 func (s *Set) Final(ctx context.Context, env FinalEnv) error {
-	names := make([]string, 0, len(env.Members))
-	for n := range env.Members {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	share := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
-		share = max(share, time.Until(dl)/time.Duration(len(names)))
+		share = max(share, time.Until(dl)/time.Duration(len(env.Members)))
 	}
-	var failed []string
-	for _, name := range names {
+	return readEveryMember(env, func(name string) error {
 		mctx, cancel := context.WithTimeout(ctx, share)
-		err := s.finalRead(mctx, env, name)
-		cancel()
-		if err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-		}
-	}
-	if len(failed) > 0 {
-		return fmt.Errorf("final reads failed: %s", strings.Join(failed, "; "))
-	}
-	return nil
+		defer cancel()
+		return s.finalRead(mctx, env, name)
+	})
 }
 
 func (s *Set) finalRead(ctx context.Context, env FinalEnv, name string) error {

@@ -299,12 +299,3 @@ func (w *Watch) Check(events []history.Event, _ CheckOptions) (Report, error) {
 	}
 	return Report{Verdict: res.Verdict, Problems: res.Problems, Details: res}, nil
 }
-
-func sortedNames(m map[string]string) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}

@@ -142,3 +142,27 @@ func completion(op history.Event, err error, read bool) history.Event {
 	}
 	return c
 }
+
+// readEveryMember runs a workload's final read on each member in name
+// order and reports the members whose read failed.
+func readEveryMember(env FinalEnv, read func(name string) error) error {
+	var failed []string
+	for _, name := range sortedNames(env.Members) {
+		if err := read(name); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("final reads failed: %s", strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+func sortedNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
