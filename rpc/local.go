@@ -280,6 +280,10 @@ func (l Local) Resign(ctx context.Context, req *kvv1.ResignRequest) (*kvv1.Resig
 	return unary(ctx, l, kvv1.ElectionService_Resign_FullMethodName, req, l.a.election.Resign)
 }
 
+// MinLeaseTTL is the shortest TTL LeaseGrant grants, in seconds: an API
+// whose clients expect a shorter TTL to be raised to it (etcd's) needs it.
+func (l Local) MinLeaseTTL() int64 { return l.a.node.MinLeaseTTL() }
+
 // Streams.
 
 // Watch is kv.v1.WatchService.Watch over ss, which receives
