@@ -32,4 +32,5 @@ func New(local rpc.Local) *API {
 func (a *API) Register(s *grpc.Server) {
 	pb.RegisterKVServer(s, &kvServer{l: a.local})
 	pb.RegisterLeaseServer(s, &leaseServer{l: a.local})
+	pb.RegisterWatchServer(s, &watchServer{l: a.local})
 }

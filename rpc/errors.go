@@ -101,12 +101,21 @@ func toStatus(err error) error {
 // statusFor is the table that turns the errors of method into statuses:
 // kvd's, or another API's (Config.Statuses).
 func (a *API) statusFor(method string) func(error) error {
+	if fn := a.foreignStatus(method); fn != nil {
+		return fn
+	}
+	return toStatus
+}
+
+// foreignStatus is another API's table for method (Config.Statuses), or
+// nil for a method of kvd's.
+func (a *API) foreignStatus(method string) func(error) error {
 	for prefix, fn := range a.cfg.Statuses {
 		if strings.HasPrefix(method, prefix) {
 			return fn
 		}
 	}
-	return toStatus
+	return nil
 }
 
 // unaryErrors is the unary interceptor that turns a handler's error into a
