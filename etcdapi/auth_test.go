@@ -33,7 +33,10 @@ func authCluster(t *testing.T) *servertest.Cluster {
 	ctx := ctxT(t)
 	admin := kvv1.NewAuthServiceClient(c.Member("m1").Conn())
 	steps := []func() error{
-		func() error { _, err := admin.UserAdd(ctx, &kvv1.UserAddRequest{Name: "root", Password: "rootpw"}); return err },
+		func() error {
+			_, err := admin.UserAdd(ctx, &kvv1.UserAddRequest{Name: "root", Password: "rootpw"})
+			return err
+		},
 		func() error {
 			_, err := admin.UserGrantRole(ctx, &kvv1.UserGrantRoleRequest{User: "root", Role: "root"})
 			return err
@@ -155,7 +158,10 @@ func TestEveryMethodAuthorizedAsKvd(t *testing.T) {
 			func(ctx context.Context) error { _, err := ekv.Put(ctx, &pb.PutRequest{Key: key}); return err },
 			func(ctx context.Context) error { _, err := kkv.Put(ctx, &kvv1.PutRequest{Key: key}); return err }),
 		pb.KV_DeleteRange_FullMethodName: pair(
-			func(ctx context.Context) error { _, err := ekv.DeleteRange(ctx, &pb.DeleteRangeRequest{Key: key}); return err },
+			func(ctx context.Context) error {
+				_, err := ekv.DeleteRange(ctx, &pb.DeleteRangeRequest{Key: key})
+				return err
+			},
 			func(ctx context.Context) error {
 				_, err := kkv.DeleteRange(ctx, &kvv1.DeleteRangeRequest{Key: key})
 				return err
@@ -170,8 +176,14 @@ func TestEveryMethodAuthorizedAsKvd(t *testing.T) {
 				return err
 			}),
 		pb.KV_Compact_FullMethodName: pair(
-			func(ctx context.Context) error { _, err := ekv.Compact(ctx, &pb.CompactionRequest{Revision: 1}); return err },
-			func(ctx context.Context) error { _, err := kkv.Compact(ctx, &kvv1.CompactRequest{Revision: 1}); return err }),
+			func(ctx context.Context) error {
+				_, err := ekv.Compact(ctx, &pb.CompactionRequest{Revision: 1})
+				return err
+			},
+			func(ctx context.Context) error {
+				_, err := kkv.Compact(ctx, &kvv1.CompactRequest{Revision: 1})
+				return err
+			}),
 		pb.Watch_Watch_FullMethodName: pair(
 			func(ctx context.Context) error {
 				return firstOnStream(ctx, cc, pb.Watch_ServiceDesc.Streams[0], "/etcdserverpb.Watch/Watch",
@@ -182,13 +194,19 @@ func TestEveryMethodAuthorizedAsKvd(t *testing.T) {
 					&kvv1.WatchRequest{Request: &kvv1.WatchRequest_CreateRequest{CreateRequest: &kvv1.WatchCreateRequest{Key: key}}}, new(kvv1.WatchResponse))
 			}),
 		pb.Lease_LeaseGrant_FullMethodName: pair(
-			func(ctx context.Context) error { _, err := elease.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: 60}); return err },
+			func(ctx context.Context) error {
+				_, err := elease.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: 60})
+				return err
+			},
 			func(ctx context.Context) error {
 				_, err := klease.LeaseGrant(ctx, &kvv1.LeaseGrantRequest{Ttl: 60})
 				return err
 			}),
 		pb.Lease_LeaseRevoke_FullMethodName: pair(
-			func(ctx context.Context) error { _, err := elease.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: 1}); return err },
+			func(ctx context.Context) error {
+				_, err := elease.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: 1})
+				return err
+			},
 			func(ctx context.Context) error {
 				_, err := klease.LeaseRevoke(ctx, &kvv1.LeaseRevokeRequest{Id: 1})
 				return err
@@ -203,7 +221,10 @@ func TestEveryMethodAuthorizedAsKvd(t *testing.T) {
 				return err
 			}),
 		pb.Lease_LeaseLeases_FullMethodName: pair(
-			func(ctx context.Context) error { _, err := elease.LeaseLeases(ctx, &pb.LeaseLeasesRequest{}); return err },
+			func(ctx context.Context) error {
+				_, err := elease.LeaseLeases(ctx, &pb.LeaseLeasesRequest{})
+				return err
+			},
 			func(ctx context.Context) error {
 				_, err := klease.LeaseLeases(ctx, &kvv1.LeaseLeasesRequest{})
 				return err
