@@ -5,7 +5,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
-	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	"github.com/kvd-io/kvd/rpc"
 )
 
@@ -21,9 +20,5 @@ type authServer struct {
 // token, which every etcd and kv.v1 method accepts in the metadata
 // "token", where clientv3 puts it.
 func (s *authServer) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
-	resp, err := s.l.Authenticate(ctx, &kvv1.AuthenticateRequest{Name: r.GetName(), Password: r.GetPassword()})
-	if err != nil {
-		return nil, err
-	}
-	return &pb.AuthenticateResponse{Header: header(resp.GetHeader()), Token: resp.GetToken()}, nil
+	return unary(ctx, s.l, r, total(authenticateRequest), s.l.Authenticate, authenticateResponse)
 }

@@ -253,3 +253,51 @@ func txnChanges(r *kvv1.TxnResponse) bool {
 	}
 	return false
 }
+
+func leaseGrantRequest(r *pb.LeaseGrantRequest) *kvv1.LeaseGrantRequest {
+	return &kvv1.LeaseGrantRequest{Id: r.GetID(), Ttl: r.GetTTL()}
+}
+
+func leaseGrantResponse(r *kvv1.LeaseGrantResponse) *pb.LeaseGrantResponse {
+	return &pb.LeaseGrantResponse{Header: header(r.GetHeader()), ID: r.GetId(), TTL: r.GetTtl()}
+}
+
+func leaseRevokeRequest(r *pb.LeaseRevokeRequest) *kvv1.LeaseRevokeRequest {
+	return &kvv1.LeaseRevokeRequest{Id: r.GetID()}
+}
+
+func leaseRevokeResponse(r *kvv1.LeaseRevokeResponse) *pb.LeaseRevokeResponse {
+	return &pb.LeaseRevokeResponse{Header: header(r.GetHeader())}
+}
+
+func leaseTimeToLiveRequest(r *pb.LeaseTimeToLiveRequest) *kvv1.LeaseTimeToLiveRequest {
+	return &kvv1.LeaseTimeToLiveRequest{Id: r.GetID(), Keys: r.GetKeys()}
+}
+
+func leaseTimeToLiveResponse(r *kvv1.LeaseTimeToLiveResponse) *pb.LeaseTimeToLiveResponse {
+	return &pb.LeaseTimeToLiveResponse{Header: header(r.GetHeader()), ID: r.GetId(), TTL: r.GetTtl(),
+		GrantedTTL: r.GetGrantedTtl(), Keys: r.GetKeys()}
+}
+
+func leaseLeasesRequest(*pb.LeaseLeasesRequest) *kvv1.LeaseLeasesRequest {
+	return &kvv1.LeaseLeasesRequest{}
+}
+
+func leaseLeasesResponse(r *kvv1.LeaseLeasesResponse) *pb.LeaseLeasesResponse {
+	out := &pb.LeaseLeasesResponse{Header: header(r.GetHeader())}
+	if n := len(r.GetLeases()); n > 0 {
+		out.Leases = make([]*pb.LeaseStatus, n)
+		for i, l := range r.GetLeases() {
+			out.Leases[i] = &pb.LeaseStatus{ID: l.GetId()}
+		}
+	}
+	return out
+}
+
+func authenticateRequest(r *pb.AuthenticateRequest) *kvv1.AuthenticateRequest {
+	return &kvv1.AuthenticateRequest{Name: r.GetName(), Password: r.GetPassword()}
+}
+
+func authenticateResponse(r *kvv1.AuthenticateResponse) *pb.AuthenticateResponse {
+	return &pb.AuthenticateResponse{Header: header(r.GetHeader()), Token: r.GetToken()}
+}
