@@ -7,13 +7,19 @@ import (
 	"github.com/kvd-io/kvd/rpc"
 )
 
-// MethodPrefix begins the full name of every method this package serves:
-// the key of ToStatus in rpc.Config.Statuses.
-const MethodPrefix = "/etcdserverpb."
+// MethodPrefixes begin the full names of the methods of etcd's v3 API:
+// etcdserverpb's services, and the lock and election services of
+// etcd's gRPC proxy packages (v3lockpb, v3electionpb). Their errors are
+// etcd's (ToStatus).
+var MethodPrefixes = []string{"/etcdserverpb.", "/v3lockpb.", "/v3electionpb."}
 
 // Statuses is what rpc.Config.Statuses needs for the etcd API.
 func Statuses() map[string]func(error) error {
-	return map[string]func(error) error{MethodPrefix: ToStatus}
+	m := map[string]func(error) error{}
+	for _, p := range MethodPrefixes {
+		m[p] = ToStatus
+	}
+	return m
 }
 
 // API is etcd's v3 services over kvd's kv.v1 services.
