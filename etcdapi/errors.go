@@ -80,6 +80,12 @@ var errorTable = []struct {
 	{member.ErrNotReady, rpctypes.ErrGRPCLeaderChanged},
 	{member.ErrNotApplied, rpctypes.ErrGRPCLeaderChanged},
 	{member.ErrStopped, rpctypes.ErrGRPCStopped},
+	// A member of the cluster, during a rolling upgrade, cannot apply the
+	// request yet: etcd's cluster version is not capable of it.
+	{member.ErrLeasesUnsupported, rpctypes.ErrGRPCNotCapable},
+	{member.ErrAlarmsUnsupported, rpctypes.ErrGRPCNotCapable},
+	{member.ErrCompactUnsupported, rpctypes.ErrGRPCNotCapable},
+	{member.ErrFeatureUnsupported, rpctypes.ErrGRPCNotCapable},
 	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},
 	{context.Canceled, rpctypes.ErrGRPCCanceled},
 }
