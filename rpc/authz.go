@@ -133,6 +133,7 @@ var methodRules = map[string]rule{
 	peerv1.PeerService_ReadIndex_FullMethodName:       ruleMember,
 	peerv1.PeerService_MemberRemoved_FullMethodName:   ruleMember,
 	peerv1.PeerService_LeaseRenew_FullMethodName:      ruleMember,
+	peerv1.PeerService_LeaseRenewBatch_FullMethodName: ruleMember,
 	peerv1.PeerService_LeaseTimeToLive_FullMethodName: ruleMember,
 
 	healthpb.Health_Check_FullMethodName: rulePublic,
