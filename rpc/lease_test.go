@@ -103,6 +103,8 @@ func (f *fakeNode) LeaseTimeToLive(_ context.Context, id int64, keys bool) (*kvv
 	return &kvv1.LeaseTimeToLiveResponse{Id: id, Ttl: ttl, GrantedTtl: ttl}, nil
 }
 
+func (f *fakeNode) MinLeaseTTL() int64 { return 1 }
+
 func (f *fakeNode) Leases(context.Context) (*kvv1.LeaseLeasesResponse, error) {
 	return &kvv1.LeaseLeasesResponse{}, nil
 }

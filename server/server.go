@@ -16,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/kvd-io/kvd/etcdapi"
 	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/memberid"
@@ -140,6 +141,7 @@ func (s *Server) start() error {
 		MaxRequestBytes: s.cfg.MaxRequestBytes, MaxTxnOps: s.cfg.MaxTxnOps, Version: s.cfg.Version, Workers: s.workers, Metrics: s.metrics,
 		TokenKey: tokenKey, TokenTTL: s.cfg.Auth.TokenTTL, BcryptCost: s.cfg.Auth.BcryptCost,
 		ClientCertAuth: s.cfg.ClientTLS.ClientCertAuth, PeerCAs: tlsSet.peerCAs,
+		Statuses: etcdapi.Statuses(),
 	}, s.member, s.peers)
 	if err != nil {
 		return err
@@ -162,6 +164,8 @@ func (s *Server) start() error {
 	}
 	s.grpc = grpc.NewServer(append(opts, api.ServerOptions()...)...)
 	api.Register(s.grpc)
+	// etcd's v3 API on the same port, through the same interceptors.
+	etcdapi.New(api.Local()).Register(s.grpc)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, healthSrv)
 	if s.cfg.HTTPAddr != "" {
