@@ -25,7 +25,7 @@ import (
 type kvJSON struct {
 	Key            string `json:"key"`
 	K              string `json:"k"`
-	Value          string `json:"value,omitempty"` // base64
+	Value          string `json:"value,omitempty"`      // base64
 	ValueSize      int    `json:"value_size,omitempty"` // only with the value
 	CreateRevision int64  `json:"create_revision"`
 	ModRevision    int64  `json:"mod_revision"`
