@@ -268,7 +268,7 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 	ss, err := c.sessions.login(ctx, req.User, req.Password)
 	if err != nil {
 		c.log.Info("console login refused", "user", req.User, "remote", r.RemoteAddr, "error", err)
-		if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.Unauthenticated {
 			// A wrong user or password: say so without the API's wording
 			// about which of the two.
 			writeJSON(w, http.StatusUnauthorized, apiError{Error: "login failed: " + st.Message(), Code: st.Code().String(), Login: true})
