@@ -142,6 +142,26 @@ BENCH_COMPARE_FLAGS ?= --profile
 bench-compare: build
 	$(GO) run ./bench/compare --kvd $(BIN)/kvd --kvctl $(BIN)/kvctl --etcd $(ETCD_PEER) $(BENCH_COMPARE_FLAGS)
 
+# ---- k8s: an unchanged kube-apiserver on kvd through the etcd v3 API.
+# kube-apiserver 1.37 from the Go module proxy: k8s.io/kubernetes replaces
+# its k8s.io/* staging modules with ./staging/..., which a dependency cannot
+# do, so the scratch module tools/k8s replaces each with its published
+# v0.37 version. The build takes about twelve minutes on two cores, so k8s
+# is not part of make test; the binary is rebuilt only when tools/k8s
+# changes. TestKubeAPIServer (e2e/k8s_test.go) starts it on a three-member
+# kvd; KVD_E2E_ETCD=path/to/etcd runs the same test on etcd.
+.PHONY: k8s kube-apiserver
+KUBE_APISERVER := $(BIN)/kube-apiserver
+KUBE_VERSION = $(shell cd tools/k8s && $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
+KUBE_MINOR = $(word 2,$(subst ., ,$(KUBE_VERSION)))
+KUBE_LDFLAGS = -s -w $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(p).gitVersion=$(KUBE_VERSION) -X $(p).gitMajor=1 -X $(p).gitMinor=$(KUBE_MINOR))
+kube-apiserver: $(KUBE_APISERVER)
+$(KUBE_APISERVER): tools/k8s/go.mod tools/k8s/go.sum
+	cd tools/k8s && nice -n 10 $(GO) build -trimpath -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+k8s: $(KUBE_APISERVER)
+	KVD_E2E_KUBE_APISERVER=$(KUBE_APISERVER) $(GO) test -race -count=1 -timeout 20m -v -run '^TestKubeAPIServer$$' ./e2e/
+
 # ---- jepsen: real kvd processes in network namespaces, faults, checked histories.
 # Needs root (network namespaces, iptables); see docs/jepsen.md.
 JEPSEN_RUNS ?= $(CURDIR)/jepsen/runs

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,27 +62,44 @@ type etcdAPICluster struct {
 	// order of names.
 	endpoints []string
 	names     []string
+	// kvd is the kvd cluster; nil when the members are etcd.
+	kvd *cluster
+	// kills SIGKILLs member i and waits for it to be gone.
+	kill func(i int)
 }
 
 // newEtcdAPICluster starts three kvd members, or three etcd members when
-// KVD_E2E_ETCD is set, and waits until each answers etcdctl.
-func newEtcdAPICluster(t *testing.T, ctl *etcdctl) *etcdAPICluster {
+// KVD_E2E_ETCD is set. A kvd cluster has a leader when it returns.
+func newEtcdAPICluster(t *testing.T) *etcdAPICluster {
 	t.Helper()
-	var ec *etcdAPICluster
 	if bin := os.Getenv(etcdEnv); bin != "" {
-		ec = startEtcd(t, bin, 3)
-	} else {
-		c := newCluster(t, 3)
-		c.waitLeader(60*time.Second, c.nodes)
-		ec = &etcdAPICluster{kind: "kvd"}
-		for _, nd := range c.nodes {
-			ec.endpoints = append(ec.endpoints, nd.clientAddr)
-			ec.names = append(ec.names, nd.name)
-		}
+		return startEtcd(t, bin, 3)
 	}
-	ctl.endpoints = ec.endpoints
-	// A write through each member: every one of them serves the etcd API
-	// and the cluster has a leader.
+	c := newCluster(t, 3)
+	c.waitLeader(60*time.Second, c.nodes)
+	ec := &etcdAPICluster{kind: "kvd", kvd: c, kill: func(i int) { c.kill(c.nodes[i]) }}
+	for _, nd := range c.nodes {
+		ec.endpoints = append(ec.endpoints, nd.clientAddr)
+		ec.names = append(ec.names, nd.name)
+	}
+	return ec
+}
+
+// leader returns the index of the leader: kvd's, or the first member of
+// an etcd cluster (whose leader the harness does not look up).
+func (ec *etcdAPICluster) leader(t *testing.T) int {
+	t.Helper()
+	if ec.kvd == nil {
+		return 0
+	}
+	ld := ec.kvd.waitLeader(60*time.Second, ec.kvd.nodes)
+	return slices.Index(ec.kvd.nodes, ld)
+}
+
+// waitServing waits until each member takes a write through etcdctl: all
+// of them serve the etcd API and the cluster has a leader.
+func (ec *etcdAPICluster) waitServing(t *testing.T, ctl *etcdctl) {
+	t.Helper()
 	eventually(t, 60*time.Second, func() error {
 		for _, ep := range ec.endpoints {
 			if _, err := ctl.at(ep).run("", "put", "/e2e/ready", ep); err != nil {
@@ -90,7 +108,6 @@ func newEtcdAPICluster(t *testing.T, ctl *etcdctl) *etcdAPICluster {
 		}
 		return nil
 	})
-	return ec
 }
 
 // startEtcd runs n etcd members on loopback until the test ends.
@@ -106,6 +123,8 @@ func startEtcd(t *testing.T, bin string, n int) *etcdAPICluster {
 		ec.endpoints = append(ec.endpoints, fmt.Sprintf("127.0.0.1:%d", ports[2*i]))
 		initial = append(initial, fmt.Sprintf("%s=http://127.0.0.1:%d", name, ports[2*i+1]))
 	}
+	var kills []func()
+	ec.kill = func(i int) { kills[i]() }
 	for i, name := range ec.names {
 		logPath := filepath.Join(dir, name+".log")
 		logf, err := os.Create(logPath)
@@ -123,6 +142,7 @@ func startEtcd(t *testing.T, bin string, n int) *etcdAPICluster {
 		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+		kills = append(kills, func() { _ = cmd.Process.Signal(syscall.SIGKILL); <-done })
 		t.Cleanup(func() {
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			<-done

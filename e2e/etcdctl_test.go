@@ -29,7 +29,9 @@ func TestEtcdctl(t *testing.T) {
 	}
 	t.Parallel()
 	ctl := &etcdctl{bin: etcdctlBinary(t)}
-	ec := newEtcdAPICluster(t, ctl)
+	ec := newEtcdAPICluster(t)
+	ctl.endpoints = ec.endpoints
+	ec.waitServing(t, ctl)
 	t.Logf("etcdctl %s against %s at %v", etcdctlVersion(t, ctl), ec.kind, ec.endpoints)
 
 	t.Run("put", func(t *testing.T) { testEtcdctlPut(t, ctl) })
