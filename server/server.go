@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/kvd-io/kvd/etcdapi"
 	"github.com/kvd-io/kvd/console"
+	"github.com/kvd-io/kvd/etcdapi"
 	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/memberid"
