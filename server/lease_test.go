@@ -264,8 +264,10 @@ func TestLeaseExpires(t *testing.T) {
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	ctx := ctxT(t, 30*time.Second)
-	id := grant(t, c, leader, 0, 2)
+	// The leader starts the lease's clock when it applies the grant, before
+	// its answer arrives here: count from before the request.
 	granted := time.Now()
+	id := grant(t, c, leader, 0, 2)
 	var first int64
 	for i := range 3 {
 		resp, err := putLease(ctx, c, leader, fmt.Sprintf("e/%d", i), "v", id)
