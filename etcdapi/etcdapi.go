@@ -26,11 +26,29 @@ func New(local rpc.Local) *API {
 	return &API{local: local}
 }
 
+// service is one etcd service and what serves it.
+type service struct {
+	desc *grpc.ServiceDesc
+	impl any
+}
+
+// services are the etcd services served. Every method of each needs a
+// rule in rpc's methodRules (ruleDelegated) and a case in
+// TestEveryMethodAuthorizedAsKvd.
+func (a *API) services() []service {
+	return []service{
+		{&pb.KV_ServiceDesc, &kvServer{l: a.local}},
+		{&pb.Watch_ServiceDesc, &watchServer{l: a.local}},
+		{&pb.Lease_ServiceDesc, &leaseServer{l: a.local}},
+		{&pb.Auth_ServiceDesc, &authServer{l: a.local}},
+	}
+}
+
 // Register registers the etcd services on s, which must serve kvd's API
 // (rpc.API.Register, with rpc.API.ServerOptions and Statuses in its
 // config): the interceptors identify the callers of etcd methods.
-func (a *API) Register(s *grpc.Server) {
-	pb.RegisterKVServer(s, &kvServer{l: a.local})
-	pb.RegisterLeaseServer(s, &leaseServer{l: a.local})
-	pb.RegisterWatchServer(s, &watchServer{l: a.local})
+func (a *API) Register(s grpc.ServiceRegistrar) {
+	for _, svc := range a.services() {
+		s.RegisterService(svc.desc, svc.impl)
+	}
 }

@@ -284,6 +284,9 @@ func (l Local) Resign(ctx context.Context, req *kvv1.ResignRequest) (*kvv1.Resig
 // whose clients expect a shorter TTL to be raised to it (etcd's) needs it.
 func (l Local) MinLeaseTTL() int64 { return l.a.node.MinLeaseTTL() }
 
+// Leaderless reports whether this member knows no leader now.
+func (l Local) Leaderless() bool { return l.a.node.LeaderlessFor() > 0 }
+
 // Streams.
 
 // Watch is kv.v1.WatchService.Watch over ss, which receives
