@@ -75,6 +75,13 @@ func newEtcdAPICluster(t *testing.T) *etcdAPICluster {
 	if bin := os.Getenv(etcdEnv); bin != "" {
 		return startEtcd(t, bin, 3)
 	}
+	// Until the etcd API lands (package etcdapi, issue 19) these tests can
+	// only run against etcd. The check is on the source tree, not on a
+	// server's answer, so that it can never hide a kvd that stopped
+	// serving the API.
+	if _, err := os.Stat(filepath.Join("..", "etcdapi")); err != nil {
+		t.Skipf("kvd does not serve etcd's v3 API yet (no package etcdapi: %v); %s=path/to/etcd runs this test against etcd", err, etcdEnv)
+	}
 	c := newCluster(t, 3)
 	c.waitLeader(60*time.Second, c.nodes)
 	ec := &etcdAPICluster{kind: "kvd", kvd: c, kill: func(i int) { c.kill(c.nodes[i]) }}

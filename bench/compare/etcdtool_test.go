@@ -99,9 +99,9 @@ func TestToolRowVerdict(t *testing.T) {
 		want string
 	}{
 		{row(barThroughput, 3000, 2000, 1, 1), "≥ 1.5 x: met"},
-		{row(barThroughput, 2000, 2000, 1, 1), "≥ 1.5 x: missed (throughput 1.00 x < 1.5 x)"},
+		{row(barThroughput, 2000, 2000, 1, 1), "≥ 1.5 x: missed (throughput 1.000 x < 1.5 x)"},
 		{row(barPut11, 3000, 1000, 0.5, 1), "≥ 1.5 x, p50 ≤ 1.0 x: met"},
-		{row(barPut11, 3000, 1000, 2, 1), "≥ 1.5 x, p50 ≤ 1.0 x: missed (p50 2.00 x > 1.0 x)"},
+		{row(barPut11, 3000, 1000, 2, 1), "≥ 1.5 x, p50 ≤ 1.0 x: missed (p50 2.000 x > 1.0 x)"},
 		{row(barNone, 1, 1000, 2, 1), "-"},
 		{row(barThroughput, 1, 0, 2, 1), "-"},
 	} {
@@ -116,5 +116,9 @@ func TestToolRowVerdict(t *testing.T) {
 	md = (&toolResult{tool: "/x/etcd-benchmark", kvdEndpoints: "a:1", rows: []toolRow{row(barThroughput, 3000, 2000, 1, 1)}}).markdown()
 	if !strings.Contains(md, "| 3000 | 2000 | 1.50 x |") || !strings.Contains(md, "≥ 1.5 x: met |") {
 		t.Errorf("table: %q", md)
+	}
+	md = (&toolResult{kvdEndpoints: "a:1", elsewhere: true, rows: []toolRow{row(barThroughput, 3000, 2000, 1, 1)}}).markdown()
+	if !strings.Contains(md, "| - / 0 |") {
+		t.Errorf("a kvd column run elsewhere shows kvd's CPU: %q", md)
 	}
 }
