@@ -466,6 +466,8 @@ $("history-more").addEventListener("click", () => loadHistory(true));
 
 // ---- watch
 
+const maxWatchLog = 200;
+
 function startWatch() {
   stopWatch();
   const prefix = state.prefix;
@@ -484,7 +486,9 @@ function startWatch() {
   es.addEventListener("event", (ev) => {
     const e = JSON.parse(ev.data);
     const val = e.type === "PUT" ? " = " + textOf(bytesOf(e.kv.value)).slice(0, 80) : "";
-    $("watch-log").prepend(el("li", { class: e.type }, e.type + " " + e.kv.key + val + "  (rev " + e.revision + ")"));
+    const log = $("watch-log");
+    log.prepend(el("li", { class: e.type }, e.type + " " + e.kv.key + val + "  (rev " + e.revision + ")"));
+    while (log.children.length > maxWatchLog) log.lastChild.remove();   // a busy prefix must not grow the page without end
   });
   es.addEventListener("end", (ev) => {
     $("watch-log").prepend(el("li", { class: "bad" }, "watch ended: " + JSON.parse(ev.data).error));
