@@ -13,7 +13,7 @@ STATICCHECK_VERSION := v0.8.2
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run certs etcdctl test check staticcheck unit unsafe-controls fuzz-short proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
+.PHONY: all build run certs etcdctl test browser-deps console-test check staticcheck unit unsafe-controls fuzz-short proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
 
 all: build
 
@@ -124,7 +124,19 @@ fuzz-short:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	done
 
-test: proto-check lint unit unsafe-controls fuzz-short compose-test jepsen-short
+test: proto-check lint browser-deps unit unsafe-controls fuzz-short compose-test jepsen-short
+
+# browser-deps installs Debian's chromium for the console's browser tests
+# (console/browser_test.go), which skip, saying so, where it is missing.
+browser-deps:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else echo "browser-deps: no Chromium and cannot install it (needs root and apt-get): the console's browser tests will skip"; fi
+
+# console-test runs the console's tests, the browser ones included
+# (screenshots go to KVD_ARTIFACTS when set).
+console-test: browser-deps
+	$(GO) test $(TEST_FLAGS) ./console/
 
 clean:
 	rm -rf $(BIN)

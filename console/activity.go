@@ -303,7 +303,7 @@ func (c *Console) handleActivity(w http.ResponseWriter, r *http.Request) {
 	}
 	past, ch, cancel := c.activity.subscribe()
 	defer cancel()
-	if err := sse.send("history", map[string]any{"interval_ms": c.cfg.SampleInterval.Milliseconds(), "samples": past}); err != nil {
+	if err := sse.send("history", map[string]any{"interval_ms": c.cfg.SampleInterval.Milliseconds(), "keep": c.activity.keep, "samples": past}); err != nil {
 		return
 	}
 	ping := time.NewTicker(pingInterval)

@@ -24,6 +24,13 @@ func TestSamplerRunsOnlyWhileSubscribed(t *testing.T) {
 	if !s.running() {
 		t.Fatal("the sampler does not run with a subscriber")
 	}
+	// The first point comes after the baseline reading: requests from then
+	// on are in the points that follow.
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no point within 10s")
+	}
 	// 10 writes and 20 reads, all fast but one slow read.
 	for range 10 {
 		m.ObserveRequest("/kv.v1.KVService/Put", time.Millisecond, nil)

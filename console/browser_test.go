@@ -454,7 +454,7 @@ func testReadOnlyUser(t *testing.T, ctx context.Context, c *servertest.Cluster, 
 	// A watch outside /app/ is refused too.
 	page(t, ctx, "/other/ again", chromedp.Click(chromedp.CSS("#cancel-btn")), chromedp.SetValue(chromedp.CSS("#prefix"), "/other/"), chromedp.Click(chromedp.CSS("#prefix-form button")),
 		chromedp.Click(chromedp.CSS("#watch-btn")))
-	waitText(t, ctx, "#watch-log", "refused")
+	waitText(t, ctx, "#watch-log", "permission denied")
 	screenshot(t, ctx, shots, "console-permission.png")
 	_ = member
 }

@@ -176,13 +176,6 @@ func (s *sessions) dropLocked(ss *session) {
 	go func() { _ = ss.cli.Close() }()
 }
 
-// count is the number of live sessions.
-func (s *sessions) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
-}
-
 func (s *sessions) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -234,6 +234,7 @@ function startActivity() {
   es.addEventListener("history", (ev) => {
     const h = JSON.parse(ev.data);
     samples = h.samples || [];
+    if (h.keep) keepSamples = h.keep;
     drawCharts();
   });
   es.addEventListener("sample", (ev) => {
@@ -267,7 +268,9 @@ function drawCharts() {
     ctx.beginPath();
     let pen = false;
     vals.forEach((v, i) => {
-      const x = w - (vals.length - 1 - i) * (w / (keepSamples - 1));
+      // At least a minute wide, then as wide as the history kept.
+      const span = Math.min(keepSamples, Math.max(60, vals.length));
+      const x = w - (vals.length - 1 - i) * (w / (span - 1));
       if (v == null) { pen = false; return; }
       const y = h - pad - (v / top) * (h - 2 * pad);
       if (pen) ctx.lineTo(x, y); else ctx.moveTo(x, y);
@@ -463,10 +466,13 @@ $("history-more").addEventListener("click", () => loadHistory(true));
 
 // ---- watch
 
+const maxWatchLog = 200;
+
 function startWatch() {
   stopWatch();
   const prefix = state.prefix;
-  const es = new EventSource("/ui/api/watch?" + q({ prefix: b64(prefix) }));
+  const url = "/ui/api/watch?" + q({ prefix: b64(prefix) });
+  const es = new EventSource(url);
   state.watch = es;
   state.watchPrefix = prefix;
   $("watch-prefix").textContent = prefix === "" ? "(all keys)" : prefix;
@@ -480,17 +486,26 @@ function startWatch() {
   es.addEventListener("event", (ev) => {
     const e = JSON.parse(ev.data);
     const val = e.type === "PUT" ? " = " + textOf(bytesOf(e.kv.value)).slice(0, 80) : "";
-    $("watch-log").prepend(el("li", { class: e.type }, e.type + " " + e.kv.key + val + "  (rev " + e.revision + ")"));
+    const log = $("watch-log");
+    log.prepend(el("li", { class: e.type }, e.type + " " + e.kv.key + val + "  (rev " + e.revision + ")"));
+    while (log.children.length > maxWatchLog) log.lastChild.remove();   // a busy prefix must not grow the page without end
   });
   es.addEventListener("end", (ev) => {
     $("watch-log").prepend(el("li", { class: "bad" }, "watch ended: " + JSON.parse(ev.data).error));
     stopWatch(true);
   });
-  es.onerror = () => {
-    if (es.readyState === EventSource.CLOSED) {
-      $("watch-log").prepend(el("li", { class: "bad" }, "watch refused or ended (see the keys list for the error)"));
-      stopWatch(true);
-    }
+  es.onerror = async () => {
+    if (es.readyState !== EventSource.CLOSED) return;   // reconnecting
+    stopWatch(true);
+    // EventSource does not show why it was refused: ask again to read it.
+    let why = "the member refused or ended the watch";
+    const ctl = new AbortController();
+    try {
+      const resp = await fetch(url, { signal: ctl.signal });
+      if (!resp.ok) why = (await resp.json()).error || why;
+    } catch (e) { /* unreachable member: keep the generic reason */ }
+    ctl.abort();
+    $("watch-log").prepend(el("li", { class: "bad" }, "watch refused: " + why));
   };
 }
 function stopWatch(keepPanel) {
