@@ -242,6 +242,9 @@ type writer struct {
 	auth        *bolt.Bucket
 	authState   *auth.State
 	authChanged bool
+	// leaseUser is the user of the command being applied if it is
+	// subject to checkLeasePuts: auth is on and the user is not root.
+	leaseUser string
 	kv          mvcc.Writer
 	// membersChanged is set when a command wrote the members bucket.
 	membersChanged bool
@@ -283,6 +286,9 @@ func (w *writer) put(r *kvv1.PutRequest) (any, error) {
 	if err := t.CheckPut(r.GetKey(), r.GetLease(), r.GetIgnoreValue(), r.GetIgnoreLease()); err != nil {
 		return err, nil // a domain error, found before anything is written
 	}
+	if denied, err := w.checkLeasePuts(r); err != nil || denied != nil {
+		return denied, err
+	}
 	resp, err := t.Put(r)
 	if err != nil {
 		return nil, err
@@ -308,6 +314,9 @@ func (w *writer) txn(r *kvv1.TxnRequest) (any, error) {
 	t := w.kv.Begin()
 	if err := t.CheckTxn(r); err != nil {
 		return err, nil // a domain error, found before anything is written
+	}
+	if denied, err := w.checkLeasePuts(r); err != nil || denied != nil {
+		return denied, err
 	}
 	resp, err := t.Txn(r)
 	if err != nil {
