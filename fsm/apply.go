@@ -245,7 +245,7 @@ type writer struct {
 	// leaseUser is the user of the command being applied if it is
 	// subject to checkLeasePuts: auth is on and the user is not root.
 	leaseUser string
-	kv          mvcc.Writer
+	kv        mvcc.Writer
 	// membersChanged is set when a command wrote the members bucket.
 	membersChanged bool
 	// compacted is set when a command moved the compact revision.
