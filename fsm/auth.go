@@ -310,6 +310,9 @@ func (w *writer) bumpAuth(rev uint64) error {
 		return err
 	}
 	w.authState, w.authChanged = s, true
+	if w.record {
+		w.authMarks = append(w.authMarks, authMark{changes: len(w.changes), state: s})
+	}
 	return nil
 }
 

@@ -155,12 +155,12 @@ func (a *API) Register(s *grpc.Server) {
 	kvv1.RegisterClusterServiceServer(s, &clusterService{node: a.node, conns: a.conns})
 	kvv1.RegisterMaintenanceServiceServer(s, &maintenanceService{node: a.node, version: a.cfg.Version})
 	peerv1.RegisterPeerServiceServer(s, &peerService{node: a.node, cfg: a.cfg, adm: a.adm})
-	kvv1.RegisterWatchServiceServer(s, &watchService{node: a.node, authz: a.authz})
+	kvv1.RegisterWatchServiceServer(s, &watchService{node: a.node})
 	kvv1.RegisterAuthServiceServer(s, &authService{node: a.node, cfg: a.cfg, now: time.Now})
 	kvv1.RegisterLeaseServiceServer(s, &leaseService{node: a.node, cfg: a.cfg})
 	q := &queue{kv: &kvService{node: a.node, cfg: a.cfg, adm: a.adm}, node: a.node}
 	kvv1.RegisterLockServiceServer(s, &lockService{q: q})
-	kvv1.RegisterElectionServiceServer(s, &electionService{q: q})
+	kvv1.RegisterElectionServiceServer(s, &electionService{q: q, authz: a.authz})
 }
 
 type nopMetrics struct{}

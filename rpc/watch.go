@@ -39,8 +39,7 @@ type WatchNode interface {
 // watchService serves kv.v1.WatchService.
 type watchService struct {
 	kvv1.UnimplementedWatchServiceServer
-	node  WatchNode
-	authz *authz
+	node WatchNode
 }
 
 // errLeaderLost ends a stream that asked to require a leader.
@@ -53,6 +52,11 @@ func (w *watchService) Watch(st kvv1.WatchService_WatchServer) error {
 	defer cancel()
 	ws := w.node.NewWatchStream()
 	defer ws.Close()
+	if c := callerFrom(ctx); !c.member {
+		// The hub refuses the caller's watches outside its permissions
+		// and ends those it loses the right to read, as auth changes.
+		ws.Authorize(c.user)
+	}
 	requireLeader := false
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		for _, v := range md.Get(RequireLeaderKey) {
@@ -106,7 +110,6 @@ func (w *watchService) send(ctx context.Context, st kvv1.WatchService_WatchServe
 // receive hands the client's requests to the hub until the client
 // half-closes (nil) or the stream fails.
 func (w *watchService) receive(st kvv1.WatchService_WatchServer, ws *watch.Stream) error {
-	ctx := st.Context()
 	for {
 		req, err := st.Recv()
 		if errors.Is(err, io.EOF) {
@@ -117,11 +120,7 @@ func (w *watchService) receive(st kvv1.WatchService_WatchServer, ws *watch.Strea
 		}
 		switch r := req.GetRequest().(type) {
 		case *kvv1.WatchRequest_CreateRequest:
-			if _, err := w.authz.checkOp(ctx, r.CreateRequest); err != nil {
-				ws.Refuse(r.CreateRequest, err.Error())
-				continue
-			}
-			ws.Watch(r.CreateRequest)
+			ws.Watch(r.CreateRequest) // authorized by the hub (Authorize)
 		case *kvv1.WatchRequest_CancelRequest:
 			ws.Cancel(r.CancelRequest.GetWatchId())
 		case *kvv1.WatchRequest_ProgressRequest:

@@ -28,6 +28,10 @@ type Stream struct {
 	// watchers and nextID are guarded by the hub's mutex.
 	watchers map[int64]*watcher
 	nextID   int64
+	// user is the user whose permissions the watchers need, if checked
+	// (Authorize); guarded by the hub's mutex.
+	user    string
+	checked bool
 
 	mu    sync.Mutex
 	queue []*kvv1.WatchResponse
@@ -94,6 +98,10 @@ func (s *Stream) Watch(req *kvv1.WatchCreateRequest) {
 		id = s.nextID
 	}
 	if err := checkRange(req.GetKey(), req.GetRangeEnd()); err != nil {
+		refuse(id, err.Error())
+		return
+	}
+	if err := s.authorizeLocked(req.GetKey(), req.GetRangeEnd()); err != nil {
 		refuse(id, err.Error())
 		return
 	}
