@@ -7,8 +7,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/raft"
-	"golang.org/x/crypto/bcrypt"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/internal/auth"
