@@ -284,6 +284,12 @@ func (l Local) Resign(ctx context.Context, req *kvv1.ResignRequest) (*kvv1.Resig
 // whose clients expect a shorter TTL to be raised to it (etcd's) needs it.
 func (l Local) MinLeaseTTL() int64 { return l.a.node.MinLeaseTTL() }
 
+// Linearize waits until this member reflects every write acknowledged
+// before the call, as a linearizable read does first: for a read of
+// another API that has no kv.v1 request of its own (etcd's linearizable
+// MemberList). It reads nothing, so it needs no permission.
+func (l Local) Linearize(ctx context.Context) error { return l.a.node.Linearize(ctx) }
+
 // Streams.
 
 // Watch is kv.v1.WatchService.Watch over ss, which receives
