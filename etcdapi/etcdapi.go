@@ -1,6 +1,8 @@
 package etcdapi
 
 import (
+	"fmt"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 
@@ -19,11 +21,16 @@ func Statuses() map[string]func(error) error {
 // API is etcd's v3 services over kvd's kv.v1 services.
 type API struct {
 	local rpc.Local
+	cfg   Config
 }
 
-// New returns the etcd API over local; Register serves it.
-func New(local rpc.Local) *API {
-	return &API{local: local}
+// New returns the etcd API over local; Register serves it. It fails if
+// cfg does not validate.
+func New(local rpc.Local, cfg Config) (*API, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("etcdapi: %w", err)
+	}
+	return &API{local: local, cfg: cfg}, nil
 }
 
 // Register registers the etcd services on s, which must serve kvd's API
@@ -33,4 +40,5 @@ func (a *API) Register(s *grpc.Server) {
 	pb.RegisterKVServer(s, &kvServer{l: a.local})
 	pb.RegisterLeaseServer(s, &leaseServer{l: a.local})
 	pb.RegisterWatchServer(s, &watchServer{l: a.local})
+	pb.RegisterMaintenanceServer(s, &maintenanceServer{l: a.local, cfg: a.cfg})
 }

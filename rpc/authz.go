@@ -154,7 +154,8 @@ var methodRules = map[string]rule{
 
 	// etcd's v3 API (package etcdapi) does its work through Local; each
 	// of its kv.v1 calls meets that method's rule. RangeStream answers
-	// Unimplemented to anybody.
+	// Unimplemented to anybody, and so does Downgrade (its cancel, etcd's
+	// "no inflight downgrade job").
 	etcdpb.KV_Range_FullMethodName:       ruleDelegated,
 	etcdpb.KV_RangeStream_FullMethodName: ruleDelegated,
 	etcdpb.KV_Put_FullMethodName:         ruleDelegated,
@@ -169,6 +170,21 @@ var methodRules = map[string]rule{
 	etcdpb.Lease_LeaseKeepAlive_FullMethodName:  ruleDelegated,
 	etcdpb.Lease_LeaseTimeToLive_FullMethodName: ruleDelegated,
 	etcdpb.Lease_LeaseLeases_FullMethodName:     ruleDelegated,
+
+	etcdpb.Maintenance_Alarm_FullMethodName:      ruleDelegated,
+	etcdpb.Maintenance_Status_FullMethodName:     ruleDelegated,
+	etcdpb.Maintenance_Defragment_FullMethodName: ruleDelegated,
+	etcdpb.Maintenance_Hash_FullMethodName:       ruleDelegated,
+	etcdpb.Maintenance_HashKV_FullMethodName:     ruleDelegated,
+	etcdpb.Maintenance_Snapshot_FullMethodName:   ruleDelegated,
+	etcdpb.Maintenance_MoveLeader_FullMethodName: ruleDelegated,
+	etcdpb.Maintenance_Downgrade_FullMethodName:  ruleDelegated,
+
+	etcdpb.Cluster_MemberAdd_FullMethodName:     ruleDelegated,
+	etcdpb.Cluster_MemberRemove_FullMethodName:  ruleDelegated,
+	etcdpb.Cluster_MemberUpdate_FullMethodName:  ruleDelegated,
+	etcdpb.Cluster_MemberList_FullMethodName:    ruleDelegated,
+	etcdpb.Cluster_MemberPromote_FullMethodName: ruleDelegated,
 
 	healthpb.Health_Check_FullMethodName: rulePublic,
 	healthpb.Health_Watch_FullMethodName: rulePublic,
