@@ -41,4 +41,5 @@ func (a *API) Register(s *grpc.Server) {
 	pb.RegisterLeaseServer(s, &leaseServer{l: a.local})
 	pb.RegisterWatchServer(s, &watchServer{l: a.local})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{l: a.local, cfg: a.cfg})
+	pb.RegisterClusterServer(s, &clusterServer{l: a.local, cfg: a.cfg})
 }
