@@ -6,16 +6,24 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 
+	"github.com/kvd-io/kvd/etcdapi/proto/v3lockpb"
 	"github.com/kvd-io/kvd/rpc"
 )
 
-// MethodPrefix begins the full name of every method this package serves:
-// the key of ToStatus in rpc.Config.Statuses.
+// MethodPrefix begins the full name of every method of etcd's
+// etcdserverpb services: the key of ToStatus in rpc.Config.Statuses.
 const MethodPrefix = "/etcdserverpb."
+
+// LockMethodPrefix and ElectionMethodPrefix begin the full names of the
+// methods of etcd's v3lockpb and v3electionpb services.
+const (
+	LockMethodPrefix     = "/v3lockpb."
+	ElectionMethodPrefix = "/v3electionpb."
+)
 
 // Statuses is what rpc.Config.Statuses needs for the etcd API.
 func Statuses() map[string]func(error) error {
-	return map[string]func(error) error{MethodPrefix: ToStatus}
+	return map[string]func(error) error{MethodPrefix: ToStatus, LockMethodPrefix: ToStatus, ElectionMethodPrefix: ToStatus}
 }
 
 // API is etcd's v3 services over kvd's kv.v1 services.
@@ -42,4 +50,5 @@ func (a *API) Register(s *grpc.Server) {
 	pb.RegisterWatchServer(s, &watchServer{l: a.local})
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{l: a.local, cfg: a.cfg})
 	pb.RegisterClusterServer(s, &clusterServer{l: a.local, cfg: a.cfg})
+	v3lockpb.RegisterLockServer(s, &lockServer{l: a.local})
 }

@@ -14,6 +14,8 @@ import (
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/etcdapi/proto/v3electionpb"
+	"github.com/kvd-io/kvd/etcdapi/proto/v3lockpb"
 	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/member"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
@@ -185,6 +187,15 @@ var methodRules = map[string]rule{
 	etcdpb.Cluster_MemberUpdate_FullMethodName:  ruleDelegated,
 	etcdpb.Cluster_MemberList_FullMethodName:    ruleDelegated,
 	etcdpb.Cluster_MemberPromote_FullMethodName: ruleDelegated,
+
+	v3lockpb.Lock_Lock_FullMethodName:   ruleDelegated,
+	v3lockpb.Lock_Unlock_FullMethodName: ruleDelegated,
+
+	v3electionpb.Election_Campaign_FullMethodName: ruleDelegated,
+	v3electionpb.Election_Proclaim_FullMethodName: ruleDelegated,
+	v3electionpb.Election_Leader_FullMethodName:   ruleDelegated,
+	v3electionpb.Election_Observe_FullMethodName:  ruleDelegated,
+	v3electionpb.Election_Resign_FullMethodName:   ruleDelegated,
 
 	healthpb.Health_Check_FullMethodName: rulePublic,
 	healthpb.Health_Watch_FullMethodName: rulePublic,
