@@ -6,6 +6,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 
+	"github.com/kvd-io/kvd/etcdapi/proto/v3electionpb"
 	"github.com/kvd-io/kvd/etcdapi/proto/v3lockpb"
 	"github.com/kvd-io/kvd/rpc"
 )
@@ -51,4 +52,5 @@ func (a *API) Register(s *grpc.Server) {
 	pb.RegisterMaintenanceServer(s, &maintenanceServer{l: a.local, cfg: a.cfg})
 	pb.RegisterClusterServer(s, &clusterServer{l: a.local, cfg: a.cfg})
 	v3lockpb.RegisterLockServer(s, &lockServer{l: a.local})
+	v3electionpb.RegisterElectionServer(s, &electionServer{l: a.local})
 }
