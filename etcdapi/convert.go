@@ -175,27 +175,129 @@ func txnRequest(r *pb.TxnRequest) (*kvv1.TxnRequest, error) {
 	return out, nil
 }
 
+// txnResponse is r in etcd's terms. etcd gives every response inside a
+// txn a header holding only a revision, zero but for ranges: a range
+// reads at the revision before the txn until an op of the txn changed
+// something, and at the txn's own revision after. Clients use it
+// (concurrency.STM takes its snapshot revision from the first range).
 func txnResponse(r *kvv1.TxnResponse) *pb.TxnResponse {
 	if r == nil {
 		return nil
 	}
-	out := &pb.TxnResponse{Header: header(r.GetHeader()), Succeeded: r.GetSucceeded()}
-	if len(r.GetResponses()) > 0 {
-		out.Responses = make([]*pb.ResponseOp, len(r.GetResponses()))
-		for i, op := range r.GetResponses() {
-			o := &pb.ResponseOp{}
-			switch v := op.GetResponse().(type) {
-			case *kvv1.ResponseOp_ResponseRange:
-				o.Response = &pb.ResponseOp_ResponseRange{ResponseRange: rangeResponse(v.ResponseRange)}
-			case *kvv1.ResponseOp_ResponsePut:
-				o.Response = &pb.ResponseOp_ResponsePut{ResponsePut: putResponse(v.ResponsePut)}
-			case *kvv1.ResponseOp_ResponseDeleteRange:
-				o.Response = &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: deleteRangeResponse(v.ResponseDeleteRange)}
-			case *kvv1.ResponseOp_ResponseTxn:
-				o.Response = &pb.ResponseOp_ResponseTxn{ResponseTxn: txnResponse(v.ResponseTxn)}
+	rev := r.GetHeader().GetRevision()
+	h := &innerHeaders{rev: rev, begin: rev}
+	if txnChanges(r) {
+		h.begin = rev - 1
+	}
+	out := h.txn(r)
+	out.Header = header(r.GetHeader())
+	return out
+}
+
+// innerHeaders numbers the ranges of a txn as etcd does.
+type innerHeaders struct {
+	rev, begin int64 // the txn's revision, the one before it if it wrote
+	changed    bool  // an op so far changed something
+}
+
+func (h *innerHeaders) txn(r *kvv1.TxnResponse) *pb.TxnResponse {
+	out := &pb.TxnResponse{Header: &pb.ResponseHeader{}, Succeeded: r.GetSucceeded()}
+	if len(r.GetResponses()) == 0 {
+		return out
+	}
+	out.Responses = make([]*pb.ResponseOp, len(r.GetResponses()))
+	for i, op := range r.GetResponses() {
+		o := &pb.ResponseOp{}
+		switch v := op.GetResponse().(type) {
+		case *kvv1.ResponseOp_ResponseRange:
+			rr := rangeResponse(v.ResponseRange)
+			rr.Header = &pb.ResponseHeader{Revision: h.begin}
+			if h.changed {
+				rr.Header.Revision = h.rev
 			}
-			out.Responses[i] = o
+			o.Response = &pb.ResponseOp_ResponseRange{ResponseRange: rr}
+		case *kvv1.ResponseOp_ResponsePut:
+			h.changed = true
+			pr := putResponse(v.ResponsePut)
+			pr.Header = &pb.ResponseHeader{}
+			o.Response = &pb.ResponseOp_ResponsePut{ResponsePut: pr}
+		case *kvv1.ResponseOp_ResponseDeleteRange:
+			h.changed = h.changed || v.ResponseDeleteRange.GetDeleted() > 0
+			dr := deleteRangeResponse(v.ResponseDeleteRange)
+			dr.Header = &pb.ResponseHeader{}
+			o.Response = &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: dr}
+		case *kvv1.ResponseOp_ResponseTxn:
+			o.Response = &pb.ResponseOp_ResponseTxn{ResponseTxn: h.txn(v.ResponseTxn)}
+		}
+		out.Responses[i] = o
+	}
+	return out
+}
+
+// txnChanges reports whether a txn's ops changed anything: then it has a
+// revision of its own.
+func txnChanges(r *kvv1.TxnResponse) bool {
+	for _, op := range r.GetResponses() {
+		switch v := op.GetResponse().(type) {
+		case *kvv1.ResponseOp_ResponsePut:
+			return true
+		case *kvv1.ResponseOp_ResponseDeleteRange:
+			if v.ResponseDeleteRange.GetDeleted() > 0 {
+				return true
+			}
+		case *kvv1.ResponseOp_ResponseTxn:
+			if txnChanges(v.ResponseTxn) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func leaseGrantRequest(r *pb.LeaseGrantRequest) *kvv1.LeaseGrantRequest {
+	return &kvv1.LeaseGrantRequest{Id: r.GetID(), Ttl: r.GetTTL()}
+}
+
+func leaseGrantResponse(r *kvv1.LeaseGrantResponse) *pb.LeaseGrantResponse {
+	return &pb.LeaseGrantResponse{Header: header(r.GetHeader()), ID: r.GetId(), TTL: r.GetTtl()}
+}
+
+func leaseRevokeRequest(r *pb.LeaseRevokeRequest) *kvv1.LeaseRevokeRequest {
+	return &kvv1.LeaseRevokeRequest{Id: r.GetID()}
+}
+
+func leaseRevokeResponse(r *kvv1.LeaseRevokeResponse) *pb.LeaseRevokeResponse {
+	return &pb.LeaseRevokeResponse{Header: header(r.GetHeader())}
+}
+
+func leaseTimeToLiveRequest(r *pb.LeaseTimeToLiveRequest) *kvv1.LeaseTimeToLiveRequest {
+	return &kvv1.LeaseTimeToLiveRequest{Id: r.GetID(), Keys: r.GetKeys()}
+}
+
+func leaseTimeToLiveResponse(r *kvv1.LeaseTimeToLiveResponse) *pb.LeaseTimeToLiveResponse {
+	return &pb.LeaseTimeToLiveResponse{Header: header(r.GetHeader()), ID: r.GetId(), TTL: r.GetTtl(),
+		GrantedTTL: r.GetGrantedTtl(), Keys: r.GetKeys()}
+}
+
+func leaseLeasesRequest(*pb.LeaseLeasesRequest) *kvv1.LeaseLeasesRequest {
+	return &kvv1.LeaseLeasesRequest{}
+}
+
+func leaseLeasesResponse(r *kvv1.LeaseLeasesResponse) *pb.LeaseLeasesResponse {
+	out := &pb.LeaseLeasesResponse{Header: header(r.GetHeader())}
+	if n := len(r.GetLeases()); n > 0 {
+		out.Leases = make([]*pb.LeaseStatus, n)
+		for i, l := range r.GetLeases() {
+			out.Leases[i] = &pb.LeaseStatus{ID: l.GetId()}
 		}
 	}
 	return out
+}
+
+func authenticateRequest(r *pb.AuthenticateRequest) *kvv1.AuthenticateRequest {
+	return &kvv1.AuthenticateRequest{Name: r.GetName(), Password: r.GetPassword()}
+}
+
+func authenticateResponse(r *kvv1.AuthenticateResponse) *pb.AuthenticateResponse {
+	return &pb.AuthenticateResponse{Header: header(r.GetHeader()), Token: r.GetToken()}
 }

@@ -42,15 +42,33 @@ func New(local rpc.Local, cfg Config) (*API, error) {
 	return &API{local: local, cfg: cfg}, nil
 }
 
+// service is one etcd service and what serves it.
+type service struct {
+	desc *grpc.ServiceDesc
+	impl any
+}
+
+// services are the etcd services served. Every method of each needs a
+// rule in rpc's methodRules (ruleDelegated) and a case in
+// TestEveryMethodAuthorizedAsKvd.
+func (a *API) services() []service {
+	return []service{
+		{&pb.KV_ServiceDesc, &kvServer{l: a.local}},
+		{&pb.Watch_ServiceDesc, &watchServer{l: a.local}},
+		{&pb.Lease_ServiceDesc, &leaseServer{l: a.local}},
+		{&pb.Auth_ServiceDesc, &authServer{l: a.local}},
+		{&pb.Maintenance_ServiceDesc, &maintenanceServer{l: a.local, cfg: a.cfg}},
+		{&pb.Cluster_ServiceDesc, &clusterServer{l: a.local, cfg: a.cfg}},
+		{&v3lockpb.Lock_ServiceDesc, &lockServer{l: a.local}},
+		{&v3electionpb.Election_ServiceDesc, &electionServer{l: a.local}},
+	}
+}
+
 // Register registers the etcd services on s, which must serve kvd's API
 // (rpc.API.Register, with rpc.API.ServerOptions and Statuses in its
 // config): the interceptors identify the callers of etcd methods.
-func (a *API) Register(s *grpc.Server) {
-	pb.RegisterKVServer(s, &kvServer{l: a.local})
-	pb.RegisterLeaseServer(s, &leaseServer{l: a.local})
-	pb.RegisterWatchServer(s, &watchServer{l: a.local})
-	pb.RegisterMaintenanceServer(s, &maintenanceServer{l: a.local, cfg: a.cfg})
-	pb.RegisterClusterServer(s, &clusterServer{l: a.local, cfg: a.cfg})
-	v3lockpb.RegisterLockServer(s, &lockServer{l: a.local})
-	v3electionpb.RegisterElectionServer(s, &electionServer{l: a.local})
+func (a *API) Register(s grpc.ServiceRegistrar) {
+	for _, svc := range a.services() {
+		s.RegisterService(svc.desc, svc.impl)
+	}
 }

@@ -19,15 +19,7 @@ type kvServer struct {
 }
 
 func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	req, err := rangeRequest(r)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := k.l.Range(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return rangeResponse(resp), nil
+	return unary(ctx, k.l, r, rangeRequest, k.l.Range, rangeResponse)
 }
 
 // errRangeStream: clients fall back to Range when RangeStream is
@@ -39,37 +31,25 @@ func (k *kvServer) RangeStream(*pb.RangeRequest, grpc.ServerStreamingServer[pb.R
 }
 
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	resp, err := k.l.Put(ctx, putRequest(r))
-	if err != nil {
-		return nil, err
-	}
-	return putResponse(resp), nil
+	return unary(ctx, k.l, r, total(putRequest), k.l.Put, putResponse)
 }
 
 func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	resp, err := k.l.DeleteRange(ctx, deleteRangeRequest(r))
-	if err != nil {
-		return nil, err
-	}
-	return deleteRangeResponse(resp), nil
+	return unary(ctx, k.l, r, total(deleteRangeRequest), k.l.DeleteRange, deleteRangeResponse)
 }
 
 func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	req, err := txnRequest(r)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := k.l.Txn(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return txnResponse(resp), nil
+	return unary(ctx, k.l, r, txnRequest, k.l.Txn, txnResponse)
 }
 
 func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	resp, err := k.l.Compact(ctx, &kvv1.CompactRequest{Revision: r.GetRevision(), Physical: r.GetPhysical()})
-	if err != nil {
-		return nil, err
-	}
-	return &pb.CompactionResponse{Header: header(resp.GetHeader())}, nil
+	return unary(ctx, k.l, r, total(compactRequest), k.l.Compact, compactResponse)
+}
+
+func compactRequest(r *pb.CompactionRequest) *kvv1.CompactRequest {
+	return &kvv1.CompactRequest{Revision: r.GetRevision(), Physical: r.GetPhysical()}
+}
+
+func compactResponse(r *kvv1.CompactResponse) *pb.CompactionResponse {
+	return &pb.CompactionResponse{Header: header(r.GetHeader())}
 }

@@ -290,6 +290,9 @@ func (l Local) MinLeaseTTL() int64 { return l.a.node.MinLeaseTTL() }
 // MemberList). It reads nothing, so it needs no permission.
 func (l Local) Linearize(ctx context.Context) error { return l.a.node.Linearize(ctx) }
 
+// Leaderless reports whether this member knows no leader now.
+func (l Local) Leaderless() bool { return l.a.node.LeaderlessFor() > 0 }
+
 // Streams.
 
 // Watch is kv.v1.WatchService.Watch over ss, which receives

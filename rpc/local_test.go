@@ -93,3 +93,33 @@ func TestLocalAuthorizes(t *testing.T) {
 		t.Errorf("Put of 2 KiB: %v, want request too large", err)
 	}
 }
+
+// TestConfigStatuses: another API's error table is keyed by a method
+// prefix; the interceptors use it for that API's methods only.
+func TestConfigStatuses(t *testing.T) {
+	base := Config{MaxRequestBytes: 1 << 10, Workers: workers.New()}
+	for _, bad := range []map[string]func(error) error{
+		{"etcdserverpb.": func(err error) error { return err }},
+		{"/etcdserverpb.": nil},
+	} {
+		cfg := base
+		cfg.Statuses = bad
+		if err := cfg.Validate(); err == nil {
+			t.Errorf("Statuses %v: valid, want refused", bad)
+		}
+	}
+	other := errors.New("the other API's status")
+	cfg := base
+	cfg.Statuses = map[string]func(error) error{"/other.": func(error) error { return other }}
+	node := &fakeNode{name: "m1", leader: true, kv: map[string]int{}, drain: make(chan struct{})}
+	api, err := New(cfg, node, dialer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := api.statusFor("/other.KV/Range")(auth.ErrPermissionDenied); got != other {
+		t.Errorf("the other API's method: %v, want its table's", got)
+	}
+	if got := api.statusFor(kvv1.KVService_Range_FullMethodName)(auth.ErrPermissionDenied); got == other || got.Error() != toStatus(auth.ErrPermissionDenied).Error() {
+		t.Errorf("kvd's method: %v, want kvd's table's", got)
+	}
+}

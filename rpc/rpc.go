@@ -7,6 +7,12 @@
 // handlers return the member's errors, and one unary and one stream
 // interceptor convert them at the return of every call; the ops of a stream
 // are converted by one helper.
+//
+// Another API served on the same gRPC server (package etcdapi, etcd's v3
+// API) does its work through Local, the kv.v1 services called in process
+// with the same authorization and admission (local.go); its methods have
+// the rule ruleDelegated, and its errors go through its own table
+// (Config.Statuses) instead of kvd's.
 package rpc
 
 import (

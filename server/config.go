@@ -25,9 +25,11 @@ type Config struct {
 	// address it bound is what other members and clients are told, so it
 	// must not be a wildcard then.
 	ClientAddr string
-	// HTTPAddr is where /metrics, /healthz, /readyz and /debug/pprof are
-	// served; empty turns that listener off.
+	// HTTPAddr is where /metrics, /healthz, /readyz, /debug/pprof and the
+	// web console (/ui/, see UI) are served; empty turns that listener off.
 	HTTPAddr string
+	// UI configures the web console on HTTPAddr.
+	UI UIConfig
 	// MaxRequestBytes bounds the encoded size of one request.
 	MaxRequestBytes int
 	// MaxTxnOps bounds the compares and the operations of each branch of a
@@ -68,6 +70,17 @@ type AuthConfig struct {
 	BcryptCost int
 }
 
+// UIConfig configures the web console (package console), served under
+// /ui/ on HTTPAddr when that is set. The zero value turns it off;
+// DefaultConfig turns it on.
+type UIConfig struct {
+	// Enabled serves the console.
+	Enabled bool
+	// ReadOnly refuses every change through the console (it still shows
+	// everything the user may read).
+	ReadOnly bool
+}
+
 // Peer is one founding member: its name and raft address.
 type Peer = member.Peer
 
@@ -76,6 +89,7 @@ func DefaultConfig() Config {
 	return Config{
 		Config:          member.DefaultConfig(),
 		ClientAddr:      "127.0.0.1:7379",
+		UI:              UIConfig{Enabled: true},
 		MaxRequestBytes: 1536 * 1024,
 		Version:         "dev",
 	}

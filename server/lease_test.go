@@ -264,8 +264,10 @@ func TestLeaseExpires(t *testing.T) {
 	c := servertest.New(t, 3)
 	leader := c.Leader(20 * time.Second)
 	ctx := ctxT(t, 30*time.Second)
-	id := grant(t, c, leader, 0, 2)
+	// The leader starts the lease's clock when it applies the grant, before
+	// its answer arrives here: count from before the request.
 	granted := time.Now()
+	id := grant(t, c, leader, 0, 2)
 	var first int64
 	for i := range 3 {
 		resp, err := putLease(ctx, c, leader, fmt.Sprintf("e/%d", i), "v", id)
@@ -316,9 +318,15 @@ func TestLeaseKeptAliveAcrossLeaderChange(t *testing.T) {
 	for i, name := range c.Names() {
 		id := grant(t, c, name, 0, 3)
 		ids = append(ids, id)
-		if _, err := putLease(ctxT(t, 10*time.Second), c, name, fmt.Sprintf("alive/%d", i), "v", id); err != nil {
-			t.Fatal(err)
-		}
+		// Retry what certainly was not applied: an election can come at
+		// any time on a loaded machine.
+		c.Eventually(20*time.Second, func() error {
+			_, err := putLease(ctxT(t, 10*time.Second), c, name, fmt.Sprintf("alive/%d", i), "v", id)
+			if err != nil && !apierr.IsNotApplied(err) {
+				t.Fatal(err)
+			}
+			return err
+		})
 		// Every member renews one lease; the stopped leader's lease
 		// must then be renewed through another.
 		via := name
