@@ -15,9 +15,9 @@
 //
 // Errors are etcd's, with etcd's exact codes and messages (errors.go,
 // ToStatus), because etcd's clients match them by their text. ToStatus is
-// given to rpc (rpc.Config.Statuses, for MethodPrefixes) so that the
-// errors raised by kvd's interceptors on etcd methods (no credentials,
-// permission denied, request too large) are etcd's too.
+// given to rpc (rpc.Config.Statuses, for the method prefixes of Statuses)
+// so that the errors raised by kvd's interceptors on etcd methods (no
+// credentials, permission denied, request too large) are etcd's too.
 //
 // To add a service: give each of its methods the rule ruleDelegated in
 // rpc's methodRules; write its server in a file of its own, embedding the

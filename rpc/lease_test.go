@@ -113,6 +113,18 @@ func (f *fakeNode) LeaseRenewLocal(ctx context.Context, id int64) (int64, error)
 	return f.LeaseRenew(ctx, id)
 }
 
+func (f *fakeNode) LeaseRenewBatchLocal(ctx context.Context, ids []int64) ([]int64, error) {
+	ttls := make([]int64, len(ids))
+	for i, id := range ids {
+		ttl, err := f.LeaseRenew(ctx, id)
+		if err != nil && !errors.Is(err, member.ErrLeaseNotFound) {
+			return nil, err
+		}
+		ttls[i] = ttl
+	}
+	return ttls, nil
+}
+
 func (f *fakeNode) LeaseTimeToLiveLocal(ctx context.Context, id int64, keys bool) (*kvv1.LeaseTimeToLiveResponse, error) {
 	return f.LeaseTimeToLive(ctx, id, keys)
 }
