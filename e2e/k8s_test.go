@@ -190,6 +190,8 @@ func startKubeAPIServer(t *testing.T, bin string, ec *etcdAPICluster) *kubeAPISe
 		"--etcd-compaction-interval", "20s",
 		"--event-ttl", "20s",
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+		// The endpoint reconciler refuses a loopback address.
+		"--endpoint-reconciler-type", "none",
 		"--secure-port", fmt.Sprint(port),
 		"--cert-dir", filepath.Join(dir, "certs"),
 		"--tls-cert-file", filepath.Join(dir, "serving.crt"), "--tls-private-key-file", filepath.Join(dir, "serving.key"),
