@@ -40,8 +40,9 @@ const kubeAPIServerEnv = "KVD_E2E_KUBE_APISERVER"
 // readiness, the system namespaces, ConfigMaps through create, patch, get,
 // paged lists, a watch from a resourceVersion and delete, Events that
 // expire after --event-ttl, the apiserver's own compactions every 20 s
-// without a storage error, and service going on after kill -9 of the kvd
-// leader.
+// without a storage error, consistent lists from the watch cache (which
+// take an etcd version of at least 3.5.13 and watch progress requests),
+// and service going on after kill -9 of the kvd leader.
 func TestKubeAPIServer(t *testing.T) {
 	bin := os.Getenv(kubeAPIServerEnv)
 	if bin == "" {
@@ -135,6 +136,27 @@ func TestKubeAPIServer(t *testing.T) {
 				return nil
 			})
 		}
+	})
+	t.Run("consistent-reads-from-cache", func(t *testing.T) {
+		// kube-apiserver asks each endpoint's Maintenance.Status for its
+		// version, and from etcd 3.5.13 on serves consistent lists from
+		// its watch cache after a watch progress request; below that, or
+		// without an answer, every such list goes to storage and this
+		// counter stays absent.
+		served := regexp.MustCompile(`(?m)^apiserver_watch_cache_consistent_read_total\{fallback="false",group="",resource="configmaps",success="true"\} (\d+)`)
+		eventually(t, 2*time.Minute, func() error {
+			if err := ka.get("/api/v1/namespaces/kube-system/configmaps", nil); err != nil {
+				return err
+			}
+			code, metrics, err := ka.do(http.MethodGet, "/metrics", "", nil)
+			if err != nil || code != http.StatusOK {
+				return fmt.Errorf("/metrics: %d, %v", code, err)
+			}
+			if m := served.FindSubmatch(metrics); m == nil || string(m[1]) == "0" {
+				return fmt.Errorf("no consistent list of configmaps served from the watch cache: %s", grepLines(metrics, "consistent_read_total"))
+			}
+			return nil
+		})
 	})
 	t.Run("no-storage-errors", func(t *testing.T) {
 		log := ka.log(t)
@@ -553,4 +575,15 @@ func createKubeEvent(t *testing.T, ka *kubeAPIServer) string {
 	}, http.StatusCreated, nil)
 	ka.must(t, http.MethodGet, "/api/v1/namespaces/default/events/"+name, "", nil, http.StatusOK, nil)
 	return name
+}
+
+// grepLines returns the lines of b that contain s.
+func grepLines(b []byte, s string) string {
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
