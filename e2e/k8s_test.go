@@ -153,7 +153,8 @@ func TestKubeAPIServer(t *testing.T) {
 				return fmt.Errorf("/metrics: %d, %v", code, err)
 			}
 			if m := served.FindSubmatch(metrics); m == nil || string(m[1]) == "0" {
-				return fmt.Errorf("no consistent list of configmaps served from the watch cache: %s", grepLines(metrics, "consistent_read_total"))
+				return fmt.Errorf("no consistent list of configmaps served from the watch cache (does Maintenance.Status answer with a version of at least 3.5.13?); counters: %q; the apiserver's log on it: %q",
+					grepLines(metrics, "consistent_read_total"), grepLines([]byte(ka.log(t)), "RequestWatchProgress"))
 			}
 			return nil
 		})
