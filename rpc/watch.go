@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/kvd-io/kvd/internal/watch"
@@ -41,6 +42,9 @@ type watchService struct {
 	kvv1.UnimplementedWatchServiceServer
 	node  WatchNode
 	authz *authz
+	// foreign is the error table of another API's method (Config.Statuses)
+	// that serves its watches through Local, nil for kvd's own.
+	foreign func(method string) func(error) error
 }
 
 // errLeaderLost ends a stream that asked to require a leader.
@@ -67,8 +71,16 @@ func (w *watchService) Watch(st kvv1.WatchService_WatchServer) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { done <- w.send(ctx, st, ws) })
 	wg.Go(func() { done <- w.monitor(ctx, ws, requireLeader) })
+	// A refused watch's reason is the error's text, in the words of the
+	// API the stream was opened on.
+	refusal := func(err error) string { return err.Error() }
+	if method, ok := grpc.MethodFromServerStream(st); ok && w.foreign != nil {
+		if fn := w.foreign(method); fn != nil {
+			refusal = func(err error) string { return fn(err).Error() }
+		}
+	}
 	go func() {
-		if err := w.receive(st, ws); err != nil {
+		if err := w.receive(st, ws, refusal); err != nil {
 			done <- nil // the stream is broken: end it
 		}
 	}()
@@ -105,7 +117,7 @@ func (w *watchService) send(ctx context.Context, st kvv1.WatchService_WatchServe
 
 // receive hands the client's requests to the hub until the client
 // half-closes (nil) or the stream fails.
-func (w *watchService) receive(st kvv1.WatchService_WatchServer, ws *watch.Stream) error {
+func (w *watchService) receive(st kvv1.WatchService_WatchServer, ws *watch.Stream, refusal func(error) string) error {
 	ctx := st.Context()
 	for {
 		req, err := st.Recv()
@@ -118,7 +130,7 @@ func (w *watchService) receive(st kvv1.WatchService_WatchServer, ws *watch.Strea
 		switch r := req.GetRequest().(type) {
 		case *kvv1.WatchRequest_CreateRequest:
 			if _, err := w.authz.checkOp(ctx, r.CreateRequest); err != nil {
-				ws.Refuse(r.CreateRequest, err.Error())
+				ws.Refuse(r.CreateRequest, refusal(err))
 				continue
 			}
 			ws.Watch(r.CreateRequest)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/kvd-io/kvd/console"
+	"github.com/kvd-io/kvd/etcdapi"
 	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/memberid"
@@ -149,6 +150,7 @@ func (s *Server) start() error {
 		MaxRequestBytes: s.cfg.MaxRequestBytes, MaxTxnOps: s.cfg.MaxTxnOps, Version: s.cfg.Version, Workers: s.workers, Metrics: s.metrics,
 		TokenKey: tokenKey, TokenTTL: s.cfg.Auth.TokenTTL, BcryptCost: s.cfg.Auth.BcryptCost,
 		ClientCertAuth: s.cfg.ClientTLS.ClientCertAuth, PeerCAs: tlsSet.peerCAs,
+		Statuses: etcdapi.Statuses(),
 	}, s.member, s.peers)
 	if err != nil {
 		return err
@@ -171,6 +173,8 @@ func (s *Server) start() error {
 	}
 	s.grpc = grpc.NewServer(append(opts, api.ServerOptions()...)...)
 	api.Register(s.grpc)
+	// etcd's v3 API on the same port, through the same interceptors.
+	etcdapi.New(api.Local()).Register(s.grpc)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, healthSrv)
 	if s.cfg.HTTPAddr != "" {

@@ -43,6 +43,12 @@ type options struct {
 	revisions  int
 	idleLeases int
 	timeout    time.Duration
+	// etcdTool runs the rows of etcd's benchmark tool on both clusters.
+	etcdTool      bool
+	etcdBenchmark string
+	// toolKVDEndpoints sends the kvd column of those rows elsewhere: to
+	// etcd itself, to try the harness on a kvd without etcd's API.
+	toolKVDEndpoints string
 }
 
 func main() {
@@ -70,6 +76,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.coord, "coord", true, "measure watches, leases and locks (watch latency and fan-out, memory per idle watcher, keepalives, lock cycles)")
 	fs.IntVar(&o.idleLeases, "idle-leases", 10000, "leases kept alive idle for the CPU row (100000 for the issue's measurement, about 3 minutes more; 0: skip)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound of the whole run")
+	fs.BoolVar(&o.etcdTool, "etcd-tool", true, "also run etcd's benchmark tool on both clusters through etcd's v3 API, with the same flags (skipped with a note when kvd does not serve it)")
+	fs.StringVar(&o.etcdBenchmark, "etcd-benchmark", defaultEtcdBenchmark(), "etcd's benchmark tool (the peers script builds it there)")
+	fs.StringVar(&o.toolKVDEndpoints, "etcd-tool-kvd-endpoints", "", "run the kvd column of etcd's tool against these endpoints instead of kvd's (to try the harness against etcd)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -186,6 +195,11 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		}
 		res.rows = append(res.rows, row)
 	}
+	if o.etcdTool {
+		if res.tool, err = r.etcdTool(ctx); err != nil {
+			return err
+		}
+	}
 	if o.coord {
 		if res.coord, err = r.coordination(ctx); err != nil {
 			return err
@@ -216,4 +230,18 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		}
 	}
 	return nil
+}
+
+// defaultEtcdBenchmark is where the peers script puts etcd's benchmark
+// tool: ${KV_PEERS:-$HOME/.cache/kv-peers}/bin/etcd-benchmark.
+func defaultEtcdBenchmark() string {
+	root := os.Getenv("KV_PEERS")
+	if root == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		root = filepath.Join(home, ".cache", "kv-peers")
+	}
+	return filepath.Join(root, "bin", "etcd-benchmark")
 }
