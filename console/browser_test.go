@@ -384,6 +384,17 @@ func TestBrowserConsole(t *testing.T) {
 	t.Run("a user who may read one prefix sees nothing else", func(t *testing.T) {
 		testReadOnlyUser(t, ctx, c, follower, url, shots)
 	})
+
+	// Stop the other member too: the page's member, alone, has no leader,
+	// and the page says so.
+	for _, n := range c.Names() {
+		if n != follower && n != leader {
+			c.Stop(n)
+		}
+	}
+	page(t, ctx, "back to the cluster view", chromedp.Click(chromedp.CSS(`nav button[data-tab="cluster"]`)))
+	waitText(t, ctx, "#no-leader", "has lost its leader")
+	screenshot(t, ctx, shots, "console-no-leader.png")
 }
 
 // testReadOnlyUser enables auth with a user alice who may read /app/

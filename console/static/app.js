@@ -182,8 +182,11 @@ function renderCluster(c) {
     const s = m.status;
     let role = m.learner ? "learner" : "voter";
     if (s) role = s.raft_state.toLowerCase() + (m.learner ? " (learner)" : "");
-    const health = s ? (m.healthy || m.leader ? el("span", { class: "ok" }, "healthy") : el("span", { class: "bad" }, "not heard from"))
-      : el("span", { class: "bad", title: m.error || "" }, "unreachable");
+    let health;
+    if (!s) health = el("span", { class: "bad", title: m.error || "" }, "unreachable");
+    else if (!s.leader_name) health = el("span", { class: "bad" }, "no leader");
+    else if (m.healthy || m.leader) health = el("span", { class: "ok" }, "healthy");
+    else health = el("span", { class: "bad" }, "not heard from");
     const name = [m.leader ? "★ " : "", m.name, m.name === c.member ? " (this page)" : ""].join("");
     const tr = el("tr", { class: (m.leader ? "leader" : "") + (s ? "" : " down"), data: { name: m.name } },
       el("td", { class: "name" }, name),
