@@ -10,19 +10,19 @@
 #   make build && PAIRS=10 DUR=6s bench/console-cost.sh
 #   VARIANT=watch PAIRS=8 DUR=6s RESULTS=/tmp/watch.txt bench/console-cost.sh
 #
-# Ports 27379-27402 must be free. Not part of any test: it measures.
+# Ports 47379-47402 must be free. Not part of any test: it measures.
 set -u
 B=${KVD_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
 D=$(mktemp -d)
-CL=n1=127.0.0.1:27380,n2=127.0.0.1:27390,n3=127.0.0.1:27400
+CL=n1=127.0.0.1:47380,n2=127.0.0.1:47390,n3=127.0.0.1:47400
 PIDS=()
 for i in 1 2 3; do
-  p=$((27369 + i*10)); r=$((p+1)); h=$((p+2))
+  p=$((47369 + i*10)); r=$((p+1)); h=$((p+2))
   $B/kvd --name n$i --data-dir $D/n$i --client-addr 127.0.0.1:$p --raft-addr 127.0.0.1:$r --http-addr 127.0.0.1:$h --initial-cluster $CL --log-level warn > $D/n$i.log 2>&1 &
   PIDS+=($!)
 done
 trap 'kill ${PIDS[@]} 2>/dev/null; wait; rm -rf $D' EXIT
-EPS=127.0.0.1:27379,127.0.0.1:27389,127.0.0.1:27399
+EPS=127.0.0.1:47379,127.0.0.1:47389,127.0.0.1:47399
 for i in $(seq 1 50); do $B/kvctl --endpoints $EPS endpoint status -w table >/dev/null 2>&1 && break; sleep 0.3; done
 for try in $(seq 1 30); do
 LEADER_HTTP=$($B/kvctl --endpoints $EPS endpoint status -w json 2>/dev/null | python3 -c '
