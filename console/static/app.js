@@ -335,7 +335,7 @@ async function selectKey(k) {
   show("editor", false);
   try {
     const r = await api("GET", "/ui/api/key?" + q({ k }));
-    state.selected = { k, kv: r.kv, lease_ttl: r.lease_ttl, lease_granted_ttl: r.lease_granted_ttl };
+    state.selected = { k, kv: r.kv, lease_ttl: r.lease_ttl, lease_granted_ttl: r.lease_granted_ttl, lease_error: r.lease_error };
     renderKey();
     document.querySelectorAll("#key-list li").forEach((li) => li.classList.toggle("selected", li.dataset.key === r.kv.key));
   } catch (err) {
@@ -362,7 +362,9 @@ function renderKey() {
   row("Modified at revision", String(kv.mod_revision));
   row("Version", String(kv.version));
   if (kv.lease) {
-    const ttl = s.lease_ttl == null ? "" : (s.lease_ttl < 0 ? " (expired)" : ", " + s.lease_ttl + " s left of " + s.lease_granted_ttl + " s");
+    let ttl = "";
+    if (s.lease_error) ttl = " (TTL unknown: " + s.lease_error + ")";
+    else if (s.lease_ttl != null) ttl = s.lease_ttl < 0 ? " (expired)" : ", " + s.lease_ttl + " s left of " + s.lease_granted_ttl + " s";
     row("Lease", kv.lease + ttl);
   } else row("Lease", "none");
   renderValue();
