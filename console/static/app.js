@@ -398,6 +398,10 @@ function openEditor(create) {
   $("edit-lease").value = create ? "" : (s.kv.lease || "");
   $("editor-note").textContent = create ? "Created only if the key does not exist yet."
     : "Saved only if the key is still at mod revision " + s.kv.mod_revision + ": a change made meanwhile is reported, never overwritten.";
+  // The editor edits text: a value of other bytes would not survive it.
+  const binary = !create && !isText(bytesOf(s.kv.value));
+  $("save-btn").disabled = binary;
+  if (binary) $("editor-note").textContent = "This value is not UTF-8 text: editing it here would change its bytes. Use kvctl or the API.";
   show("key-detail", false);
   show("key-empty", false);
   show("editor", true);
