@@ -65,6 +65,7 @@ type sampler struct {
 	prev    *counters
 	stopped chan struct{} // closed to stop the running loop
 	done    chan struct{} // closed when it has returned
+	closed  bool          // by stop: no loop starts again
 }
 
 func newSampler(g prometheus.Gatherer, every, history time.Duration) *sampler {
@@ -81,6 +82,9 @@ func (s *sampler) subscribe() (past []sample, ch chan sample, cancel func()) {
 	ch = make(chan sample, 4)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed { // the console is closing: the page gets no more points
+		return nil, ch, func() {}
+	}
 	s.subs[ch] = struct{}{}
 	if s.stopped == nil {
 		s.stopped, s.done = make(chan struct{}), make(chan struct{})
@@ -105,9 +109,11 @@ func (s *sampler) running() bool {
 	return s.stopped != nil
 }
 
-// stop stops the loop, if it runs, and waits for it.
+// stop stops the loop, if it runs, waits for it, and keeps it from
+// starting again.
 func (s *sampler) stop() {
 	s.mu.Lock()
+	s.closed = true
 	if s.stopped != nil {
 		close(s.stopped)
 		s.stopped = nil

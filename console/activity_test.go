@@ -73,13 +73,16 @@ func TestSamplerRunsOnlyWhileSubscribed(t *testing.T) {
 	if s.running() {
 		t.Fatal("the sampler still runs with no subscriber")
 	}
-	s.stop() // waits for the loop
 	_ = ch2
 	past, _, cancel3 := s.subscribe()
-	defer s.stop()
-	defer cancel3()
 	if len(past) == 0 {
 		t.Fatal("a new subscriber gets none of the points kept")
+	}
+	cancel3()
+	s.stop() // waits for the loop
+	if _, _, cancel := s.subscribe(); s.running() {
+		cancel()
+		t.Fatal("a subscriber after stop started the sampler again")
 	}
 }
 

@@ -111,6 +111,16 @@ func TestChangesNeedTheConsoleHeaderAndAreRefusedWhenReadOnly(t *testing.T) {
 	if p.do("GET", "/ui/api/session", nil, &s, true); !s.ReadOnly {
 		t.Fatal("the session does not tell the page it is read-only")
 	}
+	// / leads to the console.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = noFollow.Get(p.base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/ui/" {
+		t.Fatalf("GET /: %d to %q, want a redirect to /ui/", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	// Reading still works.
 	var l struct {
 		Entries []any `json:"entries"`

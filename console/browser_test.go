@@ -200,7 +200,8 @@ func newClient(t *testing.T, c *servertest.Cluster, user, password string) *clie
 // TestBrowserConsole opens the console of a follower of a 3-member cluster
 // and uses it as an operator would: the members table, creating, editing
 // and deleting a key, a concurrent change reported as a conflict, a
-// watched prefix updating live, the activity charts, a lock's holder, the
+// watched prefix updating live, the activity charts, a lock's holder and
+// an election's leader, the
 // page following a new leader when the leader stops, and a user who may
 // read one prefix seeing nothing else.
 func TestBrowserConsole(t *testing.T) {
@@ -355,10 +356,13 @@ func TestBrowserConsole(t *testing.T) {
 	must("put with lease", err)
 	lock, err := cli.Lock(rctx, "jobs/nightly", lease.GetId())
 	must("lock", err)
+	_, err = cli.Campaign(rctx, "jobs/scheduler", lease.GetId(), "node-a")
+	must("campaign", err)
 	page(t, ctx, "open leases and locks", chromedp.Click(chromedp.CSS(`nav button[data-tab="leases"]`)))
 	waitText(t, ctx, "#leases", "/services/api")
 	page(t, ctx, "show the locks under jobs/", chromedp.SetValue(chromedp.CSS("#locks-prefix"), "jobs/"), chromedp.Click(chromedp.CSS("#locks-form button")))
 	waitText(t, ctx, `#locks tr[data-name="jobs/nightly"] td.holder`, string(lock.Key))
+	waitText(t, ctx, `#locks tr[data-name="jobs/scheduler"]`, "node-a")
 	screenshot(t, ctx, shots, "console-leases.png")
 
 	// Stop the leader: the page follows the new one.
@@ -384,6 +388,17 @@ func TestBrowserConsole(t *testing.T) {
 	t.Run("a user who may read one prefix sees nothing else", func(t *testing.T) {
 		testReadOnlyUser(t, ctx, c, follower, url, shots)
 	})
+
+	// Stop the other member too: the page's member, alone, has no leader,
+	// and the page says so.
+	for _, n := range c.Names() {
+		if n != follower && n != leader {
+			c.Stop(n)
+		}
+	}
+	page(t, ctx, "back to the cluster view", chromedp.Click(chromedp.CSS(`nav button[data-tab="cluster"]`)))
+	waitText(t, ctx, "#no-leader", "has lost its leader")
+	screenshot(t, ctx, shots, "console-no-leader.png")
 }
 
 // testReadOnlyUser enables auth with a user alice who may read /app/

@@ -23,9 +23,10 @@ const statusTimeout = 1500 * time.Millisecond
 type peerStatus struct {
 	dial []grpc.DialOption
 
-	mu    sync.Mutex
-	addrs []string
-	cli   *client.Client
+	mu     sync.Mutex
+	addrs  []string
+	cli    *client.Client
+	closed bool
 }
 
 func newPeerStatus(dial []grpc.DialOption) *peerStatus { return &peerStatus{dial: dial} }
@@ -34,6 +35,9 @@ func newPeerStatus(dial []grpc.DialOption) *peerStatus { return &peerStatus{dial
 func (p *peerStatus) client(addrs []string) (*client.Client, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errClosed
+	}
 	if p.cli != nil && slices.Equal(p.addrs, addrs) {
 		return p.cli, nil
 	}
@@ -53,6 +57,7 @@ func (p *peerStatus) client(addrs []string) (*client.Client, error) {
 func (p *peerStatus) close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closed = true
 	if p.cli == nil {
 		return nil
 	}

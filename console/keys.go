@@ -197,6 +197,8 @@ type keyJSON struct {
 	// the key's lease, in seconds; LeaseTTL is -1 when the lease is gone.
 	LeaseTTL        *int64 `json:"lease_ttl,omitempty"`
 	LeaseGrantedTTL int64  `json:"lease_granted_ttl,omitempty"`
+	// LeaseError says why the lease's TTL is unknown.
+	LeaseError string `json:"lease_error,omitempty"`
 }
 
 func (c *Console) handleKey(w http.ResponseWriter, r *http.Request, who caller) error {
@@ -224,12 +226,14 @@ func (c *Console) handleKey(w http.ResponseWriter, r *http.Request, who caller) 
 	kv := resp.GetKvs()[0]
 	out := keyJSON{KV: newKV(kv, true), Revision: resp.GetHeader().GetRevision()}
 	if id := kv.GetLease(); id != 0 && rev == 0 {
-		ttl, err := who.cli.TimeToLive(ctx, id)
-		if err != nil {
-			return err
+		// The key is shown even when its lease's TTL cannot be had (the
+		// leader, who times leases, is being elected): the page says why.
+		if ttl, err := who.cli.TimeToLive(ctx, id); err != nil {
+			out.LeaseError = grpcMessage(err)
+		} else {
+			t := ttl.GetTtl()
+			out.LeaseTTL, out.LeaseGrantedTTL = &t, ttl.GetGrantedTtl()
 		}
-		t := ttl.GetTtl()
-		out.LeaseTTL, out.LeaseGrantedTTL = &t, ttl.GetGrantedTtl()
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -38,10 +38,14 @@ type session struct {
 type sessions struct {
 	cfg Config
 
-	mu   sync.Mutex
-	m    map[string]*session
-	anon *client.Client
+	mu     sync.Mutex
+	m      map[string]*session
+	anon   *client.Client
+	closed bool // by close: no more clients are made
 }
+
+// errClosed: a request that came as the member shut its console down.
+var errClosed = &httpError{http.StatusServiceUnavailable, "the console is shutting down with its member"}
 
 func newSessions(cfg Config) *sessions {
 	return &sessions{cfg: cfg, m: map[string]*session{}}
@@ -77,6 +81,9 @@ func (tokenCreds) RequireTransportSecurity() bool { return false }
 func (s *sessions) anonymous() (*client.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errClosed
+	}
 	if s.anon == nil {
 		cli, err := s.newClient("")
 		if err != nil {
@@ -139,6 +146,10 @@ func (s *sessions) login(ctx context.Context, user, password string) (*session, 
 	ss := &session{id: base64.RawURLEncoding.EncodeToString(id), user: user, created: now, expires: tokenExpiry(resp.GetToken(), now), cli: cli}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		_ = cli.Close()
+		return nil, errClosed
+	}
 	for _, o := range s.m {
 		if now.After(o.expires) {
 			s.dropLocked(o)
@@ -179,6 +190,7 @@ func (s *sessions) dropLocked(ss *session) {
 func (s *sessions) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	var errs []error
 	for id, ss := range s.m {
 		delete(s.m, id)

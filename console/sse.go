@@ -37,16 +37,26 @@ func startSSE(w http.ResponseWriter) (*sseWriter, error) {
 	return s, s.ping()
 }
 
+// send writes one event and flushes it to the page.
 func (s *sseWriter) send(event string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if _, err := fmt.Fprintf(s.w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+	if err := s.write(event, v); err != nil {
 		return err
 	}
 	return s.rc.Flush()
 }
+
+// write writes one event without flushing it: a burst of events goes out
+// in one flush.
+func (s *sseWriter) write(event string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(s.w, "event: %s\ndata: %s\n\n", event, b)
+	return err
+}
+
+func (s *sseWriter) flush() error { return s.rc.Flush() }
 
 func (s *sseWriter) ping() error {
 	if _, err := fmt.Fprint(s.w, ": ping\n\n"); err != nil {

@@ -79,23 +79,49 @@ func (c *Console) handleWatch(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case resp, ok := <-wch:
-			if !ok {
-				_ = sse.send("end", map[string]string{"error": "the watch ended"})
-				return
-			}
-			if err := resp.Err(); err != nil {
-				_ = sse.send("end", map[string]string{"error": grpcMessage(err)})
-				return
-			}
-			for _, ev := range resp.Events {
-				t := "PUT"
-				if ev.GetType() == client.EventTypeDelete {
-					t = "DELETE"
-				}
-				if sse.send("event", eventJSON{Type: t, KV: newKV(ev.GetKv(), true), Revision: ev.GetKv().GetModRevision()}) != nil {
+			// Write what has arrived, up to a bound, then flush once: a
+			// busy prefix costs one flush per burst, not one per event.
+			for n := 0; ; n++ {
+				if !ok {
+					_ = sse.send("end", map[string]string{"error": "the watch ended"})
 					return
 				}
+				if err := resp.Err(); err != nil {
+					_ = sse.send("end", map[string]string{"error": grpcMessage(err)})
+					return
+				}
+				if writeEvents(sse, resp.Events) != nil {
+					return
+				}
+				if n == maxBurst {
+					break
+				}
+				select {
+				case resp, ok = <-wch:
+					continue
+				default:
+				}
+				break
+			}
+			if sse.flush() != nil {
+				return
 			}
 		}
 	}
+}
+
+// maxBurst bounds the watch responses written between two flushes.
+const maxBurst = 64
+
+func writeEvents(sse *sseWriter, events []*client.Event) error {
+	for _, ev := range events {
+		t := "PUT"
+		if ev.GetType() == client.EventTypeDelete {
+			t = "DELETE"
+		}
+		if err := sse.write("event", eventJSON{Type: t, KV: newKV(ev.GetKv(), true), Revision: ev.GetKv().GetModRevision()}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -182,8 +182,11 @@ function renderCluster(c) {
     const s = m.status;
     let role = m.learner ? "learner" : "voter";
     if (s) role = s.raft_state.toLowerCase() + (m.learner ? " (learner)" : "");
-    const health = s ? (m.healthy || m.leader ? el("span", { class: "ok" }, "healthy") : el("span", { class: "bad" }, "not heard from"))
-      : el("span", { class: "bad", title: m.error || "" }, "unreachable");
+    let health;
+    if (!s) health = el("span", { class: "bad", title: m.error || "" }, "unreachable");
+    else if (!s.leader_name) health = el("span", { class: "bad" }, "no leader");
+    else if (m.healthy || m.leader) health = el("span", { class: "ok" }, "healthy");
+    else health = el("span", { class: "bad" }, "not heard from");
     const name = [m.leader ? "★ " : "", m.name, m.name === c.member ? " (this page)" : ""].join("");
     const tr = el("tr", { class: (m.leader ? "leader" : "") + (s ? "" : " down"), data: { name: m.name } },
       el("td", { class: "name" }, name),
@@ -332,7 +335,7 @@ async function selectKey(k) {
   show("editor", false);
   try {
     const r = await api("GET", "/ui/api/key?" + q({ k }));
-    state.selected = { k, kv: r.kv, lease_ttl: r.lease_ttl, lease_granted_ttl: r.lease_granted_ttl };
+    state.selected = { k, kv: r.kv, lease_ttl: r.lease_ttl, lease_granted_ttl: r.lease_granted_ttl, lease_error: r.lease_error };
     renderKey();
     document.querySelectorAll("#key-list li").forEach((li) => li.classList.toggle("selected", li.dataset.key === r.kv.key));
   } catch (err) {
@@ -359,7 +362,9 @@ function renderKey() {
   row("Modified at revision", String(kv.mod_revision));
   row("Version", String(kv.version));
   if (kv.lease) {
-    const ttl = s.lease_ttl == null ? "" : (s.lease_ttl < 0 ? " (expired)" : ", " + s.lease_ttl + " s left of " + s.lease_granted_ttl + " s");
+    let ttl = "";
+    if (s.lease_error) ttl = " (TTL unknown: " + s.lease_error + ")";
+    else if (s.lease_ttl != null) ttl = s.lease_ttl < 0 ? " (expired)" : ", " + s.lease_ttl + " s left of " + s.lease_granted_ttl + " s";
     row("Lease", kv.lease + ttl);
   } else row("Lease", "none");
   renderValue();
@@ -393,6 +398,10 @@ function openEditor(create) {
   $("edit-lease").value = create ? "" : (s.kv.lease || "");
   $("editor-note").textContent = create ? "Created only if the key does not exist yet."
     : "Saved only if the key is still at mod revision " + s.kv.mod_revision + ": a change made meanwhile is reported, never overwritten.";
+  // The editor edits text: a value of other bytes would not survive it.
+  const binary = !create && !isText(bytesOf(s.kv.value));
+  $("save-btn").disabled = binary;
+  if (binary) $("editor-note").textContent = "This value is not UTF-8 text: editing it here would change its bytes. Use kvctl or the API.";
   show("key-detail", false);
   show("key-empty", false);
   show("editor", true);
