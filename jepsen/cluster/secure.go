@@ -187,6 +187,35 @@ func (c *Cluster) enableAuth(ctx context.Context, endpoints []string) error {
 			return fmt.Errorf("cluster: auth: %s: %w", s.what, errors.Join(err, last))
 		}
 	}
+	// The mode proves what it claims: the workload's user is refused
+	// outside its prefix, and the client certificate alone is nobody.
+	for _, probe := range []struct {
+		what string
+		cfg  client.Config
+		code codes.Code
+	}{
+		{"the workload user writes outside " + WorkloadPrefix, c.ClientConfig(endpoints...), codes.PermissionDenied},
+		{"a client with a certificate and no password writes", client.Config{Endpoints: endpoints, DialTimeout: time.Second, TLS: c.sec.clientTLS}, codes.PermissionDenied},
+	} {
+		pc, err := client.New(probe.cfg)
+		if err != nil {
+			return err
+		}
+		var got error
+		err = poll.Until(ctx, 200*time.Millisecond, func() error {
+			octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			_, got = pc.Put(octx, "outside-"+WorkloadPrefix+"probe", "x")
+			if code := status.Code(got); code == probe.code || code == codes.Unauthenticated {
+				return nil
+			}
+			return fmt.Errorf("answered %v", got)
+		})
+		pc.Close()
+		if err != nil {
+			return fmt.Errorf("cluster: auth: %s: %w", probe.what, err)
+		}
+	}
 	c.cfg.logf("auth enabled: workload clients log in as %q (read and write on %q), the harness as root", WorkloadUser, WorkloadPrefix)
 	return nil
 }
