@@ -133,6 +133,14 @@ BENCH_COMPARE_FLAGS ?= --profile
 bench-compare: build
 	$(GO) run ./bench/compare --kvd $(BIN)/kvd --kvctl $(BIN)/kvctl --etcd $(ETCD_PEER) $(BENCH_COMPARE_FLAGS)
 
+# bench-security: the cost of TLS and of auth per request, kvd next to etcd
+# (each plain, with mutual TLS on both ports, and with mutual TLS and auth,
+# the same certificates for both; etcd started from the peers script's
+# binaries with its TLS flags), in about five minutes.
+.PHONY: bench-security
+bench-security: build
+	$(GO) run ./bench/compare --kvd $(BIN)/kvd --kvctl $(BIN)/kvctl --etcd $(ETCD_PEER) --security $(BENCH_COMPARE_FLAGS)
+
 # ---- jepsen: real kvd processes in network namespaces, faults, checked histories.
 # Needs root (network namespaces, iptables); see docs/jepsen.md.
 JEPSEN_RUNS ?= $(CURDIR)/jepsen/runs

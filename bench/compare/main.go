@@ -43,6 +43,8 @@ type options struct {
 	revisions  int
 	idleLeases int
 	timeout    time.Duration
+	security   bool
+	etcdBinDir string
 }
 
 func main() {
@@ -70,6 +72,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.coord, "coord", true, "measure watches, leases and locks (watch latency and fan-out, memory per idle watcher, keepalives, lock cycles)")
 	fs.IntVar(&o.idleLeases, "idle-leases", 10000, "leases kept alive idle for the CPU row (100000 for the issue's measurement, about 3 minutes more; 0: skip)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound of the whole run")
+	fs.BoolVar(&o.security, "security", false, "instead of the comparison table: the cost of TLS and of auth, kvd and etcd each plain, with mutual TLS, and with mutual TLS and auth")
+	home, _ := os.UserHomeDir()
+	peers := os.Getenv("KV_PEERS")
+	if peers == "" {
+		peers = filepath.Join(home, ".cache", "kv-peers")
+	}
+	fs.StringVar(&o.etcdBinDir, "etcd-bin-dir", filepath.Join(peers, "bin"), "where the peers script builds etcd and etcd-benchmark (--security starts etcd itself, with TLS flags)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -132,6 +141,18 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	etcd := &etcdCluster{script: o.etcdScript, dir: filepath.Join(o.dir, "etcd")}
 	if err := etcd.build(ctx); err != nil {
 		return err
+	}
+	if o.security {
+		rows, err := security(ctx, o, o.etcdBinDir, logf)
+		if err != nil {
+			return err
+		}
+		md := securityMarkdown(rows)
+		fmt.Fprint(stdout, md)
+		if o.out != "" {
+			return os.WriteFile(o.out, []byte(md), 0o644)
+		}
+		return nil
 	}
 	kvd := newKVDCluster(o.kvdBin, filepath.Join(o.dir, "kvd"))
 	defer func() {
