@@ -181,6 +181,13 @@ $(KUBE_APISERVER): tools/k8s/go.mod tools/k8s/go.sum
 	cd tools/k8s && nice -n 10 $(GO) build -trimpath -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-apiserver
 k8s: $(KUBE_APISERVER)
 	KVD_E2E_KUBE_APISERVER=$(KUBE_APISERVER) $(GO) test -race -count=1 -timeout 20m -v -run '^TestKubeAPIServer$$' ./e2e/
+# bench-security: the cost of TLS and of auth per request, kvd next to etcd
+# (each plain, with mutual TLS on both ports, and with mutual TLS and auth,
+# the same certificates for both; etcd started from the peers script's
+# binaries with its TLS flags), in about five minutes.
+.PHONY: bench-security
+bench-security: build
+	$(GO) run ./bench/compare --kvd $(BIN)/kvd --kvctl $(BIN)/kvctl --etcd $(ETCD_PEER) --security $(BENCH_COMPARE_FLAGS)
 
 # ---- jepsen: real kvd processes in network namespaces, faults, checked histories.
 # Needs root (network namespaces, iptables); see docs/jepsen.md.
@@ -219,21 +226,24 @@ JEPSEN_WATCH_NEGATIVE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_K
 JEPSEN_NEGATIVE_LEASE = KVD_JEPSEN_LIVE=1 KVD_JEPSEN_KVD=$(BIN)/kvd KVD_JEPSEN_KVD_UNSAFE=$(BIN)/kvd-unsafe KVD_JEPSEN_RUNS=$(JEPSEN_RUNS) \
 	$(GO) test -count=1 -timeout 6m -run '^TestLeaseNegativeControl$$$(1)' ./jepsen/runner
 
-# About 7 minutes: register, set, watch, lock and lease under a
-# partition/kill/pause mix, then the negative controls.
+# About 8 minutes: register, set, watch, lock and lease under a
+# partition/kill/pause mix, register again with mutual TLS and auth on, then
+# the negative controls.
 jepsen-short: jepsen-deps jepsen-bin
 	$(call JEPSEN_RUN,150s) --workload register --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
 	$(call JEPSEN_RUN,150s) --workload set --nemesis partition,kill,pause --time-limit 35s --fault-duration 6s --heal-duration 4s
 	$(call JEPSEN_RUN,150s) --workload watch --nemesis partition,kill,pause --time-limit 30s --fault-duration 6s --heal-duration 4s
 	$(call JEPSEN_RUN,150s) --workload lock --nemesis partition,kill,pause --time-limit 15s --fault-duration 6s --heal-duration 4s
 	$(call JEPSEN_RUN,150s) --workload lease --nemesis partition,kill,pause --time-limit 15s --fault-duration 6s --heal-duration 4s
+	$(call JEPSEN_RUN,150s) --workload register --nemesis partition,kill --time-limit 30s --fault-duration 6s --heal-duration 4s --tls --auth
 	$(JEPSEN_NEGATIVE)
 	$(JEPSEN_WATCH_NEGATIVE)
 	$(call JEPSEN_NEGATIVE_LEASE,/lease_unsafe)
 
-# The full matrix, about 45 minutes: register, set and watch with every
+# The full matrix, about 50 minutes: register, set and watch with every
 # nemesis family and the mixed schedule, lock and lease with kill, pause
-# and partition, the leader stall of issue 21 (with an operation timeout
+# and partition, register and set with kill and partition under mutual TLS
+# and auth, the leader stall of issue 21 (with an operation timeout
 # longer than the stall, so that reads queued on the stopped leader are
 # still waiting when it resumes), then the negative controls. Every run
 # goes ahead; the target fails at the end if any run was not valid.
@@ -243,6 +253,11 @@ JEPSEN_NEMESES ?= kill pause partition member-churn leader-transfer mixed
 # leader (killed, paused, cut off) and the election after it.
 JEPSEN_LEASE_WORKLOADS ?= lock lease
 JEPSEN_LEASE_NEMESES ?= kill pause partition
+# With mutual TLS on both ports and auth on (the workload logged in as a
+# user limited to its keys): the workloads that check every write, under a
+# lost leader and a partition.
+JEPSEN_SECURE_WORKLOADS ?= register set
+JEPSEN_SECURE_NEMESES ?= kill partition
 JEPSEN_STALL_WORKLOADS ?= register
 JEPSEN_STALL_FLAGS ?= --nodes 3 --fault-duration 2s --heal-duration 2s --op-timeout 8s
 jepsen: jepsen-deps jepsen-bin
@@ -254,6 +269,10 @@ jepsen: jepsen-deps jepsen-bin
 	for w in $(JEPSEN_LEASE_WORKLOADS); do for n in $(JEPSEN_LEASE_NEMESES); do \
 		echo "== jepsen: $$w / $$n"; \
 		$(call JEPSEN_RUN,300s) --workload $$w --nemesis $$n --time-limit 75s || failed="$$failed $$w/$$n"; \
+	done; done; \
+	for w in $(JEPSEN_SECURE_WORKLOADS); do for n in $(JEPSEN_SECURE_NEMESES); do \
+		echo "== jepsen: $$w / $$n, TLS and auth"; \
+		$(call JEPSEN_RUN,300s) --workload $$w --nemesis $$n --time-limit 75s --tls --auth || failed="$$failed $$w/$$n/tls+auth"; \
 	done; done; \
 	for w in $(JEPSEN_STALL_WORKLOADS); do \
 		echo "== jepsen: $$w / leader-stall"; \

@@ -90,6 +90,8 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.OutDir, "out", "", "run directory (default jepsen/runs/<time>-<workload>-<nemesis>)")
 	fs.StringVar(&cfg.KvdBin, "kvd", "", "static kvd binary (default: build ./cmd/kvd into jepsen/runs/.bin)")
 	fs.BoolVar(&cfg.UnsafeLocalReads, "unsafe-local-reads", false, "negative control: run kvd with --unsafe-local-reads (needs a kvd_unsafe build; built automatically without --kvd)")
+	fs.BoolVar(&cfg.TLS, "tls", false, "mutual TLS on the members' client and peer ports, with certificates made for the run")
+	fs.BoolVar(&cfg.Auth, "auth", false, "authentication on: the workload's clients log in as a user with read and write on jepsen/ only")
 	kvdArgs := fs.String("kvd-args", "", "extra kvd flags, space-separated")
 	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", cfg.CheckTimeout, "bound on the linearizability check (running out is inconclusive)")
 	fs.IntVar(&cfg.MinWarmupOK, "min-warmup-ok", cfg.MinWarmupOK, "fewest ok operations before the first fault for the run to count")
@@ -123,6 +125,12 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.OutDir = filepath.Join("jepsen", "runs", fmt.Sprintf("%s-%s-%s", time.Now().Format("20060102-150405"), cfg.Workload, nem))
 		if cfg.UnsafeLocalReads {
 			cfg.OutDir += "-unsafe"
+		}
+		if cfg.TLS {
+			cfg.OutDir += "-tls"
+		}
+		if cfg.Auth {
+			cfg.OutDir += "-auth"
 		}
 	}
 	if !*quiet {

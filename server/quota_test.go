@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvd-io/kvd/apierr"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 	"github.com/kvd-io/kvd/server"
 	"github.com/kvd-io/kvd/server/servertest"
@@ -67,18 +68,33 @@ func TestQuotaFillAndRecover(t *testing.T) {
 		return
 	}
 	// The alarm is raised and replicated: every member refuses.
-	alarms, err := c.Maintenance(c.Names()[0]).Alarm(ctxT(t, 10*time.Second), &kvv1.AlarmRequest{Action: kvv1.AlarmRequest_ALARM_ACTION_GET})
-	if err != nil || len(alarms.GetAlarms()) == 0 {
-		t.Fatalf("alarms after filling: %v, %v", alarms, err)
-	}
+	var alarms *kvv1.AlarmResponse
+	c.Eventually(30*time.Second, func() error {
+		var err error
+		alarms, err = c.Maintenance(c.Names()[0]).Alarm(ctxT(t, 10*time.Second), &kvv1.AlarmRequest{Action: kvv1.AlarmRequest_ALARM_ACTION_GET})
+		if err != nil && !outcomeUnknownOrUnapplied(err) || err == nil && len(alarms.GetAlarms()) == 0 {
+			t.Fatalf("alarms after filling: %v, %v", alarms, err)
+		}
+		return err
+	})
 	for _, name := range c.Names() {
-		_, err := c.KV(name).Put(ctxT(t, 10*time.Second), &kvv1.PutRequest{Key: []byte("more"), Value: []byte("v")})
-		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "database space exceeded") {
-			t.Fatalf("put via %s with NOSPACE raised: %v", name, err)
-		}
-		if _, err := leases(c, name).LeaseGrant(ctxT(t, 10*time.Second), &kvv1.LeaseGrantRequest{Ttl: 30}); status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("lease grant via %s with NOSPACE raised: %v", name, err)
-		}
+		c.Eventually(30*time.Second, func() error {
+			_, err := c.KV(name).Put(ctxT(t, 10*time.Second), &kvv1.PutRequest{Key: []byte("more"), Value: []byte("v")})
+			if outcomeUnknownOrUnapplied(err) {
+				return err // a leadership change: ask again
+			}
+			if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "database space exceeded") {
+				t.Fatalf("put via %s with NOSPACE raised: %v", name, err)
+			}
+			_, err = leases(c, name).LeaseGrant(ctxT(t, 10*time.Second), &kvv1.LeaseGrantRequest{Ttl: 30})
+			if outcomeUnknownOrUnapplied(err) {
+				return err
+			}
+			if status.Code(err) != codes.ResourceExhausted {
+				t.Fatalf("lease grant via %s with NOSPACE raised: %v", name, err)
+			}
+			return nil
+		})
 	}
 	c.WaitConverged(30 * time.Second)
 	// Nothing acknowledged is lost; no txn half applied.
@@ -103,15 +119,32 @@ func TestQuotaFillAndRecover(t *testing.T) {
 	}
 	t.Logf("filled to NOSPACE: %d keys acknowledged, %d stored", len(acked), len(have))
 
-	// Free space: delete, compact, defragment every member, disarm.
+	// Free space: delete, compact, defragment every member, disarm. A
+	// leadership change during a call leaves its outcome unknown (Unknown)
+	// or refuses it unapplied (Unavailable): the call is made again, and
+	// a compaction that answers OutOfRange (compacted already) was applied
+	// by an earlier attempt. Any other refusal fails the test.
 	ctx := ctxT(t, 60*time.Second)
-	del, err := c.KV(c.Names()[2]).DeleteRange(ctx, &kvv1.DeleteRangeRequest{Key: []byte("fill/"), RangeEnd: []byte("fill0")})
-	if err != nil {
-		t.Fatalf("delete with NOSPACE raised: %v", err)
-	}
-	if _, err := c.KV(c.Names()[0]).Compact(ctx, &kvv1.CompactRequest{Revision: del.GetHeader().GetRevision(), Physical: true}); err != nil {
+	var delRev int64
+	c.Eventually(30*time.Second, func() error {
+		del, err := c.KV(c.Names()[2]).DeleteRange(ctx, &kvv1.DeleteRangeRequest{Key: []byte("fill/"), RangeEnd: []byte("fill0")})
+		if err != nil && !outcomeUnknownOrUnapplied(err) {
+			t.Fatalf("delete with NOSPACE raised: %v", err)
+		}
+		delRev = del.GetHeader().GetRevision()
+		return err
+	})
+	c.Eventually(30*time.Second, func() error {
+		_, err := c.KV(c.Names()[0]).Compact(ctx, &kvv1.CompactRequest{Revision: delRev, Physical: true})
+		switch {
+		case err == nil, status.Code(err) == codes.OutOfRange && strings.Contains(err.Error(), "compacted"):
+			return nil
+		case outcomeUnknownOrUnapplied(err):
+			return err
+		}
 		t.Fatalf("compact with NOSPACE raised: %v", err)
-	}
+		return nil
+	})
 	c.Eventually(30*time.Second, func() error {
 		for _, name := range c.Names() {
 			d, err := c.Maintenance(name).Defragment(ctx, &kvv1.DefragmentRequest{})
@@ -126,18 +159,31 @@ func TestQuotaFillAndRecover(t *testing.T) {
 	})
 	// Disarm what is raised now (as kvctl alarm disarm does): members that
 	// were over quota too may have raised theirs after the first listing.
-	alarms, err = c.Maintenance(c.Names()[0]).Alarm(ctx, &kvv1.AlarmRequest{Action: kvv1.AlarmRequest_ALARM_ACTION_GET})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range alarms.GetAlarms() {
-		_, err := c.Maintenance(c.Names()[0]).Alarm(ctx, &kvv1.AlarmRequest{Action: kvv1.AlarmRequest_ALARM_ACTION_DEACTIVATE, MemberId: a.GetMemberId(), Alarm: a.GetAlarm()})
-		if err != nil {
+	c.Eventually(30*time.Second, func() error {
+		alarms, err = c.Maintenance(c.Names()[0]).Alarm(ctx, &kvv1.AlarmRequest{Action: kvv1.AlarmRequest_ALARM_ACTION_GET})
+		if err != nil && !outcomeUnknownOrUnapplied(err) {
 			t.Fatal(err)
 		}
+		return err
+	})
+	for _, a := range alarms.GetAlarms() {
+		c.Eventually(30*time.Second, func() error { // disarming twice is harmless
+			_, err := c.Maintenance(c.Names()[0]).Alarm(ctx, &kvv1.AlarmRequest{Action: kvv1.AlarmRequest_ALARM_ACTION_DEACTIVATE, MemberId: a.GetMemberId(), Alarm: a.GetAlarm()})
+			if err != nil && !outcomeUnknownOrUnapplied(err) {
+				t.Fatalf("disarm: %v", err)
+			}
+			return err
+		})
 	}
 	c.Eventually(20*time.Second, func() error {
 		_, err := c.KV(c.Names()[0]).Put(context.Background(), &kvv1.PutRequest{Key: []byte("after"), Value: []byte("v")})
 		return err
 	})
+}
+
+// outcomeUnknownOrUnapplied reports whether a write failed because the
+// leadership changed under it: its outcome unknown, or certainly not
+// applied. Making it again is how a client recovers.
+func outcomeUnknownOrUnapplied(err error) bool {
+	return status.Code(err) == codes.Unknown || apierr.IsNotApplied(err) || status.Code(err) == codes.Unavailable
 }

@@ -29,6 +29,19 @@ type kvdCluster struct {
 	bin     string
 	dir     string
 	members []*kvdMember
+	// sec, when set, runs the members with its TLS flags and has the
+	// harness's clients use its TLS and credentials (security.go).
+	sec *secSetup
+}
+
+// clientConfig is the configuration of the harness's clients of endpoints.
+func (c *kvdCluster) clientConfig(endpoints []string) client.Config {
+	cfg := client.Config{Endpoints: endpoints, DialTimeout: time.Second}
+	if c.sec != nil {
+		cfg.TLS = c.sec.clientTLS
+		cfg.Username, cfg.Password = c.sec.user, c.sec.password
+	}
+	return cfg
 }
 
 func newKVDCluster(bin, dir string) *kvdCluster {
@@ -90,9 +103,13 @@ func (c *kvdCluster) startMember(m *kvdMember) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.bin, "--name", m.name, "--data-dir", m.dataDir,
+	args := []string{"--name", m.name, "--data-dir", m.dataDir,
 		"--client-addr", m.clientAddr, "--raft-addr", m.raftAddr,
-		"--initial-cluster", c.initialCluster(), "--log-level", "warn")
+		"--initial-cluster", c.initialCluster(), "--log-level", "warn"}
+	if c.sec != nil {
+		args = append(args, c.sec.memberArgs[m.name]...)
+	}
+	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		log.Close()
@@ -140,7 +157,7 @@ func (c *kvdCluster) stop() error {
 // waitServing waits until a linearizable get of a missing key succeeds
 // through endpoints.
 func (c *kvdCluster) waitServing(ctx context.Context, endpoints string, limit time.Duration) error {
-	cli, err := client.New(client.Config{Endpoints: strings.Split(endpoints, ","), DialTimeout: time.Second})
+	cli, err := client.New(c.clientConfig(strings.Split(endpoints, ",")))
 	if err != nil {
 		return err
 	}
@@ -174,7 +191,7 @@ func (c *kvdCluster) leader(ctx context.Context) (string, error) {
 }
 
 func (c *kvdCluster) leaderMember(ctx context.Context) (*kvdMember, error) {
-	cli, err := client.New(client.Config{Endpoints: strings.Split(c.endpoints(), ","), DialTimeout: time.Second})
+	cli, err := client.New(c.clientConfig(strings.Split(c.endpoints(), ",")))
 	if err != nil {
 		return nil, err
 	}

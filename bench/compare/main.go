@@ -49,6 +49,8 @@ type options struct {
 	// toolKVDEndpoints sends the kvd column of those rows elsewhere: to
 	// etcd itself, to try the harness on a kvd without etcd's API.
 	toolKVDEndpoints string
+	security         bool
+	etcdBinDir       string
 }
 
 func main() {
@@ -79,6 +81,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.etcdTool, "etcd-tool", true, "also run etcd's benchmark tool on both clusters through etcd's v3 API, with the same flags (skipped with a note when kvd does not serve it)")
 	fs.StringVar(&o.etcdBenchmark, "etcd-benchmark", defaultEtcdBenchmark(), "etcd's benchmark tool (the peers script builds it there)")
 	fs.StringVar(&o.toolKVDEndpoints, "etcd-tool-kvd-endpoints", "", "run the kvd column of etcd's tool against these endpoints instead of kvd's (to try the harness against etcd)")
+	fs.BoolVar(&o.security, "security", false, "instead of the comparison table: the cost of TLS and of auth, kvd and etcd each plain, with mutual TLS, and with mutual TLS and auth")
+	fs.StringVar(&o.etcdBinDir, "etcd-bin-dir", peersBinDir(), "where the peers script builds etcd and etcd-benchmark (--security starts etcd itself, with TLS flags)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -141,6 +145,18 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	etcd := &etcdCluster{script: o.etcdScript, dir: filepath.Join(o.dir, "etcd")}
 	if err := etcd.build(ctx); err != nil {
 		return err
+	}
+	if o.security {
+		rows, err := security(ctx, o, o.etcdBinDir, logf)
+		if err != nil {
+			return err
+		}
+		md := securityMarkdown(rows)
+		fmt.Fprint(stdout, md)
+		if o.out != "" {
+			return os.WriteFile(o.out, []byte(md), 0o644)
+		}
+		return nil
 	}
 	kvd := newKVDCluster(o.kvdBin, filepath.Join(o.dir, "kvd"))
 	defer func() {
@@ -235,13 +251,16 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 // defaultEtcdBenchmark is where the peers script puts etcd's benchmark
 // tool: ${KV_PEERS:-$HOME/.cache/kv-peers}/bin/etcd-benchmark.
 func defaultEtcdBenchmark() string {
+	return filepath.Join(peersBinDir(), "etcd-benchmark")
+}
+
+// peersBinDir is where the peers script builds etcd and its benchmark tool
+// (${KV_PEERS:-$HOME/.cache/kv-peers}/bin).
+func peersBinDir() string {
 	root := os.Getenv("KV_PEERS")
 	if root == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return ""
-		}
+		home, _ := os.UserHomeDir()
 		root = filepath.Join(home, ".cache", "kv-peers")
 	}
-	return filepath.Join(root, "bin", "etcd-benchmark")
+	return filepath.Join(root, "bin")
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -96,6 +97,11 @@ type runner struct {
 	kvd  *kvdCluster
 	etcd *etcdCluster
 	logf func(string, ...any)
+	// kvctlGlobal are global flags before kvctl bench's (--user), and
+	// kvctlEnv variables of its environment (TLS files: kvctl's global
+	// --key is shadowed by bench get's --key, the key it reads).
+	kvctlGlobal []string
+	kvctlEnv    []string
 
 	getKeyWritten bool
 }
@@ -177,7 +183,10 @@ func etcdArgs(w workload) []string {
 func (r *runner) runKVD(ctx context.Context, w workload, endpoints string) (measurement, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.timeout())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.o.kvctlBin, kvctlArgs(w, endpoints)...)
+	cmd := exec.CommandContext(ctx, r.o.kvctlBin, append(slices.Clone(r.kvctlGlobal), kvctlArgs(w, endpoints)...)...)
+	if len(r.kvctlEnv) > 0 {
+		cmd.Env = append(os.Environ(), r.kvctlEnv...)
+	}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {

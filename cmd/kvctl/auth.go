@@ -31,7 +31,8 @@ func newAuthCmd(g *globalOptions) *cobra.Command {
 			Short: "Turns authentication on (needs a user root; gives it the role root)",
 			Args:  cobra.NoArgs,
 			RunE: run(func(ctx context.Context, c *client.Client) error {
-				if _, err := c.AuthEnable(ctx); err != nil {
+				resp, err := c.AuthEnable(ctx)
+				if err != nil {
 					if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "root user does not have root role") {
 						return err
 					}
@@ -39,12 +40,11 @@ func newAuthCmd(g *globalOptions) *cobra.Command {
 					if _, err := c.UserGrantRole(ctx, "root", "root"); err != nil {
 						return err
 					}
-					if _, err := c.AuthEnable(ctx); err != nil {
+					if resp, err = c.AuthEnable(ctx); err != nil {
 						return err
 					}
 				}
-				_, err := fmt.Fprintln(g.out, "Authentication Enabled")
-				return err
+				return g.printer().AuthChange("Authentication Enabled", resp.GetHeader())
 			}),
 		},
 		&cobra.Command{
@@ -52,11 +52,8 @@ func newAuthCmd(g *globalOptions) *cobra.Command {
 			Short: "Turns authentication off",
 			Args:  cobra.NoArgs,
 			RunE: run(func(ctx context.Context, c *client.Client) error {
-				if _, err := c.AuthDisable(ctx); err != nil {
-					return err
-				}
-				_, err := fmt.Fprintln(g.out, "Authentication Disabled")
-				return err
+				resp, err := c.AuthDisable(ctx)
+				return authChanged(g.printer(), resp, err, "Authentication Disabled")
 			}),
 		},
 		&cobra.Command{
@@ -68,8 +65,7 @@ func newAuthCmd(g *globalOptions) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(g.out, "Authentication Status: %v\nAuthRevision: %d\n", resp.GetEnabled(), resp.GetAuthRevision())
-				return err
+				return g.printer().AuthStatus(resp)
 			}),
 		},
 	)

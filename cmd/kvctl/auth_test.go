@@ -159,6 +159,23 @@ func TestAuthCommands(t *testing.T) {
 	if want := "Role r\nKV Read:\n\t[app/, app0) (prefix app/)\n\t[x, <open ended>\nKV Write:\n\t[x, <open ended>\n"; out != want {
 		t.Fatalf("role get:\n%q\nwant\n%q", out, want)
 	}
+	// -w json and table, as for every other command.
+	zero := `{"header":{"cluster_id":0,"member_id":0,"revision":0,"raft_term":0}`
+	if out := mustRun(t, ep, "", "--user", "root:pw-root", "-w", "json", "user", "list"); out != zero+`,"users":["alice","root"]}`+"\n" {
+		t.Fatalf("user list -w json: %q", out)
+	}
+	if out := mustRun(t, ep, "", "--user", "root:pw-root", "-w", "json", "user", "grant-role", "alice", "r"); out != zero+"}\n" {
+		t.Fatalf("user grant-role -w json: %q", out)
+	}
+	out = mustRun(t, ep, "", "--user", "root:pw-root", "-w", "table", "role", "get", "r")
+	if want := "+------+------------+------+--------------------+\n" +
+		"| ROLE | PERMISSION | KEY  | RANGE END          |\n" +
+		"+------+------------+------+--------------------+\n" +
+		"| r    | READ       | app/ | app0 (prefix app/) |\n" +
+		"| r    | READWRITE  | x    | <open ended>       |\n" +
+		"+------+------------+------+--------------------+\n"; out != want {
+		t.Fatalf("role get -w table:\n%s\nwant\n%s", out, want)
+	}
 	for _, bad := range [][]string{
 		{"role", "grant-permission", "r", "admin", "k"},
 		{"role", "grant-permission", "r", "read", "k", "--prefix", "--from-key"},

@@ -65,6 +65,20 @@ type printer interface {
 	Lock(resp *client.LockResponse) error
 	// Leader prints an election's leader (elect, elect --listen).
 	Leader(hdr *kvv1.ResponseHeader, kv *kvv1.KeyValue) error
+	// AuthChange prints the result of a change of users, roles or auth
+	// (enable, user add, role grant-permission...): line in the simple
+	// and table formats.
+	AuthChange(line string, hdr *kvv1.ResponseHeader) error
+	// AuthStatus prints whether auth is on, and the auth revision.
+	AuthStatus(resp *kvv1.AuthStatusResponse) error
+	// UserGet prints a user's roles.
+	UserGet(name string, resp *kvv1.UserGetResponse) error
+	// UserList prints the users.
+	UserList(resp *kvv1.UserListResponse) error
+	// RoleGet prints a role's permissions.
+	RoleGet(name string, resp *kvv1.RoleGetResponse) error
+	// RoleList prints the roles.
+	RoleList(resp *kvv1.RoleListResponse) error
 }
 
 // alarmName is an alarm as etcdctl names it: NOSPACE.

@@ -12,21 +12,6 @@ import (
 )
 
 func newRoleCmd(g *globalOptions) *cobra.Command {
-	simple := func(use, short string, nargs int, fn func(ctx context.Context, c *client.Client, args []string) (string, error)) *cobra.Command {
-		return &cobra.Command{
-			Use: use, Short: short, Args: cobra.ExactArgs(nargs),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return g.withClient(cmd.Context(), func(ctx context.Context, c *client.Client) error {
-					out, err := fn(ctx, c, args)
-					if err != nil {
-						return err
-					}
-					_, err = fmt.Fprint(g.out, out)
-					return err
-				})
-			},
-		}
-	}
 	var grantPrefix, grantFromKey bool
 	grant := &cobra.Command{
 		Use:   "grant-permission <role> <read|write|readwrite> <key> [<end>]",
@@ -42,11 +27,8 @@ func newRoleCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			return g.withClient(cmd.Context(), func(ctx context.Context, c *client.Client) error {
-				if _, err := c.RoleGrantPermission(ctx, args[0], args[2], end, perm); err != nil {
-					return err
-				}
-				_, err := fmt.Fprintf(g.out, "Role %s updated\n", args[0])
-				return err
+				resp, err := c.RoleGrantPermission(ctx, args[0], args[2], end, perm)
+				return authChanged(g.printer(), resp, err, "Role %s updated", args[0])
 			})
 		},
 	}
@@ -63,32 +45,35 @@ func newRoleCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			return g.withClient(cmd.Context(), func(ctx context.Context, c *client.Client) error {
-				if _, err := c.RoleRevokePermission(ctx, args[0], args[1], end); err != nil {
-					return err
-				}
-				_, err := fmt.Fprintf(g.out, "Permission of key %s is revoked from role %s\n", args[1], args[0])
-				return err
+				resp, err := c.RoleRevokePermission(ctx, args[0], args[1], end)
+				return authChanged(g.printer(), resp, err, "Permission of key %s is revoked from role %s", args[1], args[0])
 			})
 		},
 	}
 	revoke.Flags().BoolVar(&revokePrefix, "prefix", false, "the permission on the prefix <key>")
 	revoke.Flags().BoolVar(&revokeFromKey, "from-key", false, "the permission on every key from <key> on")
 	return groupCmd("role", "Adds, deletes, lists roles and grants them permissions",
-		simple("add <name>", "Adds a role", 1, func(ctx context.Context, c *client.Client, a []string) (string, error) {
-			_, err := c.RoleAdd(ctx, a[0])
-			return fmt.Sprintf("Role %s created\n", a[0]), err
+		authCmd(g, "add <name>", "Adds a role", 1, func(ctx context.Context, c *client.Client, p printer, a []string) error {
+			resp, err := c.RoleAdd(ctx, a[0])
+			return authChanged(p, resp, err, "Role %s created", a[0])
 		}),
-		simple("delete <name>", "Deletes a role (and takes it from every user)", 1, func(ctx context.Context, c *client.Client, a []string) (string, error) {
-			_, err := c.RoleDelete(ctx, a[0])
-			return fmt.Sprintf("Role %s deleted\n", a[0]), err
+		authCmd(g, "delete <name>", "Deletes a role (and takes it from every user)", 1, func(ctx context.Context, c *client.Client, p printer, a []string) error {
+			resp, err := c.RoleDelete(ctx, a[0])
+			return authChanged(p, resp, err, "Role %s deleted", a[0])
 		}),
-		simple("get <name>", "Shows a role's permissions", 1, func(ctx context.Context, c *client.Client, a []string) (string, error) {
+		authCmd(g, "get <name>", "Shows a role's permissions", 1, func(ctx context.Context, c *client.Client, p printer, a []string) error {
 			resp, err := c.RoleGet(ctx, a[0])
-			return formatRole(a[0], resp.GetPerms()), err
+			if err != nil {
+				return err
+			}
+			return p.RoleGet(a[0], resp)
 		}),
-		simple("list", "Lists the roles", 0, func(ctx context.Context, c *client.Client, _ []string) (string, error) {
+		authCmd(g, "list", "Lists the roles", 0, func(ctx context.Context, c *client.Client, p printer, _ []string) error {
 			resp, err := c.RoleList(ctx)
-			return lines(resp.GetRoles()), err
+			if err != nil {
+				return err
+			}
+			return p.RoleList(resp)
 		}),
 		grant, revoke,
 	)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvd-io/kvd/client"
+	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
 func newUserCmd(g *globalOptions) *cobra.Command {
@@ -25,17 +26,19 @@ func newUserCmd(g *globalOptions) *cobra.Command {
 				}
 			}
 			return g.withClient(cmd.Context(), func(ctx context.Context, c *client.Client) error {
-				var err error
+				var (
+					resp *kvv1.UserAddResponse
+					err  error
+				)
 				if noPassword {
-					_, err = c.UserAddNoPassword(ctx, name)
+					resp, err = c.UserAddNoPassword(ctx, name)
 				} else {
-					_, err = c.UserAdd(ctx, name, pw)
+					resp, err = c.UserAdd(ctx, name, pw)
 				}
 				if err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(g.out, "User %s created\n", name)
-				return err
+				return g.printer().AuthChange(fmt.Sprintf("User %s created", name), resp.GetHeader())
 			})
 		},
 	}
@@ -53,54 +56,66 @@ func newUserCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			return g.withClient(cmd.Context(), func(ctx context.Context, c *client.Client) error {
-				if _, err := c.UserChangePassword(ctx, args[0], pw); err != nil {
+				resp, err := c.UserChangePassword(ctx, args[0], pw)
+				if err != nil {
 					return err
 				}
-				_, err := fmt.Fprintln(g.out, "Password updated")
-				return err
+				return g.printer().AuthChange("Password updated", resp.GetHeader())
 			})
 		},
 	}
 	passwd.Flags().BoolVar(&pwInteractive, "interactive", true, "ask for the password on the terminal; false reads it from stdin")
 
-	simple := func(use, short string, nargs int, fn func(ctx context.Context, c *client.Client, args []string) (string, error)) *cobra.Command {
-		return &cobra.Command{
-			Use: use, Short: short, Args: cobra.ExactArgs(nargs),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return g.withClient(cmd.Context(), func(ctx context.Context, c *client.Client) error {
-					out, err := fn(ctx, c, args)
-					if err != nil {
-						return err
-					}
-					_, err = fmt.Fprint(g.out, out)
-					return err
-				})
-			},
-		}
-	}
 	return groupCmd("user", "Adds, deletes, lists users and grants them roles",
 		add, passwd,
-		simple("delete <name>", "Deletes a user", 1, func(ctx context.Context, c *client.Client, a []string) (string, error) {
-			_, err := c.UserDelete(ctx, a[0])
-			return fmt.Sprintf("User %s deleted\n", a[0]), err
+		authCmd(g, "delete <name>", "Deletes a user", 1, func(ctx context.Context, c *client.Client, p printer, a []string) error {
+			resp, err := c.UserDelete(ctx, a[0])
+			return authChanged(p, resp, err, "User %s deleted", a[0])
 		}),
-		simple("get <name>", "Shows a user's roles", 1, func(ctx context.Context, c *client.Client, a []string) (string, error) {
+		authCmd(g, "get <name>", "Shows a user's roles", 1, func(ctx context.Context, c *client.Client, p printer, a []string) error {
 			resp, err := c.UserGet(ctx, a[0])
-			return fmt.Sprintf("User: %s\nRoles: %s\n", a[0], strings.Join(resp.GetRoles(), " ")), err
+			if err != nil {
+				return err
+			}
+			return p.UserGet(a[0], resp)
 		}),
-		simple("list", "Lists the users", 0, func(ctx context.Context, c *client.Client, _ []string) (string, error) {
+		authCmd(g, "list", "Lists the users", 0, func(ctx context.Context, c *client.Client, p printer, _ []string) error {
 			resp, err := c.UserList(ctx)
-			return lines(resp.GetUsers()), err
+			if err != nil {
+				return err
+			}
+			return p.UserList(resp)
 		}),
-		simple("grant-role <user> <role>", "Gives a user a role", 2, func(ctx context.Context, c *client.Client, a []string) (string, error) {
-			_, err := c.UserGrantRole(ctx, a[0], a[1])
-			return fmt.Sprintf("Role %s is granted to user %s\n", a[1], a[0]), err
+		authCmd(g, "grant-role <user> <role>", "Gives a user a role", 2, func(ctx context.Context, c *client.Client, p printer, a []string) error {
+			resp, err := c.UserGrantRole(ctx, a[0], a[1])
+			return authChanged(p, resp, err, "Role %s is granted to user %s", a[1], a[0])
 		}),
-		simple("revoke-role <user> <role>", "Takes a role from a user", 2, func(ctx context.Context, c *client.Client, a []string) (string, error) {
-			_, err := c.UserRevokeRole(ctx, a[0], a[1])
-			return fmt.Sprintf("Role %s is revoked from user %s\n", a[1], a[0]), err
+		authCmd(g, "revoke-role <user> <role>", "Takes a role from a user", 2, func(ctx context.Context, c *client.Client, p printer, a []string) error {
+			resp, err := c.UserRevokeRole(ctx, a[0], a[1])
+			return authChanged(p, resp, err, "Role %s is revoked from user %s", a[1], a[0])
 		}),
 	)
+}
+
+// authCmd is a user, role or auth command of nargs arguments that runs fn
+// with a client and the printer of -w.
+func authCmd(g *globalOptions, use, short string, nargs int, fn func(ctx context.Context, c *client.Client, p printer, args []string) error) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: cobra.ExactArgs(nargs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withClient(cmd.Context(), func(ctx context.Context, c *client.Client) error {
+				return fn(ctx, c, g.printer(), args)
+			})
+		},
+	}
+}
+
+// authChanged prints the result of a change that answered resp and err.
+func authChanged(p printer, resp interface{ GetHeader() *kvv1.ResponseHeader }, err error, format string, args ...any) error {
+	if err != nil {
+		return err
+	}
+	return p.AuthChange(fmt.Sprintf(format, args...), resp.GetHeader())
 }
 
 func lines(items []string) string {

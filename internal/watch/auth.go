@@ -72,18 +72,38 @@ func (h *Hub) AuthChanged(s *auth.State) {
 	for w := range h.unsynced {
 		ws = append(ws, w)
 	}
+	// Watchers of one user often share a range (a prefix many clients
+	// watch): check each user and range once. This runs on the state
+	// machine's goroutine, which applies nothing meanwhile.
+	type check struct{ user, key, end string }
+	seen := map[check]error{}
 	for _, w := range ws {
-		h.checkWatcher(w, w.id)
+		if !w.stream.checked {
+			continue
+		}
+		k := check{w.stream.user, string(w.key), string(w.end)}
+		err, ok := seen[k]
+		if !ok {
+			err = w.stream.authorizeLocked(w.key, w.end)
+			seen[k] = err
+		}
+		if err != nil {
+			h.endUnauthorized(w, w.id, err)
+		}
 	}
 }
 
 // checkWatcher ends w if its stream's user may not read its range. The
 // caller holds h.mu.
 func (h *Hub) checkWatcher(w *watcher, id int64) {
-	err := w.stream.authorizeLocked(w.key, w.end)
-	if err == nil {
-		return
+	if err := w.stream.authorizeLocked(w.key, w.end); err != nil {
+		h.endUnauthorized(w, id, err)
 	}
+}
+
+// endUnauthorized ends w, canceled with err as the reason. The caller
+// holds h.mu.
+func (h *Hub) endUnauthorized(w *watcher, id int64, err error) {
 	h.remove(w)
 	w.stream.endWatcher(id)
 	w.stream.push([]*kvv1.WatchResponse{{

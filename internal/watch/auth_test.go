@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -156,5 +157,33 @@ func TestAuthChangeEndsWatchers(t *testing.T) {
 	h.AuthChanged(authState(6, true))
 	if r := cancelOf(waitFor(t, rn, "the anonymous watcher ended", func(rs []*kvv1.WatchResponse) bool { return cancelOf(rs, 1) != nil }), 1); !strings.Contains(r.GetCancelReason(), "auth: no credentials") {
 		t.Fatalf("the anonymous watcher once auth was enabled: %v", r)
+	}
+}
+
+// BenchmarkAuthChanged: what an auth change costs the state machine's
+// goroutine with 10,000 watchers of 100 users on 10 ranges each, none of
+// which loses its permission.
+func BenchmarkAuthChanged(b *testing.B) {
+	st := authState(1, true)
+	for u := range 100 {
+		name := fmt.Sprintf("u%d", u)
+		st.Users[name] = &fsmv1.AuthUser{Name: name, Roles: []string{"reader"}}
+	}
+	h, err := New(Config{History: &store{}, Auth: st})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for u := range 100 {
+		s := h.NewStream()
+		s.Authorize(fmt.Sprintf("u%d", u))
+		for i := range 100 {
+			s.Watch(&kvv1.WatchCreateRequest{Key: []byte(fmt.Sprintf("a/%d", i%10)), RangeEnd: []byte(fmt.Sprintf("a/%d0", i%10))})
+		}
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		next := *st
+		next.Revision = uint64(i + 2)
+		h.AuthChanged(&next)
 	}
 }

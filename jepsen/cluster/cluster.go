@@ -29,6 +29,7 @@ type Cluster struct {
 	status *client.Client            // for Status RPCs, one connection per member
 	admin  *client.Client            // membership changes and leader transfers, sent like any SDK user would
 	direct map[string]*client.Client // one client per member, that talks to it alone
+	sec    security                  // certificates and passwords of a secure cluster
 
 	partMu sync.Mutex // serializes partition changes
 }
@@ -60,6 +61,15 @@ func Setup(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if err := cfg.setupNetwork(ctx); err != nil {
 		return c, err
 	}
+	for _, dir := range []string{filepath.Join(cfg.Dir, "data"), filepath.Join(cfg.Dir, "logs"), filepath.Join(cfg.Dir, "certs")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return c, fmt.Errorf("cluster: %w", err)
+		}
+	}
+	tlsArgs, err := c.prepareSecurity()
+	if err != nil {
+		return c, err
+	}
 	var initial []string
 	for i := 1; i <= cfg.Nodes; i++ {
 		initial = append(initial, fmt.Sprintf("%s=%s:%d", NodeName(i), cfg.IP(i), cfg.RaftPort))
@@ -76,28 +86,15 @@ func Setup(ctx context.Context, cfg Config) (c *Cluster, err error) {
 			dataDir:    filepath.Join(cfg.Dir, "data", NodeName(i)),
 			logPath:    filepath.Join(cfg.Dir, "logs", NodeName(i)+".log"),
 			bin:        cfg.KvdBin,
+			tlsArgs:    tlsArgs[i],
 		}
-		n.args = slices.Concat(n.ownArgs(), []string{"--initial-cluster", strings.Join(initial, ",")}, cfg.KvdArgs)
+		n.args = slices.Concat(n.ownArgs(), []string{"--initial-cluster", strings.Join(initial, ",")}, n.tlsArgs, cfg.KvdArgs)
 		c.nodes = append(c.nodes, n)
 		c.byName[n.name] = n
 		endpoints = append(endpoints, n.clientAddr)
 	}
-	for _, dir := range []string{filepath.Join(cfg.Dir, "data"), filepath.Join(cfg.Dir, "logs")} {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return c, fmt.Errorf("cluster: %w", err)
-		}
-	}
-	c.status, err = client.New(client.Config{Endpoints: endpoints, DialTimeout: time.Second})
-	if err != nil {
-		return c, fmt.Errorf("cluster: status client: %w", err)
-	}
-	if c.admin, err = client.New(client.Config{Endpoints: endpoints, DialTimeout: time.Second}); err != nil {
-		return c, fmt.Errorf("cluster: admin client: %w", err)
-	}
-	for _, n := range c.nodes {
-		if c.direct[n.name], err = client.New(client.Config{Endpoints: []string{n.clientAddr}, DialTimeout: time.Second}); err != nil {
-			return c, fmt.Errorf("cluster: client of %s: %w", n.name, err)
-		}
+	if err := c.openClients(endpoints); err != nil {
+		return c, err
 	}
 	for _, n := range c.nodes {
 		if err := n.start(); err != nil {
@@ -111,8 +108,43 @@ func Setup(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if err != nil {
 		return c, fmt.Errorf("cluster: the new cluster did not become healthy within %s (is bridged traffic filtered? see the package doc): %w", cfg.StartTimeout, err)
 	}
+	if cfg.Auth {
+		if err := c.enableAuth(wctx, endpoints); err != nil {
+			return c, err
+		}
+		// Opened again, the clients log in now that auth is on.
+		c.closeClients()
+		if err := c.openClients(endpoints); err != nil {
+			return c, err
+		}
+	}
 	cfg.logf("cluster ready: %s", h)
 	return c, nil
+}
+
+// openClients opens the harness's clients, as root.
+func (c *Cluster) openClients(endpoints []string) (err error) {
+	if c.status, err = client.New(c.rootConfig(endpoints...)); err != nil {
+		return fmt.Errorf("cluster: status client: %w", err)
+	}
+	if c.admin, err = client.New(c.rootConfig(endpoints...)); err != nil {
+		return fmt.Errorf("cluster: admin client: %w", err)
+	}
+	for _, n := range c.nodes {
+		if c.direct[n.name], err = client.New(c.rootConfig(n.clientAddr)); err != nil {
+			return fmt.Errorf("cluster: client of %s: %w", n.name, err)
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) closeClients() {
+	for _, cl := range append([]*client.Client{c.status, c.admin}, slices.Collect(maps.Values(c.direct))...) {
+		if cl != nil {
+			_ = cl.Close()
+		}
+	}
+	c.status, c.admin, c.direct = nil, nil, map[string]*client.Client{}
 }
 
 // acquireLock takes an exclusive lock on path, or fails at once when
@@ -138,12 +170,7 @@ func (c *Cluster) Teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, cl := range append([]*client.Client{c.status, c.admin}, slices.Collect(maps.Values(c.direct))...) {
-		if cl != nil {
-			_ = cl.Close()
-		}
-	}
-	c.status, c.admin, c.direct = nil, nil, map[string]*client.Client{}
+	c.closeClients()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := Cleanup(ctx, c.cfg); err != nil {

@@ -36,6 +36,10 @@ type Config struct {
 	// StartTimeout bounds how long Setup waits for the new cluster to elect
 	// a leader that every member follows.
 	StartTimeout time.Duration
+	// TLS runs the members with mutual TLS on the client and the peer
+	// ports, with certificates the cluster makes under Dir/certs; Auth
+	// turns authentication on once the cluster is up (see secure.go).
+	TLS, Auth bool
 	// LockPath is a lock file held from Setup to Teardown.
 	LockPath string
 	// Logf receives progress messages; nil discards them.

@@ -127,7 +127,7 @@ func (c *Cluster) Rejoin(name string, learner bool) error {
 	if learner {
 		args = append(args, "--learner")
 	}
-	n.setArgs(slices.Concat(args, c.cfg.KvdArgs))
+	n.setArgs(slices.Concat(args, n.tlsArgs, c.cfg.KvdArgs))
 	return n.start()
 }
 

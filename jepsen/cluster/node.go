@@ -23,6 +23,8 @@ type node struct {
 	logPath    string
 	args       []string
 	bin        string
+	// tlsArgs are the member's TLS flags (Config.TLS), part of every start.
+	tlsArgs []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd

@@ -57,6 +57,12 @@ type Config struct {
 	// UnsafeLocalReads passes --unsafe-local-reads to every member (needs
 	// a kvd_unsafe build): the negative control.
 	UnsafeLocalReads bool `json:"unsafe_local_reads"`
+	// TLS runs the cluster with mutual TLS on the client and peer ports;
+	// Auth with authentication on, the workload's clients logged in as a
+	// user that may only read and write the workload's keys (see
+	// cluster.Config).
+	TLS  bool `json:"tls"`
+	Auth bool `json:"auth"`
 	// KvdArgs are more flags for every member.
 	KvdArgs []string `json:"kvd_args,omitempty"`
 	// CheckTimeout bounds the linearizability check; running out is an

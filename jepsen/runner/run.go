@@ -90,6 +90,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ccfg.Nodes, ccfg.KvdBin, ccfg.Dir, ccfg.Logf = cfg.Nodes, cfg.KvdBin, cfg.OutDir, logf
 	ccfg.Subnet, ccfg.Bridge, ccfg.Prefix, ccfg.Iptables = cfg.Subnet, cfg.Bridge, cfg.Prefix, cfg.Iptables
 	ccfg.KvdArgs = append([]string(nil), cfg.KvdArgs...)
+	ccfg.TLS, ccfg.Auth = cfg.TLS, cfg.Auth
 	if cfg.UnsafeLocalReads {
 		ccfg.KvdArgs = append(ccfg.KvdArgs, "--unsafe-local-reads")
 	}
@@ -226,6 +227,7 @@ func (t *test) run(ctx context.Context, families []nemesis.Family) error {
 		Record:     t.rec.Record,
 		NewProcess: t.newProcess,
 		OpTimeout:  5 * time.Second,
+		NewClient:  func(eps ...string) (*client.Client, error) { return client.New(t.c.ClientConfig(eps...)) },
 	}
 	if o, ok := t.wl.(workload.Observer); ok {
 		if err := o.Observe(ctx, env); err != nil {
@@ -243,7 +245,7 @@ func (t *test) run(ctx context.Context, families []nemesis.Family) error {
 		if t.cfg.ClientEndpoints == "one" {
 			eps, pinned = eps[:1], members[i%len(members)]
 		}
-		cli, err := client.New(client.Config{Endpoints: eps, DialTimeout: time.Second})
+		cli, err := client.New(t.c.ClientConfig(eps...))
 		if err != nil {
 			return err
 		}

@@ -363,7 +363,7 @@ func (w *Lease) Final(ctx context.Context, env FinalEnv) error {
 // finalRead reads every key of the workload on one member, linearizably,
 // retrying until it succeeds or ctx ends.
 func (w *Lease) finalRead(ctx context.Context, env FinalEnv, name string) error {
-	cli, err := client.New(client.Config{Endpoints: []string{env.Members[name]}, DialTimeout: time.Second})
+	cli, err := env.client(env.Members[name])
 	if err != nil {
 		return err
 	}

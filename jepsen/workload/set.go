@@ -76,7 +76,7 @@ func (s *Set) Final(ctx context.Context, env FinalEnv) error {
 }
 
 func (s *Set) finalRead(ctx context.Context, env FinalEnv, name string) error {
-	cli, err := client.New(client.Config{Endpoints: []string{env.Members[name]}, DialTimeout: time.Second})
+	cli, err := env.client(env.Members[name])
 	if err != nil {
 		return err
 	}

@@ -125,7 +125,7 @@ func (w *Watch) Observe(ctx context.Context, env FinalEnv) error {
 		for j := range names {
 			eps = append(eps, env.Members[names[(i+j)%len(names)]])
 		}
-		cli, err := client.New(client.Config{Endpoints: eps, DialTimeout: time.Second})
+		cli, err := env.client(eps...)
 		if err != nil {
 			w.stop()
 			return fmt.Errorf("watcher on %s: %w", name, err)
@@ -220,7 +220,7 @@ func (w *Watch) finalRead(ctx context.Context, env FinalEnv) (int64, error) {
 	for _, n := range names {
 		eps = append(eps, env.Members[n])
 	}
-	cli, err := client.New(client.Config{Endpoints: eps, DialTimeout: time.Second})
+	cli, err := env.client(eps...)
 	if err != nil {
 		return 0, err
 	}

@@ -62,6 +62,17 @@ type FinalEnv struct {
 	NewProcess func() int
 	// OpTimeout bounds one read; ctx bounds them all.
 	OpTimeout time.Duration
+	// NewClient opens a client of endpoints as the workload's clients are
+	// (TLS, credentials); nil opens a plaintext one without credentials.
+	NewClient func(endpoints ...string) (*client.Client, error)
+}
+
+// client opens a client of endpoints with NewClient.
+func (e FinalEnv) client(endpoints ...string) (*client.Client, error) {
+	if e.NewClient == nil {
+		return client.New(client.Config{Endpoints: endpoints, DialTimeout: time.Second})
+	}
+	return e.NewClient(endpoints...)
 }
 
 // CheckOptions tune a workload's checker.
