@@ -53,6 +53,7 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		RaftAppliedIndex: st.GetAppliedIndex(),
 		IsLearner:        st.GetIsLearner(),
 		StorageVersion:   storageVersion(v),
+		DbSizeQuota:      s.cfg.quota(),
 		DowngradeInfo:    &pb.DowngradeInfo{},
 	}
 	if resp.Leader == 0 {
