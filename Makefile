@@ -122,7 +122,9 @@ unsafe-controls:
 # Each fuzz target for FUZZTIME, on top of the seed corpus that unit runs
 # (testdata/fuzz). Longer runs: make fuzz-short FUZZTIME=10m.
 FUZZTIME ?= 8s
-FUZZ_TARGETS = ./fsm:FuzzValidatedRequestsApply ./fsm:FuzzDecodeResult ./internal/mvcc:FuzzHistoryKey ./cmd/kvctl:FuzzParseTxn
+FUZZ_TARGETS = ./fsm:FuzzValidatedRequestsApply ./fsm:FuzzAuthCommandsApply ./fsm:FuzzLoadAuth ./fsm:FuzzDecodeResult \
+	./rpc:FuzzRequestValidators ./internal/auth:FuzzCheck ./internal/auth:FuzzVerify \
+	./internal/mvcc:FuzzHistoryKey ./cmd/kvctl:FuzzParseTxn
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
