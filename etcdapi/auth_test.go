@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -257,6 +258,7 @@ func TestEveryMethodAuthorizedAsKvd(t *testing.T) {
 			}),
 	}
 
+	maps.Copy(cases, adminAuthCases(c, cc)) // admin_auth_test.go
 	tokens := map[string]string{}
 	for _, user := range []string{"bob", "alice", "root"} {
 		resp, err := eauth.Authenticate(ctx, &pb.AuthenticateRequest{Name: user, Password: user + "pw"})

@@ -35,7 +35,14 @@ type clusterServer struct {
 // waits until this member has applied every change acknowledged before
 // the call; otherwise it is this member's view, as etcd's.
 func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	if err := requireLeader(ctx, s.l); err != nil {
+		return nil, err
+	}
 	if r.GetLinearizable() {
+		// Refuse a caller who may not list before waiting for the leader.
+		if err := s.l.Authorize(ctx, kvv1.ClusterService_MemberList_FullMethodName, &kvv1.MemberListRequest{}); err != nil {
+			return nil, err
+		}
 		if err := s.l.Linearize(ctx); err != nil {
 			return nil, err
 		}
@@ -50,8 +57,16 @@ func (s *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 // MemberAdd adds a member at the one peer URL given, named after that
 // URL's host:port: start it with that --name, --raft-addr the same
 // address and --join (it then finds itself already added). The response
-// names it, and its id is FromName of that name.
+// names it, and its id is FromName of that name. A peer URL a member has
+// already is etcd's "Peer URLs already exists", even for the member an
+// earlier MemberAdd added.
 func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	if err := requireLeader(ctx, s.l); err != nil {
+		return nil, err
+	}
+	if err := s.l.Authorize(ctx, kvv1.ClusterService_MemberAdd_FullMethodName, &kvv1.MemberAddRequest{}); err != nil {
+		return nil, err
+	}
 	addr, err := peerAddr(r.GetPeerURLs())
 	if err != nil {
 		return nil, err
@@ -67,6 +82,10 @@ func (s *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	}
 	resp, err := s.l.MemberAdd(ctx, &kvv1.MemberAddRequest{Name: addr, RaftAddr: addr, IsLearner: r.GetIsLearner()})
 	if err != nil {
+		if ToStatus(err).Error() == rpctypes.ErrGRPCMemberExist.Error() {
+			// Added meanwhile, by name or by address: both are the URL.
+			return nil, rpctypes.ErrGRPCPeerURLExist
+		}
 		return nil, err
 	}
 	out := &pb.MemberAddResponse{Header: header(resp.GetHeader()), Members: s.members(resp.GetMembers())}
@@ -103,7 +122,7 @@ func peerAddr(urls []string) (string, error) {
 }
 
 func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	m, err := s.byID(ctx, r.GetID())
+	m, err := s.byID(ctx, r.GetID(), kvv1.ClusterService_MemberRemove_FullMethodName)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +134,7 @@ func (s *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 }
 
 func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	m, err := s.byID(ctx, r.GetID())
+	m, err := s.byID(ctx, r.GetID(), kvv1.ClusterService_MemberPromote_FullMethodName)
 	if err != nil {
 		return nil, err
 	}
@@ -128,10 +147,14 @@ func (s *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 
 // MemberUpdate changes a member's peer URLs, which kvd cannot do: a
 // member's raft address is fixed while it is a member. An update to the
-// URL it already has succeeds and changes nothing.
+// URL it already has succeeds and changes nothing. Either answer is only
+// for a caller that may add members.
 func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	m, err := s.byID(ctx, r.GetID())
+	m, err := s.byID(ctx, r.GetID(), kvv1.ClusterService_MemberAdd_FullMethodName)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.l.Authorize(ctx, kvv1.ClusterService_MemberAdd_FullMethodName, &kvv1.MemberAddRequest{}); err != nil {
 		return nil, err
 	}
 	addr, err := peerAddr(r.GetPeerURLs())
@@ -150,13 +173,21 @@ func (s *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 	return &pb.MemberUpdateResponse{Header: header(resp.GetHeader()), Members: s.members(resp.GetMembers())}, nil
 }
 
-// byID is the member with id, or etcd's "member not found".
-func (s *clusterServer) byID(ctx context.Context, id uint64) (*kvv1.Member, error) {
+// byID is the member with id, for a call that will be the kv.v1 call of
+// method; or etcd's "member not found", for a caller that may make that
+// call (the list is any user's to read, the answer is not).
+func (s *clusterServer) byID(ctx context.Context, id uint64, method string) (*kvv1.Member, error) {
+	if err := requireLeader(ctx, s.l); err != nil {
+		return nil, err
+	}
 	m, err := findMember(ctx, s.l, id)
 	if err != nil {
 		return nil, err
 	}
 	if m == nil {
+		if err := s.l.Authorize(ctx, method, &kvv1.MemberRemoveRequest{}); err != nil {
+			return nil, err
+		}
 		return nil, rpctypes.ErrGRPCMemberNotFound
 	}
 	return m, nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kvd-io/kvd/internal/memberid"
+	"github.com/kvd-io/kvd/internal/poll"
 	"github.com/kvd-io/kvd/server/servertest"
 )
 
@@ -37,21 +39,26 @@ func TestMemberList(t *testing.T) {
 	f := follower(t, c)
 	cli := newClient(t, c, f)
 	ctx := ctxT(t)
+	// Each member publishes its client address once it runs: until then
+	// it has no client URL, as a member of etcd that has not started.
 	for _, opts := range [][]clientv3.OpOption{nil, {clientv3.WithSerializable()}} {
-		resp, err := cli.MemberList(ctx, opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(resp.Members) != 3 || resp.Header.MemberId != c.Member(f).Server.ID() {
-			t.Fatalf("members %v from %x: want 3, from %s", resp.Members, resp.Header.MemberId, f)
-		}
-		for _, m := range resp.Members {
-			srv := c.Member(m.Name).Server
-			want := fmt.Sprintf("id %x peer [http://%s] client [http://%s] learner false", srv.ID(), srv.RaftAddr(), srv.ClientAddr())
-			if got := fmt.Sprintf("id %x peer %v client %v learner %v", m.ID, m.PeerURLs, m.ClientURLs, m.IsLearner); got != want {
-				t.Errorf("%s: %s, want %s", m.Name, got, want)
+		poll.Eventually(t, 30*time.Second, func() error {
+			resp, err := cli.MemberList(ctx, opts...)
+			if err != nil {
+				return err
 			}
-		}
+			if len(resp.Members) != 3 || resp.Header.MemberId != c.Member(f).Server.ID() {
+				return fmt.Errorf("members %v from %x: want 3, from %s", resp.Members, resp.Header.MemberId, f)
+			}
+			for _, m := range resp.Members {
+				srv := c.Member(m.Name).Server
+				want := fmt.Sprintf("id %x peer [http://%s] client [http://%s] learner false", srv.ID(), srv.RaftAddr(), srv.ClientAddr())
+				if got := fmt.Sprintf("id %x peer %v client %v learner %v", m.ID, m.PeerURLs, m.ClientURLs, m.IsLearner); got != want {
+					return fmt.Errorf("%s: %s, want %s", m.Name, got, want)
+				}
+			}
+			return nil
+		})
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/kvd-io/kvd/member"
 )
 
 // DefaultEtcdVersion is the etcd version Status reports when
@@ -23,11 +25,18 @@ type Config struct {
 	// and raft ports with TLS: MemberList's URLs are https:// then, and
 	// http:// otherwise. Every member of a cluster makes the same choice.
 	ClientTLS, PeerTLS bool
+	// QuotaBackendBytes is the state file size that raises NOSPACE
+	// (member.Config.QuotaBackendBytes), which Status reports as etcd's
+	// dbSizeQuota; zero means member.DefaultQuotaBackendBytes.
+	QuotaBackendBytes int64
 }
 
 // Validate reports what is wrong with c, quoting the bad value. It does
 // not change c.
 func (c Config) Validate() error {
+	if c.QuotaBackendBytes < 0 {
+		return fmt.Errorf("quota backend bytes must not be negative, got %d", c.QuotaBackendBytes)
+	}
 	if c.EtcdVersion == "" {
 		return nil
 	}
@@ -43,6 +52,14 @@ func (c Config) etcdVersion() string {
 		return DefaultEtcdVersion
 	}
 	return c.EtcdVersion
+}
+
+// quota is the quota Status reports.
+func (c Config) quota() int64 {
+	if c.QuotaBackendBytes == 0 {
+		return member.DefaultQuotaBackendBytes
+	}
+	return c.QuotaBackendBytes
 }
 
 // version is an etcd server version.

@@ -26,32 +26,39 @@ type electionServer struct {
 var errMissingLeaderKey = status.Error(codes.InvalidArgument, `"leader" field must be provided`)
 
 func (s *electionServer) Campaign(ctx context.Context, r *v3electionpb.CampaignRequest) (*v3electionpb.CampaignResponse, error) {
-	resp, err := s.l.Campaign(ctx, &kvv1.CampaignRequest{Name: r.GetName(), Lease: r.GetLease(), Value: r.GetValue()})
-	if err != nil {
-		return nil, err
-	}
-	l := resp.GetLeader()
-	return &v3electionpb.CampaignResponse{Header: header(resp.GetHeader()),
-		Leader: &v3electionpb.LeaderKey{Name: l.GetName(), Key: l.GetKey(), Rev: l.GetRev(), Lease: l.GetLease()}}, nil
+	return unary(ctx, s.l, r,
+		total(func(r *v3electionpb.CampaignRequest) *kvv1.CampaignRequest {
+			return &kvv1.CampaignRequest{Name: r.GetName(), Lease: r.GetLease(), Value: r.GetValue()}
+		}),
+		s.l.Campaign,
+		func(resp *kvv1.CampaignResponse) *v3electionpb.CampaignResponse {
+			l := resp.GetLeader()
+			return &v3electionpb.CampaignResponse{Header: header(resp.GetHeader()),
+				Leader: &v3electionpb.LeaderKey{Name: l.GetName(), Key: l.GetKey(), Rev: l.GetRev(), Lease: l.GetLease()}}
+		})
 }
 
 func (s *electionServer) Proclaim(ctx context.Context, r *v3electionpb.ProclaimRequest) (*v3electionpb.ProclaimResponse, error) {
-	if r.GetLeader() == nil {
-		return nil, errMissingLeaderKey
-	}
-	resp, err := s.l.Proclaim(ctx, &kvv1.ProclaimRequest{Leader: leaderKey(r.GetLeader()), Value: r.GetValue()})
-	if err != nil {
-		return nil, err
-	}
-	return &v3electionpb.ProclaimResponse{Header: header(resp.GetHeader())}, nil
+	return unary(ctx, s.l, r,
+		func(r *v3electionpb.ProclaimRequest) (*kvv1.ProclaimRequest, error) {
+			if r.GetLeader() == nil {
+				return nil, errMissingLeaderKey
+			}
+			return &kvv1.ProclaimRequest{Leader: leaderKey(r.GetLeader()), Value: r.GetValue()}, nil
+		},
+		s.l.Proclaim,
+		func(resp *kvv1.ProclaimResponse) *v3electionpb.ProclaimResponse {
+			return &v3electionpb.ProclaimResponse{Header: header(resp.GetHeader())}
+		})
 }
 
 func (s *electionServer) Leader(ctx context.Context, r *v3electionpb.LeaderRequest) (*v3electionpb.LeaderResponse, error) {
-	resp, err := s.l.Leader(ctx, &kvv1.LeaderRequest{Name: r.GetName()})
-	if err != nil {
-		return nil, err
-	}
-	return &v3electionpb.LeaderResponse{Header: header(resp.GetHeader()), Kv: keyValue(resp.GetKv())}, nil
+	return unary(ctx, s.l, r,
+		total(func(r *v3electionpb.LeaderRequest) *kvv1.LeaderRequest { return &kvv1.LeaderRequest{Name: r.GetName()} }),
+		s.l.Leader,
+		func(resp *kvv1.LeaderResponse) *v3electionpb.LeaderResponse {
+			return &v3electionpb.LeaderResponse{Header: header(resp.GetHeader()), Kv: keyValue(resp.GetKv())}
+		})
 }
 
 // Observe streams each leader and each proclamation in revision order,
@@ -71,14 +78,17 @@ func (s *electionServer) Observe(r *v3electionpb.LeaderRequest, st grpc.ServerSt
 // Resign deletes the leader key if it still leads; resigning a
 // leadership that is over does nothing, as etcd's.
 func (s *electionServer) Resign(ctx context.Context, r *v3electionpb.ResignRequest) (*v3electionpb.ResignResponse, error) {
-	if r.GetLeader() == nil {
-		return nil, errMissingLeaderKey
-	}
-	resp, err := s.l.Resign(ctx, &kvv1.ResignRequest{Leader: leaderKey(r.GetLeader())})
-	if err != nil {
-		return nil, err
-	}
-	return &v3electionpb.ResignResponse{Header: header(resp.GetHeader())}, nil
+	return unary(ctx, s.l, r,
+		func(r *v3electionpb.ResignRequest) (*kvv1.ResignRequest, error) {
+			if r.GetLeader() == nil {
+				return nil, errMissingLeaderKey
+			}
+			return &kvv1.ResignRequest{Leader: leaderKey(r.GetLeader())}, nil
+		},
+		s.l.Resign,
+		func(resp *kvv1.ResignResponse) *v3electionpb.ResignResponse {
+			return &v3electionpb.ResignResponse{Header: header(resp.GetHeader())}
+		})
 }
 
 func leaderKey(l *v3electionpb.LeaderKey) *kvv1.LeaderKey {

@@ -21,18 +21,22 @@ type lockServer struct {
 // the caller's lease: a lock that outlives its client by a minute
 // surprises more than a refusal.
 func (s *lockServer) Lock(ctx context.Context, r *v3lockpb.LockRequest) (*v3lockpb.LockResponse, error) {
-	resp, err := s.l.Lock(ctx, &kvv1.LockRequest{Name: r.GetName(), Lease: r.GetLease()})
-	if err != nil {
-		return nil, err
-	}
-	return &v3lockpb.LockResponse{Header: header(resp.GetHeader()), Key: resp.GetKey()}, nil
+	return unary(ctx, s.l, r,
+		total(func(r *v3lockpb.LockRequest) *kvv1.LockRequest {
+			return &kvv1.LockRequest{Name: r.GetName(), Lease: r.GetLease()}
+		}),
+		s.l.Lock,
+		func(resp *kvv1.LockResponse) *v3lockpb.LockResponse {
+			return &v3lockpb.LockResponse{Header: header(resp.GetHeader()), Key: resp.GetKey()}
+		})
 }
 
 // Unlock deletes the lock's key; a key that is gone already is fine.
 func (s *lockServer) Unlock(ctx context.Context, r *v3lockpb.UnlockRequest) (*v3lockpb.UnlockResponse, error) {
-	resp, err := s.l.Unlock(ctx, &kvv1.UnlockRequest{Key: r.GetKey()})
-	if err != nil {
-		return nil, err
-	}
-	return &v3lockpb.UnlockResponse{Header: header(resp.GetHeader())}, nil
+	return unary(ctx, s.l, r,
+		total(func(r *v3lockpb.UnlockRequest) *kvv1.UnlockRequest { return &kvv1.UnlockRequest{Key: r.GetKey()} }),
+		s.l.Unlock,
+		func(resp *kvv1.UnlockResponse) *v3lockpb.UnlockResponse {
+			return &v3lockpb.UnlockResponse{Header: header(resp.GetHeader())}
+		})
 }

@@ -34,6 +34,9 @@ const statusAlarmsWait = time.Second
 // cluster's alarms otherwise, as far as the caller may list them (they
 // need root's permission when auth is on).
 func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	if err := requireLeader(ctx, s.l); err != nil {
+		return nil, err
+	}
 	st, err := s.l.Status(ctx, &kvv1.StatusRequest{})
 	if err != nil {
 		return nil, err
@@ -50,6 +53,7 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		RaftAppliedIndex: st.GetAppliedIndex(),
 		IsLearner:        st.GetIsLearner(),
 		StorageVersion:   storageVersion(v),
+		DbSizeQuota:      s.cfg.quota(),
 		DowngradeInfo:    &pb.DowngradeInfo{},
 	}
 	if resp.Leader == 0 {
@@ -69,32 +73,30 @@ func (s *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 // Hash is HashKV's hash at the current revision. etcd's hashes its whole
 // backend (leases and auth too), for tests only; kvd's key-value history
 // serves the same purpose, comparing members.
-func (s *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
-	resp, err := s.l.HashKV(ctx, &kvv1.HashKVRequest{})
-	if err != nil {
-		return nil, err
-	}
-	return &pb.HashResponse{Header: header(resp.GetHeader()), Hash: resp.GetHash()}, nil
+func (s *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.HashResponse, error) {
+	return unary(ctx, s.l, r, total(func(*pb.HashRequest) *kvv1.HashKVRequest { return &kvv1.HashKVRequest{} }), s.l.HashKV,
+		func(resp *kvv1.HashKVResponse) *pb.HashResponse {
+			return &pb.HashResponse{Header: header(resp.GetHeader()), Hash: resp.GetHash()}
+		})
 }
 
 // HashKV hashes the key-value history up to a revision. kvd's hash is a
 // CRC-32C over its own encoding of the history, not etcd's: members of
 // one kvd cluster agree on it, an etcd member would not.
 func (s *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
-	resp, err := s.l.HashKV(ctx, &kvv1.HashKVRequest{Revision: r.GetRevision()})
-	if err != nil {
-		return nil, err
-	}
-	return &pb.HashKVResponse{Header: header(resp.GetHeader()), Hash: resp.GetHash(),
-		CompactRevision: resp.GetCompactRevision(), HashRevision: resp.GetHashRevision()}, nil
+	return unary(ctx, s.l, r,
+		total(func(r *pb.HashKVRequest) *kvv1.HashKVRequest { return &kvv1.HashKVRequest{Revision: r.GetRevision()} }), s.l.HashKV,
+		func(resp *kvv1.HashKVResponse) *pb.HashKVResponse {
+			return &pb.HashKVResponse{Header: header(resp.GetHeader()), Hash: resp.GetHash(),
+				CompactRevision: resp.GetCompactRevision(), HashRevision: resp.GetHashRevision()}
+		})
 }
 
-func (s *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
-	resp, err := s.l.Defragment(ctx, &kvv1.DefragmentRequest{})
-	if err != nil {
-		return nil, err
-	}
-	return &pb.DefragmentResponse{Header: header(resp.GetHeader())}, nil
+func (s *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	return unary(ctx, s.l, r, total(func(*pb.DefragmentRequest) *kvv1.DefragmentRequest { return &kvv1.DefragmentRequest{} }), s.l.Defragment,
+		func(resp *kvv1.DefragmentResponse) *pb.DefragmentResponse {
+			return &pb.DefragmentResponse{Header: header(resp.GetHeader())}
+		})
 }
 
 // Snapshot streams kvd's snapshot in etcd's framing: the state file's
@@ -136,11 +138,18 @@ var errLeaderTransferTimeout = status.Error(codes.Unknown, "etcdserver: request 
 // etcd's, which only its leader serves ("etcdserver: not leader"), any
 // member serves it, passing it on to the leader.
 func (s *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if err := requireLeader(ctx, s.l); err != nil {
+		return nil, err
+	}
 	target, err := findMember(ctx, s.l, r.GetTargetID())
 	if err != nil {
 		return nil, err
 	}
 	if target == nil || target.GetIsLearner() {
+		// Only to a caller that may move leadership.
+		if err := s.l.Authorize(ctx, kvv1.ClusterService_LeaderTransfer_FullMethodName, &kvv1.LeaderTransferRequest{}); err != nil {
+			return nil, err
+		}
 		return nil, rpctypes.ErrGRPCBadLeaderTransferee
 	}
 	resp, err := s.l.LeaderTransfer(ctx, &kvv1.LeaderTransferRequest{To: target.GetName()})
@@ -172,6 +181,13 @@ func (s *maintenanceServer) Downgrade(_ context.Context, r *pb.DowngradeRequest)
 // so activating CORRUPT is refused, and listing or clearing it finds
 // nothing.
 func (s *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	if err := requireLeader(ctx, s.l); err != nil {
+		return nil, err
+	}
+	// Refusals of the request below only to a caller that may call it.
+	if err := s.l.Authorize(ctx, kvv1.MaintenanceService_Alarm_FullMethodName, &kvv1.AlarmRequest{}); err != nil {
+		return nil, err
+	}
 	if _, ok := pb.AlarmRequest_AlarmAction_name[int32(r.GetAction())]; !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "etcdserver: unknown alarm action %d", r.GetAction())
 	}
@@ -214,8 +230,13 @@ func alarmType(t kvv1.AlarmType) pb.AlarmType {
 	return pb.AlarmType(t)
 }
 
-// findMember is the member with id, or nil if there is none.
+// findMember is the member with id, or nil if there is none, in a list
+// that has every change acknowledged before the call: a member added
+// through the leader a moment ago is found on a follower too.
 func findMember(ctx context.Context, l rpc.Local, id uint64) (*kvv1.Member, error) {
+	if err := l.Linearize(ctx); err != nil {
+		return nil, err
+	}
 	resp, err := l.MemberList(ctx, &kvv1.MemberListRequest{})
 	if err != nil {
 		return nil, err

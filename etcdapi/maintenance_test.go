@@ -30,7 +30,10 @@ import (
 // etcdctl endpoint status shows them.
 func TestStatus(t *testing.T) {
 	t.Parallel()
-	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) { cfg.EtcdVersion = "3.5.21" }))
+	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) {
+		cfg.EtcdVersion = "3.5.21"
+		cfg.QuotaBackendBytes = 64 << 20
+	}))
 	leader := c.Leader(servertest.StartTimeout)
 	cli := newClient(t, c)
 	ctx := ctxT(t)
@@ -52,8 +55,8 @@ func TestStatus(t *testing.T) {
 		if st.RaftTerm == 0 || st.RaftAppliedIndex == 0 || st.RaftIndex == 0 || st.Header.RaftTerm != st.RaftTerm {
 			t.Errorf("%s: term %d (header %d), index %d, applied %d: want them set", n, st.RaftTerm, st.Header.RaftTerm, st.RaftIndex, st.RaftAppliedIndex)
 		}
-		if st.DbSize <= 0 || st.DbSizeInUse <= 0 || st.DbSizeInUse > st.DbSize {
-			t.Errorf("%s: db size %d, in use %d", n, st.DbSize, st.DbSizeInUse)
+		if st.DbSize <= 0 || st.DbSizeInUse <= 0 || st.DbSizeInUse > st.DbSize || st.DbSizeQuota != 64<<20 {
+			t.Errorf("%s: db size %d, in use %d, quota %d: want the configured quota of 64 MiB", n, st.DbSize, st.DbSizeInUse, st.DbSizeQuota)
 		}
 		if st.IsLearner || len(st.Errors) != 0 || st.DowngradeInfo == nil || st.DowngradeInfo.Enabled {
 			t.Errorf("%s: learner %v, errors %q, downgrade %v: want a voter without errors or downgrade", n, st.IsLearner, st.Errors, st.DowngradeInfo)

@@ -176,6 +176,7 @@ func (s *Server) start() error {
 	// etcd's v3 API on the same port, through the same interceptors.
 	eapi, err := etcdapi.New(api.Local(), etcdapi.Config{
 		EtcdVersion: s.cfg.EtcdVersion, ClientTLS: s.cfg.ClientTLS.CertFile != "", PeerTLS: s.cfg.PeerTLS.CertFile != "",
+		QuotaBackendBytes: s.cfg.QuotaBackendBytes,
 	})
 	if err != nil {
 		return err

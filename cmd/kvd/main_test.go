@@ -18,7 +18,7 @@ func TestFlagsEnvironmentAndDefaults(t *testing.T) {
 	}{
 		{"defaults start a single local member", nil, nil, func(t *testing.T, o *options) {
 			d := server.DefaultConfig()
-			if o.cfg.ClientAddr != "127.0.0.1:7379" || o.cfg.RaftAddr != "127.0.0.1:7380" || o.cfg.DataDir != "kvd-data" ||
+			if o.cfg.ClientAddr != "127.0.0.1:7379" || o.cfg.RaftAddr != "127.0.0.1:7380" || o.cfg.DataDir != "kvd-data" || o.cfg.EtcdVersion != "3.6.0" ||
 				o.cfg.MaxRequestBytes != d.MaxRequestBytes || len(o.cfg.InitialCluster) != 0 || o.cfg.Name == "" {
 				t.Fatalf("unexpected defaults: %+v", o.cfg)
 			}
@@ -40,6 +40,11 @@ func TestFlagsEnvironmentAndDefaults(t *testing.T) {
 			want := []server.Peer{{Name: "a", RaftAddr: "127.0.0.1:1"}, {Name: "b", RaftAddr: "127.0.0.1:2"}}
 			if len(o.cfg.InitialCluster) != 2 || o.cfg.InitialCluster[0] != want[0] || o.cfg.InitialCluster[1] != want[1] {
 				t.Fatalf("initial cluster = %+v", o.cfg.InitialCluster)
+			}
+		}},
+		{"etcd version", []string{"--etcd-version", "3.5.13"}, nil, func(t *testing.T, o *options) {
+			if o.cfg.EtcdVersion != "3.5.13" {
+				t.Fatalf("etcd version = %q", o.cfg.EtcdVersion)
 			}
 		}},
 		{"durations from environment", nil, map[string]string{"KVD_REQUEST_TIMEOUT": "7s"}, func(t *testing.T, o *options) {
@@ -84,6 +89,8 @@ func TestBadInputIsRefused(t *testing.T) {
 		{"--client-addr", "nope"},
 		{"--max-request-bytes", "0"},
 		{"--advertise-client-addr", "0.0.0.0:7379"},
+		{"--etcd-version", "4.0.0"},
+		{"--etcd-version", "latest"},
 	} {
 		o, err := parseFlags(args, io.Discard, func(string) string { return "" })
 		if err != nil {
