@@ -33,7 +33,15 @@ type PoolConfig[Op, Res any] struct {
 	// failed (a refused TLS handshake, say), nil if it is not known; it
 	// becomes the cause of a NotReadyError.
 	LastError func(addr string) error
+	// RetireGrace is how long a connection that Reset replaced stays open
+	// for the calls already on it; zero means DefaultRetireGrace.
+	RetireGrace time.Duration
 }
+
+// DefaultRetireGrace outlasts a request's deadline (the member's request
+// timeout, 5 s by default), so that the calls on a replaced connection end
+// by their own answer or deadline rather than by its closing.
+const DefaultRetireGrace = 30 * time.Second
 
 // Pool keeps one gRPC connection per address, dialed when first needed,
 // and on each connection the stream its calls share. It is safe for
@@ -41,9 +49,12 @@ type PoolConfig[Op, Res any] struct {
 type Pool[Op, Res any] struct {
 	cfg PoolConfig[Op, Res]
 
-	mu     sync.Mutex
-	ends   map[string]*endpoint[Op, Res]
-	closed bool
+	mu   sync.Mutex
+	ends map[string]*endpoint[Op, Res]
+	// retired are the endpoints Reset replaced, each closed by its timer
+	// once its grace is over (or by Close).
+	retired map[*endpoint[Op, Res]]*time.Timer
+	closed  bool
 }
 
 // endpoint is one address's connection and stream.
@@ -56,7 +67,10 @@ type endpoint[Op, Res any] struct {
 
 // NewPool returns an empty pool.
 func NewPool[Op, Res any](cfg PoolConfig[Op, Res]) *Pool[Op, Res] {
-	return &Pool[Op, Res]{cfg: cfg, ends: map[string]*endpoint[Op, Res]{}}
+	if cfg.RetireGrace == 0 {
+		cfg.RetireGrace = DefaultRetireGrace
+	}
+	return &Pool[Op, Res]{cfg: cfg, ends: map[string]*endpoint[Op, Res]{}, retired: map[*endpoint[Op, Res]]*time.Timer{}}
 }
 
 // endLocked returns addr's endpoint with a connection, dialing (lazily) when
@@ -174,17 +188,31 @@ func (p *Pool[Op, Res]) NotServed(addr string) {
 	}
 }
 
-// Reset drops addr's connection and its streams after a call on it failed
-// in a way that may mean the connection itself is dead, so that the next
-// call dials anew: after a partition heals, a fresh connection works at
-// once, while the old one may still be stuck.
+// Reset replaces addr's connection after a call on it failed in a way that
+// may mean the connection itself is dead, so that the next call dials anew:
+// after a partition heals, a fresh connection works at once, while the old
+// one may still be stuck. The old connection and its stream stay open for
+// RetireGrace, for the calls already on them: when the failure was one
+// slow call on a healthy connection (a timed-out probe on a loaded
+// machine), the other callers' forwarded writes still get their answers
+// instead of an unknown outcome.
 func (p *Pool[Op, Res]) Reset(addr string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if e := p.ends[addr]; e != nil {
-		_ = e.close()
-		delete(p.ends, addr)
+	e := p.ends[addr]
+	if e == nil {
+		return
 	}
+	delete(p.ends, addr)
+	p.retired[e] = time.AfterFunc(p.cfg.RetireGrace, func() {
+		p.mu.Lock()
+		_, ok := p.retired[e]
+		delete(p.retired, e)
+		p.mu.Unlock()
+		if ok {
+			_ = e.close()
+		}
+	})
 }
 
 // Close closes every connection; calls in flight fail, later ones get
@@ -194,6 +222,11 @@ func (p *Pool[Op, Res]) Close() error {
 	defer p.mu.Unlock()
 	p.closed = true
 	var errs []error
+	for e, t := range p.retired {
+		t.Stop()
+		_ = e.close() // replaced already: its errors say nothing new
+		delete(p.retired, e)
+	}
 	for addr, e := range p.ends {
 		if err := e.close(); err != nil {
 			errs = append(errs, fmt.Errorf("close connection to %q: %w", addr, err))

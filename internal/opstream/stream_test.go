@@ -140,6 +140,7 @@ func serveMember(t *testing.T, m *member, register bool) (string, *Pool[*kvv1.St
 	pool := NewPool(PoolConfig[*kvv1.StreamOp, *kvv1.StreamResult]{
 		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
 		DialTimeout: 5 * time.Second,
+		RetireGrace: testRetireGrace,
 		Open: func(cc *grpc.ClientConn, target string) (*Mux[*kvv1.StreamOp, *kvv1.StreamResult], error) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cs, err := kvv1.NewKVServiceClient(cc).Stream(ctx, grpc.MaxCallRecvMsgSize(64<<20))
@@ -320,6 +321,48 @@ func TestUnsentAndBrokenOpsAreTold(t *testing.T) {
 	oldPool.NotServed(oldAddr)
 	if _, err := oldPool.Stream(oldAddr); !errors.Is(err, ErrNotServed) {
 		t.Fatalf("stream after NotServed: %v, want ErrNotServed", err)
+	}
+}
+
+// testRetireGrace is the tests' PoolConfig.RetireGrace.
+const testRetireGrace = 2 * time.Second
+
+// Reset moves new calls to a new connection at once, while the call already
+// on the old one still gets its answer; the old connection closes after the
+// grace.
+func TestResetLetsCallsInFlightFinish(t *testing.T) {
+	m := newMember()
+	addr, pool := serveMember(t, m, true)
+	ctx := ctxT(t)
+
+	held := make(chan error, 1)
+	go func() {
+		r, err := call(ctx, t, pool, addr, "hold")
+		if err == nil && r.GetResponse() == nil {
+			err = errors.New("no response")
+		}
+		held <- err
+	}()
+	waitFor(t, "the op to be held", func() bool { return m.held.Load() == 1 })
+	old, err := pool.Stream(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Reset(addr)
+	if _, err := call(ctx, t, pool, addr, "after"); err != nil {
+		t.Fatalf("call after Reset: %v", err)
+	}
+	if got := m.streams.Load(); got != 2 {
+		t.Errorf("member served %d streams, want 2 (the old one and the new connection's)", got)
+	}
+	close(m.release)
+	if err := <-held; err != nil {
+		t.Fatalf("the op in flight when the connection was replaced: %v, want its answer", err)
+	}
+	start := time.Now()
+	waitFor(t, "the replaced connection's stream to end", old.Ended)
+	if took := time.Since(start); took > testRetireGrace+5*time.Second {
+		t.Errorf("the replaced stream ended %s after its op was answered; want within the grace of %s", took, testRetireGrace)
 	}
 }
 
