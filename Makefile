@@ -46,11 +46,13 @@ $(BIN)/protoc-gen-go-grpc:
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-# proto regenerates the committed Go code from proto/.
+# proto regenerates the committed Go code from proto/, and from etcd's
+# lock and election schemas in etcdapi/proto (see its buf.yaml).
 proto: tools
 	buf format -w
 	buf lint
 	buf generate
+	cd etcdapi/proto && $(BIN)/buf generate --path v3lockpb --path v3electionpb
 
 # proto-check fails when the committed generated code differs from what the
 # schemas generate now.
@@ -59,6 +61,10 @@ proto-check: tools
 	buf generate -o "$$tmp" && \
 	if ! diff -r -x '*.proto' "$$tmp/proto" proto; then \
 		echo "generated protobuf code is stale: run 'make proto' and commit"; exit 1; fi
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	(cd etcdapi/proto && $(BIN)/buf generate --path v3lockpb --path v3electionpb -o "$$tmp") && \
+	if ! diff -r -x '*.proto' "$$tmp" etcdapi/proto -x '*.yaml'; then \
+		echo "generated protobuf code of etcdapi/proto is stale: run 'make proto' and commit"; exit 1; fi
 
 buf-lint: tools
 	buf lint
@@ -116,7 +122,9 @@ unsafe-controls:
 # Each fuzz target for FUZZTIME, on top of the seed corpus that unit runs
 # (testdata/fuzz). Longer runs: make fuzz-short FUZZTIME=10m.
 FUZZTIME ?= 8s
-FUZZ_TARGETS = ./fsm:FuzzValidatedRequestsApply ./fsm:FuzzDecodeResult ./internal/mvcc:FuzzHistoryKey ./cmd/kvctl:FuzzParseTxn
+FUZZ_TARGETS = ./fsm:FuzzValidatedRequestsApply ./fsm:FuzzAuthCommandsApply ./fsm:FuzzLoadAuth ./fsm:FuzzDecodeResult \
+	./rpc:FuzzRequestValidators ./internal/auth:FuzzCheck ./internal/auth:FuzzVerify \
+	./internal/mvcc:FuzzHistoryKey ./cmd/kvctl:FuzzParseTxn
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

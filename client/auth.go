@@ -298,10 +298,27 @@ func (t *tokens) unary(ctx context.Context, method string, req, reply any, cc *g
 	if err == nil || !refused(err) || method == kvv1.AuthService_Authenticate_FullMethodName {
 		return err
 	}
+	t.forget()
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// forget drops the token, so that the next call authenticates again.
+func (t *tokens) forget() {
 	t.mu.Lock()
 	t.token = ""
 	t.mu.Unlock()
-	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// renewAfter reports whether a stream that failed with err may be opened
+// again with a new token: a member refused the one it carried (expired, or
+// its user changed since). It then drops that token. A client without a
+// user (t nil) has none to renew.
+func (t *tokens) renewAfter(err error) bool {
+	if t == nil || !refused(err) {
+		return false
+	}
+	t.forget()
+	return true
 }
 
 // errNoUser: Password without Username.

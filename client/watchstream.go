@@ -527,7 +527,10 @@ func (h *watchHub) streamFailed(s *watchStream, err error) {
 		moved = append(moved, w)
 	}
 	s.watchers = nil
-	resume := !h.closed && resumable(err)
+	// A token the member refused (it expired while the stream was being
+	// opened, or the user changed since it was issued) is renewed and the
+	// watchers go on: they end only if authenticating again fails.
+	resume := !h.closed && (resumable(err) || h.c.tokens.renewAfter(err))
 	if !resume {
 		for _, w := range moved {
 			w.endLocked(WatchResponse{Header: &ResponseHeader{}, Canceled: true, err: err})

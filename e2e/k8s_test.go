@@ -40,8 +40,9 @@ const kubeAPIServerEnv = "KVD_E2E_KUBE_APISERVER"
 // readiness, the system namespaces, ConfigMaps through create, patch, get,
 // paged lists, a watch from a resourceVersion and delete, Events that
 // expire after --event-ttl, the apiserver's own compactions every 20 s
-// without a storage error, and service going on after kill -9 of the kvd
-// leader.
+// without a storage error, consistent lists from the watch cache (which
+// take an etcd version of at least 3.5.13 and watch progress requests),
+// and service going on after kill -9 of the kvd leader.
 func TestKubeAPIServer(t *testing.T) {
 	bin := os.Getenv(kubeAPIServerEnv)
 	if bin == "" {
@@ -136,6 +137,28 @@ func TestKubeAPIServer(t *testing.T) {
 			})
 		}
 	})
+	t.Run("consistent-reads-from-cache", func(t *testing.T) {
+		// kube-apiserver asks each endpoint's Maintenance.Status for its
+		// version, and from etcd 3.5.13 on serves consistent lists from
+		// its watch cache after a watch progress request; below that, or
+		// without an answer, every such list goes to storage and this
+		// counter stays absent.
+		served := regexp.MustCompile(`(?m)^apiserver_watch_cache_consistent_read_total\{fallback="false",group="",resource="configmaps",success="true"\} (\d+)`)
+		eventually(t, 2*time.Minute, func() error {
+			if err := ka.get("/api/v1/namespaces/kube-system/configmaps", nil); err != nil {
+				return err
+			}
+			code, metrics, err := ka.do(http.MethodGet, "/metrics", "", nil)
+			if err != nil || code != http.StatusOK {
+				return fmt.Errorf("/metrics: %d, %v", code, err)
+			}
+			if m := served.FindSubmatch(metrics); m == nil || string(m[1]) == "0" {
+				return fmt.Errorf("no consistent list of configmaps served from the watch cache (does Maintenance.Status answer with a version of at least 3.5.13?); counters: %q; the apiserver's log on it: %q",
+					grepLines(metrics, "consistent_read_total"), grepLines([]byte(ka.log(t)), "RequestWatchProgress"))
+			}
+			return nil
+		})
+	})
 	t.Run("no-storage-errors", func(t *testing.T) {
 		log := ka.log(t)
 		if m := regexp.MustCompile(`(?m)^E\d{4} .*compact failed.*$`).FindAllString(log, -1); len(m) > 0 {
@@ -190,6 +213,8 @@ func startKubeAPIServer(t *testing.T, bin string, ec *etcdAPICluster) *kubeAPISe
 		"--etcd-compaction-interval", "20s",
 		"--event-ttl", "20s",
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+		// The endpoint reconciler refuses a loopback address.
+		"--endpoint-reconciler-type", "none",
 		"--secure-port", fmt.Sprint(port),
 		"--cert-dir", filepath.Join(dir, "certs"),
 		"--tls-cert-file", filepath.Join(dir, "serving.crt"), "--tls-private-key-file", filepath.Join(dir, "serving.key"),
@@ -551,4 +576,15 @@ func createKubeEvent(t *testing.T, ka *kubeAPIServer) string {
 	}, http.StatusCreated, nil)
 	ka.must(t, http.MethodGet, "/api/v1/namespaces/default/events/"+name, "", nil, http.StatusOK, nil)
 	return name
+}
+
+// grepLines returns the lines of b that contain s.
+func grepLines(b []byte, s string) string {
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

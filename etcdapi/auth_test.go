@@ -104,7 +104,7 @@ func TestAuth(t *testing.T) {
 	}
 	// A watch outside the permission is refused with etcd's reason.
 	wresp, ok := <-alice.Watch(ctx, "other")
-	if ok && (wresp.Err() == nil || !strings.Contains(wresp.Err().Error(), "etcdserver: permission denied")) {
+	if !ok || wresp.Err() == nil || !strings.Contains(wresp.Err().Error(), "etcdserver: permission denied") {
 		t.Fatalf("watch outside the permission: %+v (%v), want refused with etcd's permission denied", wresp, wresp.Err())
 	}
 	if _, err := alice.Grant(ctx, 60); err != nil {

@@ -15,9 +15,22 @@
 //
 // Errors are etcd's, with etcd's exact codes and messages (errors.go,
 // ToStatus), because etcd's clients match them by their text. ToStatus is
-// given to rpc (rpc.Config.Statuses, for the method prefix MethodPrefix) so
-// that the errors raised by kvd's interceptors on etcd methods (no
+// given to rpc (rpc.Config.Statuses, for the method prefixes of Statuses)
+// so that the errors raised by kvd's interceptors on etcd methods (no
 // credentials, permission denied, request too large) are etcd's too.
+//
+// To add a service: give each of its methods the rule ruleDelegated in
+// rpc's methodRules; write its server in a file of its own, embedding the
+// generated Unimplemented server and holding the rpc.Local, with each
+// unary method one call of unary (request translation, the Local method,
+// response translation; the translations in convert.go) and each stream
+// a localStream around the etcd stream handed to the Local stream method;
+// list it in API.services; add a row to errorTable for every kvd error
+// etcd has a word for (TestErrorTable checks each); give each method a
+// case in TestEveryMethodAuthorizedAsKvd, which fails until it has one;
+// and document it in docs/etcd-compatibility.md. When the service needs
+// something of the member that no kv.v1 method gives, add it to
+// rpc.Local (as MinLeaseTTL and Leaderless).
 //
 // docs/etcd-compatibility.md lists every service, method and field, and
 // every difference from etcd.

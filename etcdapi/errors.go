@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/kvd-io/kvd/apierr"
@@ -80,9 +81,28 @@ var errorTable = []struct {
 	{member.ErrNotReady, rpctypes.ErrGRPCLeaderChanged},
 	{member.ErrNotApplied, rpctypes.ErrGRPCLeaderChanged},
 	{member.ErrStopped, rpctypes.ErrGRPCStopped},
+	// A member of the cluster, during a rolling upgrade, cannot apply the
+	// request yet: etcd's cluster version is not capable of it.
+	{member.ErrLeasesUnsupported, rpctypes.ErrGRPCNotCapable},
+	{member.ErrAlarmsUnsupported, rpctypes.ErrGRPCNotCapable},
+	{member.ErrCompactUnsupported, rpctypes.ErrGRPCNotCapable},
+	{member.ErrFeatureUnsupported, rpctypes.ErrGRPCNotCapable},
 	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},
 	{context.Canceled, rpctypes.ErrGRPCCanceled},
+
+	// Elections (v3electionpb). etcd's election service answers with
+	// clientv3's concurrency errors as they are, code Unknown; its
+	// clients match their text.
+	{rpc.ErrElectionNoLeader, errElectionNoLeader},
+	{rpc.ErrElectionNotLeader, errElectionNotLeader},
 }
+
+// etcd's election errors (clientv3/concurrency's), as etcd's election
+// service sends them.
+var (
+	errElectionNoLeader  = status.Error(codes.Unknown, "election: no leader")
+	errElectionNotLeader = status.Error(codes.Unknown, "election: not leader")
+)
 
 // ToStatus turns an error of an etcd method into a gRPC status: etcd's
 // (errorTable), or kvd's for an error etcd has no word for. It is the

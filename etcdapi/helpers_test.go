@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -54,4 +55,13 @@ func follower(t *testing.T, c *servertest.Cluster) string {
 	}
 	t.Fatal("no follower")
 	return ""
+}
+
+// checkHeader fails unless h is a header of member name of c, as etcd
+// fills one: the cluster's id, the member's id, a revision and a term.
+func checkHeader(t *testing.T, what string, c *servertest.Cluster, name string, h *pb.ResponseHeader) {
+	t.Helper()
+	if h == nil || h.ClusterId == 0 || h.MemberId != c.Member(name).Server.ID() || h.Revision == 0 || h.RaftTerm == 0 {
+		t.Errorf("%s: header %+v, want the cluster id, %s's id %x, a revision and a raft term", what, h, name, c.Member(name).Server.ID())
+	}
 }

@@ -31,6 +31,18 @@ func TestRequireLeader(t *testing.T) {
 	if resp := next(t, wch); !resp.Created {
 		t.Fatalf("first watch response %+v, want created", resp)
 	}
+	// Read the watch all along: clientv3 gives a watcher's closing error
+	// up (after 250 ms) if nobody is reading its channel then.
+	ended := make(chan error, 1)
+	go func() {
+		for resp := range wch {
+			if err := resp.Err(); err != nil {
+				ended <- err
+				return
+			}
+		}
+		ended <- errors.New("watch channel closed without an error")
+	}()
 
 	c.Isolate(f)
 	defer c.Heal()
@@ -44,21 +56,12 @@ func TestRequireLeader(t *testing.T) {
 	if resp, err := cli.Get(ctx, "rl/a", clientv3.WithSerializable()); err != nil || resp.Count != 1 {
 		t.Fatalf("serializable get without requiring a leader: %+v, %v", resp, err)
 	}
-	deadline := time.After(30 * time.Second)
-	for {
-		select {
-		case resp, ok := <-wch:
-			if !ok {
-				t.Fatal("watch channel closed without an error")
-			}
-			if err := resp.Err(); err != nil {
-				if !errors.Is(err, rpctypes.ErrNoLeader) {
-					t.Fatalf("watch ended with %v, want %v", err, rpctypes.ErrNoLeader)
-				}
-				return
-			}
-		case <-deadline:
-			t.Fatal("the watch requiring a leader did not end on an isolated member")
+	select {
+	case err := <-ended:
+		if !errors.Is(err, rpctypes.ErrNoLeader) {
+			t.Fatalf("watch ended with %v, want %v", err, rpctypes.ErrNoLeader)
 		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watch requiring a leader did not end on an isolated member")
 	}
 }

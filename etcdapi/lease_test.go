@@ -20,7 +20,8 @@ import (
 func TestLease(t *testing.T) {
 	t.Parallel()
 	c := servertest.New(t, 3)
-	cli := newClient(t, c, follower(t, c))
+	f := follower(t, c)
+	cli := newClient(t, c, f)
 	ctx := ctxT(t)
 
 	short, err := cli.Grant(ctx, 1)
@@ -30,6 +31,7 @@ func TestLease(t *testing.T) {
 	if short.TTL < 1 {
 		t.Fatalf("granted TTL %d", short.TTL)
 	}
+	checkHeader(t, "grant", c, f, short.ResponseHeader)
 	if _, err := cli.Put(ctx, "l/expiring", "x", clientv3.WithLease(short.ID)); err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +48,8 @@ func TestLease(t *testing.T) {
 	}
 	if resp := <-ka; resp == nil || resp.ID != kept.ID || resp.TTL != kept.TTL {
 		t.Fatalf("first keep-alive: %+v, want lease %x renewed for %d s", resp, kept.ID, kept.TTL)
+	} else {
+		checkHeader(t, "keep-alive", c, f, resp.ResponseHeader)
 	}
 	go func() {
 		for range ka { // drain the renewals until the test ends
@@ -84,10 +88,12 @@ func TestLease(t *testing.T) {
 	if err != nil || ttl.GrantedTTL != kept.TTL || ttl.TTL <= 0 || len(ttl.Keys) != 1 || string(ttl.Keys[0]) != "l/kept" {
 		t.Fatalf("time to live with keys: %+v, %v", ttl, err)
 	}
+	checkHeader(t, "time to live", c, f, ttl.ResponseHeader)
 	leases, err := cli.Leases(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkHeader(t, "leases", c, f, leases.ResponseHeader)
 	found := false
 	for _, l := range leases.Leases {
 		found = found || l.ID == kept.ID
@@ -96,9 +102,11 @@ func TestLease(t *testing.T) {
 		t.Fatalf("leases %+v lack %x", leases.Leases, kept.ID)
 	}
 
-	if _, err := cli.Revoke(ctx, kept.ID); err != nil {
+	rev, err := cli.Revoke(ctx, kept.ID)
+	if err != nil {
 		t.Fatal(err)
 	}
+	checkHeader(t, "revoke", c, f, rev.Header)
 	if resp, err := cli.Get(ctx, "l/kept"); err != nil || resp.Count != 0 {
 		t.Fatalf("after revoke: %+v, %v; want the key gone", resp, err)
 	}

@@ -61,7 +61,8 @@ func describe(evs []*clientv3.Event) string {
 func TestWatch(t *testing.T) {
 	t.Parallel()
 	c := servertest.New(t, 3)
-	cli := newClient(t, c, follower(t, c))
+	f := follower(t, c)
+	cli := newClient(t, c, f)
 	ctx := ctxT(t)
 	first, err := cli.Put(ctx, "w/a", "1")
 	if err != nil {
@@ -75,7 +76,12 @@ func TestWatch(t *testing.T) {
 	}
 
 	// From the first put's revision: the history, then what follows.
-	all := cli.Watch(ctx, "w/", clientv3.WithPrefix(), clientv3.WithRev(first.Header.Revision), clientv3.WithPrevKV())
+	all := cli.Watch(ctx, "w/", clientv3.WithPrefix(), clientv3.WithRev(first.Header.Revision), clientv3.WithPrevKV(), clientv3.WithCreatedNotify())
+	created := next(t, all)
+	if !created.Created {
+		t.Fatalf("first response %+v, want created", created)
+	}
+	checkHeader(t, "watch created", c, f, created.Header)
 	noPut := cli.Watch(ctx, "w/", clientv3.WithPrefix(), clientv3.WithRev(first.Header.Revision), clientv3.WithFilterPut())
 	noDel := cli.Watch(ctx, "w/a", clientv3.WithRev(first.Header.Revision), clientv3.WithFilterDelete())
 	if got, want := describe(events(t, all, 3)), "PUT w/a=1; PUT w/a=2 (was 1); DELETE w/a= (was 2); "; got != want {

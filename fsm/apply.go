@@ -102,6 +102,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	var (
 		last      *raft.Log
 		changes   []Change
+		authMarks []authMark
 		leases    []LeaseEvent
 		compacted bool
 	)
@@ -112,7 +113,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			err error
 		)
 		last, n, err = f.applyEntries(w, logs, applied, results)
-		changes, leases, compacted = w.changes, w.leases, w.compacted
+		changes, authMarks, leases, compacted = w.changes, w.authMarks, w.leases, w.compacted
 		return n, err
 	})
 	if err != nil {
@@ -124,8 +125,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if last != nil {
 		f.setApplied(last.Index)
 	}
-	if len(changes) > 0 {
-		f.feed.Applied(changes)
+	if len(changes) > 0 || len(authMarks) > 0 {
+		f.report(changes, authMarks)
 	}
 	if len(leases) > 0 && f.cfg.Leases != nil {
 		f.cfg.Leases.LeasesChanged(leases)
@@ -137,6 +138,29 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		f.cfg.Observer.ObserveApply(time.Since(start), len(logs))
 	}
 	return results
+}
+
+// report tells the feed what a batch changed: the key-value changes, and
+// the auth states at the points marks say, in order.
+func (f *FSM) report(changes []Change, marks []authMark) {
+	i := 0
+	for _, m := range marks {
+		if m.changes > i {
+			f.feed.Applied(changes[i:m.changes:m.changes]) // capped: the feed may append to its slice
+			i = m.changes
+		}
+		f.feed.AuthChanged(m.state)
+	}
+	if i < len(changes) {
+		f.feed.Applied(changes[i:])
+	}
+}
+
+// authMark is a change of the auth state within a batch: the state after
+// it, and how many key-value changes of the batch came before it.
+type authMark struct {
+	changes int
+	state   *auth.State
 }
 
 // applyEntries applies the entries of logs above applied through w, fills in
@@ -242,7 +266,10 @@ type writer struct {
 	auth        *bolt.Bucket
 	authState   *auth.State
 	authChanged bool
-	kv          mvcc.Writer
+	// leaseUser is the user of the command being applied if it is
+	// subject to checkLeasePuts: auth is on and the user is not root.
+	leaseUser string
+	kv        mvcc.Writer
 	// membersChanged is set when a command wrote the members bucket.
 	membersChanged bool
 	// compacted is set when a command moved the compact revision.
@@ -251,6 +278,9 @@ type writer struct {
 	// transaction changed, in revision order.
 	record  bool
 	changes []Change
+	// authMarks collects the batch's changes of the auth state, for the
+	// feed (FSM.report).
+	authMarks []authMark
 	// leases collects what the batch did to leases, for Config.Leases.
 	leases []LeaseEvent
 }
@@ -283,6 +313,9 @@ func (w *writer) put(r *kvv1.PutRequest) (any, error) {
 	if err := t.CheckPut(r.GetKey(), r.GetLease(), r.GetIgnoreValue(), r.GetIgnoreLease()); err != nil {
 		return err, nil // a domain error, found before anything is written
 	}
+	if denied, err := w.checkLeasePuts(r); err != nil || denied != nil {
+		return denied, err
+	}
 	resp, err := t.Put(r)
 	if err != nil {
 		return nil, err
@@ -308,6 +341,9 @@ func (w *writer) txn(r *kvv1.TxnRequest) (any, error) {
 	t := w.kv.Begin()
 	if err := t.CheckTxn(r); err != nil {
 		return err, nil // a domain error, found before anything is written
+	}
+	if denied, err := w.checkLeasePuts(r); err != nil || denied != nil {
+		return denied, err
 	}
 	resp, err := t.Txn(r)
 	if err != nil {

@@ -310,6 +310,9 @@ func (w *writer) bumpAuth(rev uint64) error {
 		return err
 	}
 	w.authState, w.authChanged = s, true
+	if w.record {
+		w.authMarks = append(w.authMarks, authMark{changes: len(w.changes), state: s})
+	}
 	return nil
 }
 
@@ -321,8 +324,12 @@ func (w *writer) bumpAuth(rev uint64) error {
 // the lease's keys, which the state knows only now.
 func (w *writer) reauthorize(cmd *fsmv1.Command) (error, error) {
 	s, info := w.authState, cmd.GetAuth()
+	w.leaseUser = ""
 	if !s.Enabled || info == nil {
 		return nil, nil
+	}
+	if !s.IsRoot(info.GetUser()) {
+		w.leaseUser = info.GetUser() // see checkLeasePuts
 	}
 	if cmd.GetType() == fsmv1.CommandType_COMMAND_TYPE_LEASE_REVOKE {
 		return w.checkLeaseRevoke(info.GetUser(), cmd.GetPayload())
@@ -370,6 +377,56 @@ func (w *writer) checkLeaseRevoke(user string, payload []byte) (error, error) {
 		reqs[i] = auth.Requirement{Write: true, Key: k}
 	}
 	return s.Check(user, reqs), nil
+}
+
+// checkLeasePuts lets the command's user (writer.leaseUser, empty for root
+// and when auth is off) attach keys to a lease only if it may write every
+// key already attached to it, as etcd does. Otherwise a user could put its
+// own key on somebody else's lease: the lease's owner, who may write the
+// lease's keys but not that one, could no longer revoke it
+// (checkLeaseRevoke), and the intruder's key would share the lifetime of
+// keys it may not touch. Like revocations it is checked here, at apply,
+// whatever the auth revision: only the state knows a lease's keys. r is a
+// PutRequest or a TxnRequest, whose puts in both branches (nested
+// transactions included) count whichever branch runs, as for every other
+// permission of a transaction.
+func (w *writer) checkLeasePuts(r proto.Message) (error, error) {
+	if w.leaseUser == "" {
+		return nil, nil
+	}
+	var leases []int64
+	var walk func(m proto.Message)
+	walk = func(m proto.Message) {
+		switch r := m.(type) {
+		case *kvv1.PutRequest:
+			if id := r.GetLease(); id != 0 && !slices.Contains(leases, id) {
+				leases = append(leases, id)
+			}
+		case *kvv1.TxnRequest:
+			for _, op := range slices.Concat(r.GetSuccess(), r.GetFailure()) {
+				if p := op.GetRequestPut(); p != nil {
+					walk(p)
+				} else if t := op.GetRequestTxn(); t != nil {
+					walk(t)
+				}
+			}
+		}
+	}
+	walk(r)
+	for _, id := range leases {
+		keys, err := w.kv.Read().LeaseKeys(id)
+		if err != nil {
+			return nil, err
+		}
+		reqs := make([]auth.Requirement, len(keys))
+		for i, k := range keys {
+			reqs[i] = auth.Requirement{Write: true, Key: k}
+		}
+		if err := w.authState.Check(w.leaseUser, reqs); err != nil {
+			return fmt.Errorf("attach to lease %x: %w", id, err), nil
+		}
+	}
+	return nil, nil
 }
 
 // authHashable reports whether Hash covers an auth bucket key: all but the

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -202,6 +203,87 @@ func TestAuthReauthorize(t *testing.T) {
 		t.Fatal("root's revocation answered nothing")
 	} else if err, ok := res.(error); ok {
 		t.Fatalf("root revokes: %v", err)
+	}
+}
+
+// TestAuthLeasePuts: with auth on, a user may attach a key to a lease only
+// if it may write every key already attached to it, in a put or in either
+// branch of a transaction (nested ones included), whatever the auth
+// revision it was authorized at; root and commands without a user (the
+// members' own) are not limited.
+func TestAuthLeasePuts(t *testing.T) {
+	f := newFSM(t)
+	l := newTestLog(t)
+	hash := mustHashPW(t, "pw")
+	for _, c := range []*fsmv1.AuthCommand{
+		userAdd("root", hash), grantRole("root", "root"),
+		roleAdd("w"), grantPerm("w", kvv1.PermissionType_PERMISSION_TYPE_READWRITE, "a", "b"),
+		userAdd("bob", hash), grantRole("bob", "w"),
+		enableAuth,
+	} {
+		applyOK(t, l, f, c)
+	}
+	// Lease 9 holds root's key zz; lease 10 holds bob's a0; lease 11 none.
+	for _, m := range []proto.Message{
+		&fsmv1.LeaseGrant{Id: 9, Ttl: 60}, &fsmv1.LeaseGrant{Id: 10, Ttl: 60}, &fsmv1.LeaseGrant{Id: 11, Ttl: 60},
+		putWithLease("zz", "root's", 9), putWithLease("a0", "bob's", 10),
+	} {
+		applyOK(t, l, f, m)
+	}
+	cur := f.Auth().Revision
+	clientCmd := func(msg proto.Message, user string) *raft.Log {
+		var info *fsmv1.AuthInfo
+		if user != "-" {
+			info = &fsmv1.AuthInfo{User: user, Revision: cur}
+		}
+		data, err := EncodeClientCommand(commandType(t, msg), msg, info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.raw(raft.LogCommand, data)
+	}
+	nested := txn(nil, ops(opGet(get("a1", ""))), ops(opTxn(txn(nil, ops(opPut(putWithLease("a1", "v", 9))), nil))))
+	cases := []struct {
+		name string
+		msg  proto.Message
+		user string // "-": no auth info, a member's own command
+		deny bool
+	}{
+		{"bob on root's lease", putWithLease("a1", "v", 9), "bob", true},
+		{"bob on his lease", putWithLease("a2", "v", 10), "bob", false},
+		{"bob on an empty lease", putWithLease("a3", "v", 11), "bob", false},
+		{"bob on root's lease in the branch that does not run", txn(cmps(cmpValue("a0", kvv1.Compare_COMPARE_RESULT_EQUAL, "bob's")),
+			ops(opPut(put("a4", "v"))), ops(opPut(putWithLease("a4", "v", 9)))), "bob", true},
+		{"bob on root's lease in a nested txn", nested, "bob", true},
+		{"bob, txn on his own leases", txn(nil, ops(opPut(putWithLease("a5", "v", 10)), opPut(putWithLease("a6", "v", 11))), nil), "bob", false},
+		{"root on lease 10", putWithLease("b1", "v", 10), "root", false},
+		{"a member's own command on lease 9", putWithLease("a7", "v", 9), "-", false},
+		{"bob on lease 10, which now holds root's b1", putWithLease("a8", "v", 10), "bob", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := f.Revision()
+			res := f.ApplyBatch([]*raft.Log{clientCmd(c.msg, c.user)})[0]
+			err, _ := res.(error)
+			if c.deny != (err != nil) || (err != nil && !errors.Is(err, auth.ErrPermissionDenied)) {
+				t.Fatalf("answered %v, want denied %v", show(res), c.deny)
+			}
+			after := f.Revision()
+			if c.deny && after != before {
+				t.Fatalf("a refused command moved the revision from %d to %d", before, after)
+			}
+			if c.deny && !strings.Contains(err.Error(), "attach to lease") {
+				t.Fatalf("the refusal %q does not say which lease", err)
+			}
+		})
+	}
+	// Nothing refused was attached; the member's own a7 was.
+	keys, err := f.LeaseKeys(9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || string(keys[0]) != "a7" || string(keys[1]) != "zz" {
+		t.Fatalf("lease 9 holds %q, want a7 and zz: a refused put attached a key", keys)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/kvd-io/kvd/internal/auth"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
@@ -115,6 +116,8 @@ func (c *countingFeed) Applied(changes []Change) {
 }
 
 func (c *countingFeed) Restored(int64) {}
+
+func (c *countingFeed) AuthChanged(*auth.State) {}
 
 // benchFSM opens an FSM in a fresh directory with feed (nil: none).
 func benchFSM(b *testing.B, feed Feed) *FSM {

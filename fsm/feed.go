@@ -1,6 +1,9 @@
 package fsm
 
-import "github.com/kvd-io/kvd/internal/mvcc"
+import (
+	"github.com/kvd-io/kvd/internal/auth"
+	"github.com/kvd-io/kvd/internal/mvcc"
+)
 
 // Change is what one revision changed: the events of the key-value
 // transaction that wrote it, in the order its operations applied them
@@ -44,6 +47,13 @@ type Feed interface {
 	// in the new state's history at all): a consumer must re-read what it
 	// needs from the store. Applied reports the revisions after this one.
 	Restored(revision int64)
+	// AuthChanged is called with the auth state after each command that
+	// changed it, in order with Applied: the changes of the revisions
+	// applied before the command have been reported, those after it have
+	// not (a batch's changes are split around it). After Restore it is
+	// called with the restored state, before Restored. A consumer that
+	// authorizes what it hands out (watchers) re-checks it here.
+	AuthChanged(s *auth.State)
 }
 
 // LeaseEvent is one change to the leases: a grant (TTL set), a revoke

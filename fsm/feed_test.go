@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/mvcc"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
@@ -25,6 +26,23 @@ type recordingFeed struct {
 	calls    int
 	changes  []Change
 	restored []int64
+	// auth holds, for each AuthChanged, the auth revision reported and
+	// the last revision Applied had reported before it.
+	auth []authReport
+}
+
+type authReport struct {
+	authRevision uint64
+	after        int64
+	restored     int // Restored calls before it
+}
+
+func (r *recordingFeed) AuthChanged(s *auth.State) {
+	var after int64
+	if len(r.changes) > 0 {
+		after = r.changes[len(r.changes)-1].Revision
+	}
+	r.auth = append(r.auth, authReport{authRevision: s.Revision, after: after, restored: len(r.restored)})
 }
 
 func (r *recordingFeed) Applied(changes []Change) {
@@ -341,4 +359,57 @@ func showChanges(cs []Change) string {
 		b.WriteString("]")
 	}
 	return b.String()
+}
+
+// TestFeedReportsAuthChangesInOrder: a change of the auth state is reported
+// between the revisions applied before and after it, also within one
+// batch and one batch command, and after a restore, before Restored.
+func TestFeedReportsAuthChangesInOrder(t *testing.T) {
+	f, feed := openWithFeed(t, t.TempDir())
+	l := newTestLog(t)
+	inner := func(msg proto.Message) []byte {
+		data, err := EncodeCommand(commandType(t, msg), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	batch := &fsmv1.CommandBatch{Commands: [][]byte{inner(put("c", "v")), inner(roleAdd("r2")), inner(put("d", "v"))}}
+	batchData, err := proto.Marshal(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := proto.Marshal(&fsmv1.Command{Type: fsmv1.CommandType_COMMAND_TYPE_BATCH, Payload: batchData})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One ApplyBatch: put a (rev 2), role r1 (auth 1), put b (rev 3),
+	// role r0 (auth 2), then a batch command: put c (rev 4), role r2
+	// (auth 3), put d (rev 5).
+	f.ApplyBatch([]*raft.Log{l.command(put("a", "v")), l.command(roleAdd("r1")), l.command(put("b", "v")),
+		l.command(roleAdd("r0")), l.raw(raft.LogCommand, cmd)})
+	want := []authReport{{authRevision: 1, after: 2}, {authRevision: 2, after: 3}, {authRevision: 3, after: 4}}
+	if !slices.Equal(feed.auth, want) {
+		t.Fatalf("auth reports %+v, want %+v", feed.auth, want)
+	}
+	if feed.calls != 4 || len(feed.changes) != 4 {
+		t.Fatalf("%d Applied calls with %d changes, want 4 calls (split around the auth changes) with 4", feed.calls, len(feed.changes))
+	}
+	// A refused auth command (a role that exists) reports nothing.
+	applyErr(t, l, f, roleAdd("r1"))
+	if len(feed.auth) != 3 {
+		t.Fatalf("a refused auth command was reported: %+v", feed.auth[3:])
+	}
+
+	// After a restore, the restored auth state comes before Restored.
+	src := newFSM(t)
+	ls := newTestLog(t)
+	for _, c := range []proto.Message{put("x", "v"), roleAdd("a"), roleAdd("b")} {
+		applyOK(t, ls, src, c)
+	}
+	feed.changes, feed.auth = nil, nil
+	mustRestore(t, f, snapshotBytes(t, src))
+	if len(feed.auth) != 1 || feed.auth[0].authRevision != 2 || feed.auth[0].restored != 0 || len(feed.restored) != 1 {
+		t.Fatalf("after a restore: auth reports %+v, Restored %v; want auth revision 2, then Restored", feed.auth, feed.restored)
+	}
 }

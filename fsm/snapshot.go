@@ -82,6 +82,7 @@ func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 	f.log.Info("fsm: restored state from snapshot", "applied_index", applied)
 	f.kickTrimmer() // the snapshot may have been taken halfway through a trim
 	if f.feed != nil {
+		f.feed.AuthChanged(f.Auth())
 		f.feed.Restored(f.openRevision)
 	}
 	if f.cfg.Leases != nil {

@@ -188,7 +188,7 @@ func (m *Member) start() error {
 	m.loadLeases()
 	// The hub starts at the state's revision, before raft applies anything
 	// (a snapshot restore at start included).
-	if m.hub, err = watch.New(watch.Config{History: watchHistory{m}, Revision: m.fsm.Revision(), Logger: m.log,
+	if m.hub, err = watch.New(watch.Config{History: watchHistory{m}, Revision: m.fsm.Revision(), Auth: m.fsm.Auth(), Logger: m.log,
 		UnsafeDropEvery: m.cfg.UnsafeWatchDropEvery}); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/mvcc"
 	"github.com/kvd-io/kvd/internal/watch"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
@@ -79,6 +80,10 @@ func (f hubFeed) Applied(changes []fsm.Change) {
 }
 
 func (f hubFeed) Restored(revision int64) { f.m.hub.Restored(revision) }
+
+// AuthChanged lets the hub end the watchers whose users lost the right to
+// read their keys, before any event applied after the change.
+func (f hubFeed) AuthChanged(s *auth.State) { f.m.hub.AuthChanged(s) }
 
 // watchHistory is the store's history as the hub reads it.
 type watchHistory struct{ m *Member }

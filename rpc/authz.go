@@ -14,6 +14,8 @@ import (
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/etcdapi/proto/v3electionpb"
+	"github.com/kvd-io/kvd/etcdapi/proto/v3lockpb"
 	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/member"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
@@ -154,7 +156,8 @@ var methodRules = map[string]rule{
 
 	// etcd's v3 API (package etcdapi) does its work through Local; each
 	// of its kv.v1 calls meets that method's rule. RangeStream answers
-	// Unimplemented to anybody.
+	// Unimplemented to anybody, and so does Downgrade (its cancel, etcd's
+	// "no inflight downgrade job").
 	etcdpb.KV_Range_FullMethodName:       ruleDelegated,
 	etcdpb.KV_RangeStream_FullMethodName: ruleDelegated,
 	etcdpb.KV_Put_FullMethodName:         ruleDelegated,
@@ -187,6 +190,30 @@ var methodRules = map[string]rule{
 	etcdpb.Auth_RoleDelete_FullMethodName:           ruleDelegated,
 	etcdpb.Auth_RoleGrantPermission_FullMethodName:  ruleDelegated,
 	etcdpb.Auth_RoleRevokePermission_FullMethodName: ruleDelegated,
+
+	etcdpb.Maintenance_Alarm_FullMethodName:      ruleDelegated,
+	etcdpb.Maintenance_Status_FullMethodName:     ruleDelegated,
+	etcdpb.Maintenance_Defragment_FullMethodName: ruleDelegated,
+	etcdpb.Maintenance_Hash_FullMethodName:       ruleDelegated,
+	etcdpb.Maintenance_HashKV_FullMethodName:     ruleDelegated,
+	etcdpb.Maintenance_Snapshot_FullMethodName:   ruleDelegated,
+	etcdpb.Maintenance_MoveLeader_FullMethodName: ruleDelegated,
+	etcdpb.Maintenance_Downgrade_FullMethodName:  ruleDelegated,
+
+	etcdpb.Cluster_MemberAdd_FullMethodName:     ruleDelegated,
+	etcdpb.Cluster_MemberRemove_FullMethodName:  ruleDelegated,
+	etcdpb.Cluster_MemberUpdate_FullMethodName:  ruleDelegated,
+	etcdpb.Cluster_MemberList_FullMethodName:    ruleDelegated,
+	etcdpb.Cluster_MemberPromote_FullMethodName: ruleDelegated,
+
+	v3lockpb.Lock_Lock_FullMethodName:   ruleDelegated,
+	v3lockpb.Lock_Unlock_FullMethodName: ruleDelegated,
+
+	v3electionpb.Election_Campaign_FullMethodName: ruleDelegated,
+	v3electionpb.Election_Proclaim_FullMethodName: ruleDelegated,
+	v3electionpb.Election_Leader_FullMethodName:   ruleDelegated,
+	v3electionpb.Election_Observe_FullMethodName:  ruleDelegated,
+	v3electionpb.Election_Resign_FullMethodName:   ruleDelegated,
 
 	healthpb.Health_Check_FullMethodName: rulePublic,
 	healthpb.Health_Watch_FullMethodName: rulePublic,

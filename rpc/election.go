@@ -15,7 +15,8 @@ import (
 // Election, run inside the member (recipe.go).
 type electionService struct {
 	kvv1.UnimplementedElectionServiceServer
-	q *queue
+	q     *queue
+	authz *authz
 }
 
 // ErrInvalidLeaderKey: Proclaim or Resign with a leader key that Campaign
@@ -135,7 +136,7 @@ func (e *electionService) Observe(req *kvv1.ObserveRequest, st kvv1.ElectionServ
 	prefix := queuePrefix(req.GetName())
 	var last *kvv1.KeyValue // the leader last sent
 	for {
-		err := e.observe(ctx, prefix, &last, st)
+		err := e.observe(ctx, req, prefix, &last, st)
 		if errors.Is(err, errRequeue) {
 			continue // read the candidates again
 		}
@@ -151,7 +152,7 @@ func (e *electionService) Observe(req *kvv1.ObserveRequest, st kvv1.ElectionServ
 
 // observe reads the candidates and follows them until the stream ends or
 // the history it follows is compacted (errRequeue).
-func (e *electionService) observe(ctx context.Context, prefix []byte, last **kvv1.KeyValue, st kvv1.ElectionService_ObserveServer) error {
+func (e *electionService) observe(ctx context.Context, req *kvv1.ObserveRequest, prefix []byte, last **kvv1.KeyValue, st kvv1.ElectionService_ObserveServer) error {
 	resp, err := e.q.kv.Range(ctx, &kvv1.RangeRequest{Key: prefix, RangeEnd: fsm.PrefixEnd(prefix)})
 	if err != nil {
 		return err
@@ -173,6 +174,11 @@ func (e *electionService) observe(ctx context.Context, prefix []byte, last **kvv
 	}
 	ws := e.q.node.NewWatchStream()
 	defer ws.Close()
+	if c := callerFrom(ctx); !c.member {
+		// As for the Watch service: the hub ends the watch when the
+		// caller may no longer read the election's queue.
+		ws.Authorize(c.user, nil)
+	}
 	ws.Watch(&kvv1.WatchCreateRequest{Key: prefix, RangeEnd: fsm.PrefixEnd(prefix), StartRevision: resp.GetHeader().GetRevision() + 1})
 	for {
 		rs, err := ws.Next(ctx)
@@ -187,6 +193,9 @@ func (e *electionService) observe(ctx context.Context, prefix []byte, last **kvv
 			case r.GetCanceled() && r.GetCompactRevision() > 0:
 				return errRequeue
 			case r.GetCanceled():
+				if _, err := e.authz.checkOp(ctx, req); err != nil {
+					return err // the caller lost the right to observe: PermissionDenied
+				}
 				return fmt.Errorf("watch of the election ended: %s", r.GetCancelReason())
 			case len(r.GetEvents()) == 0:
 				continue // created, or progress

@@ -57,12 +57,24 @@ func (l *leaseService) LeaseRevoke(ctx context.Context, req *kvv1.LeaseRevokeReq
 	return resp, nil
 }
 
+// LeaseTimeToLive is answered by the leader, which alone knows when a
+// lease expires; the header describes this member, as every header does.
 func (l *leaseService) LeaseTimeToLive(ctx context.Context, req *kvv1.LeaseTimeToLiveRequest) (*kvv1.LeaseTimeToLiveResponse, error) {
-	return l.node.LeaseTimeToLive(ctx, req.GetId(), req.GetKeys())
+	resp, err := l.node.LeaseTimeToLive(ctx, req.GetId(), req.GetKeys())
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = l.node.Header(l.node.Revision())
+	return resp, nil
 }
 
 func (l *leaseService) LeaseLeases(ctx context.Context, _ *kvv1.LeaseLeasesRequest) (*kvv1.LeaseLeasesResponse, error) {
-	return l.node.Leases(ctx)
+	resp, err := l.node.Leases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = l.node.Header(l.node.Revision())
+	return resp, nil
 }
 
 // leaseNotFound reports whether a renewal failed because the lease does not

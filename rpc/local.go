@@ -284,6 +284,22 @@ func (l Local) Resign(ctx context.Context, req *kvv1.ResignRequest) (*kvv1.Resig
 // whose clients expect a shorter TTL to be raised to it (etcd's) needs it.
 func (l Local) MinLeaseTTL() int64 { return l.a.node.MinLeaseTTL() }
 
+// Authorize checks that the caller ctx names may call the kv.v1 method
+// with req, without calling it: for an answer another API gives without
+// making the call (etcd's "member not found" for an id no member has,
+// found in a list any user may read) that must not reach a caller the
+// call would refuse.
+func (l Local) Authorize(ctx context.Context, method string, req proto.Message) error {
+	_, err := l.a.authz.authorizeLocal(ctx, method, req)
+	return err
+}
+
+// Linearize waits until this member reflects every write acknowledged
+// before the call, as a linearizable read does first: for a read of
+// another API that has no kv.v1 request of its own (etcd's linearizable
+// MemberList). It reads nothing, so it needs no permission.
+func (l Local) Linearize(ctx context.Context) error { return l.a.node.Linearize(ctx) }
+
 // Leaderless reports whether this member knows no leader now.
 func (l Local) Leaderless() bool { return l.a.node.LeaderlessFor() > 0 }
 

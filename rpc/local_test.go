@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/workers"
@@ -85,6 +86,25 @@ func TestLocalAuthorizes(t *testing.T) {
 	ctx := metadata.NewIncomingContext(ctxT(t), as("reader"))
 	if _, err := l.Compact(ctx, &kvv1.CompactRequest{Revision: 1}); !errors.Is(err, auth.ErrPermissionDenied) {
 		t.Errorf("Compact as reader: %v, want permission denied", err)
+	}
+	// Authorize checks without calling: root's Compact is refused to the
+	// reader and to nobody, a read of a key it may read is not.
+	for _, c := range []struct {
+		user, method string
+		want         error
+	}{
+		{"reader", kvv1.KVService_Compact_FullMethodName, auth.ErrPermissionDenied},
+		{"", kvv1.ClusterService_MemberRemove_FullMethodName, auth.ErrNoCredentials},
+		{"reader", kvv1.KVService_Range_FullMethodName, nil},
+	} {
+		ctx := metadata.NewIncomingContext(ctxT(t), as(c.user))
+		var req proto.Message = &kvv1.CompactRequest{Revision: 1}
+		if c.method == kvv1.KVService_Range_FullMethodName {
+			req = &kvv1.RangeRequest{Key: []byte("a")}
+		}
+		if err := l.Authorize(ctx, c.method, req); !errors.Is(err, c.want) {
+			t.Errorf("Authorize %s as %q: %v, want %v", c.method, c.user, err, c.want)
+		}
 	}
 	// Admission: a request over MaxRequestBytes.
 	ctx = metadata.NewIncomingContext(ctxT(t), as("reader"))

@@ -173,12 +173,12 @@ func New(cfg Config, node Node, conns LeaderConns) (*API, error) {
 	a.cluster = &clusterService{node: node, conns: conns}
 	a.maintenance = &maintenanceService{node: node, version: cfg.Version}
 	a.peer = &peerService{node: node, cfg: cfg, adm: a.adm}
-	a.watch = &watchService{node: node, authz: a.authz, foreign: a.foreignStatus}
+	a.watch = &watchService{node: node, foreign: a.foreignStatus}
 	a.auth = &authService{node: node, cfg: cfg, now: time.Now}
 	a.lease = &leaseService{node: node, cfg: cfg}
 	q := &queue{kv: &kvService{node: node, cfg: cfg, adm: a.adm}, node: node}
 	a.lock = &lockService{q: q}
-	a.election = &electionService{q: q}
+	a.election = &electionService{q: q, authz: a.authz}
 	return a, nil
 }
 

@@ -259,7 +259,9 @@ func (f *fakeNode) watchHub() *watch.Hub {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.hub == nil {
-		f.hub, _ = watch.New(watch.Config{History: noHistory{}})
+		// The hub authorizes watchers against the node's auth state, as
+		// the member's does (its state machine reports every change).
+		f.hub, _ = watch.New(watch.Config{History: noHistory{}, Auth: f.auth})
 	}
 	return f.hub
 }

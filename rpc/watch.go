@@ -40,8 +40,7 @@ type WatchNode interface {
 // watchService serves kv.v1.WatchService.
 type watchService struct {
 	kvv1.UnimplementedWatchServiceServer
-	node  WatchNode
-	authz *authz
+	node WatchNode
 	// foreign is the error table of another API's method (Config.Statuses)
 	// that serves its watches through Local, nil for kvd's own.
 	foreign func(method string) func(error) error
@@ -57,6 +56,19 @@ func (w *watchService) Watch(st kvv1.WatchService_WatchServer) error {
 	defer cancel()
 	ws := w.node.NewWatchStream()
 	defer ws.Close()
+	// A refused or ended watcher's reason is the error's text, in the
+	// words of the API the stream was opened on.
+	refusal := func(err error) string { return err.Error() }
+	if method, ok := grpc.MethodFromServerStream(st); ok && w.foreign != nil {
+		if fn := w.foreign(method); fn != nil {
+			refusal = func(err error) string { return fn(err).Error() }
+		}
+	}
+	if c := callerFrom(ctx); !c.member {
+		// The hub refuses the caller's watches outside its permissions
+		// and ends those it loses the right to read, as auth changes.
+		ws.Authorize(c.user, refusal)
+	}
 	requireLeader := false
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		for _, v := range md.Get(RequireLeaderKey) {
@@ -71,16 +83,8 @@ func (w *watchService) Watch(st kvv1.WatchService_WatchServer) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { done <- w.send(ctx, st, ws) })
 	wg.Go(func() { done <- w.monitor(ctx, ws, requireLeader) })
-	// A refused watch's reason is the error's text, in the words of the
-	// API the stream was opened on.
-	refusal := func(err error) string { return err.Error() }
-	if method, ok := grpc.MethodFromServerStream(st); ok && w.foreign != nil {
-		if fn := w.foreign(method); fn != nil {
-			refusal = func(err error) string { return fn(err).Error() }
-		}
-	}
 	go func() {
-		if err := w.receive(st, ws, refusal); err != nil {
+		if err := w.receive(st, ws); err != nil {
 			done <- nil // the stream is broken: end it
 		}
 	}()
@@ -117,8 +121,7 @@ func (w *watchService) send(ctx context.Context, st kvv1.WatchService_WatchServe
 
 // receive hands the client's requests to the hub until the client
 // half-closes (nil) or the stream fails.
-func (w *watchService) receive(st kvv1.WatchService_WatchServer, ws *watch.Stream, refusal func(error) string) error {
-	ctx := st.Context()
+func (w *watchService) receive(st kvv1.WatchService_WatchServer, ws *watch.Stream) error {
 	for {
 		req, err := st.Recv()
 		if errors.Is(err, io.EOF) {
@@ -129,11 +132,7 @@ func (w *watchService) receive(st kvv1.WatchService_WatchServer, ws *watch.Strea
 		}
 		switch r := req.GetRequest().(type) {
 		case *kvv1.WatchRequest_CreateRequest:
-			if _, err := w.authz.checkOp(ctx, r.CreateRequest); err != nil {
-				ws.Refuse(r.CreateRequest, refusal(err))
-				continue
-			}
-			ws.Watch(r.CreateRequest)
+			ws.Watch(r.CreateRequest) // authorized by the hub (Authorize)
 		case *kvv1.WatchRequest_CancelRequest:
 			ws.Cancel(r.CancelRequest.GetWatchId())
 		case *kvv1.WatchRequest_ProgressRequest:

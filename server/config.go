@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/kvd-io/kvd/etcdapi"
 	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/member"
 )
@@ -36,6 +37,9 @@ type Config struct {
 	MaxTxnOps int
 	// Version is reported by the Status RPC.
 	Version string
+	// EtcdVersion is the etcd version the etcd API's Status reports
+	// (etcdapi.Config.EtcdVersion); empty means etcdapi.DefaultEtcdVersion.
+	EtcdVersion string
 
 	// ClientTLS secures the gRPC API (etcd's --cert-file, --key-file,
 	// --trusted-ca-file, --client-cert-auth); zero means plaintext. Members
@@ -113,6 +117,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTxnOps < 0 || c.MaxTxnOps > fsm.MaxTxnOpsLimit {
 		return fmt.Errorf("max txn ops must be between 1 and %d, got %d", fsm.MaxTxnOpsLimit, c.MaxTxnOps)
+	}
+	if err := (etcdapi.Config{EtcdVersion: c.EtcdVersion}).Validate(); err != nil {
+		return err
 	}
 	if c.Auth.TokenTTL < 0 {
 		return fmt.Errorf("auth token TTL must not be negative, got %v", c.Auth.TokenTTL)

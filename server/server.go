@@ -174,7 +174,13 @@ func (s *Server) start() error {
 	s.grpc = grpc.NewServer(append(opts, api.ServerOptions()...)...)
 	api.Register(s.grpc)
 	// etcd's v3 API on the same port, through the same interceptors.
-	etcdapi.New(api.Local()).Register(s.grpc)
+	eapi, err := etcdapi.New(api.Local(), etcdapi.Config{
+		EtcdVersion: s.cfg.EtcdVersion, ClientTLS: s.cfg.ClientTLS.CertFile != "", PeerTLS: s.cfg.PeerTLS.CertFile != "",
+	})
+	if err != nil {
+		return err
+	}
+	eapi.Register(s.grpc)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, healthSrv)
 	if s.cfg.HTTPAddr != "" {

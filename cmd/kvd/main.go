@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kvd-io/kvd/etcdapi"
 	"github.com/kvd-io/kvd/member"
 	"github.com/kvd-io/kvd/server"
 )
@@ -104,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.StringVar(&o.cfg.AutoCompactionRetention, "auto-compaction-retention", "0", "history to keep for automatic compaction; 0 turns it off")
 	fs.DurationVar(&o.cfg.WatchProgressInterval, "watch-progress-notify-interval", o.cfg.WatchProgressInterval, "how often idle watchers that asked for it get a progress notification")
 	fs.IntVar(&o.cfg.MaxTxnOps, "max-txn-ops", 128, "most compares, and most operations per branch, in one transaction")
+	fs.StringVar(&o.cfg.EtcdVersion, "etcd-version", etcdapi.DefaultEtcdVersion, "etcd version the etcd API's Status reports (3.y.z); clients such as kube-apiserver turn features off below 3.5.13")
 	fs.Int64Var(&o.cfg.QuotaBackendBytes, "quota-backend-bytes", 0, "state file size beyond which the member raises a NOSPACE alarm and refuses writes that grow it; 0 means 2 GiB")
 	fs.DurationVar(&o.cfg.LeaseCheckpointInterval, "lease-checkpoint-interval", 5*time.Minute, "how often the leader records the remaining TTL of leases longer than this, so that a new leader does not restart them at their full TTL")
 	fs.DurationVar(&o.cfg.HeartbeatTimeout, "heartbeat-timeout", o.cfg.HeartbeatTimeout, "raft heartbeat timeout")

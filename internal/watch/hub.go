@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/internal/auth"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -61,6 +62,11 @@ type Config struct {
 	// fragments gets a revision's events in several responses. Zero means
 	// 1.5 MiB.
 	MaxResponseBytes int
+	// Auth is the auth state when the hub starts, against which the
+	// watchers of streams with a user (Stream.Authorize) are checked until
+	// AuthChanged reports another. Nil means auth.Empty: auth never
+	// configured.
+	Auth *auth.State
 	// Logger receives the hub's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// UnsafeDropEvery, when positive, drops every Nth event handed to a
@@ -91,6 +97,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Auth == nil {
+		c.Auth = auth.Empty
+	}
 	return c
 }
 
@@ -113,6 +122,8 @@ type Hub struct {
 	unsynced map[*watcher]struct{}
 	stopped  bool
 	handed   int // events handed to watchers, counted for UnsafeDropEvery
+	// auth is the auth state last reported (see auth.go).
+	auth *auth.State
 }
 
 // New returns a hub at cfg.Revision; start Run.
@@ -120,8 +131,10 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.History == nil {
 		return nil, errors.New("watch: History is required")
 	}
+	cfg = cfg.withDefaults()
 	return &Hub{
-		cfg:      cfg.withDefaults(),
+		cfg:      cfg,
+		auth:     cfg.Auth,
 		kick:     make(chan struct{}, 1),
 		current:  cfg.Revision,
 		single:   map[string]map[*watcher]struct{}{},

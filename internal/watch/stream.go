@@ -28,6 +28,12 @@ type Stream struct {
 	// watchers and nextID are guarded by the hub's mutex.
 	watchers map[int64]*watcher
 	nextID   int64
+	// user is the user whose permissions the watchers need, if checked
+	// (Authorize); guarded by the hub's mutex.
+	user    string
+	checked bool
+	// reason words an authorization refusal as a cancel reason.
+	reason func(error) string
 
 	mu    sync.Mutex
 	queue []*kvv1.WatchResponse
@@ -95,6 +101,10 @@ func (s *Stream) Watch(req *kvv1.WatchCreateRequest) {
 	}
 	if err := checkRange(req.GetKey(), req.GetRangeEnd()); err != nil {
 		refuse(id, err.Error())
+		return
+	}
+	if err := s.authorizeLocked(req.GetKey(), req.GetRangeEnd()); err != nil {
+		refuse(id, s.reason(err))
 		return
 	}
 	w := &watcher{id: id, stream: s, key: bytes.Clone(req.GetKey()), end: bytes.Clone(req.GetRangeEnd()),
