@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -343,5 +344,55 @@ func TestLoginKeepsTheTokenOnTheServer(t *testing.T) {
 	p.do("POST", "/ui/api/logout", map[string]string{}, nil, false)
 	if code := p.do("GET", "/ui/api/keys?prefix="+b64("/app/"), nil, &e, true); code != http.StatusUnauthorized {
 		t.Fatalf("keys after logout: %d %+v", code, e)
+	}
+}
+
+// TestBinaryKeys: a key that is not UTF-8 is shown escaped and read,
+// changed and deleted by its exact bytes.
+func TestBinaryKeys(t *testing.T) {
+	c := servertest.New(t, 1)
+	cli := newClient(t, c, "", "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const key = "bin/\xff\xfe"
+	put, err := cli.Put(ctx, key, "\x00\x01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := openConsole(t, c, c.Names()[0])
+	var l struct {
+		Entries []struct {
+			Name string `json:"name"`
+			KV   struct {
+				Key string `json:"key"`
+				K   string `json:"k"`
+			} `json:"kv"`
+		} `json:"entries"`
+	}
+	if code := p.do("GET", "/ui/api/keys?prefix="+b64("bin/"), nil, &l, true); code != http.StatusOK || len(l.Entries) != 1 {
+		t.Fatalf("list: %d %+v", code, l)
+	}
+	e := l.Entries[0]
+	if e.Name != `\xff\xfe` || e.KV.Key != `bin/\xff\xfe` || e.KV.K != b64(key) {
+		t.Fatalf("entry %+v: want the key escaped for display and exact in k", e)
+	}
+	var kv struct {
+		KV struct {
+			Value string `json:"value"`
+		} `json:"kv"`
+	}
+	if code := p.do("GET", "/ui/api/key?k="+url.QueryEscape(e.KV.K), nil, &kv, true); code != http.StatusOK || kv.KV.Value != b64("\x00\x01") {
+		t.Fatalf("get: %d %+v", code, kv)
+	}
+	var ch change
+	if code := p.do("POST", "/ui/api/key", map[string]any{"k": e.KV.K, "value64": b64("\x02"), "expect": put.Header.Revision}, &ch, false); code != http.StatusOK {
+		t.Fatalf("put value64: %d %+v", code, ch)
+	}
+	if code := p.do("DELETE", fmt.Sprintf("/ui/api/key?k=%s&expect=%d", url.QueryEscape(e.KV.K), ch.Revision), nil, &ch, false); code != http.StatusOK {
+		t.Fatalf("delete: %d %+v", code, ch)
+	}
+	got, err := cli.Get(ctx, key)
+	if err != nil || len(got.Kvs) != 0 {
+		t.Fatalf("after the delete: %v, %v", got, err)
 	}
 }
