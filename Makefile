@@ -13,7 +13,7 @@ STATICCHECK_VERSION := v0.8.2
 
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run certs test check staticcheck unit unsafe-controls fuzz-short proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
+.PHONY: all build run certs etcdctl test browser-deps console-test check staticcheck unit unsafe-controls fuzz-short proto proto-check tools lint fmt vet buf-lint buf-breaking clean jepsen jepsen-short jepsen-deps jepsen-bin
 
 all: build
 
@@ -46,11 +46,13 @@ $(BIN)/protoc-gen-go-grpc:
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-# proto regenerates the committed Go code from proto/.
+# proto regenerates the committed Go code from proto/, and from etcd's
+# lock and election schemas in etcdapi/proto (see its buf.yaml).
 proto: tools
 	buf format -w
 	buf lint
 	buf generate
+	cd etcdapi/proto && $(BIN)/buf generate --path v3lockpb --path v3electionpb
 
 # proto-check fails when the committed generated code differs from what the
 # schemas generate now.
@@ -59,6 +61,10 @@ proto-check: tools
 	buf generate -o "$$tmp" && \
 	if ! diff -r -x '*.proto' "$$tmp/proto" proto; then \
 		echo "generated protobuf code is stale: run 'make proto' and commit"; exit 1; fi
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	(cd etcdapi/proto && $(BIN)/buf generate --path v3lockpb --path v3electionpb -o "$$tmp") && \
+	if ! diff -r -x '*.proto' "$$tmp" etcdapi/proto -x '*.yaml'; then \
+		echo "generated protobuf code of etcdapi/proto is stale: run 'make proto' and commit"; exit 1; fi
 
 buf-lint: tools
 	buf lint
@@ -94,8 +100,19 @@ CHECK_TEST_FLAGS ?= -short -count=1 -timeout 5m
 check: fmt vet staticcheck
 	$(GO) test $(CHECK_TEST_FLAGS) ./...
 
-unit:
-	$(GO) test $(TEST_FLAGS) ./...
+# unit includes the end-to-end tests, whose etcdctl test (e2e/etcdctl_test.go)
+# runs the etcdctl that `make etcdctl` builds.
+unit: etcdctl
+	KVD_E2E_ETCDCTL=$(ETCDCTL) $(GO) test $(TEST_FLAGS) ./...
+
+# etcdctl 3.7 from the Go module proxy. Its own go.mod has replace
+# directives, so `go install` refuses it; the scratch module tools/etcdctl
+# requires it (go.sum pins every dependency) and builds it as a tool. Rebuilt
+# only when that module changes.
+ETCDCTL := $(BIN)/etcdctl
+etcdctl: $(ETCDCTL)
+$(ETCDCTL): tools/etcdctl/go.mod tools/etcdctl/go.sum
+	cd tools/etcdctl && $(GO) build -trimpath -o $@ go.etcd.io/etcd/etcdctl/v3
 
 # Controls: the same tests against deliberately broken behaviour that only a
 # kvd_unsafe build has, to show that they catch it.
@@ -115,7 +132,19 @@ fuzz-short:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	done
 
-test: proto-check lint unit unsafe-controls fuzz-short compose-test jepsen-short
+test: proto-check lint browser-deps unit unsafe-controls fuzz-short compose-test jepsen-short
+
+# browser-deps installs Debian's chromium for the console's browser tests
+# (console/browser_test.go), which skip, saying so, where it is missing.
+browser-deps:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else echo "browser-deps: no Chromium and cannot install it (needs root and apt-get): the console's browser tests will skip"; fi
+
+# console-test runs the console's tests, the browser ones included
+# (screenshots go to KVD_ARTIFACTS when set).
+console-test: browser-deps
+	$(GO) test $(TEST_FLAGS) ./console/
 
 clean:
 	rm -rf $(BIN)
@@ -140,6 +169,26 @@ bench-compare: build
 .PHONY: bench-security
 bench-security: build
 	$(GO) run ./bench/compare --kvd $(BIN)/kvd --kvctl $(BIN)/kvctl --etcd $(ETCD_PEER) --security $(BENCH_COMPARE_FLAGS)
+
+# ---- k8s: an unchanged kube-apiserver on kvd through the etcd v3 API.
+# kube-apiserver 1.37 from the Go module proxy: k8s.io/kubernetes replaces
+# its k8s.io/* staging modules with ./staging/..., which a dependency cannot
+# do, so the scratch module tools/k8s replaces each with its published
+# v0.37 version. The build takes about twelve minutes on two cores, so k8s
+# is not part of make test; the binary is rebuilt only when tools/k8s
+# changes. TestKubeAPIServer (e2e/k8s_test.go) starts it on a three-member
+# kvd; KVD_E2E_ETCD=path/to/etcd runs the same test on etcd.
+.PHONY: k8s kube-apiserver
+KUBE_APISERVER := $(BIN)/kube-apiserver
+KUBE_VERSION = $(shell cd tools/k8s && $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
+KUBE_MINOR = $(word 2,$(subst ., ,$(KUBE_VERSION)))
+KUBE_LDFLAGS = -s -w $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(p).gitVersion=$(KUBE_VERSION) -X $(p).gitMajor=1 -X $(p).gitMinor=$(KUBE_MINOR))
+kube-apiserver: $(KUBE_APISERVER)
+$(KUBE_APISERVER): tools/k8s/go.mod tools/k8s/go.sum
+	cd tools/k8s && nice -n 10 $(GO) build -trimpath -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+k8s: $(KUBE_APISERVER)
+	KVD_E2E_KUBE_APISERVER=$(KUBE_APISERVER) $(GO) test -race -count=1 -timeout 20m -v -run '^TestKubeAPIServer$$' ./e2e/
 
 # ---- jepsen: real kvd processes in network namespaces, faults, checked histories.
 # Needs root (network namespaces, iptables); see docs/jepsen.md.

@@ -24,7 +24,7 @@ import (
 // election timeout.
 //
 // Renewals and TimeToLive need the leader's clock: a follower forwards them
-// (Peers.LeaseRenew, Peers.LeaseTimeToLive). The leader confirms that it
+// (Peers.LeaseRenewBatch, Peers.LeaseTimeToLive; renew.go batches renewals). The leader confirms that it
 // still leads, as for a linearizable read, before it renews: a leader that
 // was paused and deposed must not acknowledge a renewal that the new leader,
 // which may already have expired the lease, never saw.
@@ -112,20 +112,6 @@ func (m *Member) LeaseRevoke(ctx context.Context, id int64) (*kvv1.LeaseRevokeRe
 	return resultAs[*kvv1.LeaseRevokeResponse](res, "a lease revocation")
 }
 
-// LeaseRenew renews a lease for its full TTL and returns the TTL. It fails
-// with ErrLeaseNotFound for a lease that does not exist or whose time is
-// up. A follower asks the leader.
-func (m *Member) LeaseRenew(ctx context.Context, id int64) (ttl int64, err error) {
-	err = m.onLeader(ctx, func(ctx context.Context) (err error) {
-		ttl, err = m.LeaseRenewLocal(ctx, id)
-		return err
-	}, func(ctx context.Context, addr string) (err error) {
-		ttl, err = m.peers.LeaseRenew(ctx, addr, id)
-		return err
-	})
-	return ttl, err
-}
-
 // onLeader runs here on the leader, or remote with the leader's address on
 // a follower (or when the leader changes while it looks for it).
 func (m *Member) onLeader(ctx context.Context, here func(context.Context) error, remote func(context.Context, string) error) error {
@@ -142,30 +128,6 @@ func (m *Member) onLeader(ctx context.Context, here func(context.Context) error,
 		return err
 	}
 	return remote(ctx, addr)
-}
-
-// LeaseRenewLocal is LeaseRenew on the leader (PeerService.LeaseRenew): a
-// member that does not lead refuses.
-func (m *Member) LeaseRenewLocal(ctx context.Context, id int64) (int64, error) {
-	if err := m.awaitTimingLeases(ctx); err != nil {
-		return 0, err
-	}
-	if err := m.confirmLeadership(ctx); err != nil {
-		return 0, err
-	}
-	ttl, clearCheckpoint, err := m.lessor.Renew(id)
-	if err != nil {
-		return 0, m.lessorError(id, err)
-	}
-	if clearCheckpoint {
-		// The state holds a remaining TTL from before this renewal; a new
-		// leader would restart the lease at it. Clear it first.
-		cp := &fsmv1.LeaseCheckpoint{Leases: []*fsmv1.LeaseRemaining{{Id: id}}}
-		if _, err := m.proposeCommand(ctx, fsmv1.CommandType_COMMAND_TYPE_LEASE_CHECKPOINT, cp); err != nil {
-			return 0, err
-		}
-	}
-	return ttl, nil
 }
 
 // LeaseTimeToLive reports a lease's remaining and granted TTL and, with

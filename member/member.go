@@ -64,6 +64,8 @@ type Member struct {
 	health  *prober
 	hub     *watch.Hub    // hands what is applied to watchers
 	lessor  *lease.Lessor // the leases' clocks; timing them only while leading
+	// renewals batches lease renewals (renew.go).
+	renewals *renewBatcher
 
 	// leaderlessSince is when this member last lost sight of a leader
 	// (UnixNano); 0 while it knows one.
@@ -175,6 +177,7 @@ func (m *Member) start() error {
 		return err
 	}
 	var err error
+	m.renewals = newRenewBatcher(m.renewBatch)
 	m.lessor = lease.New(lease.Config{CheckpointInterval: m.cfg.LeaseCheckpointInterval,
 		UnsafeExpireEarly: m.cfg.UnsafeEarlyLeaseExpiry && unsafeBuild})
 	if m.fsm, err = fsm.New(fsm.Config{Dir: m.cfg.DataDir, Logger: m.log, Observer: m.obs, Feed: hubFeed{m}, Leases: leaseFeed{m}}); err != nil {
@@ -202,6 +205,7 @@ func (m *Member) start() error {
 	m.goLoop(m.health.run)
 	m.goLoop(m.watchRemoval)
 	m.goLoop(m.expireLeases)
+	m.goLoop(func() { m.renewals.run(m.ctx) })
 	m.goLoop(m.hastenElections)
 	if m.joining {
 		m.goLoop(m.join)

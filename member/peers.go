@@ -37,9 +37,10 @@ type Peers interface {
 	AddMember(ctx context.Context, addr string, req *kvv1.MemberAddRequest) error
 	// Members asks the leader at addr for the members it lists.
 	Members(ctx context.Context, addr string) ([]*kvv1.Member, error)
-	// LeaseRenew asks the leader at addr to renew a lease and returns its
-	// TTL.
-	LeaseRenew(ctx context.Context, addr string, id int64) (int64, error)
+	// LeaseRenewBatch asks the leader at addr to renew several leases
+	// and returns their TTLs in the order of ids, 0 for a lease that does
+	// not exist.
+	LeaseRenewBatch(ctx context.Context, addr string, ids []int64) ([]int64, error)
 	// LeaseTimeToLive asks the leader at addr about a lease.
 	LeaseTimeToLive(ctx context.Context, addr string, req *kvv1.LeaseTimeToLiveRequest) (*kvv1.LeaseTimeToLiveResponse, error)
 	// NotifyRemoved tells the member at addr that it, name, was removed

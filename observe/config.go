@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 )
@@ -42,6 +43,9 @@ type Config struct {
 	// TLS, when set, serves HTTPS with this config (its handshake failures
 	// are logged as the server's errors); nil means plain HTTP.
 	TLS *tls.Config
+	// UI, when set, is served under /ui/ (the web console, package
+	// console), and / redirects to it; nil means neither is served.
+	UI http.Handler
 }
 
 // DefaultConfig returns the defaults that the zero value also means, spelled

@@ -143,6 +143,16 @@ func (m *Metrics) AddSource(src Source) {
 	m.reg.MustRegister(newSourceCollector(src))
 }
 
+// Gatherer returns the registry the metrics are in, for readers in the
+// same process (the web console's charts) that want them without a scrape.
+// A nil *Metrics has none and returns nil.
+func (m *Metrics) Gatherer() prometheus.Gatherer {
+	if m == nil {
+		return nil
+	}
+	return m.reg
+}
+
 // LeaderChanged counts a change of raft leader seen by this member.
 func (m *Metrics) LeaderChanged() {
 	if m == nil {

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Server serves a member's /metrics, /healthz, /readyz and /debug/pprof/ over
-// HTTP. NewServer starts it; Shutdown stops it.
+// Server serves a member's /metrics, /healthz, /readyz, /debug/pprof/ and,
+// when Config.UI is set, the web console under /ui/ over HTTP. NewServer starts it; Shutdown stops it.
 type Server struct {
 	log  *slog.Logger
 	ln   net.Listener
@@ -61,6 +61,10 @@ func NewServer(cfg Config, src Source, m *Metrics) (*Server, error) {
 			ErrorLog: errLog,
 			Registry: m.reg, // exports promhttp_metric_handler_errors_total
 		}))
+	}
+	if cfg.UI != nil {
+		mux.Handle("/ui/", cfg.UI)
+		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index) // also serves the named profiles
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

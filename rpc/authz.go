@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -13,6 +14,8 @@ import (
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/etcdapi/proto/v3electionpb"
+	"github.com/kvd-io/kvd/etcdapi/proto/v3lockpb"
 	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/member"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
@@ -60,10 +63,25 @@ const (
 	ruleRoot
 	// ruleMember: another member of the cluster only.
 	ruleMember
+	// ruleDelegated: a method of another API (package etcdapi) that does
+	// its work through Local. The interceptor only identifies the caller;
+	// each kv.v1 call the handler makes is then authorized by that
+	// method's rule, so the other API allows exactly what kvd's does.
+	ruleDelegated
 )
 
 func (r rule) String() string {
-	return [...]string{"", "public", "user", "keys", "per-op", "root", "member"}[r]
+	return [...]string{"", "public", "user", "keys", "per-op", "root", "member", "delegated"}[r]
+}
+
+// MethodRule is the name of the authorization rule of a full method name,
+// and whether it has one: for the tests of an API served beside kvd's.
+func MethodRule(method string) (string, bool) {
+	r, ok := methodRules[method]
+	if !ok {
+		return "", false
+	}
+	return r.String(), true
 }
 
 // methodRules is the rule of every method the member serves.
@@ -133,7 +151,69 @@ var methodRules = map[string]rule{
 	peerv1.PeerService_ReadIndex_FullMethodName:       ruleMember,
 	peerv1.PeerService_MemberRemoved_FullMethodName:   ruleMember,
 	peerv1.PeerService_LeaseRenew_FullMethodName:      ruleMember,
+	peerv1.PeerService_LeaseRenewBatch_FullMethodName: ruleMember,
 	peerv1.PeerService_LeaseTimeToLive_FullMethodName: ruleMember,
+
+	// etcd's v3 API (package etcdapi) does its work through Local; each
+	// of its kv.v1 calls meets that method's rule. RangeStream answers
+	// Unimplemented to anybody, and so does Downgrade (its cancel, etcd's
+	// "no inflight downgrade job").
+	etcdpb.KV_Range_FullMethodName:       ruleDelegated,
+	etcdpb.KV_RangeStream_FullMethodName: ruleDelegated,
+	etcdpb.KV_Put_FullMethodName:         ruleDelegated,
+	etcdpb.KV_DeleteRange_FullMethodName: ruleDelegated,
+	etcdpb.KV_Txn_FullMethodName:         ruleDelegated,
+	etcdpb.KV_Compact_FullMethodName:     ruleDelegated,
+
+	etcdpb.Watch_Watch_FullMethodName: ruleDelegated,
+
+	etcdpb.Lease_LeaseGrant_FullMethodName:      ruleDelegated,
+	etcdpb.Lease_LeaseRevoke_FullMethodName:     ruleDelegated,
+	etcdpb.Lease_LeaseKeepAlive_FullMethodName:  ruleDelegated,
+	etcdpb.Lease_LeaseTimeToLive_FullMethodName: ruleDelegated,
+	etcdpb.Lease_LeaseLeases_FullMethodName:     ruleDelegated,
+
+	etcdpb.Auth_Authenticate_FullMethodName:         ruleDelegated,
+	etcdpb.Auth_AuthStatus_FullMethodName:           ruleDelegated,
+	etcdpb.Auth_AuthEnable_FullMethodName:           ruleDelegated,
+	etcdpb.Auth_AuthDisable_FullMethodName:          ruleDelegated,
+	etcdpb.Auth_UserAdd_FullMethodName:              ruleDelegated,
+	etcdpb.Auth_UserGet_FullMethodName:              ruleDelegated,
+	etcdpb.Auth_UserList_FullMethodName:             ruleDelegated,
+	etcdpb.Auth_UserDelete_FullMethodName:           ruleDelegated,
+	etcdpb.Auth_UserChangePassword_FullMethodName:   ruleDelegated,
+	etcdpb.Auth_UserGrantRole_FullMethodName:        ruleDelegated,
+	etcdpb.Auth_UserRevokeRole_FullMethodName:       ruleDelegated,
+	etcdpb.Auth_RoleAdd_FullMethodName:              ruleDelegated,
+	etcdpb.Auth_RoleGet_FullMethodName:              ruleDelegated,
+	etcdpb.Auth_RoleList_FullMethodName:             ruleDelegated,
+	etcdpb.Auth_RoleDelete_FullMethodName:           ruleDelegated,
+	etcdpb.Auth_RoleGrantPermission_FullMethodName:  ruleDelegated,
+	etcdpb.Auth_RoleRevokePermission_FullMethodName: ruleDelegated,
+
+	etcdpb.Maintenance_Alarm_FullMethodName:      ruleDelegated,
+	etcdpb.Maintenance_Status_FullMethodName:     ruleDelegated,
+	etcdpb.Maintenance_Defragment_FullMethodName: ruleDelegated,
+	etcdpb.Maintenance_Hash_FullMethodName:       ruleDelegated,
+	etcdpb.Maintenance_HashKV_FullMethodName:     ruleDelegated,
+	etcdpb.Maintenance_Snapshot_FullMethodName:   ruleDelegated,
+	etcdpb.Maintenance_MoveLeader_FullMethodName: ruleDelegated,
+	etcdpb.Maintenance_Downgrade_FullMethodName:  ruleDelegated,
+
+	etcdpb.Cluster_MemberAdd_FullMethodName:     ruleDelegated,
+	etcdpb.Cluster_MemberRemove_FullMethodName:  ruleDelegated,
+	etcdpb.Cluster_MemberUpdate_FullMethodName:  ruleDelegated,
+	etcdpb.Cluster_MemberList_FullMethodName:    ruleDelegated,
+	etcdpb.Cluster_MemberPromote_FullMethodName: ruleDelegated,
+
+	v3lockpb.Lock_Lock_FullMethodName:   ruleDelegated,
+	v3lockpb.Lock_Unlock_FullMethodName: ruleDelegated,
+
+	v3electionpb.Election_Campaign_FullMethodName: ruleDelegated,
+	v3electionpb.Election_Proclaim_FullMethodName: ruleDelegated,
+	v3electionpb.Election_Leader_FullMethodName:   ruleDelegated,
+	v3electionpb.Election_Observe_FullMethodName:  ruleDelegated,
+	v3electionpb.Election_Resign_FullMethodName:   ruleDelegated,
 
 	healthpb.Health_Check_FullMethodName: rulePublic,
 	healthpb.Health_Watch_FullMethodName: rulePublic,
@@ -227,34 +307,91 @@ func (s *authorizedStream) RecvMsg(m any) error {
 }
 
 // authorize lets a call of method through or says why not; the returned
-// context knows the caller (callerFrom, member.AuthInfoFrom).
+// context knows the caller (callerFrom, member.AuthInfoFrom). A delegated
+// method only has its caller identified: the context carries who it is,
+// and the kv.v1 call it makes through Local is authorized by that method's
+// rule (authorizeLocal).
 func (z *authz) authorize(ctx context.Context, method string, req any) (context.Context, error) {
 	r, ok := methodRules[method]
 	if !ok {
 		return ctx, fmt.Errorf("%w: method %s has no authorization rule", auth.ErrPermissionDenied, method)
 	}
+	if r == ruleDelegated {
+		return context.WithValue(ctx, identityKey{}, z.identifyCall(ctx)), nil
+	}
+	return z.check(ctx, z.identifyCall(ctx), r, req)
+}
+
+// authorizeLocal authorizes an in-process call of a kv.v1 method (Local)
+// as the gRPC call of that method would be, for the caller a delegated
+// method identified, or else the caller the context's metadata names.
+func (z *authz) authorizeLocal(ctx context.Context, method string, req any) (context.Context, error) {
+	r, ok := methodRules[method]
+	if !ok || r == ruleDelegated {
+		return ctx, fmt.Errorf("%w: method %s has no authorization rule of its own", auth.ErrPermissionDenied, method)
+	}
+	id, ok := ctx.Value(identityKey{}).(identity)
+	if !ok {
+		id = z.identifyCall(ctx)
+	}
+	return z.check(ctx, id, r, req)
+}
+
+// identity is who makes a call, as identifyCall found out, and the auth
+// state it was found under.
+type identity struct {
+	member bool
+	user   string
+	st     *auth.State
+	// enabled: auth was enabled when the caller was identified (the
+	// state identify returns may be fresher, never older).
+	enabled bool
+	// err is why the credentials presented were refused; only a public
+	// method lets such a call through.
+	err error
+}
+
+type identityKey struct{}
+
+// identifyCall finds out who makes the call of ctx: a member, a user
+// (identify), or nobody.
+func (z *authz) identifyCall(ctx context.Context) identity {
 	st := z.node.AuthState()
 	if z.isMember(ctx, st) {
+		return identity{member: true, st: st}
+	}
+	if !st.Enabled {
+		return identity{st: st}
+	}
+	user, fresh, err := z.identify(ctx, st)
+	return identity{user: user, st: fresh, err: err, enabled: true}
+}
+
+// check lets the call of id through rule r or says why not.
+func (z *authz) check(ctx context.Context, id identity, r rule, req any) (context.Context, error) {
+	if id.member {
 		// Members pass on what their own clients were authorized for
 		// (forwarded membership changes) and call the member API.
 		return context.WithValue(ctx, callerKey{}, caller{member: true}), nil
 	}
+	st := id.st
 	if r == ruleMember {
 		if st.Enabled || z.cfg.PeerCAs != nil {
 			return ctx, auth.ErrNotMember
 		}
 		return ctx, nil
 	}
-	if !st.Enabled {
+	if !id.enabled {
 		return member.WithAuthInfo(ctx, &fsmv1.AuthInfo{Revision: st.Revision}), nil
 	}
-	user, st, err := z.identify(ctx, st)
-	if err != nil {
+	if id.err != nil {
 		if r == rulePublic {
 			return ctx, nil // a public method does not care for a bad token
 		}
-		return ctx, err
+		return ctx, id.err
 	}
+	user := id.user
+	var err error
 	switch r {
 	case rulePublic:
 	case ruleUser, ruleOps:

@@ -199,7 +199,12 @@ func TestEveryMethodHasARule(t *testing.T) {
 			})
 		}
 	}
-	for name := range methodRules {
+	for name, r := range methodRules {
+		if r == ruleDelegated {
+			// Another package serves these (etcdapi); its test
+			// TestEveryMethodAuthorizedAsKvd checks them the same way.
+			continue
+		}
 		if !func() bool {
 			for _, m := range methods {
 				if m.name == name {

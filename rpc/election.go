@@ -177,7 +177,7 @@ func (e *electionService) observe(ctx context.Context, req *kvv1.ObserveRequest,
 	if c := callerFrom(ctx); !c.member {
 		// As for the Watch service: the hub ends the watch when the
 		// caller may no longer read the election's queue.
-		ws.Authorize(c.user)
+		ws.Authorize(c.user, nil)
 	}
 	ws.Watch(&kvv1.WatchCreateRequest{Key: prefix, RangeEnd: fsm.PrefixEnd(prefix), StartRevision: resp.GetHeader().GetRevision() + 1})
 	for {

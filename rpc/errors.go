@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -21,6 +22,11 @@ var ErrRequestTooLarge = errors.New("request is too large")
 // Handlers return the member's errors as they are. Only this file turns them
 // into gRPC statuses: unaryErrors and streamErrors at the return of every
 // call, and streamError for each op of a stream.
+
+// ToStatus is kvd's table from internal errors to gRPC statuses; another
+// API's table (Config.Statuses) falls back to it for the errors it does not
+// name.
+func ToStatus(err error) error { return toStatus(err) }
 
 // toStatus is the one table from internal errors to gRPC status codes.
 func toStatus(err error) error {
@@ -92,20 +98,44 @@ func toStatus(err error) error {
 	}
 }
 
+// statusFor is the table that turns the errors of method into statuses:
+// kvd's, or another API's (Config.Statuses).
+func (a *API) statusFor(method string) func(error) error {
+	if fn := a.foreignStatus(method); fn != nil {
+		return fn
+	}
+	return toStatus
+}
+
+// foreignStatus is another API's table for method (Config.Statuses), or
+// nil for a method of kvd's.
+func (a *API) foreignStatus(method string) func(error) error {
+	for prefix, fn := range a.cfg.Statuses {
+		if strings.HasPrefix(method, prefix) {
+			return fn
+		}
+	}
+	return nil
+}
+
 // unaryErrors is the unary interceptor that turns a handler's error into a
 // gRPC status.
-func unaryErrors(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+func (a *API) unaryErrors(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	resp, err := handler(ctx, req)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, a.statusFor(info.FullMethod)(err)
 	}
 	return resp, nil
 }
 
 // streamErrors is the stream interceptor that turns a handler's error into
 // a gRPC status.
-func streamErrors(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return toStatus(handler(srv, ss))
+func (a *API) streamErrors(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	err := handler(srv, ss)
+	if err == nil {
+		return nil
+	}
+	return a.statusFor(info.FullMethod)(err)
 }
 
 // streamError is the error of one op of a stream, as the unary call of its

@@ -24,6 +24,8 @@ type LeaseNode interface {
 	LeaseRenew(ctx context.Context, id int64) (int64, error)
 	LeaseTimeToLive(ctx context.Context, id int64, keys bool) (*kvv1.LeaseTimeToLiveResponse, error)
 	Leases(ctx context.Context) (*kvv1.LeaseLeasesResponse, error)
+	// MinLeaseTTL is the shortest TTL a lease may be granted, in seconds.
+	MinLeaseTTL() int64
 	Header(rev int64) *kvv1.ResponseHeader
 	Revision() int64
 	RequestTimeout() time.Duration

@@ -103,12 +103,26 @@ func (f *fakeNode) LeaseTimeToLive(_ context.Context, id int64, keys bool) (*kvv
 	return &kvv1.LeaseTimeToLiveResponse{Id: id, Ttl: ttl, GrantedTtl: ttl}, nil
 }
 
+func (f *fakeNode) MinLeaseTTL() int64 { return 1 }
+
 func (f *fakeNode) Leases(context.Context) (*kvv1.LeaseLeasesResponse, error) {
 	return &kvv1.LeaseLeasesResponse{}, nil
 }
 
 func (f *fakeNode) LeaseRenewLocal(ctx context.Context, id int64) (int64, error) {
 	return f.LeaseRenew(ctx, id)
+}
+
+func (f *fakeNode) LeaseRenewBatchLocal(ctx context.Context, ids []int64) ([]int64, error) {
+	ttls := make([]int64, len(ids))
+	for i, id := range ids {
+		ttl, err := f.LeaseRenew(ctx, id)
+		if err != nil && !errors.Is(err, member.ErrLeaseNotFound) {
+			return nil, err
+		}
+		ttls[i] = ttl
+	}
+	return ttls, nil
 }
 
 func (f *fakeNode) LeaseTimeToLiveLocal(ctx context.Context, id int64, keys bool) (*kvv1.LeaseTimeToLiveResponse, error) {

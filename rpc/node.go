@@ -90,6 +90,7 @@ type PeerNode interface {
 	// LeaseRenewLocal and LeaseTimeToLiveLocal answer a follower's
 	// forwarded lease calls; only the leader does.
 	LeaseRenewLocal(ctx context.Context, id int64) (int64, error)
+	LeaseRenewBatchLocal(ctx context.Context, ids []int64) ([]int64, error)
 	LeaseTimeToLiveLocal(ctx context.Context, id int64, keys bool) (*kvv1.LeaseTimeToLiveResponse, error)
 	RequestTimeout() time.Duration
 	Draining() <-chan struct{}

@@ -118,6 +118,15 @@ func (p *peerService) LeaseRenew(ctx context.Context, req *peerv1.LeaseRenewRequ
 	return &peerv1.LeaseRenewResponse{Ttl: ttl}, nil
 }
 
+// LeaseRenewBatch renews several leases for a follower's clients.
+func (p *peerService) LeaseRenewBatch(ctx context.Context, req *peerv1.LeaseRenewBatchRequest) (*peerv1.LeaseRenewBatchResponse, error) {
+	ttls, err := p.node.LeaseRenewBatchLocal(ctx, req.GetIds())
+	if err != nil {
+		return nil, err
+	}
+	return &peerv1.LeaseRenewBatchResponse{Ttls: ttls}, nil
+}
+
 // LeaseTimeToLive answers a follower's client's LeaseTimeToLive.
 func (p *peerService) LeaseTimeToLive(ctx context.Context, req *peerv1.LeaseTimeToLiveRequest) (*peerv1.LeaseTimeToLiveResponse, error) {
 	resp, err := p.node.LeaseTimeToLiveLocal(ctx, req.GetId(), req.GetKeys())

@@ -7,6 +7,12 @@
 // handlers return the member's errors, and one unary and one stream
 // interceptor convert them at the return of every call; the ops of a stream
 // are converted by one helper.
+//
+// Another API served on the same gRPC server (package etcdapi, etcd's v3
+// API) does its work through Local, the kv.v1 services called in process
+// with the same authorization and admission (local.go); its methods have
+// the rule ruleDelegated, and its errors go through its own table
+// (Config.Statuses) instead of kvd's.
 package rpc
 
 import (
@@ -14,6 +20,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -63,6 +70,15 @@ type Config struct {
 	// Without it, members prove themselves with the member token, and the
 	// member API is open to anyone until auth is first enabled.
 	PeerCAs *x509.CertPool
+
+	// Statuses turns the errors of another API served on the same gRPC
+	// server (package etcdapi's etcd v3 API, over Local) into gRPC
+	// statuses, in that API's words: the key is a prefix of the full
+	// method names it serves, such as "/etcdserverpb.". Errors of every
+	// method no prefix matches, those raised by the interceptors
+	// (authorization, admission) included, go through kvd's table
+	// (ToStatus). Nil: kvd's table for every method.
+	Statuses map[string]func(error) error
 }
 
 func (c Config) maxTxnOps() int {
@@ -99,6 +115,11 @@ func (c Config) Validate() error {
 	if c.MaxTxnOps < 0 || c.MaxTxnOps > fsm.MaxTxnOpsLimit {
 		return fmt.Errorf("rpc: max txn ops %d: want 1 to %d", c.MaxTxnOps, fsm.MaxTxnOpsLimit)
 	}
+	for prefix, fn := range c.Statuses {
+		if !strings.HasPrefix(prefix, "/") || fn == nil {
+			return fmt.Errorf("rpc: statuses for %q: want a method prefix starting with / and a function", prefix)
+		}
+	}
 	return nil
 }
 
@@ -116,6 +137,17 @@ type API struct {
 	conns LeaderConns
 	adm   admission
 	authz *authz
+
+	// The services, shared by Register and Local.
+	kv          *kvService
+	cluster     *clusterService
+	maintenance *maintenanceService
+	peer        *peerService
+	watch       *watchService
+	auth        *authService
+	lease       *leaseService
+	lock        *lockService
+	election    *electionService
 }
 
 // New returns the API of node; Register serves it.
@@ -132,11 +164,22 @@ func New(cfg Config, node Node, conns LeaderConns) (*API, error) {
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = auth.DefaultBcryptCost
 	}
-	return &API{
+	a := &API{
 		cfg: cfg, node: node, conns: conns,
 		adm:   admission{maxBytes: cfg.MaxRequestBytes, err: node.Err},
 		authz: &authz{node: node, cfg: cfg, now: time.Now},
-	}, nil
+	}
+	a.kv = &kvService{node: node, cfg: cfg, adm: a.adm, authz: a.authz}
+	a.cluster = &clusterService{node: node, conns: conns}
+	a.maintenance = &maintenanceService{node: node, version: cfg.Version}
+	a.peer = &peerService{node: node, cfg: cfg, adm: a.adm}
+	a.watch = &watchService{node: node, foreign: a.foreignStatus}
+	a.auth = &authService{node: node, cfg: cfg, now: time.Now}
+	a.lease = &leaseService{node: node, cfg: cfg}
+	q := &queue{kv: &kvService{node: node, cfg: cfg, adm: a.adm}, node: node}
+	a.lock = &lockService{q: q}
+	a.election = &electionService{q: q, authz: a.authz}
+	return a, nil
 }
 
 // ServerOptions are the interceptors every call goes through, innermost
@@ -144,23 +187,22 @@ func New(cfg Config, node Node, conns LeaderConns) (*API, error) {
 // final status.
 func (a *API) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unaryErrors, a.authz.unary, a.adm.unary),
-		grpc.ChainStreamInterceptor(streamErrors, a.authz.stream),
+		grpc.ChainUnaryInterceptor(a.unaryErrors, a.authz.unary, a.adm.unary),
+		grpc.ChainStreamInterceptor(a.streamErrors, a.authz.stream),
 	}
 }
 
 // Register registers the services on s.
 func (a *API) Register(s *grpc.Server) {
-	kvv1.RegisterKVServiceServer(s, &kvService{node: a.node, cfg: a.cfg, adm: a.adm, authz: a.authz})
-	kvv1.RegisterClusterServiceServer(s, &clusterService{node: a.node, conns: a.conns})
-	kvv1.RegisterMaintenanceServiceServer(s, &maintenanceService{node: a.node, version: a.cfg.Version})
-	peerv1.RegisterPeerServiceServer(s, &peerService{node: a.node, cfg: a.cfg, adm: a.adm})
-	kvv1.RegisterWatchServiceServer(s, &watchService{node: a.node})
-	kvv1.RegisterAuthServiceServer(s, &authService{node: a.node, cfg: a.cfg, now: time.Now})
-	kvv1.RegisterLeaseServiceServer(s, &leaseService{node: a.node, cfg: a.cfg})
-	q := &queue{kv: &kvService{node: a.node, cfg: a.cfg, adm: a.adm}, node: a.node}
-	kvv1.RegisterLockServiceServer(s, &lockService{q: q})
-	kvv1.RegisterElectionServiceServer(s, &electionService{q: q, authz: a.authz})
+	kvv1.RegisterKVServiceServer(s, a.kv)
+	kvv1.RegisterClusterServiceServer(s, a.cluster)
+	kvv1.RegisterMaintenanceServiceServer(s, a.maintenance)
+	peerv1.RegisterPeerServiceServer(s, a.peer)
+	kvv1.RegisterWatchServiceServer(s, a.watch)
+	kvv1.RegisterAuthServiceServer(s, a.auth)
+	kvv1.RegisterLeaseServiceServer(s, a.lease)
+	kvv1.RegisterLockServiceServer(s, a.lock)
+	kvv1.RegisterElectionServiceServer(s, a.election)
 }
 
 type nopMetrics struct{}

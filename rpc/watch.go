@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/kvd-io/kvd/internal/watch"
@@ -40,6 +41,9 @@ type WatchNode interface {
 type watchService struct {
 	kvv1.UnimplementedWatchServiceServer
 	node WatchNode
+	// foreign is the error table of another API's method (Config.Statuses)
+	// that serves its watches through Local, nil for kvd's own.
+	foreign func(method string) func(error) error
 }
 
 // errLeaderLost ends a stream that asked to require a leader.
@@ -52,10 +56,18 @@ func (w *watchService) Watch(st kvv1.WatchService_WatchServer) error {
 	defer cancel()
 	ws := w.node.NewWatchStream()
 	defer ws.Close()
+	// A refused or ended watcher's reason is the error's text, in the
+	// words of the API the stream was opened on.
+	refusal := func(err error) string { return err.Error() }
+	if method, ok := grpc.MethodFromServerStream(st); ok && w.foreign != nil {
+		if fn := w.foreign(method); fn != nil {
+			refusal = func(err error) string { return fn(err).Error() }
+		}
+	}
 	if c := callerFrom(ctx); !c.member {
 		// The hub refuses the caller's watches outside its permissions
 		// and ends those it loses the right to read, as auth changes.
-		ws.Authorize(c.user)
+		ws.Authorize(c.user, refusal)
 	}
 	requireLeader := false
 	if md, ok := metadata.FromIncomingContext(ctx); ok {

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/kvd-io/kvd/etcdapi"
 	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/member"
 )
@@ -24,9 +25,11 @@ type Config struct {
 	// address it bound is what other members and clients are told, so it
 	// must not be a wildcard then.
 	ClientAddr string
-	// HTTPAddr is where /metrics, /healthz, /readyz and /debug/pprof are
-	// served; empty turns that listener off.
+	// HTTPAddr is where /metrics, /healthz, /readyz, /debug/pprof and the
+	// web console (/ui/, see UI) are served; empty turns that listener off.
 	HTTPAddr string
+	// UI configures the web console on HTTPAddr.
+	UI UIConfig
 	// MaxRequestBytes bounds the encoded size of one request.
 	MaxRequestBytes int
 	// MaxTxnOps bounds the compares and the operations of each branch of a
@@ -34,6 +37,9 @@ type Config struct {
 	MaxTxnOps int
 	// Version is reported by the Status RPC.
 	Version string
+	// EtcdVersion is the etcd version the etcd API's Status reports
+	// (etcdapi.Config.EtcdVersion); empty means etcdapi.DefaultEtcdVersion.
+	EtcdVersion string
 
 	// ClientTLS secures the gRPC API (etcd's --cert-file, --key-file,
 	// --trusted-ca-file, --client-cert-auth); zero means plaintext. Members
@@ -64,6 +70,17 @@ type AuthConfig struct {
 	BcryptCost int
 }
 
+// UIConfig configures the web console (package console), served under
+// /ui/ on HTTPAddr when that is set. The zero value turns it off;
+// DefaultConfig turns it on.
+type UIConfig struct {
+	// Enabled serves the console.
+	Enabled bool
+	// ReadOnly refuses every change through the console (it still shows
+	// everything the user may read).
+	ReadOnly bool
+}
+
 // Peer is one founding member: its name and raft address.
 type Peer = member.Peer
 
@@ -72,6 +89,7 @@ func DefaultConfig() Config {
 	return Config{
 		Config:          member.DefaultConfig(),
 		ClientAddr:      "127.0.0.1:7379",
+		UI:              UIConfig{Enabled: true},
 		MaxRequestBytes: 1536 * 1024,
 		Version:         "dev",
 	}
@@ -99,6 +117,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTxnOps < 0 || c.MaxTxnOps > fsm.MaxTxnOpsLimit {
 		return fmt.Errorf("max txn ops must be between 1 and %d, got %d", fsm.MaxTxnOpsLimit, c.MaxTxnOps)
+	}
+	if err := (etcdapi.Config{EtcdVersion: c.EtcdVersion}).Validate(); err != nil {
+		return err
 	}
 	if c.Auth.TokenTTL < 0 {
 		return fmt.Errorf("auth token TTL must not be negative, got %v", c.Auth.TokenTTL)

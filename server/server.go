@@ -15,7 +15,10 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/kvd-io/kvd/console"
+	"github.com/kvd-io/kvd/etcdapi"
 	"github.com/kvd-io/kvd/fsm"
 	"github.com/kvd-io/kvd/internal/auth"
 	"github.com/kvd-io/kvd/internal/memberid"
@@ -42,7 +45,13 @@ type Server struct {
 	metrics   *observe.Metrics
 	observe   *observe.Server
 	grpc      *grpc.Server
-	listener  net.Listener
+	// console and uiGRPC serve the web console: uiGRPC is the same API as
+	// grpc, served in process to the console's clients only (see
+	// startConsole).
+	console  *console.Console
+	uiGRPC   *grpc.Server
+	uiDone   chan struct{}
+	listener net.Listener
 
 	// ctx ends when Shutdown stops the server's own loops (the workers and
 	// the health watcher).
@@ -80,6 +89,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.start(); err != nil {
+		s.stopConsole()
 		s.cancel()
 		s.wg.Wait()
 		s.closeResources()
@@ -140,6 +150,7 @@ func (s *Server) start() error {
 		MaxRequestBytes: s.cfg.MaxRequestBytes, MaxTxnOps: s.cfg.MaxTxnOps, Version: s.cfg.Version, Workers: s.workers, Metrics: s.metrics,
 		TokenKey: tokenKey, TokenTTL: s.cfg.Auth.TokenTTL, BcryptCost: s.cfg.Auth.BcryptCost,
 		ClientCertAuth: s.cfg.ClientTLS.ClientCertAuth, PeerCAs: tlsSet.peerCAs,
+		Statuses: etcdapi.Statuses(),
 	}, s.member, s.peers)
 	if err != nil {
 		return err
@@ -162,10 +173,25 @@ func (s *Server) start() error {
 	}
 	s.grpc = grpc.NewServer(append(opts, api.ServerOptions()...)...)
 	api.Register(s.grpc)
+	// etcd's v3 API on the same port, through the same interceptors.
+	eapi, err := etcdapi.New(api.Local(), etcdapi.Config{
+		EtcdVersion: s.cfg.EtcdVersion, ClientTLS: s.cfg.ClientTLS.CertFile != "", PeerTLS: s.cfg.PeerTLS.CertFile != "",
+	})
+	if err != nil {
+		return err
+	}
+	eapi.Register(s.grpc)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, healthSrv)
 	if s.cfg.HTTPAddr != "" {
-		if s.observe, err = observe.NewServer(observe.Config{Addr: s.cfg.HTTPAddr, Logger: s.log.With("member", s.cfg.Name), TLS: tlsSet.http}, s.member, s.metrics); err != nil {
+		ocfg := observe.Config{Addr: s.cfg.HTTPAddr, Logger: s.log.With("member", s.cfg.Name), TLS: tlsSet.http}
+		if s.cfg.UI.Enabled {
+			if err := s.startConsole(api, tlsSet); err != nil {
+				return err
+			}
+			ocfg.UI = s.console.Handler()
+		}
+		if s.observe, err = observe.NewServer(ocfg, s.member, s.metrics); err != nil {
 			return fmt.Errorf("start metrics listener: %w", err)
 		}
 	}
@@ -175,6 +201,67 @@ func (s *Server) start() error {
 		rpc.WatchHealth(s.ctx, healthSrv, func() bool { return s.member.KnownLeader() && s.member.Err() == nil })
 	})
 	return nil
+}
+
+// startConsole starts the web console. Its handlers call the member's API
+// through the Go client, each user with their own token, over an
+// in-process listener served by a second gRPC server with the same
+// services and the same interceptors (authorization, admission, metrics)
+// as the client port. In process, so that the console needs no client
+// certificate of its own when the client port requires one: presenting
+// the member's own would make its calls a member's, which authorization
+// trusts beyond any user.
+func (s *Server) startConsole(api *rpc.API, tlsSet *tlsSetup) error {
+	lis := bufconn.Listen(consoleConnBuffer)
+	s.uiGRPC = grpc.NewServer(append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes + grpcOverheadBytes),
+		grpc.ChainUnaryInterceptor(s.metrics.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(s.metrics.StreamServerInterceptor()),
+	}, api.ServerOptions()...)...)
+	api.Register(s.uiGRPC)
+	s.uiDone = make(chan struct{})
+	go func() {
+		defer close(s.uiDone)
+		_ = s.uiGRPC.Serve(lis)
+	}()
+	var peers []grpc.DialOption
+	if tlsSet.memberDial != nil {
+		peers = append(peers, tlsSet.memberDial)
+	}
+	var err error
+	s.console, err = console.New(console.Config{
+		MemberName: s.cfg.Name,
+		API: console.Dialer{Endpoint: s.clientAddr, DialOptions: []grpc.DialOption{
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		}},
+		Peers:         peers,
+		ReadOnly:      s.cfg.UI.ReadOnly,
+		Metrics:       s.metrics.Gatherer(),
+		SecureCookies: tlsSet.http != nil,
+		Logger:        s.log.With("member", s.cfg.Name),
+	})
+	if err != nil {
+		return fmt.Errorf("start the console: %w", err)
+	}
+	return nil
+}
+
+// consoleConnBuffer is the buffer of each in-process connection of the
+// console to the API.
+const consoleConnBuffer = 256 << 10
+
+// stopConsole ends the console's pages' streams and sessions and stops its
+// gRPC server; it is safe when the console is off or partly started.
+func (s *Server) stopConsole() {
+	if s.console != nil {
+		if err := s.console.Close(); err != nil {
+			s.log.Debug("console closed with an error", "error", err)
+		}
+	}
+	if s.uiGRPC != nil {
+		s.uiGRPC.Stop()
+		<-s.uiDone
+	}
 }
 
 // goLoop runs fn on a goroutine that Shutdown waits for.
@@ -248,6 +335,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.grpc.Stop()
 			<-done
 		}
+		// The console's streams last as long as their pages: end them
+		// first, or the HTTP server's shutdown would wait for them.
+		s.stopConsole()
 		if s.observe != nil {
 			if err := s.observe.Shutdown(ctx); err != nil {
 				s.stopErr = errors.Join(s.stopErr, fmt.Errorf("stop metrics listener: %w", err))

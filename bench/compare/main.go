@@ -45,6 +45,12 @@ type options struct {
 	timeout    time.Duration
 	security   bool
 	etcdBinDir string
+	// etcdTool runs the rows of etcd's benchmark tool on both clusters.
+	etcdTool      bool
+	etcdBenchmark string
+	// toolKVDEndpoints sends the kvd column of those rows elsewhere: to
+	// etcd itself, to try the harness on a kvd without etcd's API.
+	toolKVDEndpoints string
 }
 
 func main() {
@@ -73,12 +79,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.idleLeases, "idle-leases", 10000, "leases kept alive idle for the CPU row (100000 for the issue's measurement, about 3 minutes more; 0: skip)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	fs.BoolVar(&o.security, "security", false, "instead of the comparison table: the cost of TLS and of auth, kvd and etcd each plain, with mutual TLS, and with mutual TLS and auth")
-	home, _ := os.UserHomeDir()
-	peers := os.Getenv("KV_PEERS")
-	if peers == "" {
-		peers = filepath.Join(home, ".cache", "kv-peers")
-	}
-	fs.StringVar(&o.etcdBinDir, "etcd-bin-dir", filepath.Join(peers, "bin"), "where the peers script builds etcd and etcd-benchmark (--security starts etcd itself, with TLS flags)")
+	fs.StringVar(&o.etcdBinDir, "etcd-bin-dir", filepath.Dir(defaultEtcdBenchmark()), "where the peers script builds etcd and etcd-benchmark (--security starts etcd itself, with TLS flags)")
+	fs.BoolVar(&o.etcdTool, "etcd-tool", true, "also run etcd's benchmark tool on both clusters through etcd's v3 API, with the same flags (skipped with a note when kvd does not serve it)")
+	fs.StringVar(&o.etcdBenchmark, "etcd-benchmark", defaultEtcdBenchmark(), "etcd's benchmark tool (the peers script builds it there)")
+	fs.StringVar(&o.toolKVDEndpoints, "etcd-tool-kvd-endpoints", "", "run the kvd column of etcd's tool against these endpoints instead of kvd's (to try the harness against etcd)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -207,6 +211,11 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		}
 		res.rows = append(res.rows, row)
 	}
+	if o.etcdTool {
+		if res.tool, err = r.etcdTool(ctx); err != nil {
+			return err
+		}
+	}
 	if o.coord {
 		if res.coord, err = r.coordination(ctx); err != nil {
 			return err
@@ -237,4 +246,18 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		}
 	}
 	return nil
+}
+
+// defaultEtcdBenchmark is where the peers script puts etcd's benchmark
+// tool: ${KV_PEERS:-$HOME/.cache/kv-peers}/bin/etcd-benchmark.
+func defaultEtcdBenchmark() string {
+	root := os.Getenv("KV_PEERS")
+	if root == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		root = filepath.Join(home, ".cache", "kv-peers")
+	}
+	return filepath.Join(root, "bin", "etcd-benchmark")
 }

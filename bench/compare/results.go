@@ -18,6 +18,7 @@ type results struct {
 	kvdLeader, etcdLeader string
 	kvdIdle, etcdIdle     time.Duration // CPU of the three members over idleWindow
 	rows                  []row
+	tool                  *toolResult
 	coord                 []coordRow
 	profiles              []*profileResult
 	scale                 *scaleResult
@@ -123,6 +124,9 @@ func (r *results) markdown() string {
 		100*r.kvdIdle.Seconds()/idleWindow.Seconds(), 100*r.etcdIdle.Seconds()/idleWindow.Seconds())
 	if len(r.rows) > 0 {
 		r.table(&b)
+	}
+	if r.tool != nil {
+		b.WriteString(r.tool.markdown())
 	}
 	if len(r.coord) > 0 {
 		b.WriteString(coordMarkdown(r.coord))

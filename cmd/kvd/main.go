@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kvd-io/kvd/etcdapi"
 	"github.com/kvd-io/kvd/member"
 	"github.com/kvd-io/kvd/server"
 )
@@ -85,7 +86,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.StringVar(&o.cfg.DataDir, "data-dir", o.cfg.DataDir, "directory for the member's data")
 	fs.StringVar(&o.cfg.ClientAddr, "client-addr", o.cfg.ClientAddr, "address the gRPC API listens on")
 	fs.StringVar(&o.cfg.RaftAddr, "raft-addr", o.cfg.RaftAddr, "address the raft transport listens on")
-	fs.StringVar(&o.cfg.HTTPAddr, "http-addr", o.cfg.HTTPAddr, "address for /metrics, /healthz, /readyz and /debug/pprof (empty: off)")
+	fs.StringVar(&o.cfg.HTTPAddr, "http-addr", o.cfg.HTTPAddr, "address for /metrics, /healthz, /readyz, /debug/pprof and the web console /ui/ (empty: off)")
+	fs.BoolVar(&o.cfg.UI.Enabled, "ui", o.cfg.UI.Enabled, "serve the web console under /ui/ on --http-addr")
+	fs.BoolVar(&o.cfg.UI.ReadOnly, "ui-read-only", false, "the web console shows but never changes keys")
 	fs.StringVar(&o.cfg.AdvertiseClientAddr, "advertise-client-addr", "", "API address told to clients and members (default: --client-addr)")
 	fs.StringVar(&o.cfg.AdvertiseRaftAddr, "advertise-raft-addr", "", "raft address told to members (default: --raft-addr)")
 	fs.StringVar(&o.initialCluster, "initial-cluster", "", "founding voters of a new cluster: name=raftaddr,name=raftaddr,... (same on every founding member)")
@@ -102,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.StringVar(&o.cfg.AutoCompactionRetention, "auto-compaction-retention", "0", "history to keep for automatic compaction; 0 turns it off")
 	fs.DurationVar(&o.cfg.WatchProgressInterval, "watch-progress-notify-interval", o.cfg.WatchProgressInterval, "how often idle watchers that asked for it get a progress notification")
 	fs.IntVar(&o.cfg.MaxTxnOps, "max-txn-ops", 128, "most compares, and most operations per branch, in one transaction")
+	fs.StringVar(&o.cfg.EtcdVersion, "etcd-version", etcdapi.DefaultEtcdVersion, "etcd version the etcd API's Status reports (3.y.z); clients such as kube-apiserver turn features off below 3.5.13")
 	fs.Int64Var(&o.cfg.QuotaBackendBytes, "quota-backend-bytes", 0, "state file size beyond which the member raises a NOSPACE alarm and refuses writes that grow it; 0 means 2 GiB")
 	fs.DurationVar(&o.cfg.LeaseCheckpointInterval, "lease-checkpoint-interval", 5*time.Minute, "how often the leader records the remaining TTL of leases longer than this, so that a new leader does not restart them at their full TTL")
 	fs.DurationVar(&o.cfg.HeartbeatTimeout, "heartbeat-timeout", o.cfg.HeartbeatTimeout, "raft heartbeat timeout")

@@ -134,18 +134,41 @@ func (p *Peers) ReadIndex(ctx context.Context, addr string) (uint64, error) {
 	return resp.GetIndex(), nil
 }
 
-// LeaseRenew implements member.Peers.
-func (p *Peers) LeaseRenew(ctx context.Context, addr string, id int64) (int64, error) {
+// LeaseRenewBatch implements member.Peers. A leader of an older version,
+// which does not serve PeerService.LeaseRenewBatch, is asked one lease at
+// a time.
+func (p *Peers) LeaseRenewBatch(ctx context.Context, addr string, ids []int64) ([]int64, error) {
 	cc, err := p.Conn(ctx, addr)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	resp, err := peerv1.NewPeerServiceClient(cc).LeaseRenew(ctx, &peerv1.LeaseRenewRequest{Id: id})
+	c := peerv1.NewPeerServiceClient(cc)
+	resp, err := c.LeaseRenewBatch(ctx, &peerv1.LeaseRenewBatchRequest{Ids: ids})
+	if status.Code(err) == codes.Unimplemented {
+		return leaseRenewEach(ctx, c, ids)
+	}
 	if err != nil {
 		p.failed(addr, err)
-		return 0, err
+		return nil, err
 	}
-	return resp.GetTtl(), nil
+	return resp.GetTtls(), nil
+}
+
+// leaseRenewEach renews ids one PeerService.LeaseRenew at a time.
+func leaseRenewEach(ctx context.Context, c peerv1.PeerServiceClient, ids []int64) ([]int64, error) {
+	ttls := make([]int64, len(ids))
+	for i, id := range ids {
+		resp, err := c.LeaseRenew(ctx, &peerv1.LeaseRenewRequest{Id: id})
+		switch {
+		case status.Code(err) == codes.NotFound:
+			// ttl 0: no such lease
+		case err != nil:
+			return nil, err
+		default:
+			ttls[i] = resp.GetTtl()
+		}
+	}
+	return ttls, nil
 }
 
 // LeaseTimeToLive implements member.Peers.

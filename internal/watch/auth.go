@@ -23,12 +23,16 @@ func readReq(key, end []byte) []auth.Requirement {
 // Authorize makes the stream's watchers, those it has and those it will
 // have, the watchers of user ("" for a caller without credentials): each
 // is refused or ended when user may not read its range under the hub's
-// auth state. Call it before the stream's first Watch.
-func (s *Stream) Authorize(user string) {
+// auth state. reason words the refusal as the cancel reason (nil: the
+// error's text). Call it before the stream's first Watch.
+func (s *Stream) Authorize(user string, reason func(error) string) {
+	if reason == nil {
+		reason = func(err error) string { return err.Error() }
+	}
 	h := s.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	s.user, s.checked = user, true
+	s.user, s.checked, s.reason = user, true, reason
 	for id, w := range s.watchers {
 		h.checkWatcher(w, id)
 	}
@@ -103,6 +107,6 @@ func (h *Hub) endUnauthorized(w *watcher, id int64, err error) {
 	h.remove(w)
 	w.stream.endWatcher(id)
 	w.stream.push([]*kvv1.WatchResponse{{
-		Header: &kvv1.ResponseHeader{Revision: h.current}, WatchId: id, Canceled: true, CancelReason: err.Error(),
+		Header: &kvv1.ResponseHeader{Revision: h.current}, WatchId: id, Canceled: true, CancelReason: w.stream.reason(err),
 	}}, true)
 }

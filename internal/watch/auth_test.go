@@ -66,7 +66,7 @@ func TestAuthChangeEndsWatchers(t *testing.T) {
 	open := func(user string, checked bool) (*Stream, *reader) {
 		st := h.NewStream()
 		if checked {
-			st.Authorize(user)
+			st.Authorize(user, nil)
 		}
 		r := &reader{}
 		go r.run(ctx, st)
@@ -175,7 +175,7 @@ func BenchmarkAuthChanged(b *testing.B) {
 	}
 	for u := range 100 {
 		s := h.NewStream()
-		s.Authorize(fmt.Sprintf("u%d", u))
+		s.Authorize(fmt.Sprintf("u%d", u), nil)
 		for i := range 100 {
 			s.Watch(&kvv1.WatchCreateRequest{Key: []byte(fmt.Sprintf("a/%d", i%10)), RangeEnd: []byte(fmt.Sprintf("a/%d0", i%10))})
 		}

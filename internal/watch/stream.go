@@ -32,6 +32,8 @@ type Stream struct {
 	// (Authorize); guarded by the hub's mutex.
 	user    string
 	checked bool
+	// reason words an authorization refusal as a cancel reason.
+	reason func(error) string
 
 	mu    sync.Mutex
 	queue []*kvv1.WatchResponse
@@ -102,7 +104,7 @@ func (s *Stream) Watch(req *kvv1.WatchCreateRequest) {
 		return
 	}
 	if err := s.authorizeLocked(req.GetKey(), req.GetRangeEnd()); err != nil {
-		refuse(id, err.Error())
+		refuse(id, s.reason(err))
 		return
 	}
 	w := &watcher{id: id, stream: s, key: bytes.Clone(req.GetKey()), end: bytes.Clone(req.GetRangeEnd()),

@@ -616,6 +616,101 @@ func (x *LeaseRenewResponse) GetTtl() int64 {
 	return 0
 }
 
+// LeaseRenewBatchRequest asks the leader to renew several leases.
+type LeaseRenewBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ids are the leases to renew.
+	Ids           []int64 `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRenewBatchRequest) Reset() {
+	*x = LeaseRenewBatchRequest{}
+	mi := &file_peer_v1_peer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRenewBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRenewBatchRequest) ProtoMessage() {}
+
+func (x *LeaseRenewBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_v1_peer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRenewBatchRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRenewBatchRequest) Descriptor() ([]byte, []int) {
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LeaseRenewBatchRequest) GetIds() []int64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// LeaseRenewBatchResponse answers a LeaseRenewBatchRequest.
+type LeaseRenewBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ttls has one entry per id of the request, in its order: the TTL the
+	// lease was renewed for, in seconds, or 0 for a lease that does not
+	// exist. A failure of the whole batch (not the leader) is the call's
+	// error.
+	Ttls          []int64 `protobuf:"varint,1,rep,packed,name=ttls,proto3" json:"ttls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRenewBatchResponse) Reset() {
+	*x = LeaseRenewBatchResponse{}
+	mi := &file_peer_v1_peer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRenewBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRenewBatchResponse) ProtoMessage() {}
+
+func (x *LeaseRenewBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_v1_peer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRenewBatchResponse.ProtoReflect.Descriptor instead.
+func (*LeaseRenewBatchResponse) Descriptor() ([]byte, []int) {
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LeaseRenewBatchResponse) GetTtls() []int64 {
+	if x != nil {
+		return x.Ttls
+	}
+	return nil
+}
+
 // LeaseTimeToLiveRequest asks the leader about a lease.
 type LeaseTimeToLiveRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -629,7 +724,7 @@ type LeaseTimeToLiveRequest struct {
 
 func (x *LeaseTimeToLiveRequest) Reset() {
 	*x = LeaseTimeToLiveRequest{}
-	mi := &file_peer_v1_peer_proto_msgTypes[12]
+	mi := &file_peer_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +736,7 @@ func (x *LeaseTimeToLiveRequest) String() string {
 func (*LeaseTimeToLiveRequest) ProtoMessage() {}
 
 func (x *LeaseTimeToLiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[12]
+	mi := &file_peer_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +749,7 @@ func (x *LeaseTimeToLiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseTimeToLiveRequest.ProtoReflect.Descriptor instead.
 func (*LeaseTimeToLiveRequest) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LeaseTimeToLiveRequest) GetId() int64 {
@@ -682,7 +777,7 @@ type LeaseTimeToLiveResponse struct {
 
 func (x *LeaseTimeToLiveResponse) Reset() {
 	*x = LeaseTimeToLiveResponse{}
-	mi := &file_peer_v1_peer_proto_msgTypes[13]
+	mi := &file_peer_v1_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +789,7 @@ func (x *LeaseTimeToLiveResponse) String() string {
 func (*LeaseTimeToLiveResponse) ProtoMessage() {}
 
 func (x *LeaseTimeToLiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_v1_peer_proto_msgTypes[13]
+	mi := &file_peer_v1_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +802,7 @@ func (x *LeaseTimeToLiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseTimeToLiveResponse.ProtoReflect.Descriptor instead.
 func (*LeaseTimeToLiveResponse) Descriptor() ([]byte, []int) {
-	return file_peer_v1_peer_proto_rawDescGZIP(), []int{13}
+	return file_peer_v1_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LeaseTimeToLiveResponse) GetResponse() *v1.LeaseTimeToLiveResponse {
@@ -751,12 +846,16 @@ const file_peer_v1_peer_proto_rawDesc = "" +
 	"\x11LeaseRenewRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\"&\n" +
 	"\x12LeaseRenewResponse\x12\x10\n" +
-	"\x03ttl\x18\x01 \x01(\x03R\x03ttl\"<\n" +
+	"\x03ttl\x18\x01 \x01(\x03R\x03ttl\"*\n" +
+	"\x16LeaseRenewBatchRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x03R\x03ids\"-\n" +
+	"\x17LeaseRenewBatchResponse\x12\x12\n" +
+	"\x04ttls\x18\x01 \x03(\x03R\x04ttls\"<\n" +
 	"\x16LeaseTimeToLiveRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04keys\x18\x02 \x01(\bR\x04keys\"U\n" +
 	"\x17LeaseTimeToLiveResponse\x12:\n" +
-	"\bresponse\x18\x01 \x01(\v2\x1e.kv.v1.LeaseTimeToLiveResponseR\bresponse2\xd0\x03\n" +
+	"\bresponse\x18\x01 \x01(\v2\x1e.kv.v1.LeaseTimeToLiveResponseR\bresponse2\xa6\x04\n" +
 	"\vPeerService\x12<\n" +
 	"\aPropose\x12\x17.peer.v1.ProposeRequest\x1a\x18.peer.v1.ProposeResponse\x12R\n" +
 	"\rProposeStream\x12\x1d.peer.v1.ProposeStreamRequest\x1a\x1e.peer.v1.ProposeStreamResponse(\x010\x01\x12B\n" +
@@ -764,6 +863,7 @@ const file_peer_v1_peer_proto_rawDesc = "" +
 	"\rMemberRemoved\x12\x1d.peer.v1.MemberRemovedRequest\x1a\x1e.peer.v1.MemberRemovedResponse\x12E\n" +
 	"\n" +
 	"LeaseRenew\x12\x1a.peer.v1.LeaseRenewRequest\x1a\x1b.peer.v1.LeaseRenewResponse\x12T\n" +
+	"\x0fLeaseRenewBatch\x12\x1f.peer.v1.LeaseRenewBatchRequest\x1a .peer.v1.LeaseRenewBatchResponse\x12T\n" +
 	"\x0fLeaseTimeToLive\x12\x1f.peer.v1.LeaseTimeToLiveRequest\x1a .peer.v1.LeaseTimeToLiveResponseB,Z*github.com/kvd-io/kvd/proto/peer/v1;peerv1b\x06proto3"
 
 var (
@@ -778,7 +878,7 @@ func file_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_peer_v1_peer_proto_rawDescData
 }
 
-var file_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_peer_v1_peer_proto_goTypes = []any{
 	(*ProposeRequest)(nil),             // 0: peer.v1.ProposeRequest
 	(*ProposeResponse)(nil),            // 1: peer.v1.ProposeResponse
@@ -792,30 +892,34 @@ var file_peer_v1_peer_proto_goTypes = []any{
 	(*MemberRemovedResponse)(nil),      // 9: peer.v1.MemberRemovedResponse
 	(*LeaseRenewRequest)(nil),          // 10: peer.v1.LeaseRenewRequest
 	(*LeaseRenewResponse)(nil),         // 11: peer.v1.LeaseRenewResponse
-	(*LeaseTimeToLiveRequest)(nil),     // 12: peer.v1.LeaseTimeToLiveRequest
-	(*LeaseTimeToLiveResponse)(nil),    // 13: peer.v1.LeaseTimeToLiveResponse
-	(*v1.StreamError)(nil),             // 14: kv.v1.StreamError
-	(*v1.LeaseTimeToLiveResponse)(nil), // 15: kv.v1.LeaseTimeToLiveResponse
+	(*LeaseRenewBatchRequest)(nil),     // 12: peer.v1.LeaseRenewBatchRequest
+	(*LeaseRenewBatchResponse)(nil),    // 13: peer.v1.LeaseRenewBatchResponse
+	(*LeaseTimeToLiveRequest)(nil),     // 14: peer.v1.LeaseTimeToLiveRequest
+	(*LeaseTimeToLiveResponse)(nil),    // 15: peer.v1.LeaseTimeToLiveResponse
+	(*v1.StreamError)(nil),             // 16: kv.v1.StreamError
+	(*v1.LeaseTimeToLiveResponse)(nil), // 17: kv.v1.LeaseTimeToLiveResponse
 }
 var file_peer_v1_peer_proto_depIdxs = []int32{
 	3,  // 0: peer.v1.ProposeStreamRequest.ops:type_name -> peer.v1.ProposeOp
 	5,  // 1: peer.v1.ProposeStreamResponse.results:type_name -> peer.v1.ProposeResult
-	14, // 2: peer.v1.ProposeResult.error:type_name -> kv.v1.StreamError
-	15, // 3: peer.v1.LeaseTimeToLiveResponse.response:type_name -> kv.v1.LeaseTimeToLiveResponse
+	16, // 2: peer.v1.ProposeResult.error:type_name -> kv.v1.StreamError
+	17, // 3: peer.v1.LeaseTimeToLiveResponse.response:type_name -> kv.v1.LeaseTimeToLiveResponse
 	0,  // 4: peer.v1.PeerService.Propose:input_type -> peer.v1.ProposeRequest
 	2,  // 5: peer.v1.PeerService.ProposeStream:input_type -> peer.v1.ProposeStreamRequest
 	6,  // 6: peer.v1.PeerService.ReadIndex:input_type -> peer.v1.ReadIndexRequest
 	8,  // 7: peer.v1.PeerService.MemberRemoved:input_type -> peer.v1.MemberRemovedRequest
 	10, // 8: peer.v1.PeerService.LeaseRenew:input_type -> peer.v1.LeaseRenewRequest
-	12, // 9: peer.v1.PeerService.LeaseTimeToLive:input_type -> peer.v1.LeaseTimeToLiveRequest
-	1,  // 10: peer.v1.PeerService.Propose:output_type -> peer.v1.ProposeResponse
-	4,  // 11: peer.v1.PeerService.ProposeStream:output_type -> peer.v1.ProposeStreamResponse
-	7,  // 12: peer.v1.PeerService.ReadIndex:output_type -> peer.v1.ReadIndexResponse
-	9,  // 13: peer.v1.PeerService.MemberRemoved:output_type -> peer.v1.MemberRemovedResponse
-	11, // 14: peer.v1.PeerService.LeaseRenew:output_type -> peer.v1.LeaseRenewResponse
-	13, // 15: peer.v1.PeerService.LeaseTimeToLive:output_type -> peer.v1.LeaseTimeToLiveResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
+	12, // 9: peer.v1.PeerService.LeaseRenewBatch:input_type -> peer.v1.LeaseRenewBatchRequest
+	14, // 10: peer.v1.PeerService.LeaseTimeToLive:input_type -> peer.v1.LeaseTimeToLiveRequest
+	1,  // 11: peer.v1.PeerService.Propose:output_type -> peer.v1.ProposeResponse
+	4,  // 12: peer.v1.PeerService.ProposeStream:output_type -> peer.v1.ProposeStreamResponse
+	7,  // 13: peer.v1.PeerService.ReadIndex:output_type -> peer.v1.ReadIndexResponse
+	9,  // 14: peer.v1.PeerService.MemberRemoved:output_type -> peer.v1.MemberRemovedResponse
+	11, // 15: peer.v1.PeerService.LeaseRenew:output_type -> peer.v1.LeaseRenewResponse
+	13, // 16: peer.v1.PeerService.LeaseRenewBatch:output_type -> peer.v1.LeaseRenewBatchResponse
+	15, // 17: peer.v1.PeerService.LeaseTimeToLive:output_type -> peer.v1.LeaseTimeToLiveResponse
+	11, // [11:18] is the sub-list for method output_type
+	4,  // [4:11] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -832,7 +936,7 @@ func file_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_v1_peer_proto_rawDesc), len(file_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	PeerService_ReadIndex_FullMethodName       = "/peer.v1.PeerService/ReadIndex"
 	PeerService_MemberRemoved_FullMethodName   = "/peer.v1.PeerService/MemberRemoved"
 	PeerService_LeaseRenew_FullMethodName      = "/peer.v1.PeerService/LeaseRenew"
+	PeerService_LeaseRenewBatch_FullMethodName = "/peer.v1.PeerService/LeaseRenewBatch"
 	PeerService_LeaseTimeToLive_FullMethodName = "/peer.v1.PeerService/LeaseTimeToLive"
 )
 
@@ -57,6 +58,11 @@ type PeerServiceClient interface {
 	// the leader. Only the leader answers, once it has confirmed that it
 	// leads.
 	LeaseRenew(ctx context.Context, in *LeaseRenewRequest, opts ...grpc.CallOption) (*LeaseRenewResponse, error)
+	// LeaseRenewBatch renews several leases at once, as LeaseRenew does one:
+	// a follower gathers the renewals its clients send while its previous
+	// batch is in flight. A leader that does not serve it (an older version)
+	// is asked one lease at a time.
+	LeaseRenewBatch(ctx context.Context, in *LeaseRenewBatchRequest, opts ...grpc.CallOption) (*LeaseRenewBatchResponse, error)
 	// LeaseTimeToLive answers a follower's client's LeaseTimeToLive. Only the
 	// leader answers.
 	LeaseTimeToLive(ctx context.Context, in *LeaseTimeToLiveRequest, opts ...grpc.CallOption) (*LeaseTimeToLiveResponse, error)
@@ -123,6 +129,16 @@ func (c *peerServiceClient) LeaseRenew(ctx context.Context, in *LeaseRenewReques
 	return out, nil
 }
 
+func (c *peerServiceClient) LeaseRenewBatch(ctx context.Context, in *LeaseRenewBatchRequest, opts ...grpc.CallOption) (*LeaseRenewBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseRenewBatchResponse)
+	err := c.cc.Invoke(ctx, PeerService_LeaseRenewBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *peerServiceClient) LeaseTimeToLive(ctx context.Context, in *LeaseTimeToLiveRequest, opts ...grpc.CallOption) (*LeaseTimeToLiveResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(LeaseTimeToLiveResponse)
@@ -160,6 +176,11 @@ type PeerServiceServer interface {
 	// the leader. Only the leader answers, once it has confirmed that it
 	// leads.
 	LeaseRenew(context.Context, *LeaseRenewRequest) (*LeaseRenewResponse, error)
+	// LeaseRenewBatch renews several leases at once, as LeaseRenew does one:
+	// a follower gathers the renewals its clients send while its previous
+	// batch is in flight. A leader that does not serve it (an older version)
+	// is asked one lease at a time.
+	LeaseRenewBatch(context.Context, *LeaseRenewBatchRequest) (*LeaseRenewBatchResponse, error)
 	// LeaseTimeToLive answers a follower's client's LeaseTimeToLive. Only the
 	// leader answers.
 	LeaseTimeToLive(context.Context, *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error)
@@ -187,6 +208,9 @@ func (UnimplementedPeerServiceServer) MemberRemoved(context.Context, *MemberRemo
 }
 func (UnimplementedPeerServiceServer) LeaseRenew(context.Context, *LeaseRenewRequest) (*LeaseRenewResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LeaseRenew not implemented")
+}
+func (UnimplementedPeerServiceServer) LeaseRenewBatch(context.Context, *LeaseRenewBatchRequest) (*LeaseRenewBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LeaseRenewBatch not implemented")
 }
 func (UnimplementedPeerServiceServer) LeaseTimeToLive(context.Context, *LeaseTimeToLiveRequest) (*LeaseTimeToLiveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LeaseTimeToLive not implemented")
@@ -291,6 +315,24 @@ func _PeerService_LeaseRenew_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_LeaseRenewBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseRenewBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).LeaseRenewBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_LeaseRenewBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).LeaseRenewBatch(ctx, req.(*LeaseRenewBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _PeerService_LeaseTimeToLive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(LeaseTimeToLiveRequest)
 	if err := dec(in); err != nil {
@@ -331,6 +373,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LeaseRenew",
 			Handler:    _PeerService_LeaseRenew_Handler,
+		},
+		{
+			MethodName: "LeaseRenewBatch",
+			Handler:    _PeerService_LeaseRenewBatch_Handler,
 		},
 		{
 			MethodName: "LeaseTimeToLive",
