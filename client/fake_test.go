@@ -62,6 +62,9 @@ type fakeServer struct {
 	// noStream makes Stream answer Unimplemented, as a member from before
 	// streams would.
 	noStream bool
+	// streamOpen, when set, may refuse the n-th KV stream as it opens, as
+	// a member's interceptor refuses a stream's credentials.
+	streamOpen func(ctx context.Context, n int) error
 	// drainAfter, when positive, makes Stream send a draining notice after
 	// that many ops, answer what it got until the client half-closes, and
 	// end the stream.
@@ -152,7 +155,13 @@ func (f *fakeServer) Stream(st kvv1.KVService_StreamServer) error {
 	}
 	f.mu.Lock()
 	f.calls["Stream"] = append(f.calls["Stream"], time.Now())
+	nth, open := len(f.calls["Stream"]), f.streamOpen
 	f.mu.Unlock()
+	if open != nil {
+		if err := open(st.Context(), nth); err != nil {
+			return err
+		}
+	}
 	var (
 		sendMu sync.Mutex
 		wg     sync.WaitGroup

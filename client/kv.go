@@ -141,7 +141,7 @@ func (c *Client) send(ctx context.Context, kind rpcKind, req *kvv1.RequestOp) (*
 		if err != nil {
 			return err
 		}
-		if stream {
+		for attempt := 0; stream; attempt++ {
 			if err := c.freshToken(ctx); err != nil {
 				return err
 			}
@@ -152,10 +152,18 @@ func (c *Client) send(ctx context.Context, kind rpcKind, req *kvv1.RequestOp) (*
 			if err == nil {
 				resp, err = streamCall(ctx, s, req)
 			}
+			if attempt == 0 && c.tokens.renewAfter(err) {
+				// The member refused the token the stream opened with
+				// (expired, or its user changed since). A stream's
+				// credentials are checked only as it opens, so no op of
+				// it ran: open another with a new token.
+				continue
+			}
 			if !errors.Is(err, opstream.ErrNotServed) {
 				return err
 			}
 			c.pool.NotServed(endpoint) // nothing ran: send it as a call
+			break
 		}
 		resp, err = unary(ctx, cc, req)
 		return err

@@ -83,3 +83,50 @@ func TestWatchRenewsARefusedToken(t *testing.T) {
 		t.Fatalf("tokens of the watch streams: %v, want token-1 then a new one", tokens)
 	}
 }
+
+// TestStreamRenewsARefusedToken: a KV stream the member refuses because of
+// its token is opened again with a new token, and the write goes through
+// once: the refusal came before any op of the stream ran.
+func TestStreamRenewsARefusedToken(t *testing.T) {
+	f := newFake("a", 1)
+	var mu sync.Mutex
+	var tokens []string
+	f.streamOpen = func(ctx context.Context, n int) error {
+		md, _ := metadata.FromIncomingContext(ctx)
+		mu.Lock()
+		tokens = append(tokens, fmt.Sprint(md.Get("token")))
+		mu.Unlock()
+		if n == 1 {
+			return status.Error(codes.Unauthenticated, `auth: invalid token: user "u" changed since it was issued; authenticate again`)
+		}
+		return nil
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	kvv1.RegisterKVServiceServer(s, f)
+	kvv1.RegisterAuthServiceServer(s, &fakeAuth{})
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	c, err := New(Config{Endpoints: []string{lis.Addr().String()}, DialTimeout: time.Second, Username: "u", Password: "p",
+		RetryBackoff: 10 * time.Millisecond, MaxRetryBackoff: 40 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Put(ctx, "k", "v"); err != nil {
+		t.Fatalf("put after the member refused the stream's token: %v", err)
+	}
+	if n := f.count("Put"); n != 1 {
+		t.Fatalf("the put ran %d times, want once", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(tokens) != 2 || tokens[0] != "[token-1]" || tokens[1] != "[token-2]" {
+		t.Fatalf("tokens of the KV streams: %v, want token-1 then a new one", tokens)
+	}
+}

@@ -15,7 +15,7 @@ func TestSecurityMarkdown(t *testing.T) {
 		return measurement{rps: rps, seconds: 1, p50: p50, serverCPU: cpu}
 	}
 	rows := []secRow{
-		{mode: secModes[0], w: w, kvd: m(1000, 1, 100*time.Millisecond), etcd: m(1000, 2, 200*time.Millisecond)},   // 100 and 200 µs/req
+		{mode: secModes[0], w: w, kvd: m(1000, 1, 100*time.Millisecond), etcd: m(1000, 2, 200*time.Millisecond)},     // 100 and 200 µs/req
 		{mode: secModes[1], w: w, kvd: m(1000, 1.5, 130*time.Millisecond), etcd: m(1000, 2.5, 260*time.Millisecond)}, // +30, +60
 		{mode: secModes[2], w: w, kvd: m(500, 2, 70*time.Millisecond), etcd: m(1000, 3, 300*time.Millisecond)},       // 140 (+10), 300 (+40)
 	}
