@@ -259,6 +259,7 @@ func TestEveryMethodAuthorizedAsKvd(t *testing.T) {
 	}
 
 	maps.Copy(cases, adminAuthCases(c, cc)) // admin_auth_test.go
+	maps.Copy(cases, authMgmtCases(cc))     // auth_mgmt_test.go
 	tokens := map[string]string{}
 	for _, user := range []string{"bob", "alice", "root"} {
 		resp, err := eauth.Authenticate(ctx, &pb.AuthenticateRequest{Name: user, Password: user + "pw"})

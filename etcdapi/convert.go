@@ -1,13 +1,17 @@
 package etcdapi
 
 import (
+	"bytes"
+	"encoding/base64"
 	"fmt"
 
+	"go.etcd.io/etcd/api/v3/authpb"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/kvd-io/kvd/fsm"
+	"github.com/kvd-io/kvd/internal/auth"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -300,4 +304,205 @@ func authenticateRequest(r *pb.AuthenticateRequest) *kvv1.AuthenticateRequest {
 
 func authenticateResponse(r *kvv1.AuthenticateResponse) *pb.AuthenticateResponse {
 	return &pb.AuthenticateResponse{Header: header(r.GetHeader()), Token: r.GetToken()}
+}
+
+func authEnableRequest(*pb.AuthEnableRequest) *kvv1.AuthEnableRequest {
+	return &kvv1.AuthEnableRequest{}
+}
+
+func authEnableResponse(r *kvv1.AuthEnableResponse) *pb.AuthEnableResponse {
+	return &pb.AuthEnableResponse{Header: header(r.GetHeader())}
+}
+
+func authDisableRequest(*pb.AuthDisableRequest) *kvv1.AuthDisableRequest {
+	return &kvv1.AuthDisableRequest{}
+}
+
+func authDisableResponse(r *kvv1.AuthDisableResponse) *pb.AuthDisableResponse {
+	return &pb.AuthDisableResponse{Header: header(r.GetHeader())}
+}
+
+func authStatusRequest(*pb.AuthStatusRequest) *kvv1.AuthStatusRequest {
+	return &kvv1.AuthStatusRequest{}
+}
+
+func authStatusResponse(r *kvv1.AuthStatusResponse) *pb.AuthStatusResponse {
+	return &pb.AuthStatusResponse{Header: header(r.GetHeader()), Enabled: r.GetEnabled(), AuthRevision: r.GetAuthRevision()}
+}
+
+// password translates etcd's password fields. etcd's hashedPassword is
+// the base64 of a bcrypt hash (etcd's server fills it in for the log);
+// kvd takes the hash itself, so it is decoded here and checked as bcrypt
+// by kvd. A request with both fields is refused: etcd would hash the
+// password and drop the hash, silently.
+func password(plain, hashed string) (string, string, error) {
+	if hashed == "" {
+		return plain, "", nil
+	}
+	if plain != "" {
+		return "", "", fmt.Errorf("%w: both password and hashedPassword are set; send one", auth.ErrInvalidPassword)
+	}
+	h, err := base64.StdEncoding.DecodeString(hashed)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: hashedPassword is not the base64 of a bcrypt hash, as etcd's is: %v", auth.ErrInvalidPassword, err)
+	}
+	return "", string(h), nil
+}
+
+func userAddRequest(r *pb.AuthUserAddRequest) (*kvv1.UserAddRequest, error) {
+	out := &kvv1.UserAddRequest{Name: r.GetName()}
+	if r.GetOptions().GetNoPassword() {
+		// etcd ignores the password of a user without one.
+		out.Options = &kvv1.UserAddOptions{NoPassword: true}
+		return out, nil
+	}
+	var err error
+	out.Password, out.HashedPassword, err = password(r.GetPassword(), r.GetHashedPassword())
+	return out, err
+}
+
+func userAddResponse(r *kvv1.UserAddResponse) *pb.AuthUserAddResponse {
+	return &pb.AuthUserAddResponse{Header: header(r.GetHeader())}
+}
+
+func userGetRequest(r *pb.AuthUserGetRequest) *kvv1.UserGetRequest {
+	return &kvv1.UserGetRequest{Name: r.GetName()}
+}
+
+func userGetResponse(r *kvv1.UserGetResponse) *pb.AuthUserGetResponse {
+	return &pb.AuthUserGetResponse{Header: header(r.GetHeader()), Roles: r.GetRoles()}
+}
+
+func userListRequest(*pb.AuthUserListRequest) *kvv1.UserListRequest { return &kvv1.UserListRequest{} }
+
+func userListResponse(r *kvv1.UserListResponse) *pb.AuthUserListResponse {
+	return &pb.AuthUserListResponse{Header: header(r.GetHeader()), Users: r.GetUsers()}
+}
+
+func userDeleteRequest(r *pb.AuthUserDeleteRequest) *kvv1.UserDeleteRequest {
+	return &kvv1.UserDeleteRequest{Name: r.GetName()}
+}
+
+func userDeleteResponse(r *kvv1.UserDeleteResponse) *pb.AuthUserDeleteResponse {
+	return &pb.AuthUserDeleteResponse{Header: header(r.GetHeader())}
+}
+
+func userChangePasswordRequest(r *pb.AuthUserChangePasswordRequest) (*kvv1.UserChangePasswordRequest, error) {
+	plain, hashed, err := password(r.GetPassword(), r.GetHashedPassword())
+	if err != nil {
+		return nil, err
+	}
+	return &kvv1.UserChangePasswordRequest{Name: r.GetName(), Password: plain, HashedPassword: hashed}, nil
+}
+
+func userChangePasswordResponse(r *kvv1.UserChangePasswordResponse) *pb.AuthUserChangePasswordResponse {
+	return &pb.AuthUserChangePasswordResponse{Header: header(r.GetHeader())}
+}
+
+func userGrantRoleRequest(r *pb.AuthUserGrantRoleRequest) *kvv1.UserGrantRoleRequest {
+	return &kvv1.UserGrantRoleRequest{User: r.GetUser(), Role: r.GetRole()}
+}
+
+func userGrantRoleResponse(r *kvv1.UserGrantRoleResponse) *pb.AuthUserGrantRoleResponse {
+	return &pb.AuthUserGrantRoleResponse{Header: header(r.GetHeader())}
+}
+
+func userRevokeRoleRequest(r *pb.AuthUserRevokeRoleRequest) *kvv1.UserRevokeRoleRequest {
+	return &kvv1.UserRevokeRoleRequest{Name: r.GetName(), Role: r.GetRole()}
+}
+
+func userRevokeRoleResponse(r *kvv1.UserRevokeRoleResponse) *pb.AuthUserRevokeRoleResponse {
+	return &pb.AuthUserRevokeRoleResponse{Header: header(r.GetHeader())}
+}
+
+func roleAddRequest(r *pb.AuthRoleAddRequest) *kvv1.RoleAddRequest {
+	return &kvv1.RoleAddRequest{Name: r.GetName()}
+}
+
+func roleAddResponse(r *kvv1.RoleAddResponse) *pb.AuthRoleAddResponse {
+	return &pb.AuthRoleAddResponse{Header: header(r.GetHeader())}
+}
+
+func roleGetRequest(r *pb.AuthRoleGetRequest) *kvv1.RoleGetRequest {
+	return &kvv1.RoleGetRequest{Role: r.GetRole()}
+}
+
+// roleGetResponse translates the answer of RoleGet of role. The root
+// role's permissions are etcd's: readwrite on every key (etcd shows the
+// permission root has, whatever was granted to the role), which is what
+// root may do on kvd too.
+func roleGetResponse(role string) func(*kvv1.RoleGetResponse) *pb.AuthRoleGetResponse {
+	return func(r *kvv1.RoleGetResponse) *pb.AuthRoleGetResponse {
+		out := &pb.AuthRoleGetResponse{Header: header(r.GetHeader())}
+		if role == auth.Root {
+			out.Perm = []*authpb.Permission{{PermType: authpb.READWRITE, Key: []byte{}, RangeEnd: []byte{0}}}
+			return out
+		}
+		for _, p := range r.GetPerms() {
+			key := p.GetKey()
+			if len(p.GetRangeEnd()) > 0 && bytes.Equal(key, everyKeyStart) {
+				key = []byte{}
+			}
+			out.Perm = append(out.Perm, &authpb.Permission{PermType: authpb.Permission_Type(p.GetPermType() - 1), Key: key, RangeEnd: p.GetRangeEnd()})
+		}
+		return out
+	}
+}
+
+func roleListRequest(*pb.AuthRoleListRequest) *kvv1.RoleListRequest { return &kvv1.RoleListRequest{} }
+
+func roleListResponse(r *kvv1.RoleListResponse) *pb.AuthRoleListResponse {
+	return &pb.AuthRoleListResponse{Header: header(r.GetHeader()), Roles: r.GetRoles()}
+}
+
+func roleDeleteRequest(r *pb.AuthRoleDeleteRequest) *kvv1.RoleDeleteRequest {
+	return &kvv1.RoleDeleteRequest{Role: r.GetRole()}
+}
+
+func roleDeleteResponse(r *kvv1.RoleDeleteResponse) *pb.AuthRoleDeleteResponse {
+	return &pb.AuthRoleDeleteResponse{Header: header(r.GetHeader())}
+}
+
+// everyKeyStart is where kvd's permissions on a range from the empty key
+// start. etcd writes the permission on every key (etcdctl's --prefix or
+// --from-key on "") with an empty key, which kvd refuses as it refuses
+// the empty key everywhere; "\x00" is the first key there is, so the
+// range is the same.
+var everyKeyStart = []byte{0}
+
+// permKey is kvd's key of an etcd permission's key and range end.
+func permKey(key, rangeEnd []byte) []byte {
+	if len(key) == 0 && len(rangeEnd) > 0 {
+		return everyKeyStart
+	}
+	return key
+}
+
+func roleGrantPermissionRequest(r *pb.AuthRoleGrantPermissionRequest) (*kvv1.RoleGrantPermissionRequest, error) {
+	out := &kvv1.RoleGrantPermissionRequest{Name: r.GetName()}
+	p := r.GetPerm()
+	if p == nil {
+		// kvd answers, after authorizing the call, with etcd's
+		// "permission not given".
+		return out, nil
+	}
+	switch p.GetPermType() {
+	case authpb.READ, authpb.WRITE, authpb.READWRITE:
+	default:
+		return nil, fmt.Errorf("%w: type %d (want READ 0, WRITE 1 or READWRITE 2)", auth.ErrInvalidPermission, p.GetPermType())
+	}
+	out.Perm = &kvv1.Permission{PermType: kvv1.PermissionType(p.GetPermType() + 1), Key: permKey(p.GetKey(), p.GetRangeEnd()), RangeEnd: p.GetRangeEnd()}
+	return out, nil
+}
+
+func roleGrantPermissionResponse(r *kvv1.RoleGrantPermissionResponse) *pb.AuthRoleGrantPermissionResponse {
+	return &pb.AuthRoleGrantPermissionResponse{Header: header(r.GetHeader())}
+}
+
+func roleRevokePermissionRequest(r *pb.AuthRoleRevokePermissionRequest) *kvv1.RoleRevokePermissionRequest {
+	return &kvv1.RoleRevokePermissionRequest{Role: r.GetRole(), Key: permKey(r.GetKey(), r.GetRangeEnd()), RangeEnd: r.GetRangeEnd()}
+}
+
+func roleRevokePermissionResponse(r *kvv1.RoleRevokePermissionResponse) *pb.AuthRoleRevokePermissionResponse {
+	return &pb.AuthRoleRevokePermissionResponse{Header: header(r.GetHeader())}
 }

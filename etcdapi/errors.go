@@ -73,6 +73,9 @@ var errorTable = []struct {
 	{auth.ErrPermissionNotGranted, rpctypes.ErrGRPCPermissionNotGranted},
 	{auth.ErrAuthNotEnabled, rpctypes.ErrGRPCAuthNotEnabled},
 	{auth.ErrInvalidAuthMgmt, rpctypes.ErrGRPCInvalidAuthMgmt},
+	{auth.ErrEmptyUserName, rpctypes.ErrGRPCUserEmpty},
+	{auth.ErrEmptyRoleName, rpctypes.ErrGRPCRoleEmpty},
+	{auth.ErrNoPermission, rpctypes.ErrGRPCPermissionNotGiven},
 
 	// Availability. A leader that has not applied its term's first entry
 	// yet, and a proposal refused while leadership moves, are etcd's

@@ -1,6 +1,9 @@
 package auth
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // The errors of authentication and authorization. Their texts follow
 // etcd's, so that operators recognise them.
@@ -31,9 +34,16 @@ var (
 
 	// ErrInvalidName: an empty or malformed user or role name.
 	ErrInvalidName = errors.New("auth: invalid name")
+	// ErrEmptyUserName and ErrEmptyRoleName are the ErrInvalidName of an
+	// empty name: etcd's API has a word of its own for each.
+	ErrEmptyUserName = fmt.Errorf("%w: empty user name", ErrInvalidName)
+	ErrEmptyRoleName = fmt.Errorf("%w: empty role name", ErrInvalidName)
 	// ErrInvalidPermission: a permission without a type, or with an empty
 	// key or a range end not after its key.
 	ErrInvalidPermission = errors.New("auth: invalid permission")
+	// ErrNoPermission is the ErrInvalidPermission of a grant without a
+	// permission: etcd's API has a word of its own for it.
+	ErrNoPermission = fmt.Errorf("%w: no permission given", ErrInvalidPermission)
 	// ErrInvalidPassword: an empty password, or a hash that is not bcrypt's.
 	ErrInvalidPassword = errors.New("auth: invalid password")
 	// ErrPlainPassword: an auth command carrying a password rather than its

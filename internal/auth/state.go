@@ -41,6 +41,12 @@ var Empty = &State{Users: map[string]*fsmv1.AuthUser{}, Roles: map[string]*fsmv1
 // and logs).
 func ValidateName(kind, name string) error {
 	if name == "" {
+		switch kind {
+		case "user":
+			return ErrEmptyUserName
+		case "role":
+			return ErrEmptyRoleName
+		}
 		return fmt.Errorf("%w: empty %s name", ErrInvalidName, kind)
 	}
 	if len(name) > maxNameLen {
@@ -54,6 +60,9 @@ func ValidateName(kind, name string) error {
 
 // ValidatePermission checks a permission to grant.
 func ValidatePermission(p *kvv1.Permission) error {
+	if p == nil {
+		return ErrNoPermission
+	}
 	switch p.GetPermType() {
 	case kvv1.PermissionType_PERMISSION_TYPE_READ, kvv1.PermissionType_PERMISSION_TYPE_WRITE, kvv1.PermissionType_PERMISSION_TYPE_READWRITE:
 	default:
