@@ -342,7 +342,7 @@ func testEtcdctlLease(t *testing.T, ctl *etcdctl) {
 		Keys       [][]byte `json:"keys"`
 	}
 	decodeJSON(t, ctl.ok(t, "lease", "timetolive", "--keys", id, "-w", "json"), &ttlResp)
-	if strconv.FormatInt(ttlResp.ID, 16) != id || ttlResp.GrantedTTL != 300 || ttlResp.TTL <= 0 || len(ttlResp.Keys) != 2 {
+	if idNum, _ := strconv.ParseInt(id, 16, 64); ttlResp.ID != idNum || ttlResp.GrantedTTL != 300 || ttlResp.TTL <= 0 || len(ttlResp.Keys) != 2 {
 		t.Fatalf("lease timetolive -w json: %+v", ttlResp)
 	}
 
