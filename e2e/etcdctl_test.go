@@ -44,6 +44,7 @@ func TestEtcdctl(t *testing.T) {
 	t.Run("elect", func(t *testing.T) { testEtcdctlElect(t, ctl) })
 	t.Run("endpoint", func(t *testing.T) { testEtcdctlEndpoint(t, ctl, ec) })
 	t.Run("member", func(t *testing.T) { testEtcdctlMember(t, ctl, ec) })
+	t.Run("move-leader", func(t *testing.T) { testEtcdctlMoveLeader(t, ctl, ec) })
 	t.Run("alarm", func(t *testing.T) { testEtcdctlAlarm(t, ctl) })
 	t.Run("snapshot", func(t *testing.T) { testEtcdctlSnapshot(t, ctl, ec) })
 	t.Run("compaction", func(t *testing.T) { testEtcdctlCompaction(t, ctl) })
@@ -341,7 +342,7 @@ func testEtcdctlLease(t *testing.T, ctl *etcdctl) {
 		Keys       [][]byte `json:"keys"`
 	}
 	decodeJSON(t, ctl.ok(t, "lease", "timetolive", "--keys", id, "-w", "json"), &ttlResp)
-	if strconv.FormatInt(ttlResp.ID, 16) != id || ttlResp.GrantedTTL != 300 || ttlResp.TTL <= 0 || len(ttlResp.Keys) != 2 {
+	if idNum, _ := strconv.ParseInt(id, 16, 64); ttlResp.ID != idNum || ttlResp.GrantedTTL != 300 || ttlResp.TTL <= 0 || len(ttlResp.Keys) != 2 {
 		t.Fatalf("lease timetolive -w json: %+v", ttlResp)
 	}
 
@@ -610,6 +611,49 @@ func testEtcdctlMember(t *testing.T, ctl *etcdctl, ec *etcdAPICluster) {
 			t.Fatalf("member list at %s printed %q", ep, got)
 		}
 	}
+}
+
+// statuses returns etcdctl's endpoint status -w json of every endpoint.
+func statuses(t *testing.T, ctl *etcdctl) []endpointStatus {
+	t.Helper()
+	var st []endpointStatus
+	decodeJSON(t, ctl.ok(t, "endpoint", "status", "-w", "json"), &st)
+	return st
+}
+
+func testEtcdctlMoveLeader(t *testing.T, ctl *etcdctl, ec *etcdAPICluster) {
+	st := statuses(t, ctl)
+	leader, target := st[0].Status.Leader, uint64(0)
+	for _, s := range st {
+		if id := s.Status.Header.MemberID; id != leader {
+			target = id
+			break
+		}
+	}
+	if leader == 0 || target == 0 {
+		t.Fatalf("endpoint status: no leader and follower in %+v", st)
+	}
+	// etcdctl finds the leader among the endpoints through Status and asks
+	// it to hand over.
+	ctl.want(t, fmt.Sprintf("Leadership transferred from %x to %x\n", leader, target), "move-leader", fmt.Sprintf("%x", target))
+	eventually(t, 30*time.Second, func() error {
+		for _, s := range statuses(t, ctl) {
+			if s.Status.Leader != target {
+				return fmt.Errorf("%s: leader %x, want %x", s.Endpoint, s.Status.Leader, target)
+			}
+		}
+		return nil
+	})
+	ctl.want(t, kvLines("/put/a", "v2"), "get", "/put/a")
+	ctl.fails(t, "etcdserver: bad leader transferee", "move-leader", "1234")
+	// Only the leader can hand leadership over.
+	var follower string
+	for i, s := range statuses(t, ctl) {
+		if s.Status.Header.MemberID != target {
+			follower = ec.endpoints[i]
+		}
+	}
+	ctl.at(follower).fails(t, "no leader endpoint given", "move-leader", fmt.Sprintf("%x", leader))
 }
 
 func testEtcdctlAlarm(t *testing.T, ctl *etcdctl) {
