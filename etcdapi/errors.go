@@ -84,6 +84,10 @@ var errorTable = []struct {
 	{member.ErrNotReady, rpctypes.ErrGRPCLeaderChanged},
 	{member.ErrNotApplied, rpctypes.ErrGRPCLeaderChanged},
 	{member.ErrStopped, rpctypes.ErrGRPCStopped},
+	// A write whose leader lost its leadership while committing it may or
+	// may not have been applied: etcd says the same in these words, and
+	// its clients do not retry a write on them.
+	{member.ErrOutcomeUnknown, rpctypes.ErrGRPCTimeoutDueToLeaderFail},
 	// A member of the cluster, during a rolling upgrade, cannot apply the
 	// request yet: etcd's cluster version is not capable of it.
 	{member.ErrLeasesUnsupported, rpctypes.ErrGRPCNotCapable},

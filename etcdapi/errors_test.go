@@ -54,6 +54,12 @@ func TestToStatus(t *testing.T) {
 	if got := ToStatus(err); status.Code(got) != codes.InvalidArgument || status.Convert(got).Message() != err.Error() {
 		t.Errorf("unnamed error: %v, want kvd's InvalidArgument with its message", got)
 	}
+	// A write a follower forwarded and lost track of (internal/peer's
+	// relayError) is etcd's timeout due to leader failure.
+	forwarded := status.Errorf(codes.Unknown, "%v: forwarding to leader at 127.0.0.1:1 failed after sending; the write may or may not have been applied: transport is closing", member.ErrOutcomeUnknown)
+	if got := ToStatus(forwarded); got.Error() != rpctypes.ErrGRPCTimeoutDueToLeaderFail.Error() {
+		t.Errorf("forwarded write of unknown outcome: %v, want %v", got, rpctypes.ErrGRPCTimeoutDueToLeaderFail)
+	}
 	// etcd's own statuses pass as they are.
 	if got := ToStatus(rpctypes.ErrGRPCInvalidSortOption); got.Error() != rpctypes.ErrGRPCInvalidSortOption.Error() {
 		t.Errorf("etcd status: %v", got)

@@ -267,7 +267,7 @@ func relayError(leader string, err error) error {
 		if apierr.IsNotApplied(err) {
 			return err
 		}
-		return status.Errorf(codes.Unknown, "forwarding to leader at %s failed after sending; the write may or may not have been applied: %s", leader, st.Message())
+		return status.Errorf(codes.Unknown, "%v: forwarding to leader at %s failed after sending; the write may or may not have been applied: %s", member.ErrOutcomeUnknown, leader, st.Message())
 	case codes.DeadlineExceeded:
 		return status.Errorf(codes.DeadlineExceeded, "forwarding to leader at %s timed out; the write may or may not have been applied", leader)
 	default:
