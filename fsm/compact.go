@@ -134,6 +134,7 @@ func (f *FSM) trim() {
 		close(f.trimmedCh)
 		f.trimmedCh = make(chan struct{})
 		f.trimMu.Unlock()
+		f.trimRuns.Add(1)
 	}
 }
 

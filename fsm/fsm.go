@@ -110,6 +110,7 @@ type FSM struct {
 	// The trimmer (compact.go): trimKick wakes it, trimmedCh is closed and
 	// replaced when it has finished a trim, trimDone when it has stopped.
 	trimKick  chan struct{}
+	trimRuns  atomic.Int64 // runs of the trimmer done, for tests to wait for the one at open
 	trimMu    sync.Mutex
 	trimmedCh chan struct{}
 	trimDone  chan struct{}

@@ -66,28 +66,35 @@ func (r ReadView) Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 	if order != kvv1.RangeRequest_SORT_ORDER_UNSPECIFIED || filtered {
 		limit = 0
 	}
-	emit := func(kv *kvv1.KeyValue) {
+	// Without filters or sorting, the keys past the limit (or every key,
+	// counting only) need only be counted, not decoded: a page of 100 of
+	// a prefix of 50,000 keys would otherwise decode all 50,000.
+	countRest := !filtered && order == kvv1.RangeRequest_SORT_ORDER_UNSPECIFIED
+	emit := func(kv *kvv1.KeyValue) bool {
 		resp.Count++
 		if req.GetCountOnly() {
-			return
+			return !countRest
 		}
 		if filtered && !passes(req, kv) {
-			return
+			return true
 		}
 		if limit > 0 && int64(len(resp.Kvs)) >= limit {
 			resp.More = true
-			return
+			return !countRest
 		}
 		if req.GetKeysOnly() && order == kvv1.RangeRequest_SORT_ORDER_UNSPECIFIED {
 			kv.Value = nil
 		}
 		resp.Kvs = append(resp.Kvs, kv)
+		return true
 	}
 	var err error
 	if rev <= 0 || rev == current {
-		err = r.scanCurrent(req.GetKey(), req.GetRangeEnd(), emit)
+		var rest int64
+		rest, err = r.scanCurrent(req.GetKey(), req.GetRangeEnd(), emit)
+		resp.Count += rest
 	} else {
-		err = history{r.tx.Bucket(bucketHistory)}.at(req.GetKey(), req.GetRangeEnd(), rev, emit)
+		err = history{r.tx.Bucket(bucketHistory)}.at(req.GetKey(), req.GetRangeEnd(), rev, func(kv *kvv1.KeyValue) { emit(kv) })
 	}
 	if err != nil {
 		return nil, err
@@ -151,30 +158,39 @@ func sortKVs(kvs []*kvv1.KeyValue, target kvv1.RangeRequest_SortTarget, order kv
 	slices.SortStableFunc(kvs, cmpKV)
 }
 
-// scanCurrent calls emit for every live key in [key, end), in key order.
-func (r ReadView) scanCurrent(key, end []byte, emit func(*kvv1.KeyValue)) error {
+// scanCurrent calls emit for every live key in [key, end), in key order,
+// until emit returns false; the keys left after that are only counted, not
+// decoded, and rest is their number.
+func (r ReadView) scanCurrent(key, end []byte, emit func(*kvv1.KeyValue) bool) (rest int64, err error) {
 	b := r.tx.Bucket(bucketKeys)
 	if len(end) == 0 {
 		v := b.Get(key)
 		if v == nil {
-			return nil
+			return 0, nil
 		}
 		kv, err := decodeKV(v)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		emit(kv)
-		return nil
+		return 0, nil
 	}
 	c := b.Cursor()
-	for k, v := c.Seek(key); k != nil && InRange(k, key, end); k, v = c.Next() {
+	k, v := c.Seek(key)
+	for ; k != nil && InRange(k, key, end); k, v = c.Next() {
 		kv, err := decodeKV(v)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		emit(kv)
+		if !emit(kv) {
+			k, _ = c.Next()
+			break
+		}
 	}
-	return nil
+	for ; k != nil && InRange(k, key, end); k, _ = c.Next() {
+		rest++
+	}
+	return rest, nil
 }
 
 // History calls fn with every change to a key in [key, end) at revision from

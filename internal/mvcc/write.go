@@ -176,8 +176,9 @@ func (t *TxnWrite) DeleteRange(r *kvv1.DeleteRangeRequest) (*kvv1.DeleteRangeRes
 
 func (t *TxnWrite) deleteRange(r *kvv1.DeleteRangeRequest) (*kvv1.DeleteRangeResponse, error) {
 	var doomed []*kvv1.KeyValue
-	if err := t.w.Read().scanCurrent(r.GetKey(), r.GetRangeEnd(), func(kv *kvv1.KeyValue) {
+	if _, err := t.w.Read().scanCurrent(r.GetKey(), r.GetRangeEnd(), func(kv *kvv1.KeyValue) bool {
 		doomed = append(doomed, kv)
+		return true
 	}); err != nil {
 		return nil, err
 	}
@@ -382,8 +383,9 @@ func (t *TxnWrite) compare(c *kvv1.Compare) (bool, error) { return t.w.Read().co
 // fails, and other targets compare an absent key as zero, as etcd does.
 func (r ReadView) compare(c *kvv1.Compare) (bool, error) {
 	var kvs []*kvv1.KeyValue
-	if err := r.scanCurrent(c.GetKey(), c.GetRangeEnd(), func(kv *kvv1.KeyValue) {
+	if _, err := r.scanCurrent(c.GetKey(), c.GetRangeEnd(), func(kv *kvv1.KeyValue) bool {
 		kvs = append(kvs, kv)
+		return true
 	}); err != nil {
 		return false, err
 	}
