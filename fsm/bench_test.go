@@ -175,6 +175,9 @@ func BenchmarkRange(b *testing.B) {
 		{name: "100-key prefix", req: &kvv1.RangeRequest{Key: prefix, RangeEnd: PrefixEnd(prefix)}, want: 100},
 		{name: "single key at a past revision", req: getAt("prefix050/key050", "", rev-1), want: 1},
 		{name: "100-key prefix at a past revision", req: &kvv1.RangeRequest{Key: prefix, RangeEnd: PrefixEnd(prefix), Revision: rev - 1}, want: 100},
+		// etcd's benchmark txn-mixed reads pages like this one.
+		{name: "page of 100 of every key", req: &kvv1.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Limit: 100}, want: 10000},
+		{name: "count of every key", req: &kvv1.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, CountOnly: true}, want: 10000},
 	}
 	for _, bb := range benches {
 		b.Run(bb.name, func(b *testing.B) {
