@@ -246,3 +246,11 @@ func writeAPIError(w http.ResponseWriter, err error) {
 	}
 	writeJSON(w, code, apiError{Error: st.Message(), Code: st.Code().String(), Login: st.Code() == codes.Unauthenticated})
 }
+
+// mergeCancel returns a context that ends with the request or with the
+// console, whichever ends first.
+func mergeCancel(r *http.Request, c *Console) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(c.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
+}

@@ -1,9 +1,7 @@
 package console
 
 import (
-	"context"
 	"errors"
-	"net/http"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,12 +24,4 @@ func isCode(err error, code codes.Code) bool {
 	}
 	var se interface{ GRPCStatus() *status.Status }
 	return errors.As(err, &se) && se.GRPCStatus().Code() == code
-}
-
-// mergeCancel returns a context that ends with the request or with the
-// console, whichever ends first.
-func mergeCancel(r *http.Request, c *Console) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(r.Context())
-	stop := context.AfterFunc(c.ctx, cancel)
-	return ctx, func() { stop(); cancel() }
 }
