@@ -64,8 +64,11 @@ type sampler struct {
 	ring    []sample
 	prev    *counters
 	stopped chan struct{} // closed to stop the running loop
-	done    chan struct{} // closed when it has returned
 	closed  bool          // by stop: no loop starts again
+	// loops counts the loops not yet returned: a loop stopped by the last
+	// unsubscribe may still be finishing when the next subscriber starts
+	// another; stop waits for both.
+	loops sync.WaitGroup
 }
 
 func newSampler(g prometheus.Gatherer, every, history time.Duration) *sampler {
@@ -87,9 +90,10 @@ func (s *sampler) subscribe() (past []sample, ch chan sample, cancel func()) {
 	}
 	s.subs[ch] = struct{}{}
 	if s.stopped == nil {
-		s.stopped, s.done = make(chan struct{}), make(chan struct{})
+		s.stopped = make(chan struct{})
 		s.prev = nil
-		go s.run(s.stopped, s.done)
+		s.loops.Add(1)
+		go s.run(s.stopped)
 	}
 	return append([]sample(nil), s.ring...), ch, func() {
 		s.mu.Lock()
@@ -118,16 +122,13 @@ func (s *sampler) stop() {
 		close(s.stopped)
 		s.stopped = nil
 	}
-	done := s.done
 	s.mu.Unlock()
-	if done != nil {
-		<-done
-	}
+	s.loops.Wait()
 }
 
-func (s *sampler) run(stopped, done chan struct{}) {
-	defer close(done)
-	s.take() // the baseline the first point is the difference from
+func (s *sampler) run(stopped chan struct{}) {
+	defer s.loops.Done()
+	s.take(stopped) // the baseline the first point is the difference from
 	tick := time.NewTicker(s.every)
 	defer tick.Stop()
 	for {
@@ -135,16 +136,23 @@ func (s *sampler) run(stopped, done chan struct{}) {
 		case <-stopped:
 			return
 		case <-tick.C:
-			s.take()
+			s.take(stopped)
 		}
 	}
 }
 
-// take reads the registry and, given a previous reading, sends a point.
-func (s *sampler) take() {
+// take reads the registry and, given a previous reading, sends a point;
+// a loop already stopped (stopped closed) leaves the points to its
+// successor.
+func (s *sampler) take(stopped chan struct{}) {
 	cur := s.read()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	select {
+	case <-stopped:
+		return
+	default:
+	}
 	prev := s.prev
 	s.prev = cur
 	if prev == nil || cur == nil {

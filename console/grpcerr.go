@@ -3,7 +3,6 @@ package console
 import (
 	"errors"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -14,14 +13,4 @@ func grpcMessage(err error) string {
 		return se.GRPCStatus().Code().String() + ": " + se.GRPCStatus().Message()
 	}
 	return err.Error()
-}
-
-// isCode reports whether err is (or wraps) a gRPC status with the code
-// code.
-func isCode(err error, code codes.Code) bool {
-	if err == nil {
-		return false
-	}
-	var se interface{ GRPCStatus() *status.Status }
-	return errors.As(err, &se) && se.GRPCStatus().Code() == code
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/kvd-io/kvd/client"
 )
@@ -282,7 +283,7 @@ func (c *Console) handleHistory(w http.ResponseWriter, r *http.Request, who call
 			opts = append(opts, client.WithRev(rev))
 		}
 		resp, err := who.cli.Get(ctx, key, opts...)
-		if isCode(err, codes.OutOfRange) {
+		if status.Code(err) == codes.OutOfRange {
 			out.End, out.Message = "compacted", fmt.Sprintf("older versions were compacted (%s)", grpcMessage(err))
 			break
 		}

@@ -3,7 +3,6 @@ package etcdapi
 import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
@@ -22,15 +21,11 @@ type watchServer struct {
 // ends the stream with etcd's "no leader", and clientv3 moves on.
 func (s *watchServer) Watch(st grpc.BidiStreamingServer[pb.WatchRequest, pb.WatchResponse]) error {
 	ctx := st.Context()
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, v := range md.Get(rpctypes.MetadataRequireLeaderKey) {
-			if v == rpctypes.MetadataHasLeader {
-				md = md.Copy()
-				md.Set(rpc.RequireLeaderKey, "true")
-				ctx = metadata.NewIncomingContext(ctx, md)
-				break
-			}
-		}
+	if hasLeaderRequired(ctx) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		md = md.Copy()
+		md.Set(rpc.RequireLeaderKey, "true")
+		ctx = metadata.NewIncomingContext(ctx, md)
 	}
 	return s.l.Watch(&localStream{
 		ServerStream: st,

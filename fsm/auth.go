@@ -368,7 +368,16 @@ func (w *writer) checkLeaseRevoke(user string, payload []byte) (error, error) {
 	if err := proto.Unmarshal(payload, r); err != nil {
 		return nil, fmt.Errorf("decode lease revoke: %w", err)
 	}
-	keys, err := w.kv.Read().LeaseKeys(r.GetId())
+	reqs, err := w.leaseWriteReqs(r.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return s.Check(user, reqs), nil
+}
+
+// leaseWriteReqs is write on every key attached to lease id.
+func (w *writer) leaseWriteReqs(id int64) ([]auth.Requirement, error) {
+	keys, err := w.kv.Read().LeaseKeys(id)
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +385,7 @@ func (w *writer) checkLeaseRevoke(user string, payload []byte) (error, error) {
 	for i, k := range keys {
 		reqs[i] = auth.Requirement{Write: true, Key: k}
 	}
-	return s.Check(user, reqs), nil
+	return reqs, nil
 }
 
 // checkLeasePuts lets the command's user (writer.leaseUser, empty for root
@@ -414,13 +423,9 @@ func (w *writer) checkLeasePuts(r proto.Message) (error, error) {
 	}
 	walk(r)
 	for _, id := range leases {
-		keys, err := w.kv.Read().LeaseKeys(id)
+		reqs, err := w.leaseWriteReqs(id)
 		if err != nil {
 			return nil, err
-		}
-		reqs := make([]auth.Requirement, len(keys))
-		for i, k := range keys {
-			reqs[i] = auth.Requirement{Write: true, Key: k}
 		}
 		if err := w.authState.Check(w.leaseUser, reqs); err != nil {
 			return fmt.Errorf("attach to lease %x: %w", id, err), nil

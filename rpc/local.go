@@ -50,11 +50,7 @@ func unary[Req proto.Message, Resp any](ctx context.Context, l Local, method str
 // one, is req; the returned stream's context knows the caller. Streams are
 // not admitted, as the gRPC calls are not (their ops are, one by one).
 func (l Local) stream(ss grpc.ServerStream, method string, req proto.Message) (grpc.ServerStream, error) {
-	var r any
-	if req != nil {
-		r = req
-	}
-	ctx, err := l.a.authz.authorizeLocal(ss.Context(), method, r)
+	ctx, err := l.a.authz.authorizeLocal(ss.Context(), method, req)
 	if err != nil {
 		return nil, err
 	}
