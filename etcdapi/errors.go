@@ -104,6 +104,16 @@ var errorTable = []struct {
 	{rpc.ErrElectionNotLeader, errElectionNotLeader},
 }
 
+// kvdCodes are the codes kvd gives the errors of errorTable, row by row,
+// for relayed.
+var kvdCodes = func() []codes.Code {
+	cs := make([]codes.Code, len(errorTable))
+	for i, row := range errorTable {
+		cs[i] = status.Code(rpc.ToStatus(row.kvd))
+	}
+	return cs
+}()
+
 // etcd's election errors (clientv3/concurrency's), as etcd's election
 // service sends them.
 var (
@@ -150,9 +160,8 @@ func relayed(st *status.Status) error {
 	if strings.HasPrefix(msg, "etcdserver: ") {
 		return st.Err()
 	}
-	for _, row := range errorTable {
-		kst := status.Convert(rpc.ToStatus(row.kvd))
-		if kst.Code() == st.Code() && strings.Contains(msg, row.kvd.Error()) {
+	for i, row := range errorTable {
+		if kvdCodes[i] == st.Code() && strings.Contains(msg, row.kvd.Error()) {
 			return etcdStatus(st.Err(), row.etcd)
 		}
 	}
