@@ -120,7 +120,11 @@ unsafe-controls:
 	$(GO) test $(TEST_FLAGS) -tags kvd_unsafe -run 'Control$$' ./server/
 
 # Each fuzz target for FUZZTIME, on top of the seed corpus that unit runs
-# (testdata/fuzz). Longer runs: make fuzz-short FUZZTIME=10m.
+# (testdata/fuzz). Longer runs: make fuzz-short FUZZTIME=10m. Go 1.26's
+# fuzzing engine can fail a run with a bare "context deadline exceeded"
+# when -fuzztime ends while a worker is busy (golang/go#75804, fixed in Go
+# 1.27): such a run, which found no input, is run once more; any other
+# failure, or a failing input written, fails at once.
 FUZZTIME ?= 8s
 FUZZ_TARGETS = ./fsm:FuzzValidatedRequestsApply ./fsm:FuzzAuthCommandsApply ./fsm:FuzzLoadAuth ./fsm:FuzzDecodeResult \
 	./rpc:FuzzRequestValidators ./internal/auth:FuzzCheck ./internal/auth:FuzzVerify \
@@ -129,7 +133,15 @@ fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "== fuzz $$name ($$pkg, $(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		for attempt in 1 2; do \
+			out=$$(mktemp); \
+			if $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg >$$out 2>&1; then cat $$out; rm -f $$out; break; fi; \
+			cat $$out; \
+			if [ $$attempt = 1 ] && grep -q 'context deadline exceeded' $$out && ! grep -q 'Failing input written' $$out; then \
+				echo "== fuzz $$name stopped on Go's -fuzztime race (golang/go#75804), not on an input: once more"; rm -f $$out; continue; \
+			fi; \
+			rm -f $$out; exit 1; \
+		done; \
 	done
 
 test: proto-check lint browser-deps unit unsafe-controls fuzz-short compose-test jepsen-short
