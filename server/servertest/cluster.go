@@ -382,6 +382,18 @@ func (c *Cluster) Isolate(names ...string) {
 	}
 }
 
+// Cut stops raft traffic from one member to another, in that direction
+// only: from's requests (appends, heartbeats, votes) no longer reach to,
+// while to's requests still reach from and are answered.
+func (c *Cluster) Cut(from, to string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, b := c.members[from], c.members[to]
+	if a != nil && b != nil && a.trans != nil {
+		a.trans.Disconnect(b.addr)
+	}
+}
+
 // Heal restores raft traffic between every pair of running members.
 func (c *Cluster) Heal() {
 	c.mu.Lock()
