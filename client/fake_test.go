@@ -42,6 +42,11 @@ type fakeServer struct {
 	// responses with events.
 	watchFailAfter int
 	watchFailErr   error
+	// shareWatch makes the fake send one response to the watchers of a
+	// stream that asked to share them, have the same request and are due
+	// the same revision, as a member does.
+	shareWatch bool
+	sharedSent int // responses the fake sent to several watchers
 	// fragmentSize is how many events go in one fragment to a watcher that
 	// asked for fragments; zero means 1.
 	fragmentSize int
@@ -514,6 +519,12 @@ func (h *watchHistory) at(rev int64) (cur int64, events []*kvv1.Event, compact i
 }
 
 // fakeWatcher is one watcher of a fake watch stream.
+// sameWatch reports whether two create requests ask for the same events.
+func sameWatch(a, b *kvv1.WatchCreateRequest) bool {
+	return string(a.GetKey()) == string(b.GetKey()) && string(a.GetRangeEnd()) == string(b.GetRangeEnd()) &&
+		a.GetPrevKv() == b.GetPrevKv() && slices.Equal(a.GetFilters(), b.GetFilters()) && !a.GetFragment() && !b.GetFragment()
+}
+
 type fakeWatcher struct {
 	id   int64
 	req  *kvv1.WatchCreateRequest
@@ -557,7 +568,7 @@ func (f *fakeServer) Watch(st kvv1.WatchService_WatchServer) error {
 	f.mu.Lock()
 	f.watchMD = append(f.watchMD, md)
 	f.watchKills = append(f.watchKills, kill)
-	hist, failAfter, failErr, fragSize := f.watch, f.watchFailAfter, f.watchFailErr, max(f.fragmentSize, 1)
+	hist, failAfter, failErr, fragSize, share := f.watch, f.watchFailAfter, f.watchFailErr, max(f.fragmentSize, 1), f.shareWatch
 	f.watchFailAfter = 0
 	f.mu.Unlock()
 	if hist == nil {
@@ -593,19 +604,51 @@ func (f *fakeServer) Watch(st kvv1.WatchService_WatchServer) error {
 	// revision, which it returns.
 	catchUp := func() (int64, error) {
 		cur, _, _, _ := hist.at(0)
-		for _, w := range watchers {
-			for ; w.next <= cur; w.next++ {
-				_, events, _, _ := hist.at(w.next)
-				var out []*kvv1.Event
-				for _, e := range events {
-					if !w.wants(e) {
+		eventsFor := func(w *fakeWatcher) []*kvv1.Event {
+			_, events, _, _ := hist.at(w.next)
+			var out []*kvv1.Event
+			for _, e := range events {
+				if !w.wants(e) {
+					continue
+				}
+				if !w.req.GetPrevKv() {
+					e = &kvv1.Event{Type: e.Type, Kv: e.Kv}
+				}
+				out = append(out, e)
+			}
+			return out
+		}
+		if share {
+			for _, w := range watchers {
+				if !w.req.GetShareResponses() || w.req.GetFragment() {
+					continue
+				}
+				for ; w.next <= cur; w.next++ {
+					out := eventsFor(w)
+					if len(out) == 0 {
 						continue
 					}
-					if !w.req.GetPrevKv() {
-						e = &kvv1.Event{Type: e.Type, Kv: e.Kv}
+					r := &kvv1.WatchResponse{Header: header(w.next), WatchId: w.id, Events: out}
+					for _, o := range watchers {
+						if o != w && o.next == w.next && o.req.GetShareResponses() && sameWatch(o.req, w.req) {
+							r.SharedWatchIds = append(r.SharedWatchIds, o.id)
+							o.next++
+						}
 					}
-					out = append(out, e)
+					if len(r.SharedWatchIds) > 0 {
+						f.mu.Lock()
+						f.sharedSent++
+						f.mu.Unlock()
+					}
+					if err := st.Send(r); err != nil {
+						return 0, err
+					}
 				}
+			}
+		}
+		for _, w := range watchers {
+			for ; w.next <= cur; w.next++ {
+				out := eventsFor(w)
 				for len(out) > 0 {
 					n := len(out)
 					if w.req.GetFragment() {

@@ -152,6 +152,7 @@ func TestWatchSendsOptions(t *testing.T) {
 			t.Errorf("watch %d: watch id %d, want one chosen by the client", i, req.GetWatchId())
 		}
 		req.WatchId = 0
+		tt.want.ShareResponses = true // always: the client hands shared responses out
 		if !proto.Equal(req, tt.want) {
 			t.Errorf("watch %d: the member got %v, want %v", i, req, tt.want)
 		}
@@ -608,6 +609,47 @@ func TestWatchersShareOneStream(t *testing.T) {
 	}
 	if len(ids) != n {
 		t.Errorf("%d distinct watch ids for %d watchers", len(ids), n)
+	}
+}
+
+// The client asks to share responses, and hands a response shared by
+// several watchers to each of them, once.
+func TestWatchersOfAKeyShareResponses(t *testing.T) {
+	hist := newWatchHistory()
+	f, addr := watchFake(t, "a", 1, hist)
+	f.mu.Lock()
+	f.shareWatch = true
+	f.mu.Unlock()
+	c := newTestClient(t, addr)
+	ctx, _ := watchContext(t)
+
+	var chans []WatchChan
+	for range 4 {
+		chans = append(chans, c.Watch(ctx, "k"))
+	}
+	withPrev := c.Watch(ctx, "k", WithPrevKV())
+	for i := range 3 {
+		hist.put("k", fmt.Sprint("v", i))
+	}
+	for i, ch := range chans {
+		if got, want := describe(recv(t, ch, 3)), "2:PUT k=v0 | 3:PUT k=v1 | 4:PUT k=v2"; got != want {
+			t.Errorf("watcher %d got %s, want %s", i, got, want)
+		}
+		quiet(t, ch)
+	}
+	if rs := recv(t, withPrev, 3); rs[2].Events[0].PrevKv == nil || string(rs[2].Events[0].PrevKv.Value) != "v1" {
+		t.Errorf("the watcher with previous values got %s", describe(rs))
+	}
+	for _, r := range f.creates() {
+		if !r.GetShareResponses() {
+			t.Errorf("create request %v does not ask to share responses", r)
+		}
+	}
+	f.mu.Lock()
+	shared := f.sharedSent
+	f.mu.Unlock()
+	if shared == 0 {
+		t.Error("the fake sent no shared response: the test proves nothing")
 	}
 }
 

@@ -113,6 +113,9 @@ func newWatcher(h *watchHub, ctx context.Context, op Op) *watcher {
 		ProgressNotify: op.progressNotify,
 		PrevKv:         op.prevKV,
 		Fragment:       op.fragment,
+		// One response for the watchers of a key on a stream: dispatch
+		// hands it to each.
+		ShareResponses: true,
 	}
 	if op.filterPut {
 		req.Filters = append(req.Filters, kvv1.WatchFilter_WATCH_FILTER_NO_PUT)
@@ -451,6 +454,23 @@ func (h *watchHub) dispatch(s *watchStream, resp *kvv1.WatchResponse) {
 		}
 		return
 	}
+	if ids := resp.GetSharedWatchIds(); len(ids) > 0 {
+		// Events for several watchers, never a fragment: each takes the
+		// events as its own response.
+		hdr := resp.GetHeader()
+		if hdr == nil {
+			hdr = &ResponseHeader{}
+		}
+		if w := s.watchers[resp.GetWatchId()]; w != nil {
+			w.eventsLocked(hdr, resp.GetEvents())
+		}
+		for _, id := range ids {
+			if w := s.watchers[id]; w != nil {
+				w.eventsLocked(hdr, resp.GetEvents())
+			}
+		}
+		return
+	}
 	w := s.watchers[resp.GetWatchId()]
 	if w == nil {
 		// A watcher cancelled by the client; its cancellation may end s.
@@ -492,22 +512,27 @@ func (h *watchHub) dispatch(s *watchStream, resp *kvv1.WatchResponse) {
 	case len(resp.GetEvents()) == 0 && len(w.frag) == 0:
 		w.progressLocked(hdr)
 	default:
-		events := resp.GetEvents()
-		if len(w.frag) > 0 {
-			events = append(w.frag, events...)
-			w.frag = nil
-		}
-		// Members never send a revision twice; should one, the reader
-		// still sees it once.
-		for len(events) > 0 && events[0].GetKv().GetModRevision() < w.nextRev {
-			events = events[1:]
-		}
-		if len(events) == 0 {
-			return
-		}
-		w.nextRev = max(w.nextRev, events[len(events)-1].GetKv().GetModRevision()+1)
-		w.pushLocked(WatchResponse{Header: hdr, Events: events})
+		w.eventsLocked(hdr, resp.GetEvents())
 	}
+}
+
+// eventsLocked hands w the events of one response, after the fragments
+// before it. The caller holds h.mu.
+func (w *watcher) eventsLocked(hdr *kvv1.ResponseHeader, events []*Event) {
+	if len(w.frag) > 0 {
+		events = append(w.frag, events...)
+		w.frag = nil
+	}
+	// Members never send a revision twice; should one, the reader still
+	// sees it once.
+	for len(events) > 0 && events[0].GetKv().GetModRevision() < w.nextRev {
+		events = events[1:]
+	}
+	if len(events) == 0 {
+		return
+	}
+	w.nextRev = max(w.nextRev, events[len(events)-1].GetKv().GetModRevision()+1)
+	w.pushLocked(WatchResponse{Header: hdr, Events: events})
 }
 
 // streamFailed moves the watchers of s, which failed with err, to other

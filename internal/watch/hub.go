@@ -160,6 +160,9 @@ type watcher struct {
 	noDelete bool
 	fragment bool
 	progress bool // progress_notify
+	// share lets its events go in one response with other sharing
+	// watchers of its stream (share_responses).
+	share bool
 	// nextRev is the first revision whose events are not queued yet. For a
 	// synced watcher it is only a lower bound (the hub's current revision
 	// plus one is the true one), kept for a start revision in the future.
@@ -266,12 +269,21 @@ func changeSize(c Change) int {
 // appliedOne queues the one event of c for the synced watchers it
 // concerns, and reports whether any of them fell behind. Most revisions
 // change one key, and one key may have many watchers: their responses share
-// the event, its size and the header, computed once. The caller holds h.mu.
+// the event, its size and the header, computed once, and the watchers of a
+// stream that share responses (share_responses) get one response between
+// them, with the same prev_kv choice. The caller holds h.mu.
 func (h *Hub) appliedOne(c Change) (behind bool) {
 	e := c.Events[0]
 	key := e.GetKv().GetKey()
 	header := &kvv1.ResponseHeader{Revision: c.Revision}
 	var full, stripped sharedEvents
+	// groups are the shared responses being built, by stream and by
+	// whether they carry the previous value; pushed once all are known.
+	type groupKey struct {
+		s        *Stream
+		stripped bool
+	}
+	var groups map[groupKey]*sharedResponse
 	deliver := func(w *watcher) {
 		if c.Revision < w.nextRev || !w.wants(e) {
 			return // starts in the future, or filtered out
@@ -280,14 +292,29 @@ func (h *Hub) appliedOne(c Change) (behind bool) {
 		if h.unsafeDrop() {
 			return
 		}
-		ev := &full
-		if !w.prevKV && e.GetPrevKv() != nil {
+		ev, strip := &full, !w.prevKV && e.GetPrevKv() != nil
+		if strip {
 			ev = &stripped
 			if stripped.events == nil {
 				stripped.set(&kvv1.Event{Type: e.GetType(), Kv: e.GetKv()})
 			}
 		} else if full.events == nil {
 			full.set(e)
+		}
+		if w.share {
+			if groups == nil {
+				groups = map[groupKey]*sharedResponse{}
+			}
+			k := groupKey{w.stream, strip}
+			g := groups[k]
+			if g == nil {
+				g = &sharedResponse{resp: &kvv1.WatchResponse{Header: header, WatchId: w.id, Events: ev.events}, size: ev.size}
+				groups[k] = g
+			} else {
+				g.resp.SharedWatchIds = append(g.resp.SharedWatchIds, w.id)
+			}
+			g.watchers = append(g.watchers, w)
+			return
 		}
 		r := &kvv1.WatchResponse{Header: header, WatchId: w.id, Events: ev.events}
 		if !w.stream.pushOne(r, 1, ev.size) {
@@ -303,7 +330,23 @@ func (h *Hub) appliedOne(c Change) (behind bool) {
 			deliver(w)
 		}
 	}
+	for k, g := range groups {
+		// Each further watcher adds its id (at most 10 bytes and a tag).
+		if !k.s.pushOne(g.resp, 1, g.size+11*len(g.resp.SharedWatchIds)) {
+			for _, w := range g.watchers {
+				h.unsync(w, c.Revision)
+			}
+			behind = true
+		}
+	}
 	return behind
+}
+
+// sharedResponse is one response for several watchers of a stream.
+type sharedResponse struct {
+	resp     *kvv1.WatchResponse
+	size     int
+	watchers []*watcher
 }
 
 // sharedEvents is one event as a slice that many watchers' responses

@@ -196,7 +196,7 @@ func eventsOf(t *testing.T, rs []*kvv1.WatchResponse, id int64, prevKV bool) []s
 	var out []string
 	ended := false
 	for _, r := range rs {
-		if r.GetWatchId() != id {
+		if !responseFor(r, id) {
 			continue
 		}
 		if ended {
@@ -213,6 +213,12 @@ func eventsOf(t *testing.T, rs []*kvv1.WatchResponse, id int64, prevKV bool) []s
 		}
 	}
 	return out
+}
+
+// responseFor reports whether r is for watcher id: its watch id, or one of
+// the watchers it is shared with.
+func responseFor(r *kvv1.WatchResponse, id int64) bool {
+	return r.GetWatchId() == id || slices.Contains(r.GetSharedWatchIds(), id)
 }
 
 // Watchers of every shape, started at past, current and future revisions,
@@ -256,7 +262,7 @@ func TestEveryWatcherGetsItsEventsOnceInOrder(t *testing.T) {
 			for i := range 20 {
 				req := shapes[rng.Intn(len(shapes))]
 				req = &kvv1.WatchCreateRequest{Key: req.Key, RangeEnd: req.RangeEnd, Filters: req.Filters, PrevKv: req.PrevKv,
-					StartRevision: []int64{1, 10, 49, 51, 60}[rng.Intn(5)], WatchId: int64(i + 1)}
+					StartRevision: []int64{1, 10, 49, 51, 60}[rng.Intn(5)], WatchId: int64(i + 1), ShareResponses: rng.Intn(3) > 0}
 				st := streams[i%len(streams)]
 				st.Watch(req)
 				watches = append(watches, watch{stream: st, reader: readers[i%len(streams)], req: req, id: req.WatchId})
@@ -306,8 +312,10 @@ func checkProgress(t *testing.T, stream int, rs []*kvv1.WatchResponse) {
 		}
 		sawProgress = true
 		for _, later := range rs[i+1:] {
-			if existing[later.GetWatchId()] && len(later.GetEvents()) > 0 && later.GetHeader().GetRevision() <= r.GetHeader().GetRevision() {
-				t.Fatalf("stream %d: progress at revision %d sent before watcher %d's event of revision %d", stream, r.GetHeader().GetRevision(), later.GetWatchId(), later.GetHeader().GetRevision())
+			for _, id := range append([]int64{later.GetWatchId()}, later.GetSharedWatchIds()...) {
+				if existing[id] && len(later.GetEvents()) > 0 && later.GetHeader().GetRevision() <= r.GetHeader().GetRevision() {
+					t.Fatalf("stream %d: progress at revision %d sent before watcher %d's event of revision %d", stream, r.GetHeader().GetRevision(), id, later.GetHeader().GetRevision())
+				}
 			}
 		}
 	}
@@ -614,5 +622,107 @@ func TestUnsafeDropEvery(t *testing.T) {
 	}
 	if len(want) < 50 || !slices.Equal(got, want) {
 		t.Fatal(diff(got, want))
+	}
+}
+
+// Watchers of one key on one stream that share responses get one response
+// per change between them, one for each prev_kv choice where the event has
+// a previous value, with only what they asked for; a watcher that does not
+// share gets its own; filters still apply to each. A stream whose queue is
+// full gets nothing, and every watcher of the group is caught up on its
+// own later.
+func TestSharedResponses(t *testing.T) {
+	s := &store{}
+	h := newHub(t, s, Config{StreamQueue: 8})
+	w := newWriter(s, h, 1)
+	put := func() {
+		w.rev++
+		prev := w.state["a"]
+		kv := &kvv1.KeyValue{Key: []byte("a"), Value: []byte(fmt.Sprint(w.rev)), ModRevision: w.rev, CreateRevision: w.rev, Version: 1}
+		w.state["a"] = kv
+		c := Change{Revision: w.rev, Events: []*kvv1.Event{{Type: kvv1.EventType_EVENT_TYPE_PUT, Kv: kv, PrevKv: prev}}}
+		s.mu.Lock()
+		s.changes = append(s.changes, c)
+		s.mu.Unlock()
+		h.Applied([]Change{c})
+	}
+	st := h.NewStream()
+	watch := func(id int64, share, prev bool, filters ...kvv1.WatchFilter) {
+		st.Watch(&kvv1.WatchCreateRequest{Key: []byte("a"), WatchId: id, ShareResponses: share, PrevKv: prev, Filters: filters})
+	}
+	watch(1, true, false)
+	watch(2, true, false)
+	watch(3, true, true)
+	watch(4, true, true)
+	watch(5, false, false)
+	watch(6, true, false, kvv1.WatchFilter_WATCH_FILTER_NO_PUT)
+	other := h.NewStream()
+	other.Watch(&kvv1.WatchCreateRequest{Key: []byte("a"), WatchId: 1, ShareResponses: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	next := func(s *Stream) []*kvv1.WatchResponse {
+		t.Helper()
+		rs, err := s.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Clone(rs)
+	}
+	next(st) // the creations
+	next(other)
+
+	put() // creates a: no previous value, so prev_kv makes no difference
+	put() // changes a
+	rs := next(st)
+	want := map[int64][]string{1: {"[1 2 3 4]", "[5]"}, 2: {"[1 2]", "[3 4]", "[5]"}}
+	got := map[int64][]string{}
+	for _, r := range rs {
+		ids := append([]int64{r.GetWatchId()}, r.GetSharedWatchIds()...)
+		slices.Sort(ids)
+		rev := r.GetHeader().GetRevision()
+		got[rev] = append(got[rev], fmt.Sprint(ids))
+		if len(r.GetEvents()) != 1 {
+			t.Fatalf("revision %d, watchers %v: %d events, want 1", rev, ids, len(r.GetEvents()))
+		}
+		if withPrev := r.GetEvents()[0].GetPrevKv() != nil; withPrev != (rev == 2 && ids[0] == 3) {
+			t.Errorf("revision %d, watchers %v: previous value sent: %v", rev, ids, withPrev)
+		}
+	}
+	for rev := range want {
+		slices.Sort(got[rev])
+		if !slices.Equal(got[rev], want[rev]) {
+			t.Errorf("revision %d: responses for watchers %v, want %v", rev, got[rev], want[rev])
+		}
+	}
+	if rs := next(other); len(rs) != 2 || len(rs[0].GetSharedWatchIds()) != 0 {
+		t.Fatalf("the other stream: %v, want one response of its own per revision", rs)
+	}
+
+	// Nobody reads st while 10 revisions go by: its queue holds 8 responses, the
+	// rest is caught up per watcher, and nothing is lost or repeated.
+	for range 10 {
+		put()
+	}
+	final := w.rev
+	var after []*kvv1.WatchResponse
+	for {
+		after = append(after, next(st)...)
+		done := true
+		for id := int64(1); id <= 5; id++ {
+			done = done && len(eventsOf(t, after, id, id == 3 || id == 4)) >= 10
+		}
+		if done {
+			break
+		}
+	}
+	for id := int64(1); id <= 5; id++ {
+		prev := id == 3 || id == 4
+		want := expected(s, &kvv1.WatchCreateRequest{Key: []byte("a"), StartRevision: 3, PrevKv: prev}, final)
+		if got := eventsOf(t, after, id, prev); !slices.Equal(got, want) {
+			t.Errorf("watcher %d after the stall: %s", id, diff(got, want))
+		}
+	}
+	if got := eventsOf(t, append(rs, after...), 6, false); len(got) != 0 {
+		t.Errorf("watcher 6 (no puts) was sent puts: %v", got)
 	}
 }

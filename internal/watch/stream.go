@@ -108,7 +108,7 @@ func (s *Stream) Watch(req *kvv1.WatchCreateRequest) {
 		return
 	}
 	w := &watcher{id: id, stream: s, key: bytes.Clone(req.GetKey()), end: bytes.Clone(req.GetRangeEnd()),
-		prevKV: req.GetPrevKv(), fragment: req.GetFragment(), progress: req.GetProgressNotify()}
+		prevKV: req.GetPrevKv(), fragment: req.GetFragment(), progress: req.GetProgressNotify(), share: req.GetShareResponses()}
 	for _, f := range req.GetFilters() {
 		switch f {
 		case kvv1.WatchFilter_WATCH_FILTER_NO_PUT:

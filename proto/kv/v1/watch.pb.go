@@ -256,9 +256,17 @@ type WatchCreateRequest struct {
 	WatchId int64 `protobuf:"varint,7,opt,name=watch_id,json=watchId,proto3" json:"watch_id,omitempty"`
 	// fragment lets the member split the events of one revision over several
 	// responses when they would not fit in one.
-	Fragment      bool `protobuf:"varint,8,opt,name=fragment,proto3" json:"fragment,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Fragment bool `protobuf:"varint,8,opt,name=fragment,proto3" json:"fragment,omitempty"`
+	// share_responses lets the member send this watcher's events in one
+	// response with other watchers of the stream that asked for the same
+	// (same key, same prev_kv): the response names one of them in watch_id
+	// and the others in shared_watch_ids, and is the events response of
+	// each. Many watchers of one key on one stream then cost one message per
+	// change instead of one each. A client that sets it must hand such a
+	// response to every watcher it names.
+	ShareResponses bool `protobuf:"varint,9,opt,name=share_responses,json=shareResponses,proto3" json:"share_responses,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WatchCreateRequest) Reset() {
@@ -343,6 +351,13 @@ func (x *WatchCreateRequest) GetWatchId() int64 {
 func (x *WatchCreateRequest) GetFragment() bool {
 	if x != nil {
 		return x.Fragment
+	}
+	return false
+}
+
+func (x *WatchCreateRequest) GetShareResponses() bool {
+	if x != nil {
+		return x.ShareResponses
 	}
 	return false
 }
@@ -455,9 +470,13 @@ type WatchResponse struct {
 	// split (only when the watcher asked for fragments).
 	Fragment bool `protobuf:"varint,7,opt,name=fragment,proto3" json:"fragment,omitempty"`
 	// events are the watcher's events, in revision order.
-	Events        []*Event `protobuf:"bytes,8,rep,name=events,proto3" json:"events,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Events []*Event `protobuf:"bytes,8,rep,name=events,proto3" json:"events,omitempty"`
+	// shared_watch_ids are the other watchers this response is for, with
+	// the same events: only on events responses, only naming watchers created
+	// with share_responses.
+	SharedWatchIds []int64 `protobuf:"varint,9,rep,packed,name=shared_watch_ids,json=sharedWatchIds,proto3" json:"shared_watch_ids,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WatchResponse) Reset() {
@@ -546,6 +565,13 @@ func (x *WatchResponse) GetEvents() []*Event {
 	return nil
 }
 
+func (x *WatchResponse) GetSharedWatchIds() []int64 {
+	if x != nil {
+		return x.SharedWatchIds
+	}
+	return nil
+}
+
 // Event is one change of one key.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -621,7 +647,7 @@ const file_kv_v1_watch_proto_rawDesc = "" +
 	"\x0ecreate_request\x18\x01 \x01(\v2\x19.kv.v1.WatchCreateRequestH\x00R\rcreateRequest\x12B\n" +
 	"\x0ecancel_request\x18\x02 \x01(\v2\x19.kv.v1.WatchCancelRequestH\x00R\rcancelRequest\x12H\n" +
 	"\x10progress_request\x18\x03 \x01(\v2\x1b.kv.v1.WatchProgressRequestH\x00R\x0fprogressRequestB\t\n" +
-	"\arequest\"\x91\x02\n" +
+	"\arequest\"\xba\x02\n" +
 	"\x12WatchCreateRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1b\n" +
 	"\trange_end\x18\x02 \x01(\fR\brangeEnd\x12%\n" +
@@ -630,10 +656,11 @@ const file_kv_v1_watch_proto_rawDesc = "" +
 	"\afilters\x18\x05 \x03(\x0e2\x12.kv.v1.WatchFilterR\afilters\x12\x17\n" +
 	"\aprev_kv\x18\x06 \x01(\bR\x06prevKv\x12\x19\n" +
 	"\bwatch_id\x18\a \x01(\x03R\awatchId\x12\x1a\n" +
-	"\bfragment\x18\b \x01(\bR\bfragment\"/\n" +
+	"\bfragment\x18\b \x01(\bR\bfragment\x12'\n" +
+	"\x0fshare_responses\x18\t \x01(\bR\x0eshareResponses\"/\n" +
 	"\x12WatchCancelRequest\x12\x19\n" +
 	"\bwatch_id\x18\x01 \x01(\x03R\awatchId\"\x16\n" +
-	"\x14WatchProgressRequest\"\xa1\x02\n" +
+	"\x14WatchProgressRequest\"\xcb\x02\n" +
 	"\rWatchResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x19\n" +
 	"\bwatch_id\x18\x02 \x01(\x03R\awatchId\x12\x18\n" +
@@ -642,7 +669,8 @@ const file_kv_v1_watch_proto_rawDesc = "" +
 	"\x10compact_revision\x18\x05 \x01(\x03R\x0fcompactRevision\x12#\n" +
 	"\rcancel_reason\x18\x06 \x01(\tR\fcancelReason\x12\x1a\n" +
 	"\bfragment\x18\a \x01(\bR\bfragment\x12$\n" +
-	"\x06events\x18\b \x03(\v2\f.kv.v1.EventR\x06events\"x\n" +
+	"\x06events\x18\b \x03(\v2\f.kv.v1.EventR\x06events\x12(\n" +
+	"\x10shared_watch_ids\x18\t \x03(\x03R\x0esharedWatchIds\"x\n" +
 	"\x05Event\x12$\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x10.kv.v1.EventTypeR\x04type\x12\x1f\n" +
 	"\x02kv\x18\x02 \x01(\v2\x0f.kv.v1.KeyValueR\x02kv\x12(\n" +
