@@ -142,7 +142,70 @@ func (m *Member) forward(ctx context.Context, cmd []byte) (any, error) {
 	if err := proto.Unmarshal(encoded, result); err != nil {
 		return nil, fmt.Errorf("%w: decode leader's result: %w", ErrOutcomeUnknown, err)
 	}
+	if rev := resultRevision(result); rev > m.ownWrites.Load() {
+		m.noteOwnWrite(rev)
+	}
 	return fsm.DecodeResult(result), nil
+}
+
+// noteOwnWrite records that this member acknowledged a write of revision
+// rev that it may not have applied yet.
+func (m *Member) noteOwnWrite(rev int64) {
+	for {
+		cur := m.ownWrites.Load()
+		if cur >= rev || m.ownWrites.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
+
+// resultRevision is the store revision a key-value write's result reports,
+// zero for other commands.
+func resultRevision(r *fsmv1.Result) int64 {
+	switch {
+	case r.GetPut() != nil:
+		return r.GetPut().GetHeader().GetRevision()
+	case r.GetDeleteRange() != nil:
+		return r.GetDeleteRange().GetHeader().GetRevision()
+	case r.GetTxn() != nil:
+		return r.GetTxn().GetHeader().GetRevision()
+	}
+	return 0
+}
+
+// seeOwnWrites makes a read from this member's state (a serializable one)
+// see every write the member has acknowledged, as an etcd member's reads
+// do. A follower relays the leader's answer to a write it forwarded, and
+// may apply the write a little later (the leader pushes its commit index
+// at once, see package commitpush): a read that comes in between waits for
+// it, rather than every forwarded write waiting for its own apply. Bounded
+// by the time a request waits for a leader; the read is served anyway then.
+func (m *Member) seeOwnWrites() {
+	rev := m.ownWrites.Load()
+	if rev == 0 || m.hub.Revision() >= rev {
+		return // the common case: the hub is told once a revision is visible
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, m.leaderWait())
+	defer cancel()
+	m.waitRevision(ctx, rev)
+}
+
+// waitRevision waits until this member's store shows revision rev, or ctx
+// ends.
+func (m *Member) waitRevision(ctx context.Context, rev int64) {
+	for {
+		changed := m.fsm.AppliedChanged()
+		if m.fsm.Revision() >= rev {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		case <-m.ctx.Done():
+			return
+		}
+	}
 }
 
 // LeaderAddr returns the leader's API address and name. During an

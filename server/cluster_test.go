@@ -428,3 +428,45 @@ func TestFollowersApplyWithoutWaitingForCommitTimeout(t *testing.T) {
 		}
 	}
 }
+
+// A write answered by a follower (which forwarded it to the leader) is
+// seen by a serializable read of that follower made right after: the
+// follower answers only once it has applied the write itself, as an etcd
+// member does. Puts, deletes and transactions alike.
+func TestFollowerReadsItsOwnWrites(t *testing.T) {
+	t.Parallel()
+	c := servertest.New(t, 3)
+	leader := c.Leader(30 * time.Second)
+	f := others(c, leader)[0]
+	ctx := ctxT(t, 60*time.Second)
+	kv := c.KV(f)
+	for i := range 100 {
+		key := fmt.Sprintf("ryw/%d", i%10)
+		var rev int64
+		switch i % 3 {
+		case 0, 1:
+			resp := put(t, c, f, key, fmt.Sprint(i))
+			rev = resp.GetHeader().GetRevision()
+		case 2:
+			resp, err := kv.Txn(ctx, &kvv1.TxnRequest{Success: []*kvv1.RequestOp{{Request: &kvv1.RequestOp_RequestPut{
+				RequestPut: &kvv1.PutRequest{Key: []byte(key), Value: []byte(fmt.Sprint(i))}}}}})
+			if err != nil {
+				t.Fatalf("txn via %s: %v", f, err)
+			}
+			rev = resp.GetHeader().GetRevision()
+		}
+		got, err := get(ctx, c, f, key, true)
+		if err != nil {
+			t.Fatalf("serializable get via %s: %v", f, err)
+		}
+		if got.GetHeader().GetRevision() < rev || len(got.GetKvs()) != 1 || string(got.GetKvs()[0].GetValue()) != fmt.Sprint(i) {
+			t.Fatalf("write %d acknowledged at revision %d by %s; its serializable read then: revision %d, %v", i, rev, f, got.GetHeader().GetRevision(), got.GetKvs())
+		}
+	}
+	if _, err := kv.DeleteRange(ctx, &kvv1.DeleteRangeRequest{Key: []byte("ryw/0")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := get(ctx, c, f, "ryw/0", true); err != nil || len(got.GetKvs()) != 0 {
+		t.Fatalf("serializable get via %s after its delete: %v, %v", f, got.GetKvs(), err)
+	}
+}
