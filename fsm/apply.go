@@ -101,6 +101,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	applied := f.AppliedIndex()
 	var (
 		last      *raft.Log
+		revision  int64
 		changes   []Change
 		authMarks []authMark
 		leases    []LeaseEvent
@@ -114,6 +115,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		)
 		last, n, err = f.applyEntries(w, logs, applied, results)
 		changes, authMarks, leases, compacted = w.changes, w.authMarks, w.leases, w.compacted
+		revision = w.kv.Revision()
 		return n, err
 	})
 	if err != nil {
@@ -123,6 +125,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		panic(fmt.Sprintf("fsm: %v", err))
 	}
 	if last != nil {
+		f.revision.Store(revision)
 		f.setApplied(last.Index)
 	}
 	if len(changes) > 0 || len(authMarks) > 0 {

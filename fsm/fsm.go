@@ -98,6 +98,10 @@ type FSM struct {
 	// opened, for Restore to report. Written by backend's Init hook, under
 	// the backend's exclusive lock.
 	openRevision int64
+	// revision is the store revision that reads see: set once an applied
+	// batch (or a newly opened database) is visible, before the applied
+	// index moves (see Visible).
+	revision atomic.Int64
 
 	// members caches the members bucket, which a follower reads for every
 	// write it forwards to the leader: reading bbolt would first commit the
@@ -198,6 +202,7 @@ func (f *FSM) initState(tx *bolt.Tx) error {
 	}
 	f.auth.Store(authState)
 	f.openRevision = mvcc.Read(tx).Revision()
+	f.revision.Store(f.openRevision)
 	f.forgetMembers()
 	f.setApplied(readU64(tx.Bucket(bucketMeta).Get(metaAppliedIndex)))
 	return nil
@@ -331,6 +336,11 @@ func (f *FSM) DBSize() (size, inUse int64, err error) {
 	}
 	return size, inUse, nil
 }
+
+// VisibleRevision returns the store revision that reads see, without
+// reading the database: it is set once an applied batch is visible, and
+// before AppliedChanged's channel is closed for it.
+func (f *FSM) VisibleRevision() int64 { return f.revision.Load() }
 
 // Revision returns the current store revision.
 func (f *FSM) Revision() int64 {

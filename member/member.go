@@ -67,10 +67,6 @@ type Member struct {
 	// renewals batches lease renewals (renew.go).
 	renewals *renewBatcher
 
-	// ownWrites is the highest revision of a write this member forwarded to
-	// the leader and acknowledged (see seeOwnWrites).
-	ownWrites atomic.Int64
-
 	// leaderlessSince is when this member last lost sight of a leader
 	// (UnixNano); 0 while it knows one.
 	leaderlessSince atomic.Int64

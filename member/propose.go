@@ -142,25 +142,13 @@ func (m *Member) forward(ctx context.Context, cmd []byte) (any, error) {
 	if err := proto.Unmarshal(encoded, result); err != nil {
 		return nil, fmt.Errorf("%w: decode leader's result: %w", ErrOutcomeUnknown, err)
 	}
-	if rev := resultRevision(result); rev > m.ownWrites.Load() {
-		m.noteOwnWrite(rev)
-	}
+	m.waitRevision(ctx, resultRevision(result))
 	return fsm.DecodeResult(result), nil
 }
 
-// noteOwnWrite records that this member acknowledged a write of revision
-// rev that it may not have applied yet.
-func (m *Member) noteOwnWrite(rev int64) {
-	for {
-		cur := m.ownWrites.Load()
-		if cur >= rev || m.ownWrites.CompareAndSwap(cur, rev) {
-			return
-		}
-	}
-}
-
-// resultRevision is the store revision a key-value write's result reports,
-// zero for other commands.
+// resultRevision is the store revision a write's result reports: that of a
+// key-value write, or of a lease revocation's deletes; zero for other
+// commands.
 func resultRevision(r *fsmv1.Result) int64 {
 	switch {
 	case r.GetPut() != nil:
@@ -169,40 +157,28 @@ func resultRevision(r *fsmv1.Result) int64 {
 		return r.GetDeleteRange().GetHeader().GetRevision()
 	case r.GetTxn() != nil:
 		return r.GetTxn().GetHeader().GetRevision()
+	case r.GetLeaseRevoke() != nil:
+		return r.GetLeaseRevoke().GetHeader().GetRevision()
 	}
 	return 0
 }
 
-// seeOwnWrites makes a read from this member's state (a serializable one)
-// see every write the member has acknowledged, as an etcd member's reads
-// do. A follower relays the leader's answer to a write it forwarded, and
-// may apply the write a little later (the leader pushes its commit index
-// at once, see package commitpush): a read that comes in between waits for
-// it, rather than every forwarded write waiting for its own apply. Bounded
-// by the time a request waits for a leader; the read is served anyway then.
-func (m *Member) seeOwnWrites() {
-	rev := m.ownWrites.Load()
-	if rev == 0 || m.hub.Revision() >= rev {
-		return // the common case: the hub is told once a revision is visible
-	}
-	ctx, cancel := context.WithTimeout(m.ctx, m.leaderWait())
-	defer cancel()
-	m.waitRevision(ctx, rev)
-}
-
 // waitRevision waits until this member's store shows revision rev, or ctx
-// ends.
+// ends. A follower answers a write it forwarded only once it has applied
+// the write itself, as an etcd member does: a serializable read of this
+// member made after the answer then sees the write. The wait is short: the
+// leader pushes its commit index as it applies (package commitpush). Should
+// ctx end first, the write is answered all the same, since it is applied;
+// only that read-your-writes promise is then not kept.
 func (m *Member) waitRevision(ctx context.Context, rev int64) {
-	for {
+	for rev > 0 {
 		changed := m.fsm.AppliedChanged()
-		if m.fsm.Revision() >= rev {
+		if m.fsm.VisibleRevision() >= rev {
 			return
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return
-		case <-m.ctx.Done():
 			return
 		}
 	}

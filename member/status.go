@@ -118,18 +118,15 @@ func (m *Member) AppliedIndex() uint64 {
 	return applied
 }
 
-// Range reads this member's state as it is (a serializable read), once it
-// shows every write this member acknowledged (seeOwnWrites). For a
+// Range reads this member's state as it is (a serializable read). For a
 // linearizable one, Linearize first.
 func (m *Member) Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
-	m.seeOwnWrites()
 	return m.fsm.Range(req)
 }
 
 // ReadTxn answers a read-only txn from this member's state as it is, like
 // Range; for a linearizable one, Linearize first.
 func (m *Member) ReadTxn(req *kvv1.TxnRequest) (*kvv1.TxnResponse, error) {
-	m.seeOwnWrites()
 	return m.fsm.ReadTxn(req)
 }
 

@@ -432,7 +432,7 @@ func TestFollowersApplyWithoutWaitingForCommitTimeout(t *testing.T) {
 // A write answered by a follower (which forwarded it to the leader) is
 // seen by a serializable read of that follower made right after: the
 // follower answers only once it has applied the write itself, as an etcd
-// member does. Puts, deletes and transactions alike.
+// member does. Puts, deletes, transactions and lease revocations alike.
 func TestFollowerReadsItsOwnWrites(t *testing.T) {
 	t.Parallel()
 	c := servertest.New(t, 3)
@@ -468,5 +468,21 @@ func TestFollowerReadsItsOwnWrites(t *testing.T) {
 	}
 	if got, err := get(ctx, c, f, "ryw/0", true); err != nil || len(got.GetKvs()) != 0 {
 		t.Fatalf("serializable get via %s after its delete: %v, %v", f, got.GetKvs(), err)
+	}
+	for i := range 20 {
+		grant, err := leases(c, f).LeaseGrant(ctx, &kvv1.LeaseGrantRequest{Ttl: 600})
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := fmt.Sprintf("ryw/lease/%d", i)
+		if _, err := kv.Put(ctx, &kvv1.PutRequest{Key: []byte(key), Value: []byte("v"), Lease: grant.GetId()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := leases(c, f).LeaseRevoke(ctx, &kvv1.LeaseRevokeRequest{Id: grant.GetId()}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := get(ctx, c, f, key, true); err != nil || len(got.GetKvs()) != 0 {
+			t.Fatalf("serializable get via %s after its lease revocation: %v, %v", f, got.GetKvs(), err)
+		}
 	}
 }
