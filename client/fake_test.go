@@ -518,13 +518,13 @@ func (h *watchHistory) at(rev int64) (cur int64, events []*kvv1.Event, compact i
 	return cur, events, h.compact, h.changed
 }
 
-// fakeWatcher is one watcher of a fake watch stream.
 // sameWatch reports whether two create requests ask for the same events.
 func sameWatch(a, b *kvv1.WatchCreateRequest) bool {
 	return string(a.GetKey()) == string(b.GetKey()) && string(a.GetRangeEnd()) == string(b.GetRangeEnd()) &&
 		a.GetPrevKv() == b.GetPrevKv() && slices.Equal(a.GetFilters(), b.GetFilters()) && !a.GetFragment() && !b.GetFragment()
 }
 
+// fakeWatcher is one watcher of a fake watch stream.
 type fakeWatcher struct {
 	id   int64
 	req  *kvv1.WatchCreateRequest

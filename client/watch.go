@@ -60,8 +60,8 @@ type WatchResponse struct {
 	Header *ResponseHeader
 	// Events are the changes, in revision order, those of one revision in
 	// key order. A revision's events are never split over two responses.
-	// Read them, do not change them: the watchers of one key on one
-	// client receive the same events, decoded once.
+	// Read them, do not change them (nor Header): the watchers of one key
+	// on one client receive the same events and header, decoded once.
 	Events []*Event
 	// CompactRevision is set when the watch ended because the revision it
 	// needed next has been compacted; the keys can be read at this revision

@@ -129,5 +129,6 @@ func (m *Member) hastenCandidate() {
 	if err := m.raft.ReloadConfig(rc); err != nil {
 		m.log.Error("restore the raft election timeout", "error", err)
 	}
-	m.log.Info("asked for a vote while standing for election; trying again sooner")
+	// Debug: with a quorum lost, this repeats every attempt.
+	m.log.Debug("asked for a vote while standing for election; trying again sooner")
 }

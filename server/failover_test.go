@@ -29,7 +29,7 @@ import (
 func TestSurvivorsElectWithinTwoHeartbeatTimeouts(t *testing.T) {
 	skipIfShort(t)
 	// Not parallel: beside the other cluster tests, a starved member's
-	// delays would eat the margin between the bound and 1.6 timeouts.
+	// delays would eat the margin between the bound and the worst case.
 	const hb = 5 * time.Second
 	c := servertest.New(t, 3, servertest.WithConfig(func(cfg *server.Config) {
 		cfg.HeartbeatTimeout = hb

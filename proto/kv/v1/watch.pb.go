@@ -258,12 +258,13 @@ type WatchCreateRequest struct {
 	// responses when they would not fit in one.
 	Fragment bool `protobuf:"varint,8,opt,name=fragment,proto3" json:"fragment,omitempty"`
 	// share_responses lets the member send this watcher's events in one
-	// response with other watchers of the stream that asked for the same
-	// (same key, same prev_kv): the response names one of them in watch_id
-	// and the others in shared_watch_ids, and is the events response of
-	// each. Many watchers of one key on one stream then cost one message per
-	// change instead of one each. A client that sets it must hand such a
-	// response to every watcher it names.
+	// response with other watchers of the stream that set it: for a change
+	// of one key, the watchers that are due that change in the same form
+	// (with or without the previous value) may get one response, which names
+	// one of them in watch_id and the others in shared_watch_ids, and is the
+	// events response of each. Many watchers of one key on one stream then
+	// cost one message per change instead of one each. A client that sets it
+	// must hand such a response to every watcher it names.
 	ShareResponses bool `protobuf:"varint,9,opt,name=share_responses,json=shareResponses,proto3" json:"share_responses,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -472,8 +473,8 @@ type WatchResponse struct {
 	// events are the watcher's events, in revision order.
 	Events []*Event `protobuf:"bytes,8,rep,name=events,proto3" json:"events,omitempty"`
 	// shared_watch_ids are the other watchers this response is for, with
-	// the same events: only on events responses, only naming watchers created
-	// with share_responses.
+	// the same events: only on events responses, never on a fragment, only
+	// naming watchers created with share_responses.
 	SharedWatchIds []int64 `protobuf:"varint,9,rep,packed,name=shared_watch_ids,json=sharedWatchIds,proto3" json:"shared_watch_ids,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
