@@ -29,6 +29,10 @@ type etcdCluster struct {
 	script  string
 	dir     string
 	started bool
+	// env is added to the script's environment: etcd reads any flag from
+	// an ETCD_ variable (ETCD_QUOTA_BACKEND_BYTES for
+	// --quota-backend-bytes), and the script passes its environment on.
+	env []string
 }
 
 func (e *etcdCluster) runScript(ctx context.Context, args ...string) ([]byte, error) {
@@ -40,6 +44,9 @@ func (e *etcdCluster) runScript(ctx context.Context, args ...string) ([]byte, er
 // children it waited for used.
 func (e *etcdCluster) runScriptCPU(ctx context.Context, args ...string) ([]byte, time.Duration, error) {
 	cmd := exec.CommandContext(ctx, e.script, args...)
+	if len(e.env) > 0 {
+		cmd.Env = append(os.Environ(), e.env...)
+	}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	cmd.WaitDelay = 10 * time.Second

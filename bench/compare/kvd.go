@@ -32,6 +32,8 @@ type kvdCluster struct {
 	// sec, when set, runs the members with its TLS flags and has the
 	// harness's clients use its TLS and credentials (security.go).
 	sec *secSetup
+	// extraArgs are further flags for every member.
+	extraArgs []string
 }
 
 // clientConfig is the configuration of the harness's clients of endpoints.
@@ -109,6 +111,7 @@ func (c *kvdCluster) startMember(m *kvdMember) error {
 	if c.sec != nil {
 		args = append(args, c.sec.memberArgs[m.name]...)
 	}
+	args = append(args, c.extraArgs...)
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

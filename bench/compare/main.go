@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -59,6 +60,10 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// scaleQuotaBytes is both clusters' backend quota for --scale-revisions
+// runs: room for 10 revisions of a million 256-byte values on either.
+const scaleQuotaBytes = 32 << 30
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
@@ -159,6 +164,14 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		return nil
 	}
 	kvd := newKVDCluster(o.kvdBin, filepath.Join(o.dir, "kvd"))
+	if o.revisions > 1 {
+		// Every key rewritten many times outgrows both defaults (2 GiB):
+		// the rewrite would end in NOSPACE on both sides, at different
+		// points, and compare nothing.
+		q := strconv.FormatInt(scaleQuotaBytes, 10)
+		kvd.extraArgs = append(kvd.extraArgs, "--quota-backend-bytes", q)
+		etcd.env = append(etcd.env, "ETCD_QUOTA_BACKEND_BYTES="+q)
+	}
 	defer func() {
 		logf("stopping both clusters")
 		err = errors.Join(err, kvd.stop(), etcd.stop())
