@@ -25,17 +25,23 @@ type WatchConfig struct {
 	// TxnShare is the share of writes that put one value to two keys in a
 	// transaction (one revision, two events); the rest are puts.
 	TxnShare float64
+	// PerClient is how many watchers each member's client runs, each
+	// checked on its own. Above one, they share the client's stream, and
+	// the member sends them one response per single-key change (shared
+	// watch responses), so faults are tried on that path too.
+	PerClient int
 }
 
-// DefaultWatchConfig returns 5 keys, a fifth of the writes transactions.
+// DefaultWatchConfig returns 5 keys, a fifth of the writes transactions,
+// two watchers per client.
 func DefaultWatchConfig() WatchConfig {
-	return WatchConfig{Prefix: "jepsen/w/", Keys: 5, TxnShare: 0.2}
+	return WatchConfig{Prefix: "jepsen/w/", Keys: 5, TxnShare: 0.2, PerClient: 2}
 }
 
 // Watch is the watch workload: clients write unique values to a few keys
-// while one watcher per member, each through its own SDK client that
-// starts at that member and fails over to the others, records every event
-// of the prefix from revision 1 on. The final read lists the prefix; the
+// while watchers on every member (Config.PerClient of them through one SDK
+// client per member that starts at that member and fails over to the
+// others) record every event of the prefix from revision 1 on. The final read lists the prefix; the
 // watchers then run until they have been told (by an event or a progress
 // notification) that they have every event through its revision.
 type Watch struct {
@@ -116,8 +122,8 @@ func (w *Watch) Apply(ctx context.Context, kv client.KV, op history.Event) histo
 	return c
 }
 
-// Observe implements Observer: it starts one watcher per member, each
-// recorded as one operation that Final completes.
+// Observe implements Observer: it starts Config.PerClient watchers per
+// member, each recorded as one operation that Final completes.
 func (w *Watch) Observe(ctx context.Context, env FinalEnv) error {
 	names := sortedNames(env.Members)
 	for i, name := range names {
@@ -130,13 +136,15 @@ func (w *Watch) Observe(ctx context.Context, env FinalEnv) error {
 			w.stop()
 			return fmt.Errorf("watcher on %s: %w", name, err)
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		r := &watchRun{node: name, proc: env.NewProcess(), cli: cli, cancel: cancel, done: make(chan struct{})}
-		env.Record(history.Event{Type: history.Invoke, Process: r.proc, F: checker.FWatch, Node: name})
-		w.mu.Lock()
-		w.watchers = append(w.watchers, r)
-		w.mu.Unlock()
-		go r.run(wctx, w.cfg.Prefix)
+		for range max(w.cfg.PerClient, 1) {
+			wctx, cancel := context.WithCancel(ctx)
+			r := &watchRun{node: name, proc: env.NewProcess(), cli: cli, cancel: cancel, done: make(chan struct{})}
+			env.Record(history.Event{Type: history.Invoke, Process: r.proc, F: checker.FWatch, Node: name})
+			w.mu.Lock()
+			w.watchers = append(w.watchers, r)
+			w.mu.Unlock()
+			go r.run(wctx, w.cfg.Prefix)
+		}
 	}
 	return nil
 }
@@ -259,10 +267,19 @@ func (w *Watch) complete(env FinalEnv, rev int64) {
 	watchers := w.watchers
 	w.watchers = nil
 	w.mu.Unlock()
+	// Every watcher ends before any client closes: a member's watchers
+	// share one, and closing it under a running watcher would end that
+	// watcher with an error.
 	for _, r := range watchers {
 		r.cancel()
+	}
+	for _, r := range watchers {
 		<-r.done
-		r.cli.Close()
+	}
+	for _, r := range watchers {
+		r.cli.Close() // closing a shared client again is harmless
+	}
+	for _, r := range watchers {
 		r.mu.Lock()
 		c := history.Event{Type: history.OK, Process: r.proc, F: checker.FWatch, Node: r.node,
 			Values: r.events, Revision: r.through}
@@ -286,6 +303,8 @@ func (w *Watch) stop() {
 	w.mu.Unlock()
 	for _, r := range watchers {
 		r.cancel()
+	}
+	for _, r := range watchers {
 		<-r.done
 		r.cli.Close()
 	}
