@@ -86,7 +86,7 @@ func TestWorkloadArgs(t *testing.T) {
 	w := workload{op: "get", consistency: "s", clients: 100, conns: 10, total: 500}
 	kv := strings.Join(kvctlArgs(w, "a:1,b:2"), " ")
 	et := strings.Join(etcdArgs(w), " ")
-	for _, want := range []string{"--consistency s", "bench get", "--clients 100", "--conns 10", "--total 500", "--key bench-key", "--prefill"} {
+	for _, want := range []string{"--consistency s", "bench get", "--clients 100", "--conns 10", "--total 500", "bench-key --prefill"} {
 		if !strings.Contains(kv, want) {
 			t.Errorf("kvctl args %q lack %q", kv, want)
 		}

@@ -154,8 +154,7 @@ func makeSecurity(dir string) (*secSetup, error) {
 }
 
 // kvctlFlags are kvctl's global flags for the mode, kvctlEnv its
-// environment: the TLS files go in variables, since bench get's --key (the
-// key it reads) shadows the global --key (the client's TLS key).
+// environment: the TLS files go in variables.
 func (s *secSetup) kvctlFlags() []string {
 	if s.auth {
 		return []string{"--user", s.user + ":" + s.password}

@@ -98,8 +98,7 @@ type runner struct {
 	etcd *etcdCluster
 	logf func(string, ...any)
 	// kvctlGlobal are global flags before kvctl bench's (--user), and
-	// kvctlEnv variables of its environment (TLS files: kvctl's global
-	// --key is shadowed by bench get's --key, the key it reads).
+	// kvctlEnv variables of its environment (the TLS files).
 	kvctlGlobal []string
 	kvctlEnv    []string
 
@@ -156,7 +155,7 @@ func kvctlArgs(w workload, endpoints string) []string {
 	case "put":
 		args = append(args, "--key-space", strconv.Itoa(w.space()), "--sequential-keys")
 	case "get":
-		args = append(args, "--key", getKey, "--prefill")
+		args = append(args, getKey, "--prefill")
 	}
 	if w.targetLeader {
 		args = append(args, "--target-leader")

@@ -112,7 +112,10 @@ func (o *benchOptions) opCmd(op bench.Op, use, short, long string) *cobra.Comman
 		Short: short,
 		Long:  long,
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.key = args[0]
+			}
 			if err := o.complete(op, cmd.Flags()); err != nil {
 				return err
 			}
@@ -122,7 +125,9 @@ func (o *benchOptions) opCmd(op bench.Op, use, short, long string) *cobra.Comman
 	fs := cmd.Flags()
 	switch op {
 	case bench.OpGet:
-		fs.StringVar(&o.key, "key", "", `the one key to read (default: the key "bench put" writes with --key-space 1)`)
+		// The key is an argument, as in etcd's "benchmark range KEY": a
+		// --key flag would hide the global --key (the TLS key file).
+		cmd.Use, cmd.Args = use+" [KEY]", cobra.MaximumNArgs(1)
 		fs.BoolVar(&o.prefill, "prefill", false, "write the keys to read, once each, before the run")
 	case bench.OpMixed:
 		fs.Float64Var(&o.cfg.ReadRatio, "read-ratio", o.cfg.ReadRatio, "fraction of requests that are gets")
@@ -148,7 +153,7 @@ func (o *benchOptions) complete(op bench.Op, fs *pflag.FlagSet) error {
 	if op == bench.OpGet {
 		switch {
 		case o.key != "" && fs.Changed("key-space"):
-			return errors.New("--key and --key-space cannot be used together: give one key or a key space to read")
+			return errors.New("a KEY and --key-space cannot be used together: give one key or a key space to read")
 		case o.key != "":
 			c.Key = o.key
 		case !fs.Changed("key-space"):

@@ -160,7 +160,7 @@ func TestBenchGet(t *testing.T) {
 	}{
 		{"default key", nil, []string{"get", "--total", "30"}, 0, bench.KeyAt(0, 8), false},
 		{"prefill serializable", []string{"--consistency", "s"}, []string{"get", "--total", "30", "--prefill"}, 1, bench.KeyAt(0, 8), true},
-		{"named key", nil, []string{"get", "--total", "30", "--key", "foo", "--prefill"}, 1, "foo", false},
+		{"named key", nil, []string{"get", "foo", "--total", "30", "--prefill"}, 1, "foo", false},
 		{"key space", nil, []string{"get", "--total", "30", "--key-space", "5", "--prefill", "--clients", "3"}, 5, "", false},
 	}
 	for _, tt := range tests {
@@ -247,11 +247,13 @@ func TestBenchBadFlags(t *testing.T) {
 		{"negative duration", []string{"put", "--duration", "-1s"}, "duration -1s"},
 		{"negative rate", []string{"put", "--rate", "-1"}, "rate -1"},
 		{"key space too big", []string{"put", "--key-size", "1", "--key-space", "1000"}, "key space 1000 does not fit in keys of 1 bytes"},
-		{"key and key space", []string{"get", "--key", "k", "--key-space", "10"}, "--key and --key-space cannot be used together"},
+		{"key and key space", []string{"get", "k", "--key-space", "10"}, "a KEY and --key-space cannot be used together"},
 		{"read ratio", []string{"mixed", "--read-ratio", "2"}, "read ratio 2"},
 		{"txn ops", []string{"txn", "--txn-ops", "2"}, "txn ops 2 is more than key space 1"},
 		{"bad number", []string{"put", "--total", "many"}, `invalid argument "many"`},
 		{"put has no --key: it is the TLS key", []string{"put", "--key", "k"}, "--cert and --key go together"},
+		{"nor has get: its key is an argument", []string{"get", "k", "--key", "k"}, "--cert and --key go together"},
+		{"one key to get", []string{"get", "a", "b"}, "accepts at most 1 arg(s), received 2"},
 		{"arguments", []string{"put", "x"}, `unknown command "x" for "kvctl bench put"`},
 		{"unknown workload", []string{"scan"}, `unknown command "scan" for "kvctl bench"`},
 	}
