@@ -100,7 +100,7 @@ type FSM struct {
 	openRevision int64
 	// revision is the store revision that reads see: set once an applied
 	// batch (or a newly opened database) is visible, before the applied
-	// index moves (see Visible).
+	// index moves (see VisibleRevision).
 	revision atomic.Int64
 
 	// members caches the members bucket, which a follower reads for every
