@@ -253,8 +253,9 @@ func (r *runner) scaleEtcd(ctx context.Context, s *scaleSide) error {
 }
 
 // restartEtcdMember stops member i (pid) and starts it again with the same
-// command line, recording the new pid where the peers script's stop finds
-// it, and returns the time from exec to its first linearizable read.
+// command line and the environment the script gave it (etcdCluster.env),
+// recording the new pid where the peers script's stop finds it, and returns
+// the time from exec to its first linearizable read.
 func (r *runner) restartEtcdMember(ctx context.Context, i, pid int, addr string) (time.Duration, error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
@@ -273,6 +274,11 @@ func (r *runner) restartEtcdMember(ctx context.Context, i, pid int, addr string)
 	}
 	defer log.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if len(r.etcd.env) > 0 {
+		// A member restarted without them would run on etcd's defaults
+		// (its 2 GiB quota raised NOSPACE for the whole cluster once).
+		cmd.Env = append(os.Environ(), r.etcd.env...)
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
