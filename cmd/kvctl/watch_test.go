@@ -108,7 +108,8 @@ func TestWatchCommand(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Errorf("interrupted watch: %v", err)
 	}
-	want := &kvv1.WatchCreateRequest{Key: []byte("k"), RangeEnd: []byte("l"), PrevKv: true}
+	// share_responses: the SDK always asks (shared watch responses).
+	want := &kvv1.WatchCreateRequest{Key: []byte("k"), RangeEnd: []byte("l"), PrevKv: true, ShareResponses: true}
 	got := proto.CloneOf(f.creates()[0])
 	got.WatchId = 0
 	if !proto.Equal(got, want) {
@@ -121,7 +122,7 @@ func TestWatchCommand(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Error(err)
 	}
-	want = &kvv1.WatchCreateRequest{Key: []byte("k1"), RangeEnd: []byte("k3"), StartRevision: 3, ProgressNotify: true}
+	want = &kvv1.WatchCreateRequest{Key: []byte("k1"), RangeEnd: []byte("k3"), StartRevision: 3, ProgressNotify: true, ShareResponses: true}
 	got = proto.CloneOf(f.creates()[1])
 	got.WatchId = 0
 	if !proto.Equal(got, want) {
