@@ -30,6 +30,7 @@ type fakeServer struct {
 	kvv1.UnimplementedClusterServiceServer
 	kvv1.UnimplementedMaintenanceServiceServer
 	kvv1.UnimplementedWatchServiceServer
+	kvv1.UnimplementedLeaseServiceServer
 
 	name string
 	id   uint64
@@ -74,6 +75,9 @@ type fakeServer struct {
 	// that many ops, answer what it got until the client half-closes, and
 	// end the stream.
 	drainAfter int
+	// noStreamRenew makes Stream refuse lease renewals as a member from
+	// before them does: it sees an op without a request.
+	noStreamRenew bool
 
 	// snapshot is what Snapshot sends, then snapshotErr ends the stream.
 	snapshot    []*kvv1.SnapshotResponse
@@ -199,7 +203,43 @@ func (f *fakeServer) Stream(st kvv1.KVService_StreamServer) error {
 	}
 }
 
+// fakeLeaseTTL is the TTL the fake renews a lease for; a lease whose id is
+// not positive does not exist.
+const fakeLeaseTTL = 30
+
+func (f *fakeServer) renewTTL(id int64) int64 {
+	if id <= 0 {
+		return 0
+	}
+	return fakeLeaseTTL
+}
+
+// LeaseKeepAlive answers each renewal in turn (see renewTTL).
+func (f *fakeServer) LeaseKeepAlive(st kvv1.LeaseService_LeaseKeepAliveServer) error {
+	for {
+		req, err := st.Recv()
+		if err != nil {
+			return nil
+		}
+		if err := f.record(st.Context(), "LeaseKeepAlive", req); err != nil {
+			return err
+		}
+		if err := st.Send(&kvv1.LeaseKeepAliveResponse{Header: f.header(), Id: req.GetId(), Ttl: f.renewTTL(req.GetId())}); err != nil {
+			return err
+		}
+	}
+}
+
 func (f *fakeServer) runOp(ctx context.Context, op *kvv1.StreamOp) *kvv1.StreamResult {
+	if r := op.GetLeaseRenew(); r != nil {
+		if f.noStreamRenew {
+			return &kvv1.StreamResult{Id: op.GetId(), Error: apierr.ToStream(status.Error(codes.InvalidArgument, "empty request: stream op has no request"))}
+		}
+		if err := f.record(ctx, "StreamLeaseRenew", r); err != nil {
+			return &kvv1.StreamResult{Id: op.GetId(), Error: apierr.ToStream(err)}
+		}
+		return &kvv1.StreamResult{Id: op.GetId(), LeaseRenewed: &kvv1.StreamLeaseRenewed{Header: f.header(), Ttl: f.renewTTL(r.GetId())}}
+	}
 	var (
 		resp = &kvv1.ResponseOp{}
 		err  error
@@ -352,6 +392,7 @@ func serve(t *testing.T, f *fakeServer) (string, *grpc.Server) {
 	kvv1.RegisterClusterServiceServer(s, f)
 	kvv1.RegisterMaintenanceServiceServer(s, f)
 	kvv1.RegisterWatchServiceServer(s, f)
+	kvv1.RegisterLeaseServiceServer(s, f)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return lis.Addr().String(), s

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/apierr"
 	"github.com/kvd-io/kvd/internal/opstream"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
@@ -141,34 +142,54 @@ func (c *Client) send(ctx context.Context, kind rpcKind, req *kvv1.RequestOp) (*
 		if err != nil {
 			return err
 		}
-		for attempt := 0; stream; attempt++ {
-			if err := c.freshToken(ctx); err != nil {
-				return err
-			}
-			s, err := c.pool.Stream(endpoint)
-			if errors.Is(err, opstream.ErrClosed) {
-				return ErrClosed
-			}
-			if err == nil {
-				resp, err = streamCall(ctx, s, req)
-			}
-			if attempt == 0 && c.tokens.renewAfter(err) {
-				// The member refused the token the stream opened with
-				// (expired, or its user changed since). A stream's
-				// credentials are checked only as it opens, so no op of
-				// it ran: open another with a new token.
-				continue
-			}
+		if stream {
+			res, err := c.streamOp(ctx, endpoint, func() *kvv1.StreamOp { return &kvv1.StreamOp{Request: req} })
 			if !errors.Is(err, opstream.ErrNotServed) {
+				if err == nil {
+					resp, err = resultOf(res)
+				}
 				return err
 			}
-			c.pool.NotServed(endpoint) // nothing ran: send it as a call
-			break
+			// Nothing ran: send it as a call.
 		}
 		resp, err = unary(ctx, cc, req)
 		return err
 	})
 	return resp, err
+}
+
+// streamOp sends the op newOp builds on endpoint's stream and returns its
+// result, or the error it failed with as the unary call would have
+// returned it. It fails with opstream.ErrNotServed, having run nothing,
+// when the member does not serve streams.
+func (c *Client) streamOp(ctx context.Context, endpoint string, newOp func() *kvv1.StreamOp) (*kvv1.StreamResult, error) {
+	for attempt := 0; ; attempt++ {
+		if err := c.freshToken(ctx); err != nil {
+			return nil, err
+		}
+		s, err := c.pool.Stream(endpoint)
+		if errors.Is(err, opstream.ErrClosed) {
+			return nil, ErrClosed
+		}
+		var res *kvv1.StreamResult
+		if err == nil {
+			res, err = s.Call(ctx, newOp())
+		}
+		if err == nil && res.GetError() != nil {
+			err = apierr.FromStream(res.GetError())
+		}
+		if attempt == 0 && c.tokens.renewAfter(err) {
+			// The member refused the token the stream opened with
+			// (expired, or its user changed since). A stream's
+			// credentials are checked only as it opens, so no op of it
+			// ran: open another with a new token.
+			continue
+		}
+		if errors.Is(err, opstream.ErrNotServed) {
+			c.pool.NotServed(endpoint)
+		}
+		return res, err
+	}
 }
 
 // unary sends req as the unary call of its kind.

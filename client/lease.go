@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvd-io/kvd/internal/opstream"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -162,29 +164,38 @@ func (c *Client) Leases(ctx context.Context) (*LeaseLeasesResponse, error) {
 	return &LeaseLeasesResponse{resp}, nil
 }
 
-// KeepAliveOnce renews a lease once, on a stream of its own. A lease that
-// no longer exists fails with an error wrapping ErrLeaseNotFound. A renewal
-// changes nothing but the lease's clock, so it is retried on another
-// endpoint like a read.
+// KeepAliveOnce renews a lease once. A lease that no longer exists fails
+// with an error wrapping ErrLeaseNotFound. A renewal changes nothing but
+// the lease's clock, so it is retried on another endpoint like a read.
+//
+// The renewal goes on the endpoint's shared stream, with the client's other
+// requests (see Config.UnaryCalls), or on a LeaseKeepAlive stream of its
+// own for a member that predates renewals on the shared stream.
 func (c *Client) KeepAliveOnce(ctx context.Context, id LeaseID) (*LeaseKeepAliveResponse, error) {
 	var resp *LeaseKeepAliveResponse
-	err := c.invoke(ctx, kindRead, func(ctx context.Context, cc grpc.ClientConnInterface) error {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		st, err := kvv1.NewLeaseServiceClient(cc).LeaseKeepAlive(ctx)
+	err := c.retry(ctx, kindRead, func(ctx context.Context, endpoint string) error {
+		cc, err := c.ready(ctx, endpoint)
 		if err != nil {
 			return err
 		}
-		sent := now()
-		if err := st.Send(&kvv1.LeaseKeepAliveRequest{Id: id}); err != nil {
-			return err
+		if !c.cfg.UnaryCalls {
+			sent := now()
+			res, err := c.streamOp(ctx, endpoint, func() *kvv1.StreamOp {
+				return &kvv1.StreamOp{LeaseRenew: &kvv1.StreamLeaseRenew{Id: id}}
+			})
+			switch {
+			case err == nil && res.GetLeaseRenewed() == nil:
+				return status.Error(codes.Internal, "client: a lease renewal was answered without its outcome")
+			case err == nil:
+				r := res.GetLeaseRenewed()
+				resp = newKeepAliveResponse(&kvv1.LeaseKeepAliveResponse{Header: r.GetHeader(), Id: id, Ttl: r.GetTtl()}, sent)
+				return nil
+			case !errors.Is(err, opstream.ErrNotServed) && !renewNotStreamed(err):
+				return err
+			}
 		}
-		r, err := st.Recv()
-		if err != nil {
-			return err
-		}
-		resp = newKeepAliveResponse(r, sent)
-		return nil
+		resp, err = keepAliveStreamOnce(ctx, cc, id)
+		return err
 	})
 	if err != nil {
 		return nil, leaseError(id, err)
@@ -193,4 +204,31 @@ func (c *Client) KeepAliveOnce(ctx context.Context, id LeaseID) (*LeaseKeepAlive
 		return nil, fmt.Errorf("%w: %x expired or was revoked", ErrLeaseNotFound, id)
 	}
 	return resp, nil
+}
+
+// renewNotStreamed reports whether err is how a member that predates
+// renewals on the shared stream refuses one: it sees an op without a
+// request. Nothing ran.
+func renewNotStreamed(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "stream op has no request")
+}
+
+// keepAliveStreamOnce renews id once on a LeaseKeepAlive stream of its own.
+func keepAliveStreamOnce(ctx context.Context, cc grpc.ClientConnInterface, id LeaseID) (*LeaseKeepAliveResponse, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := kvv1.NewLeaseServiceClient(cc).LeaseKeepAlive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sent := now()
+	if err := st.Send(&kvv1.LeaseKeepAliveRequest{Id: id}); err != nil {
+		return nil, err
+	}
+	r, err := st.Recv()
+	if err != nil {
+		return nil, err
+	}
+	return newKeepAliveResponse(r, sent), nil
 }

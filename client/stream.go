@@ -36,17 +36,6 @@ func openStream(cc *grpc.ClientConn, endpoint string) (*opstream.Mux[*kvv1.Strea
 	return opstream.New(endpoint, kvWire{cs}, cancel, kvCodec), nil
 }
 
-// streamCall sends req on s and waits for its result, or for ctx to end. Its
-// errors are what a unary call of the same kind would return, or
-// opstream.ErrNotServed.
-func streamCall(ctx context.Context, s *opstream.Mux[*kvv1.StreamOp, *kvv1.StreamResult], req *kvv1.RequestOp) (*kvv1.ResponseOp, error) {
-	res, err := s.Call(ctx, &kvv1.StreamOp{Request: req})
-	if err != nil {
-		return nil, err
-	}
-	return resultOf(res)
-}
-
 // resultOf turns a result off the wire into the call's response or error.
 func resultOf(r *kvv1.StreamResult) (*kvv1.ResponseOp, error) {
 	if e := r.GetError(); e != nil {

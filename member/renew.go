@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/kvd-io/kvd/internal/lease"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
@@ -21,10 +23,22 @@ const maxRenewBatch = 1024
 
 // renewal is one lease renewal waiting for its batch.
 type renewal struct {
-	id   int64
-	ttl  int64
-	err  error
+	id  int64
+	ttl int64
+	err error
+	// done is closed when the renewal is answered, unless fn is set: fn
+	// is then called instead, on the batcher's goroutine.
 	done chan struct{}
+	fn   func(ttl int64, err error)
+}
+
+// answer hands the renewal's outcome to whoever waits for it.
+func (r *renewal) answer() {
+	if r.fn != nil {
+		r.fn(r.ttl, r.err)
+		return
+	}
+	close(r.done)
 }
 
 // LeaseRenew renews a lease for its full TTL and returns the TTL. It fails
@@ -34,10 +48,26 @@ func (m *Member) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	return m.renewals.renew(ctx, m.ctx.Done(), id)
 }
 
+// LeaseRenewAsync is LeaseRenew for a caller that must not hold a
+// goroutine while the renewal waits for its batch (the ops of a
+// KVService.Stream): fn is called once with the outcome, on one of the
+// member's workers, as a proposal's callback is (it may send on a slow
+// stream; the batcher must not wait for that). A renewal that cannot be
+// queued before deadline fails with context.DeadlineExceeded.
+func (m *Member) LeaseRenewAsync(id int64, deadline time.Time, fn func(ttl int64, err error)) {
+	m.renewals.renewAsync(m.ctx.Done(), id, deadline, func(ttl int64, err error) {
+		m.workers.Submit(func() { fn(ttl, err) })
+	})
+}
+
 // renewBatcher gathers renewals into batches for flush, one batch at a
 // time.
 type renewBatcher struct {
 	queue chan *renewal
+	// mu and closed let renewAsync queue without a goroutine to wait
+	// for the answer (see enqueue).
+	mu     sync.Mutex
+	closed bool
 	// flush renews ids and returns their TTLs in order, 0 for a lease
 	// that does not exist.
 	flush func(ids []int64) ([]int64, error)
@@ -69,6 +99,40 @@ func (b *renewBatcher) renew(ctx context.Context, stopped <-chan struct{}, id in
 	case <-stopped:
 		// Queued after run stopped: nobody will answer it.
 		return 0, ErrStopped
+	}
+}
+
+// renewAsync queues a renewal of id whose outcome goes to fn. When the
+// queue is full it holds the caller until there is room (back-pressure, as
+// renew does), but not past deadline.
+func (b *renewBatcher) renewAsync(stopped <-chan struct{}, id int64, deadline time.Time, fn func(int64, error)) {
+	if err := b.enqueue(stopped, &renewal{id: id, fn: fn}, deadline); err != nil {
+		fn(0, err)
+	}
+}
+
+// enqueue queues r under mu, so that run, which sets closed under mu before
+// it fails what is queued, answers every renewal that enqueue queued.
+func (b *renewBatcher) enqueue(stopped <-chan struct{}, r *renewal, deadline time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrStopped
+	}
+	select {
+	case b.queue <- r:
+		return nil
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case b.queue <- r:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("renew lease %d: %w", r.id, context.DeadlineExceeded)
+	case <-stopped: // run is stopping and waits for mu
+		return ErrStopped
 	}
 }
 
@@ -115,7 +179,7 @@ func (b *renewBatcher) run(ctx context.Context) {
 			default:
 				r.ttl = ttls[i]
 			}
-			close(r.done)
+			r.answer()
 		}
 		clear(batch)
 		batch, ids = batch[:0], ids[:0]
@@ -124,11 +188,14 @@ func (b *renewBatcher) run(ctx context.Context) {
 
 // failQueued answers the renewals still queued when run stops.
 func (b *renewBatcher) failQueued() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
 	for {
 		select {
 		case r := <-b.queue:
 			r.err = ErrStopped
-			close(r.done)
+			r.answer()
 		default:
 			return
 		}

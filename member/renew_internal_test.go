@@ -151,3 +151,96 @@ func TestRenewBatcherStops(t *testing.T) {
 		t.Fatalf("a renewal after the stop: %v, want ErrStopped", err)
 	}
 }
+
+// Renewals queued with a callback (renewAsync, for stream ops) are batched
+// with the waiting kind and each answered exactly once: with its outcome,
+// with ErrStopped when the batcher stops first, or with DeadlineExceeded
+// when the queue stays full past their deadline.
+func TestRenewBatcherAnswersCallbacks(t *testing.T) {
+	f := &fakeFlush{started: make(chan struct{}, 10), hold: make(chan struct{})}
+	b := newRenewBatcher(f.flush)
+	ctx, cancel := context.WithCancel(context.Background())
+	var loop sync.WaitGroup
+	loop.Go(func() { b.run(ctx) })
+
+	type answer struct {
+		id, ttl int64
+		err     error
+	}
+	answers := make(chan answer, 2*maxRenewBatch+10)
+	async := func(id int64, deadline time.Time) {
+		var calls int
+		b.renewAsync(ctx.Done(), id, deadline, func(ttl int64, err error) {
+			if calls++; calls > 1 {
+				t.Errorf("lease %d answered twice", id)
+			}
+			answers <- answer{id, ttl, err}
+		})
+	}
+	later := time.Now().Add(time.Minute)
+	async(1, later)
+	<-f.started // lease 1's batch is in flight
+	async(2, later)
+	async(-3, later)
+	close(f.hold)
+	got := map[int64]answer{}
+	for range 3 {
+		a := <-answers
+		got[a.id] = a
+	}
+	if a := got[1]; a.err != nil || a.ttl != 1 {
+		t.Errorf("lease 1: %+v", a)
+	}
+	if a := got[2]; a.err != nil || a.ttl != 2 {
+		t.Errorf("lease 2: %+v", a)
+	}
+	if a := got[-3]; !errors.Is(a.err, ErrLeaseNotFound) {
+		t.Errorf("missing lease -3: %+v, want ErrLeaseNotFound", a)
+	}
+	if f.mu.Lock(); len(f.batches) != 2 || len(f.batches[1]) != 2 {
+		t.Errorf("batches %v, want [[1] [2 -3]]", f.batches)
+	}
+	f.mu.Unlock()
+	<-f.started // the second batch's
+
+	// Hold a batch in flight and fill the queue: one more renewal waits
+	// for room until its deadline.
+	f.hold = make(chan struct{})
+	async(10, later)
+	<-f.started
+	for i := range maxRenewBatch {
+		async(int64(100+i), later)
+	}
+	start := time.Now()
+	async(99, start.Add(200*time.Millisecond))
+	if a := <-answers; a.id != 99 || !errors.Is(a.err, context.DeadlineExceeded) {
+		t.Fatalf("renewal of a full queue: %+v, want lease 99 with DeadlineExceeded", a)
+	}
+	if waited := time.Since(start); waited < 150*time.Millisecond {
+		t.Errorf("the renewal of a full queue gave up after %v, before its deadline", waited)
+	}
+
+	// Stop: the batch in flight is answered, whatever is queued fails
+	// with ErrStopped, and later renewals are refused at once.
+	cancel()
+	close(f.hold)
+	loop.Wait()
+	for range maxRenewBatch + 1 {
+		a := <-answers
+		switch {
+		case a.id == 10 && a.err != nil && !errors.Is(a.err, ErrStopped):
+			t.Errorf("the renewal in flight: %+v", a)
+		case a.id >= 100 && !errors.Is(a.err, ErrStopped):
+			t.Errorf("queued renewal of %d: %+v, want ErrStopped", a.id, a)
+		}
+	}
+	async(5, later)
+	if a := <-answers; a.id != 5 || !errors.Is(a.err, ErrStopped) {
+		t.Fatalf("a renewal after the stop: %+v, want ErrStopped", a)
+	}
+	select {
+	case a := <-answers:
+		t.Fatalf("an extra answer: %+v", a)
+	default:
+	}
+}

@@ -263,11 +263,13 @@ func TestStreamOpsAuthorized(t *testing.T) {
 	get := func(key string) *kvv1.RequestOp {
 		return &kvv1.RequestOp{Request: &kvv1.RequestOp_RequestRange{RequestRange: &kvv1.RangeRequest{Key: []byte(key), Serializable: true}}}
 	}
-	if err := st.Send(&kvv1.StreamRequest{Ops: []*kvv1.StreamOp{{Id: 1, Request: get("a")}, {Id: 2, Request: get("zzz")}}}); err != nil {
+	// A lease renewal needs only a user, as LeaseKeepAlive does.
+	renew := &kvv1.StreamOp{Id: 3, LeaseRenew: &kvv1.StreamLeaseRenew{Id: 9}}
+	if err := st.Send(&kvv1.StreamRequest{Ops: []*kvv1.StreamOp{{Id: 1, Request: get("a")}, {Id: 2, Request: get("zzz")}, renew}}); err != nil {
 		t.Fatal(err)
 	}
 	results := map[uint64]*kvv1.StreamResult{}
-	for len(results) < 2 {
+	for len(results) < 3 {
 		resp, err := st.Recv()
 		if err != nil {
 			t.Fatal(err)
@@ -281,6 +283,9 @@ func TestStreamOpsAuthorized(t *testing.T) {
 	}
 	if results[2].GetError() != nil {
 		t.Fatalf("op inside the permission: %v", results[2].GetError())
+	}
+	if results[3].GetError() != nil || results[3].GetLeaseRenewed() == nil {
+		t.Fatalf("a user's lease renewal: %v", results[3])
 	}
 
 	ws, err := kvv1.NewWatchServiceClient(cc).Watch(ctx)

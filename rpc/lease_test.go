@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,6 +60,14 @@ func (f *fakeNode) LeaseRevoke(_ context.Context, id int64) (*kvv1.LeaseRevokeRe
 	}
 	delete(l.ttls, id)
 	return &kvv1.LeaseRevokeResponse{Header: &kvv1.ResponseHeader{Revision: 2}}, nil
+}
+
+func (f *fakeNode) LeaseRenewAsync(id int64, deadline time.Time, fn func(int64, error)) {
+	go func() {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		defer cancel()
+		fn(f.LeaseRenew(ctx, id))
+	}()
 }
 
 func (f *fakeNode) LeaseRenew(ctx context.Context, id int64) (int64, error) {
@@ -196,6 +205,81 @@ func TestLeaseKeepAliveStream(t *testing.T) {
 	}
 	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
 		t.Fatalf("a renewal that failed without a leader ends the stream Unavailable; got %v", err)
+	}
+}
+
+// A KV stream renews leases among its other ops, as a keep-alive stream
+// would: a held renewal does not hold up the stream's other ops, a lease
+// that does not exist is answered with ttl 0, and a failed renewal fails
+// alone, without ending the stream.
+func TestStreamRenewsLeases(t *testing.T) {
+	node := &fakeNode{name: "a", leader: true, kv: map[string]int{"k": 3}, drain: make(chan struct{})}
+	l := node.leases()
+	l.ttls[1], l.ttls[2] = 5, 6
+	l.hold = make(chan struct{})
+	cc, _ := serve(t, node, 1024)
+	st, err := kvv1.NewKVServiceClient(cc).Stream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	renew := func(op, lease int64) *kvv1.StreamOp {
+		return &kvv1.StreamOp{Id: uint64(op), LeaseRenew: &kvv1.StreamLeaseRenew{Id: lease}}
+	}
+	get := &kvv1.RequestOp{Request: &kvv1.RequestOp_RequestRange{RequestRange: &kvv1.RangeRequest{Key: []byte("k"), Serializable: true}}}
+	both := renew(5, 2)
+	both.Request = get
+	ops := []*kvv1.StreamOp{renew(1, 1), renew(2, 2), renew(3, 3), {Id: 4, Request: get}, both}
+	if err := st.Send(&kvv1.StreamRequest{Ops: ops}); err != nil {
+		t.Fatal(err)
+	}
+	recv := func(n int) map[uint64]*kvv1.StreamResult {
+		t.Helper()
+		got := map[uint64]*kvv1.StreamResult{}
+		for len(got) < n {
+			resp, err := st.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range resp.GetResults() {
+				if got[r.GetId()] != nil {
+					t.Fatalf("op %d answered twice", r.GetId())
+				}
+				got[r.GetId()] = r
+			}
+		}
+		return got
+	}
+	// Lease 1's renewal is held: everything else is answered meanwhile.
+	got := recv(4)
+	if r := got[2]; r.GetError() != nil || r.GetLeaseRenewed().GetTtl() != 6 || r.GetLeaseRenewed().GetHeader().GetRevision() != 7 {
+		t.Errorf("renewal of lease 2: %v, want ttl 6 and a header", r)
+	}
+	if r := got[3]; r.GetError() != nil || r.GetLeaseRenewed() == nil || r.GetLeaseRenewed().GetTtl() != 0 {
+		t.Errorf("renewal of a missing lease: %v, want ttl 0", r)
+	}
+	if r := got[4]; r.GetError() != nil || r.GetResponse().GetResponseRange() == nil {
+		t.Errorf("the range among the renewals: %v", r)
+	}
+	if e := got[5].GetError(); codes.Code(e.GetCode()) != codes.InvalidArgument || !strings.Contains(e.GetMessage(), "both a request and a lease renewal") {
+		t.Errorf("an op with a request and a renewal: %v, want InvalidArgument", got[5])
+	}
+	close(l.hold)
+	if r := recv(1)[1]; r.GetError() != nil || r.GetLeaseRenewed().GetTtl() != 5 {
+		t.Fatalf("held renewal of lease 1: %v, want ttl 5", r)
+	}
+
+	l.mu.Lock()
+	l.renewErr = fmt.Errorf("%w: election", member.ErrNoLeader)
+	l.mu.Unlock()
+	if err := st.Send(&kvv1.StreamRequest{Ops: []*kvv1.StreamOp{renew(6, 2), {Id: 7, Request: get}}}); err != nil {
+		t.Fatal(err)
+	}
+	got = recv(2)
+	if e := got[6].GetError(); codes.Code(e.GetCode()) != codes.Unavailable {
+		t.Errorf("a renewal without a leader: %v, want Unavailable", got[6])
+	}
+	if got[7].GetError() != nil {
+		t.Errorf("the stream's next op: %v", got[7])
 	}
 }
 

@@ -30,8 +30,13 @@ type KVNode interface {
 	// Compact discards history below a revision through the log; with
 	// physical it waits for this member's trim.
 	Compact(ctx context.Context, rev int64, physical bool) (*kvv1.CompactResponse, error)
+	// LeaseRenewAsync renews a lease as LeaseNode.LeaseRenew does and
+	// hands the outcome to fn, which must not block.
+	LeaseRenewAsync(id int64, deadline time.Time, fn func(ttl int64, err error))
 	// Header describes the member for a response at a revision.
 	Header(rev int64) *kvv1.ResponseHeader
+	// Revision is the revision of this member's state.
+	Revision() int64
 	// RequireFeature fails unless every member can apply commands that
 	// need feature (fsm.Feature*): member.ErrLeasesUnsupported and the
 	// like, or member.ErrNotReady while one has not said.

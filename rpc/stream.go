@@ -36,6 +36,10 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 	return s.out.Serve(func(req *kvv1.StreamRequest) {
 		var reads []*kvv1.StreamOp
 		for _, op := range req.GetOps() {
+			if op.GetLeaseRenew() != nil {
+				s.renew(op)
+				continue
+			}
 			if err := k.adm.admit(op.GetRequest()); err != nil {
 				s.out.Reply(failed(op.GetId(), err))
 				continue
@@ -134,6 +138,42 @@ func (s *opStream) dispatch(op *kvv1.StreamOp, info *fsmv1.AuthInfo) {
 	})
 }
 
+// errRenewWithRequest refuses an op that is both a request and a renewal.
+var errRenewWithRequest = fmt.Errorf("%w: stream op has both a request and a lease renewal", fsm.ErrEmptyRequest)
+
+// renew renews the lease of a lease_renew op, answering as one request of
+// a LeaseService.LeaseKeepAlive stream would: ttl 0 for a lease that does
+// not exist. A renewal changes no key, so it is not admitted against the
+// quota, and needs only a valid user, as LeaseKeepAlive does.
+func (s *opStream) renew(op *kvv1.StreamOp) {
+	const method = kvv1.LeaseService_LeaseKeepAlive_FullMethodName
+	start := time.Now()
+	if op.GetRequest() != nil {
+		s.fail(op, method, start, errRenewWithRequest)
+		return
+	}
+	if _, err := s.k.authz.checkOp(s.ctx, op.GetLeaseRenew()); err != nil {
+		s.fail(op, method, start, err)
+		return
+	}
+	s.out.Begin()
+	s.k.node.LeaseRenewAsync(op.GetLeaseRenew().GetId(), start.Add(s.timeout(op)), func(ttl int64, err error) {
+		defer s.out.Done()
+		if leaseNotFound(err) {
+			ttl, err = 0, nil
+		}
+		if err != nil {
+			s.fail(op, method, start, err)
+			return
+		}
+		s.k.cfg.Metrics.ObserveRequest(method, time.Since(start), toStatus(nil))
+		s.out.Reply(&kvv1.StreamResult{Id: op.GetId(), LeaseRenewed: &kvv1.StreamLeaseRenewed{
+			Header: s.k.node.Header(s.k.node.Revision()),
+			Ttl:    ttl,
+		}})
+	})
+}
+
 // readTogether serves the linearizable reads (ranges and read-only txns) of one message: they wait for
 // one read index, are read one after another on one worker and answered in
 // one message. If no index comes before their deadline draws near, they
@@ -207,6 +247,8 @@ func failed(id uint64, err error) *kvv1.StreamResult {
 	return &kvv1.StreamResult{Id: id, Error: streamError(err)}
 }
 
+// errEmptyOp's text is how members before lease renewals on streams
+// refused one, and clients look for it (client.renewNotStreamed): keep it.
 var errEmptyOp = fmt.Errorf("%w: stream op has no request", fsm.ErrEmptyRequest)
 
 func rangeOp(resp *kvv1.RangeResponse) *kvv1.ResponseOp {

@@ -75,7 +75,7 @@ func (x RangeRequest_SortOrder) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RangeRequest_SortOrder.Descriptor instead.
 func (RangeRequest_SortOrder) EnumDescriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11, 0}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{13, 0}
 }
 
 // SortTarget is the field a range is sorted by.
@@ -140,7 +140,7 @@ func (x RangeRequest_SortTarget) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RangeRequest_SortTarget.Descriptor instead.
 func (RangeRequest_SortTarget) EnumDescriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11, 1}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{13, 1}
 }
 
 // CompareResult is the comparison operator.
@@ -201,7 +201,7 @@ func (x Compare_CompareResult) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Compare_CompareResult.Descriptor instead.
 func (Compare_CompareResult) EnumDescriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17, 0}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{19, 0}
 }
 
 // CompareTarget is the property of the key that is compared.
@@ -267,7 +267,7 @@ func (x Compare_CompareTarget) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Compare_CompareTarget.Descriptor instead.
 func (Compare_CompareTarget) EnumDescriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17, 1}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{19, 1}
 }
 
 // CompactRequest asks for a compaction.
@@ -427,7 +427,13 @@ type StreamOp struct {
 	// a unary call; zero means the member's request timeout.
 	TimeoutMs int64 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// request is the op; a nested txn is not allowed here, only in a txn.
-	Request       *RequestOp `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
+	// Exactly one of request and lease_renew is set.
+	Request *RequestOp `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
+	// lease_renew renews a lease once, as one request on a
+	// LeaseService.LeaseKeepAlive stream would, without opening a stream for
+	// it. Members that predate it answer InvalidArgument ("stream op has no
+	// request"); clients then renew on a LeaseKeepAlive stream.
+	LeaseRenew    *StreamLeaseRenew `protobuf:"bytes,4,opt,name=lease_renew,json=leaseRenew,proto3" json:"lease_renew,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -483,6 +489,116 @@ func (x *StreamOp) GetRequest() *RequestOp {
 	return nil
 }
 
+func (x *StreamOp) GetLeaseRenew() *StreamLeaseRenew {
+	if x != nil {
+		return x.LeaseRenew
+	}
+	return nil
+}
+
+// StreamLeaseRenew renews one lease on a Stream.
+type StreamLeaseRenew struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the lease to renew.
+	Id            int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamLeaseRenew) Reset() {
+	*x = StreamLeaseRenew{}
+	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamLeaseRenew) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamLeaseRenew) ProtoMessage() {}
+
+func (x *StreamLeaseRenew) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamLeaseRenew.ProtoReflect.Descriptor instead.
+func (*StreamLeaseRenew) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StreamLeaseRenew) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// StreamLeaseRenewed answers a StreamLeaseRenew, as a
+// LeaseKeepAliveResponse would.
+type StreamLeaseRenewed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header describes the serving member.
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// ttl is the TTL the lease was renewed for, in seconds; zero when the
+	// lease does not exist.
+	Ttl           int64 `protobuf:"varint,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamLeaseRenewed) Reset() {
+	*x = StreamLeaseRenewed{}
+	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamLeaseRenewed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamLeaseRenewed) ProtoMessage() {}
+
+func (x *StreamLeaseRenewed) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamLeaseRenewed.ProtoReflect.Descriptor instead.
+func (*StreamLeaseRenewed) Descriptor() ([]byte, []int) {
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *StreamLeaseRenewed) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *StreamLeaseRenewed) GetTtl() int64 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
 // StreamResponse carries results on a Stream.
 type StreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -497,7 +613,7 @@ type StreamResponse struct {
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	mi := &file_kv_v1_kv_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +625,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[4]
+	mi := &file_kv_v1_kv_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +638,7 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{4}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StreamResponse) GetResults() []*StreamResult {
@@ -547,14 +663,16 @@ type StreamResult struct {
 	// response is the result when the op succeeded.
 	Response *ResponseOp `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
 	// error is set when the op failed; response is then empty.
-	Error         *StreamError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Error *StreamError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// lease_renewed answers a lease_renew op that did not fail.
+	LeaseRenewed  *StreamLeaseRenewed `protobuf:"bytes,4,opt,name=lease_renewed,json=leaseRenewed,proto3" json:"lease_renewed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamResult) Reset() {
 	*x = StreamResult{}
-	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	mi := &file_kv_v1_kv_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +684,7 @@ func (x *StreamResult) String() string {
 func (*StreamResult) ProtoMessage() {}
 
 func (x *StreamResult) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[5]
+	mi := &file_kv_v1_kv_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +697,7 @@ func (x *StreamResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResult.ProtoReflect.Descriptor instead.
 func (*StreamResult) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{5}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StreamResult) GetId() uint64 {
@@ -603,6 +721,13 @@ func (x *StreamResult) GetError() *StreamError {
 	return nil
 }
 
+func (x *StreamResult) GetLeaseRenewed() *StreamLeaseRenewed {
+	if x != nil {
+		return x.LeaseRenewed
+	}
+	return nil
+}
+
 // StreamError is the failure of one op, as the unary method would have
 // returned it.
 type StreamError struct {
@@ -620,7 +745,7 @@ type StreamError struct {
 
 func (x *StreamError) Reset() {
 	*x = StreamError{}
-	mi := &file_kv_v1_kv_proto_msgTypes[6]
+	mi := &file_kv_v1_kv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +757,7 @@ func (x *StreamError) String() string {
 func (*StreamError) ProtoMessage() {}
 
 func (x *StreamError) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[6]
+	mi := &file_kv_v1_kv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +770,7 @@ func (x *StreamError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
 func (*StreamError) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{6}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StreamError) GetCode() int32 {
@@ -686,7 +811,7 @@ type ResponseHeader struct {
 
 func (x *ResponseHeader) Reset() {
 	*x = ResponseHeader{}
-	mi := &file_kv_v1_kv_proto_msgTypes[7]
+	mi := &file_kv_v1_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +823,7 @@ func (x *ResponseHeader) String() string {
 func (*ResponseHeader) ProtoMessage() {}
 
 func (x *ResponseHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[7]
+	mi := &file_kv_v1_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +836,7 @@ func (x *ResponseHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseHeader.ProtoReflect.Descriptor instead.
 func (*ResponseHeader) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResponseHeader) GetClusterId() uint64 {
@@ -764,7 +889,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_kv_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +901,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[8]
+	mi := &file_kv_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +914,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -857,7 +982,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_kv_v1_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +994,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[9]
+	mi := &file_kv_v1_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +1007,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -941,7 +1066,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_kv_v1_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1078,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[10]
+	mi := &file_kv_v1_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1091,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PutResponse) GetHeader() *ResponseHeader {
@@ -1028,7 +1153,7 @@ type RangeRequest struct {
 
 func (x *RangeRequest) Reset() {
 	*x = RangeRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_kv_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1165,7 @@ func (x *RangeRequest) String() string {
 func (*RangeRequest) ProtoMessage() {}
 
 func (x *RangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[11]
+	mi := &file_kv_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1178,7 @@ func (x *RangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeRequest.ProtoReflect.Descriptor instead.
 func (*RangeRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RangeRequest) GetKey() []byte {
@@ -1164,7 +1289,7 @@ type RangeResponse struct {
 
 func (x *RangeResponse) Reset() {
 	*x = RangeResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_kv_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1301,7 @@ func (x *RangeResponse) String() string {
 func (*RangeResponse) ProtoMessage() {}
 
 func (x *RangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[12]
+	mi := &file_kv_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1314,7 @@ func (x *RangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeResponse.ProtoReflect.Descriptor instead.
 func (*RangeResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RangeResponse) GetHeader() *ResponseHeader {
@@ -1236,7 +1361,7 @@ type DeleteRangeRequest struct {
 
 func (x *DeleteRangeRequest) Reset() {
 	*x = DeleteRangeRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[13]
+	mi := &file_kv_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1373,7 @@ func (x *DeleteRangeRequest) String() string {
 func (*DeleteRangeRequest) ProtoMessage() {}
 
 func (x *DeleteRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[13]
+	mi := &file_kv_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1386,7 @@ func (x *DeleteRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRangeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRangeRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteRangeRequest) GetKey() []byte {
@@ -1300,7 +1425,7 @@ type DeleteRangeResponse struct {
 
 func (x *DeleteRangeResponse) Reset() {
 	*x = DeleteRangeResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[14]
+	mi := &file_kv_v1_kv_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1437,7 @@ func (x *DeleteRangeResponse) String() string {
 func (*DeleteRangeResponse) ProtoMessage() {}
 
 func (x *DeleteRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[14]
+	mi := &file_kv_v1_kv_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1450,7 @@ func (x *DeleteRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRangeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRangeResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteRangeResponse) GetHeader() *ResponseHeader {
@@ -1367,7 +1492,7 @@ type RequestOp struct {
 
 func (x *RequestOp) Reset() {
 	*x = RequestOp{}
-	mi := &file_kv_v1_kv_proto_msgTypes[15]
+	mi := &file_kv_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1504,7 @@ func (x *RequestOp) String() string {
 func (*RequestOp) ProtoMessage() {}
 
 func (x *RequestOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[15]
+	mi := &file_kv_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1517,7 @@ func (x *RequestOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestOp.ProtoReflect.Descriptor instead.
 func (*RequestOp) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{15}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RequestOp) GetRequest() isRequestOp_Request {
@@ -1488,7 +1613,7 @@ type ResponseOp struct {
 
 func (x *ResponseOp) Reset() {
 	*x = ResponseOp{}
-	mi := &file_kv_v1_kv_proto_msgTypes[16]
+	mi := &file_kv_v1_kv_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1625,7 @@ func (x *ResponseOp) String() string {
 func (*ResponseOp) ProtoMessage() {}
 
 func (x *ResponseOp) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[16]
+	mi := &file_kv_v1_kv_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1638,7 @@ func (x *ResponseOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseOp.ProtoReflect.Descriptor instead.
 func (*ResponseOp) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{16}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResponseOp) GetResponse() isResponseOp_Response {
@@ -1619,7 +1744,7 @@ type Compare struct {
 
 func (x *Compare) Reset() {
 	*x = Compare{}
-	mi := &file_kv_v1_kv_proto_msgTypes[17]
+	mi := &file_kv_v1_kv_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1756,7 @@ func (x *Compare) String() string {
 func (*Compare) ProtoMessage() {}
 
 func (x *Compare) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[17]
+	mi := &file_kv_v1_kv_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1769,7 @@ func (x *Compare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Compare.ProtoReflect.Descriptor instead.
 func (*Compare) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{17}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Compare) GetResult() Compare_CompareResult {
@@ -1781,7 +1906,7 @@ type TxnRequest struct {
 
 func (x *TxnRequest) Reset() {
 	*x = TxnRequest{}
-	mi := &file_kv_v1_kv_proto_msgTypes[18]
+	mi := &file_kv_v1_kv_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1918,7 @@ func (x *TxnRequest) String() string {
 func (*TxnRequest) ProtoMessage() {}
 
 func (x *TxnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[18]
+	mi := &file_kv_v1_kv_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1931,7 @@ func (x *TxnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRequest.ProtoReflect.Descriptor instead.
 func (*TxnRequest) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{18}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TxnRequest) GetCompare() []*Compare {
@@ -1846,7 +1971,7 @@ type TxnResponse struct {
 
 func (x *TxnResponse) Reset() {
 	*x = TxnResponse{}
-	mi := &file_kv_v1_kv_proto_msgTypes[19]
+	mi := &file_kv_v1_kv_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +1983,7 @@ func (x *TxnResponse) String() string {
 func (*TxnResponse) ProtoMessage() {}
 
 func (x *TxnResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kv_v1_kv_proto_msgTypes[19]
+	mi := &file_kv_v1_kv_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +1996,7 @@ func (x *TxnResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResponse.ProtoReflect.Descriptor instead.
 func (*TxnResponse) Descriptor() ([]byte, []int) {
-	return file_kv_v1_kv_proto_rawDescGZIP(), []int{19}
+	return file_kv_v1_kv_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TxnResponse) GetHeader() *ResponseHeader {
@@ -1906,19 +2031,27 @@ const file_kv_v1_kv_proto_rawDesc = "" +
 	"\x0fCompactResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\"2\n" +
 	"\rStreamRequest\x12!\n" +
-	"\x03ops\x18\x01 \x03(\v2\x0f.kv.v1.StreamOpR\x03ops\"e\n" +
+	"\x03ops\x18\x01 \x03(\v2\x0f.kv.v1.StreamOpR\x03ops\"\x9f\x01\n" +
 	"\bStreamOp\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x12*\n" +
-	"\arequest\x18\x03 \x01(\v2\x10.kv.v1.RequestOpR\arequest\"[\n" +
+	"\arequest\x18\x03 \x01(\v2\x10.kv.v1.RequestOpR\arequest\x128\n" +
+	"\vlease_renew\x18\x04 \x01(\v2\x17.kv.v1.StreamLeaseRenewR\n" +
+	"leaseRenew\"\"\n" +
+	"\x10StreamLeaseRenew\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\"U\n" +
+	"\x12StreamLeaseRenewed\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.kv.v1.ResponseHeaderR\x06header\x12\x10\n" +
+	"\x03ttl\x18\x02 \x01(\x03R\x03ttl\"[\n" +
 	"\x0eStreamResponse\x12-\n" +
 	"\aresults\x18\x01 \x03(\v2\x13.kv.v1.StreamResultR\aresults\x12\x1a\n" +
-	"\bdraining\x18\x02 \x01(\bR\bdraining\"w\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\"\xb7\x01\n" +
 	"\fStreamResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
 	"\bresponse\x18\x02 \x01(\v2\x11.kv.v1.ResponseOpR\bresponse\x12(\n" +
-	"\x05error\x18\x03 \x01(\v2\x12.kv.v1.StreamErrorR\x05error\"\\\n" +
+	"\x05error\x18\x03 \x01(\v2\x12.kv.v1.StreamErrorR\x05error\x12>\n" +
+	"\rlease_renewed\x18\x04 \x01(\v2\x19.kv.v1.StreamLeaseRenewedR\fleaseRenewed\"\\\n" +
 	"\vStreamError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
@@ -2061,7 +2194,7 @@ func file_kv_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_kv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_kv_v1_kv_proto_goTypes = []any{
 	(RangeRequest_SortOrder)(0),  // 0: kv.v1.RangeRequest.SortOrder
 	(RangeRequest_SortTarget)(0), // 1: kv.v1.RangeRequest.SortTarget
@@ -2071,70 +2204,75 @@ var file_kv_v1_kv_proto_goTypes = []any{
 	(*CompactResponse)(nil),      // 5: kv.v1.CompactResponse
 	(*StreamRequest)(nil),        // 6: kv.v1.StreamRequest
 	(*StreamOp)(nil),             // 7: kv.v1.StreamOp
-	(*StreamResponse)(nil),       // 8: kv.v1.StreamResponse
-	(*StreamResult)(nil),         // 9: kv.v1.StreamResult
-	(*StreamError)(nil),          // 10: kv.v1.StreamError
-	(*ResponseHeader)(nil),       // 11: kv.v1.ResponseHeader
-	(*KeyValue)(nil),             // 12: kv.v1.KeyValue
-	(*PutRequest)(nil),           // 13: kv.v1.PutRequest
-	(*PutResponse)(nil),          // 14: kv.v1.PutResponse
-	(*RangeRequest)(nil),         // 15: kv.v1.RangeRequest
-	(*RangeResponse)(nil),        // 16: kv.v1.RangeResponse
-	(*DeleteRangeRequest)(nil),   // 17: kv.v1.DeleteRangeRequest
-	(*DeleteRangeResponse)(nil),  // 18: kv.v1.DeleteRangeResponse
-	(*RequestOp)(nil),            // 19: kv.v1.RequestOp
-	(*ResponseOp)(nil),           // 20: kv.v1.ResponseOp
-	(*Compare)(nil),              // 21: kv.v1.Compare
-	(*TxnRequest)(nil),           // 22: kv.v1.TxnRequest
-	(*TxnResponse)(nil),          // 23: kv.v1.TxnResponse
+	(*StreamLeaseRenew)(nil),     // 8: kv.v1.StreamLeaseRenew
+	(*StreamLeaseRenewed)(nil),   // 9: kv.v1.StreamLeaseRenewed
+	(*StreamResponse)(nil),       // 10: kv.v1.StreamResponse
+	(*StreamResult)(nil),         // 11: kv.v1.StreamResult
+	(*StreamError)(nil),          // 12: kv.v1.StreamError
+	(*ResponseHeader)(nil),       // 13: kv.v1.ResponseHeader
+	(*KeyValue)(nil),             // 14: kv.v1.KeyValue
+	(*PutRequest)(nil),           // 15: kv.v1.PutRequest
+	(*PutResponse)(nil),          // 16: kv.v1.PutResponse
+	(*RangeRequest)(nil),         // 17: kv.v1.RangeRequest
+	(*RangeResponse)(nil),        // 18: kv.v1.RangeResponse
+	(*DeleteRangeRequest)(nil),   // 19: kv.v1.DeleteRangeRequest
+	(*DeleteRangeResponse)(nil),  // 20: kv.v1.DeleteRangeResponse
+	(*RequestOp)(nil),            // 21: kv.v1.RequestOp
+	(*ResponseOp)(nil),           // 22: kv.v1.ResponseOp
+	(*Compare)(nil),              // 23: kv.v1.Compare
+	(*TxnRequest)(nil),           // 24: kv.v1.TxnRequest
+	(*TxnResponse)(nil),          // 25: kv.v1.TxnResponse
 }
 var file_kv_v1_kv_proto_depIdxs = []int32{
-	11, // 0: kv.v1.CompactResponse.header:type_name -> kv.v1.ResponseHeader
+	13, // 0: kv.v1.CompactResponse.header:type_name -> kv.v1.ResponseHeader
 	7,  // 1: kv.v1.StreamRequest.ops:type_name -> kv.v1.StreamOp
-	19, // 2: kv.v1.StreamOp.request:type_name -> kv.v1.RequestOp
-	9,  // 3: kv.v1.StreamResponse.results:type_name -> kv.v1.StreamResult
-	20, // 4: kv.v1.StreamResult.response:type_name -> kv.v1.ResponseOp
-	10, // 5: kv.v1.StreamResult.error:type_name -> kv.v1.StreamError
-	11, // 6: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
-	12, // 7: kv.v1.PutResponse.prev_kv:type_name -> kv.v1.KeyValue
-	0,  // 8: kv.v1.RangeRequest.sort_order:type_name -> kv.v1.RangeRequest.SortOrder
-	1,  // 9: kv.v1.RangeRequest.sort_target:type_name -> kv.v1.RangeRequest.SortTarget
-	11, // 10: kv.v1.RangeResponse.header:type_name -> kv.v1.ResponseHeader
-	12, // 11: kv.v1.RangeResponse.kvs:type_name -> kv.v1.KeyValue
-	11, // 12: kv.v1.DeleteRangeResponse.header:type_name -> kv.v1.ResponseHeader
-	12, // 13: kv.v1.DeleteRangeResponse.prev_kvs:type_name -> kv.v1.KeyValue
-	15, // 14: kv.v1.RequestOp.request_range:type_name -> kv.v1.RangeRequest
-	13, // 15: kv.v1.RequestOp.request_put:type_name -> kv.v1.PutRequest
-	17, // 16: kv.v1.RequestOp.request_delete_range:type_name -> kv.v1.DeleteRangeRequest
-	22, // 17: kv.v1.RequestOp.request_txn:type_name -> kv.v1.TxnRequest
-	16, // 18: kv.v1.ResponseOp.response_range:type_name -> kv.v1.RangeResponse
-	14, // 19: kv.v1.ResponseOp.response_put:type_name -> kv.v1.PutResponse
-	18, // 20: kv.v1.ResponseOp.response_delete_range:type_name -> kv.v1.DeleteRangeResponse
-	23, // 21: kv.v1.ResponseOp.response_txn:type_name -> kv.v1.TxnResponse
-	2,  // 22: kv.v1.Compare.result:type_name -> kv.v1.Compare.CompareResult
-	3,  // 23: kv.v1.Compare.target:type_name -> kv.v1.Compare.CompareTarget
-	21, // 24: kv.v1.TxnRequest.compare:type_name -> kv.v1.Compare
-	19, // 25: kv.v1.TxnRequest.success:type_name -> kv.v1.RequestOp
-	19, // 26: kv.v1.TxnRequest.failure:type_name -> kv.v1.RequestOp
-	11, // 27: kv.v1.TxnResponse.header:type_name -> kv.v1.ResponseHeader
-	20, // 28: kv.v1.TxnResponse.responses:type_name -> kv.v1.ResponseOp
-	13, // 29: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
-	15, // 30: kv.v1.KVService.Range:input_type -> kv.v1.RangeRequest
-	17, // 31: kv.v1.KVService.DeleteRange:input_type -> kv.v1.DeleteRangeRequest
-	22, // 32: kv.v1.KVService.Txn:input_type -> kv.v1.TxnRequest
-	6,  // 33: kv.v1.KVService.Stream:input_type -> kv.v1.StreamRequest
-	4,  // 34: kv.v1.KVService.Compact:input_type -> kv.v1.CompactRequest
-	14, // 35: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
-	16, // 36: kv.v1.KVService.Range:output_type -> kv.v1.RangeResponse
-	18, // 37: kv.v1.KVService.DeleteRange:output_type -> kv.v1.DeleteRangeResponse
-	23, // 38: kv.v1.KVService.Txn:output_type -> kv.v1.TxnResponse
-	8,  // 39: kv.v1.KVService.Stream:output_type -> kv.v1.StreamResponse
-	5,  // 40: kv.v1.KVService.Compact:output_type -> kv.v1.CompactResponse
-	35, // [35:41] is the sub-list for method output_type
-	29, // [29:35] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	21, // 2: kv.v1.StreamOp.request:type_name -> kv.v1.RequestOp
+	8,  // 3: kv.v1.StreamOp.lease_renew:type_name -> kv.v1.StreamLeaseRenew
+	13, // 4: kv.v1.StreamLeaseRenewed.header:type_name -> kv.v1.ResponseHeader
+	11, // 5: kv.v1.StreamResponse.results:type_name -> kv.v1.StreamResult
+	22, // 6: kv.v1.StreamResult.response:type_name -> kv.v1.ResponseOp
+	12, // 7: kv.v1.StreamResult.error:type_name -> kv.v1.StreamError
+	9,  // 8: kv.v1.StreamResult.lease_renewed:type_name -> kv.v1.StreamLeaseRenewed
+	13, // 9: kv.v1.PutResponse.header:type_name -> kv.v1.ResponseHeader
+	14, // 10: kv.v1.PutResponse.prev_kv:type_name -> kv.v1.KeyValue
+	0,  // 11: kv.v1.RangeRequest.sort_order:type_name -> kv.v1.RangeRequest.SortOrder
+	1,  // 12: kv.v1.RangeRequest.sort_target:type_name -> kv.v1.RangeRequest.SortTarget
+	13, // 13: kv.v1.RangeResponse.header:type_name -> kv.v1.ResponseHeader
+	14, // 14: kv.v1.RangeResponse.kvs:type_name -> kv.v1.KeyValue
+	13, // 15: kv.v1.DeleteRangeResponse.header:type_name -> kv.v1.ResponseHeader
+	14, // 16: kv.v1.DeleteRangeResponse.prev_kvs:type_name -> kv.v1.KeyValue
+	17, // 17: kv.v1.RequestOp.request_range:type_name -> kv.v1.RangeRequest
+	15, // 18: kv.v1.RequestOp.request_put:type_name -> kv.v1.PutRequest
+	19, // 19: kv.v1.RequestOp.request_delete_range:type_name -> kv.v1.DeleteRangeRequest
+	24, // 20: kv.v1.RequestOp.request_txn:type_name -> kv.v1.TxnRequest
+	18, // 21: kv.v1.ResponseOp.response_range:type_name -> kv.v1.RangeResponse
+	16, // 22: kv.v1.ResponseOp.response_put:type_name -> kv.v1.PutResponse
+	20, // 23: kv.v1.ResponseOp.response_delete_range:type_name -> kv.v1.DeleteRangeResponse
+	25, // 24: kv.v1.ResponseOp.response_txn:type_name -> kv.v1.TxnResponse
+	2,  // 25: kv.v1.Compare.result:type_name -> kv.v1.Compare.CompareResult
+	3,  // 26: kv.v1.Compare.target:type_name -> kv.v1.Compare.CompareTarget
+	23, // 27: kv.v1.TxnRequest.compare:type_name -> kv.v1.Compare
+	21, // 28: kv.v1.TxnRequest.success:type_name -> kv.v1.RequestOp
+	21, // 29: kv.v1.TxnRequest.failure:type_name -> kv.v1.RequestOp
+	13, // 30: kv.v1.TxnResponse.header:type_name -> kv.v1.ResponseHeader
+	22, // 31: kv.v1.TxnResponse.responses:type_name -> kv.v1.ResponseOp
+	15, // 32: kv.v1.KVService.Put:input_type -> kv.v1.PutRequest
+	17, // 33: kv.v1.KVService.Range:input_type -> kv.v1.RangeRequest
+	19, // 34: kv.v1.KVService.DeleteRange:input_type -> kv.v1.DeleteRangeRequest
+	24, // 35: kv.v1.KVService.Txn:input_type -> kv.v1.TxnRequest
+	6,  // 36: kv.v1.KVService.Stream:input_type -> kv.v1.StreamRequest
+	4,  // 37: kv.v1.KVService.Compact:input_type -> kv.v1.CompactRequest
+	16, // 38: kv.v1.KVService.Put:output_type -> kv.v1.PutResponse
+	18, // 39: kv.v1.KVService.Range:output_type -> kv.v1.RangeResponse
+	20, // 40: kv.v1.KVService.DeleteRange:output_type -> kv.v1.DeleteRangeResponse
+	25, // 41: kv.v1.KVService.Txn:output_type -> kv.v1.TxnResponse
+	10, // 42: kv.v1.KVService.Stream:output_type -> kv.v1.StreamResponse
+	5,  // 43: kv.v1.KVService.Compact:output_type -> kv.v1.CompactResponse
+	38, // [38:44] is the sub-list for method output_type
+	32, // [32:38] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_kv_v1_kv_proto_init() }
@@ -2142,19 +2280,19 @@ func file_kv_v1_kv_proto_init() {
 	if File_kv_v1_kv_proto != nil {
 		return
 	}
-	file_kv_v1_kv_proto_msgTypes[15].OneofWrappers = []any{
+	file_kv_v1_kv_proto_msgTypes[17].OneofWrappers = []any{
 		(*RequestOp_RequestRange)(nil),
 		(*RequestOp_RequestPut)(nil),
 		(*RequestOp_RequestDeleteRange)(nil),
 		(*RequestOp_RequestTxn)(nil),
 	}
-	file_kv_v1_kv_proto_msgTypes[16].OneofWrappers = []any{
+	file_kv_v1_kv_proto_msgTypes[18].OneofWrappers = []any{
 		(*ResponseOp_ResponseRange)(nil),
 		(*ResponseOp_ResponsePut)(nil),
 		(*ResponseOp_ResponseDeleteRange)(nil),
 		(*ResponseOp_ResponseTxn)(nil),
 	}
-	file_kv_v1_kv_proto_msgTypes[17].OneofWrappers = []any{
+	file_kv_v1_kv_proto_msgTypes[19].OneofWrappers = []any{
 		(*Compare_Version)(nil),
 		(*Compare_CreateRevision)(nil),
 		(*Compare_ModRevision)(nil),
@@ -2167,7 +2305,7 @@ func file_kv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_v1_kv_proto_rawDesc), len(file_kv_v1_kv_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
