@@ -709,6 +709,14 @@ func (f *fakeServer) Watch(st kvv1.WatchService_WatchServer) error {
 		return cur, nil
 	}
 	for {
+		// A kill comes first: a test kills a stream and then writes,
+		// expecting the writes to reach its watchers through another
+		// stream, and select chooses at random among ready cases.
+		select {
+		case err := <-kill:
+			return endWith(err)
+		default:
+		}
 		_, _, _, changed := hist.at(0)
 		cur, err := catchUp()
 		if err != nil {
