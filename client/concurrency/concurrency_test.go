@@ -109,6 +109,56 @@ func TestMutexExcludes(t *testing.T) {
 	}
 }
 
+// A waiter waits for the one just ahead of it; when that one leaves the
+// queue while another further ahead still holds the lock, the waiter reads
+// the queue again and goes on waiting, and takes the lock only once the
+// holder releases it.
+func TestLockWaiterOutlivesItsPredecessor(t *testing.T) {
+	t.Parallel()
+	c := servertest.New(t, 1)
+	cli := newClient(t, c)
+	ctx := testCtx(t, 30*time.Second)
+	a := concurrency.NewMutex(newSession(t, cli, 10), "q")
+	b := concurrency.NewMutex(newSession(t, cli, 10), "q")
+	w := concurrency.NewMutex(newSession(t, cli, 10), "q")
+	if err := a.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	queued := func(n int64) {
+		t.Helper()
+		poll.Eventually(t, 10*time.Second, func() error {
+			got, err := cli.Get(ctx, "q/", client.WithPrefix(), client.WithCountOnly())
+			if err != nil || got.GetCount() != n {
+				return fmt.Errorf("%d keys queued (%v), want %d", got.GetCount(), err, n)
+			}
+			return nil
+		})
+	}
+	bctx, bcancel := context.WithCancel(ctx)
+	bdone := make(chan error, 1)
+	go func() { bdone <- b.Lock(bctx) }()
+	queued(2)
+	wdone := make(chan error, 1)
+	go func() { wdone <- w.Lock(ctx) }()
+	queued(3)
+	bcancel() // the waiter ahead gives up and leaves the queue
+	if err := <-bdone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the abandoned Lock: %v, want context.Canceled", err)
+	}
+	queued(2)
+	select {
+	case err := <-wdone:
+		t.Fatalf("the last waiter returned (%v) while the lock is held", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := a.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-wdone; err != nil || w.Token() <= a.Token() {
+		t.Fatalf("the last waiter: %v (token %d after %d)", err, w.Token(), a.Token())
+	}
+}
+
 func TestTryLock(t *testing.T) {
 	t.Parallel()
 	c := servertest.New(t, 1)

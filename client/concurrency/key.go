@@ -87,3 +87,8 @@ func stillThere(own *client.GetResponse, rev int64) bool {
 	kvs := own.GetKvs()
 	return len(kvs) == 1 && kvs[0].GetCreateRevision() == rev
 }
+
+// lastCreated reads the key of prefix created last.
+func lastCreated(prefix string) client.Op {
+	return client.OpGet(prefix, append([]client.OpOption{client.WithPrefix()}, client.WithLastCreate()...)...)
+}

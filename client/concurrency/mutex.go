@@ -35,7 +35,7 @@ func NewMutex(s *Session, prefix string) *Mutex {
 // TryLock takes the lock if nobody holds it, and fails with ErrLocked
 // otherwise, without waiting.
 func (m *Mutex) TryLock(ctx context.Context) error {
-	owner, err := m.enqueue(ctx)
+	owner, _, err := m.enqueue(ctx)
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func (m *Mutex) TryLock(ctx context.Context) error {
 // fails after joining the queue, it leaves the queue again. Once it returns
 // nil, Token is the lock's fencing token.
 func (m *Mutex) Lock(ctx context.Context) error {
-	owner, err := m.enqueue(ctx)
+	owner, ahead, err := m.enqueue(ctx)
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,15 @@ func (m *Mutex) Lock(ctx context.Context) error {
 	defer cancel()
 	stop := context.AfterFunc(m.s.Ctx(), cancel)
 	defer stop()
-	resp, err := waitDeletes(wctx, c, m.prefix, m.rev-1, m.key)
+	if ahead != "" {
+		// The queue was read as the key joined it: wait for the one
+		// just ahead before reading it again.
+		err = waitDelete(wctx, c, ahead, m.rev)
+	}
+	var resp *client.GetResponse
+	if err == nil {
+		resp, err = waitDeletes(wctx, c, m.prefix, m.rev-1, m.key)
+	}
 	if err == nil {
 		if !stillThere(resp, m.rev) {
 			err = ErrSessionExpired
@@ -88,31 +96,47 @@ func (m *Mutex) Lock(ctx context.Context) error {
 
 // enqueue writes the session's key under the prefix unless it is there
 // already (a session holds one place), and reports whether it is first.
-func (m *Mutex) enqueue(ctx context.Context) (owner bool, err error) {
+// When it joined the queue just now behind others, ahead is the key just
+// ahead of its own, read in the same transaction: Lock waits for that one
+// without reading the queue first.
+func (m *Mutex) enqueue(ctx context.Context) (owner bool, ahead string, err error) {
 	select {
 	case <-m.s.Done():
-		return false, ErrSessionExpired
+		return false, "", ErrSessionExpired
 	default:
 	}
 	s := m.s
 	key := keyFor(m.prefix, s.Lease())
 	resp, err := s.Client().Txn(ctx).
 		If(client.Compare(client.CreateRevision(key), "=", 0)).
-		Then(client.OpPut(key, "", client.WithLease(s.Lease())), firstCreated(m.prefix)).
+		Then(lastCreated(m.prefix), client.OpPut(key, "", client.WithLease(s.Lease())), firstCreated(m.prefix)).
 		Else(client.OpGet(key), firstCreated(m.prefix)).
 		Commit()
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
+	rs := resp.GetResponses()
 	rev := resp.GetHeader().GetRevision()
-	if !resp.GetSucceeded() {
-		kvs := resp.GetResponses()[0].GetResponseRange().GetKvs()
+	var first []*client.KeyValue
+	if resp.GetSucceeded() {
+		if len(rs) != 3 {
+			return false, "", fmt.Errorf("concurrency: enqueue answered %d results, want 3", len(rs))
+		}
+		if kvs := rs[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			ahead = string(kvs[0].GetKey())
+		}
+		first = rs[2].GetResponseRange().GetKvs()
+	} else {
+		if len(rs) != 2 {
+			return false, "", fmt.Errorf("concurrency: enqueue answered %d results, want 2", len(rs))
+		}
+		kvs := rs[0].GetResponseRange().GetKvs()
 		if len(kvs) == 0 {
-			return false, ErrSessionExpired // deleted between compare and read: cannot be, but never trust it
+			return false, "", ErrSessionExpired // deleted between compare and read: cannot be, but never trust it
 		}
 		rev = kvs[0].GetCreateRevision()
+		first = rs[1].GetResponseRange().GetKvs()
 	}
-	first := resp.GetResponses()[1].GetResponseRange().GetKvs()
 	owner = len(first) == 0 || first[0].GetCreateRevision() == rev
 	m.mu.Lock()
 	m.key, m.rev = key, rev
@@ -120,7 +144,7 @@ func (m *Mutex) enqueue(ctx context.Context) (owner bool, err error) {
 		m.hdr, m.owned = resp.GetHeader(), true
 	}
 	m.mu.Unlock()
-	return owner, nil
+	return owner, ahead, nil
 }
 
 // leave deletes the session's key after a failed Lock, on a context of its
