@@ -53,7 +53,7 @@ type fakeServer struct {
 	fragmentSize int
 	// watchKills holds a channel per watch stream that ends it with the
 	// error sent; watchIdle makes a stream send idle progress notifications.
-	watchKills []chan error
+	watchKills []watchKill
 	watchIdle  chan struct{}
 	// What the watch streams received, in order.
 	watchCreates  []*kvv1.WatchCreateRequest
@@ -606,9 +606,11 @@ func (f *fakeServer) Watch(st kvv1.WatchService_WatchServer) error {
 	}
 	md, _ := metadata.FromIncomingContext(st.Context())
 	kill := make(chan error, 1)
+	ended := make(chan struct{})
+	defer close(ended)
 	f.mu.Lock()
 	f.watchMD = append(f.watchMD, md)
-	f.watchKills = append(f.watchKills, kill)
+	f.watchKills = append(f.watchKills, watchKill{kill, ended})
 	hist, failAfter, failErr, fragSize, share := f.watch, f.watchFailAfter, f.watchFailErr, max(f.fragmentSize, 1), f.shareWatch
 	f.watchFailAfter = 0
 	f.mu.Unlock()
@@ -709,9 +711,7 @@ func (f *fakeServer) Watch(st kvv1.WatchService_WatchServer) error {
 		return cur, nil
 	}
 	for {
-		// A kill comes first: a test kills a stream and then writes,
-		// expecting the writes to reach its watchers through another
-		// stream, and select chooses at random among ready cases.
+		// A kill comes first: select chooses at random among ready cases.
 		select {
 		case err := <-kill:
 			return endWith(err)
@@ -820,14 +820,27 @@ func endWith(err error) error {
 // killWatches ends every watch stream of f that is open with err.
 func (f *fakeServer) killWatches(err error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, k := range f.watchKills {
+	kills := f.watchKills
+	f.watchKills = nil
+	f.mu.Unlock()
+	for _, k := range kills {
 		select {
-		case k <- err:
+		case k.kill <- err:
 		default:
 		}
 	}
-	f.watchKills = nil
+	// Wait for the handlers to end: a test kills a stream and then
+	// writes, expecting the writes to reach its watchers through another
+	// stream, never through the killed one.
+	for _, k := range kills {
+		<-k.ended
+	}
+}
+
+// watchKill ends one fake watch stream: send on kill, then wait for ended.
+type watchKill struct {
+	kill  chan error
+	ended chan struct{}
 }
 
 // creates returns the create requests f's watch streams received.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/kvd-io/kvd/internal/lease"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
@@ -49,23 +48,28 @@ func (m *Member) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 }
 
 // LeaseRenewAsync is LeaseRenew for a caller that must not hold a
-// goroutine while the renewal waits for its batch (the ops of a
-// KVService.Stream): fn is called once with the outcome, on one of the
+// goroutine while the renewal waits for its batch, nor wait to queue it
+// (the ops of a KVService.Stream, read by one goroutine for all of a
+// client's requests): fn is called once with the outcome, on one of the
 // member's workers, as a proposal's callback is (it may send on a slow
-// stream; the batcher must not wait for that). A renewal that cannot be
-// queued before deadline fails with context.DeadlineExceeded.
-func (m *Member) LeaseRenewAsync(id int64, deadline time.Time, fn func(ttl int64, err error)) {
-	m.renewals.renewAsync(m.ctx.Done(), id, deadline, func(ttl int64, err error) {
+// stream; the batcher must not wait for that). When maxRenewBatch renewals
+// are already queued it fails at once with errRenewalsQueued, not applied,
+// which the client retries.
+func (m *Member) LeaseRenewAsync(id int64, fn func(ttl int64, err error)) {
+	m.renewals.renewAsync(id, func(ttl int64, err error) {
 		m.workers.Submit(func() { fn(ttl, err) })
 	})
 }
+
+// errRenewalsQueued refuses a renewal that would have to wait to be queued.
+var errRenewalsQueued = fmt.Errorf("%w: %d lease renewals are already waiting for the leader; try again", ErrNotApplied, maxRenewBatch)
 
 // renewBatcher gathers renewals into batches for flush, one batch at a
 // time.
 type renewBatcher struct {
 	queue chan *renewal
 	// mu and closed let renewAsync queue without a goroutine to wait
-	// for the answer (see enqueue).
+	// for the answer.
 	mu     sync.Mutex
 	closed bool
 	// flush renews ids and returns their TTLs in order, 0 for a lease
@@ -102,37 +106,28 @@ func (b *renewBatcher) renew(ctx context.Context, stopped <-chan struct{}, id in
 	}
 }
 
-// renewAsync queues a renewal of id whose outcome goes to fn. When the
-// queue is full it holds the caller until there is room (back-pressure, as
-// renew does), but not past deadline.
-func (b *renewBatcher) renewAsync(stopped <-chan struct{}, id int64, deadline time.Time, fn func(int64, error)) {
-	if err := b.enqueue(stopped, &renewal{id: id, fn: fn}, deadline); err != nil {
-		fn(0, err)
-	}
-}
-
-// enqueue queues r under mu, so that run, which sets closed under mu before
-// it fails what is queued, answers every renewal that enqueue queued.
-func (b *renewBatcher) enqueue(stopped <-chan struct{}, r *renewal, deadline time.Time) error {
+// renewAsync queues a renewal of id whose outcome goes to fn, or fails it
+// at once when the queue is full or the batcher has stopped. It never
+// waits: mu is held only to queue without blocking, so that run, which
+// sets closed under mu before it fails what is queued, answers every
+// renewal renewAsync queued.
+func (b *renewBatcher) renewAsync(id int64, fn func(int64, error)) {
+	r := &renewal{id: id, fn: fn}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return ErrStopped
-	}
-	select {
-	case b.queue <- r:
-		return nil
+	var err error
+	switch {
+	case b.closed:
+		err = ErrStopped
 	default:
+		select {
+		case b.queue <- r:
+		default:
+			err = errRenewalsQueued
+		}
 	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case b.queue <- r:
-		return nil
-	case <-t.C:
-		return fmt.Errorf("renew lease %d: %w", r.id, context.DeadlineExceeded)
-	case <-stopped: // run is stopping and waits for mu
-		return ErrStopped
+	b.mu.Unlock()
+	if err != nil {
+		fn(0, err)
 	}
 }
 

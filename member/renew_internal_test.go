@@ -154,8 +154,8 @@ func TestRenewBatcherStops(t *testing.T) {
 
 // Renewals queued with a callback (renewAsync, for stream ops) are batched
 // with the waiting kind and each answered exactly once: with its outcome,
-// with ErrStopped when the batcher stops first, or with DeadlineExceeded
-// when the queue stays full past their deadline.
+// with ErrStopped when the batcher stops first, or at once, not applied,
+// when the queue is full (renewAsync never waits).
 func TestRenewBatcherAnswersCallbacks(t *testing.T) {
 	f := &fakeFlush{started: make(chan struct{}, 10), hold: make(chan struct{})}
 	b := newRenewBatcher(f.flush)
@@ -168,20 +168,19 @@ func TestRenewBatcherAnswersCallbacks(t *testing.T) {
 		err     error
 	}
 	answers := make(chan answer, 2*maxRenewBatch+10)
-	async := func(id int64, deadline time.Time) {
+	async := func(id int64) {
 		var calls int
-		b.renewAsync(ctx.Done(), id, deadline, func(ttl int64, err error) {
+		b.renewAsync(id, func(ttl int64, err error) {
 			if calls++; calls > 1 {
 				t.Errorf("lease %d answered twice", id)
 			}
 			answers <- answer{id, ttl, err}
 		})
 	}
-	later := time.Now().Add(time.Minute)
-	async(1, later)
+	async(1)
 	<-f.started // lease 1's batch is in flight
-	async(2, later)
-	async(-3, later)
+	async(2)
+	async(-3)
 	close(f.hold)
 	got := map[int64]answer{}
 	for range 3 {
@@ -203,21 +202,17 @@ func TestRenewBatcherAnswersCallbacks(t *testing.T) {
 	f.mu.Unlock()
 	<-f.started // the second batch's
 
-	// Hold a batch in flight and fill the queue: one more renewal waits
-	// for room until its deadline.
+	// Hold a batch in flight and fill the queue: one more renewal is
+	// refused at once, as not applied.
 	f.hold = make(chan struct{})
-	async(10, later)
+	async(10)
 	<-f.started
 	for i := range maxRenewBatch {
-		async(int64(100+i), later)
+		async(int64(100 + i))
 	}
-	start := time.Now()
-	async(99, start.Add(200*time.Millisecond))
-	if a := <-answers; a.id != 99 || !errors.Is(a.err, context.DeadlineExceeded) {
-		t.Fatalf("renewal of a full queue: %+v, want lease 99 with DeadlineExceeded", a)
-	}
-	if waited := time.Since(start); waited < 150*time.Millisecond {
-		t.Errorf("the renewal of a full queue gave up after %v, before its deadline", waited)
+	async(99)
+	if a := <-answers; a.id != 99 || !errors.Is(a.err, ErrNotApplied) {
+		t.Fatalf("renewal of a full queue: %+v, want lease 99 refused as not applied", a)
 	}
 
 	// Stop: the batch in flight is answered, whatever is queued fails
@@ -234,7 +229,7 @@ func TestRenewBatcherAnswersCallbacks(t *testing.T) {
 			t.Errorf("queued renewal of %d: %+v, want ErrStopped", a.id, a)
 		}
 	}
-	async(5, later)
+	async(5)
 	if a := <-answers; a.id != 5 || !errors.Is(a.err, ErrStopped) {
 		t.Fatalf("a renewal after the stop: %+v, want ErrStopped", a)
 	}

@@ -248,6 +248,39 @@ func TestTokens(t *testing.T) {
 	}
 }
 
+// A KV stream opened while auth was off carries no user: once auth is on,
+// its lease renewals are refused, as a LeaseKeepAlive call without a user
+// would be.
+func TestStreamRenewalNeedsAUser(t *testing.T) {
+	node := &fakeNode{name: "m1", leader: true, drain: make(chan struct{})}
+	node.leases().ttls[9] = 5
+	_, cc := serveAuth(t, node)
+	st, err := kvv1.NewKVServiceClient(cc).Stream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	renew := func(id uint64) *kvv1.StreamResult {
+		t.Helper()
+		if err := st.Send(&kvv1.StreamRequest{Ops: []*kvv1.StreamOp{{Id: id, LeaseRenew: &kvv1.StreamLeaseRenew{Id: 9}}}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := st.Recv()
+		if err != nil || len(resp.GetResults()) != 1 {
+			t.Fatalf("renewal %d: %v, %v", id, resp, err)
+		}
+		return resp.GetResults()[0]
+	}
+	if r := renew(1); r.GetError() != nil || r.GetLeaseRenewed().GetTtl() != 5 {
+		t.Fatalf("a renewal with auth off: %v", r)
+	}
+	node.mu.Lock()
+	node.auth = testAuthState()
+	node.mu.Unlock()
+	if r := renew(2); r.GetError() == nil || r.GetLeaseRenewed() != nil {
+		t.Fatalf("a renewal without a user once auth is on: %v, want refused", r)
+	}
+}
+
 // TestStreamOpsAuthorized: the ops of a KV stream and the watches of a
 // watch stream are checked one by one; a refused one does not end the
 // stream.

@@ -62,9 +62,9 @@ func (f *fakeNode) LeaseRevoke(_ context.Context, id int64) (*kvv1.LeaseRevokeRe
 	return &kvv1.LeaseRevokeResponse{Header: &kvv1.ResponseHeader{Revision: 2}}, nil
 }
 
-func (f *fakeNode) LeaseRenewAsync(id int64, deadline time.Time, fn func(int64, error)) {
+func (f *fakeNode) LeaseRenewAsync(id int64, fn func(int64, error)) {
 	go func() {
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		ctx, cancel := context.WithTimeout(context.Background(), f.RequestTimeout())
 		defer cancel()
 		fn(f.LeaseRenew(ctx, id))
 	}()

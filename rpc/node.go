@@ -31,8 +31,9 @@ type KVNode interface {
 	// physical it waits for this member's trim.
 	Compact(ctx context.Context, rev int64, physical bool) (*kvv1.CompactResponse, error)
 	// LeaseRenewAsync renews a lease as LeaseNode.LeaseRenew does and
-	// hands the outcome to fn, which must not block.
-	LeaseRenewAsync(id int64, deadline time.Time, fn func(ttl int64, err error))
+	// hands the outcome to fn, which must not block; it does not wait
+	// itself (member.Member.LeaseRenewAsync).
+	LeaseRenewAsync(id int64, fn func(ttl int64, err error))
 	// Header describes the member for a response at a revision.
 	Header(rev int64) *kvv1.ResponseHeader
 	// Revision is the revision of this member's state.

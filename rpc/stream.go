@@ -144,7 +144,8 @@ var errRenewWithRequest = fmt.Errorf("%w: stream op has both a request and a lea
 // renew renews the lease of a lease_renew op, answering as one request of
 // a LeaseService.LeaseKeepAlive stream would: ttl 0 for a lease that does
 // not exist. A renewal changes no key, so it is not admitted against the
-// quota, and needs only a valid user, as LeaseKeepAlive does.
+// quota, and needs only a valid user, as LeaseKeepAlive does. Its batch is
+// bounded by the member's request timeout, not by the op's timeout_ms.
 func (s *opStream) renew(op *kvv1.StreamOp) {
 	const method = kvv1.LeaseService_LeaseKeepAlive_FullMethodName
 	start := time.Now()
@@ -157,7 +158,7 @@ func (s *opStream) renew(op *kvv1.StreamOp) {
 		return
 	}
 	s.out.Begin()
-	s.k.node.LeaseRenewAsync(op.GetLeaseRenew().GetId(), start.Add(s.timeout(op)), func(ttl int64, err error) {
+	s.k.node.LeaseRenewAsync(op.GetLeaseRenew().GetId(), func(ttl int64, err error) {
 		defer s.out.Done()
 		if leaseNotFound(err) {
 			ttl, err = 0, nil

@@ -151,11 +151,12 @@ func TestLockWaiterOutlivesItsPredecessor(t *testing.T) {
 		t.Fatalf("the last waiter returned (%v) while the lock is held", err)
 	case <-time.After(500 * time.Millisecond):
 	}
+	held := a.Token()
 	if err := a.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-wdone; err != nil || w.Token() <= a.Token() {
-		t.Fatalf("the last waiter: %v (token %d after %d)", err, w.Token(), a.Token())
+	if err := <-wdone; err != nil || w.Token() <= held {
+		t.Fatalf("the last waiter: %v (token %d after %d)", err, w.Token(), held)
 	}
 }
 
