@@ -66,6 +66,8 @@ type Member struct {
 	lessor  *lease.Lessor // the leases' clocks; timing them only while leading
 	// renewals batches lease renewals (renew.go).
 	renewals *renewBatcher
+	// quotaSize is the state file's size as CheckQuota last read it.
+	quotaSize sizeCache
 
 	// leaderlessSince is when this member last lost sight of a leader
 	// (UnixNano); 0 while it knows one.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/kvd-io/kvd/fsm"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
@@ -32,7 +34,7 @@ func (m *Member) CheckQuota(cost int) error {
 	if m.fsm.NoSpace() {
 		return fmt.Errorf("%w: a NOSPACE alarm is raised; compact, defragment, then disarm it", ErrNoSpace)
 	}
-	size, _, err := m.fsm.DBSize()
+	size, err := m.quotaSize.get(m.fsm.DBSize)
 	if err != nil {
 		return err
 	}
@@ -103,4 +105,42 @@ func (c Config) quotaBytes() int64 {
 		return DefaultQuotaBackendBytes
 	}
 	return c.QuotaBackendBytes
+}
+
+// quotaSizeMaxAge is how old the state file's size that CheckQuota compares
+// with the quota may be. Reading the size commits the write batch that the
+// state machine keeps open for up to 100 ms (see package fsm), and a check
+// on every write request did that once per write: most of the bbolt commits
+// under a write load, and a tenth of the members' CPU. The file grows by
+// the writes of that much time at most between reads, as etcd's own check
+// lags its backend's commits.
+const quotaSizeMaxAge = 100 * time.Millisecond
+
+// sizeCache holds the state file's size as last read, for CheckQuota.
+type sizeCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	size int64
+	now  func() time.Time // time.Now; tests replace it
+}
+
+// get returns the size read at most quotaSizeMaxAge ago, reading it with
+// read when it is older. Callers wait for one read at a time.
+func (c *sizeCache) get(read func() (size, inUse int64, err error)) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now
+	if c.now != nil {
+		now = c.now
+	}
+	t := now()
+	if !c.at.IsZero() && t.Sub(c.at) < quotaSizeMaxAge {
+		return c.size, nil
+	}
+	size, _, err := read()
+	if err != nil {
+		return 0, err
+	}
+	c.at, c.size = t, size
+	return size, nil
 }
