@@ -85,8 +85,11 @@ func (m *Member) DBSizeBytes() int64 {
 	return st.DBSize
 }
 
-// Revision returns the store's current revision.
-func (m *Member) Revision() int64 { return m.fsm.Revision() }
+// Revision returns the store's current revision, as reads see it. It reads
+// no database: a read of the database commits the state machine's open
+// write batch, and response headers (every lease renewal's among them) ask
+// for it.
+func (m *Member) Revision() int64 { return m.fsm.VisibleRevision() }
 
 // KnownLeader reports whether this member knows a leader.
 func (m *Member) KnownLeader() bool {
