@@ -62,7 +62,7 @@ func (m *Member) LeaseRenewAsync(id int64, fn func(ttl int64, err error)) {
 }
 
 // errRenewalsQueued refuses a renewal that would have to wait to be queued.
-var errRenewalsQueued = fmt.Errorf("%w: %d lease renewals are already waiting for the leader; try again", ErrNotApplied, maxRenewBatch)
+var errRenewalsQueued = fmt.Errorf("%w: %d lease renewals are already queued on this member; try again", ErrNotApplied, maxRenewBatch)
 
 // renewBatcher gathers renewals into batches for flush, one batch at a
 // time.
