@@ -34,17 +34,22 @@ type LeaseConfig struct {
 	// KeepFor is how long a kept lease is kept alive, at least, before a
 	// client may stop renewing it.
 	KeepFor time.Duration
+	// AlternateOnce renews every other kept lease with KeepAliveOnce calls
+	// (one op each on the client's shared stream) instead of a KeepAlive
+	// stream, so that faults hit both ways of renewing.
+	AlternateOnce bool
 	// Bounds are the timings the checker holds kvd to.
 	Bounds checker.LeaseBounds
 }
 
 // DefaultLeaseConfig returns 3 s leases of 3 keys, at most 12 in play, half
-// of them kept alive for 6 s or more. The bounds are those docs/api.md
+// of them kept alive for 6 s or more, every other one of those by
+// KeepAliveOnce calls. The bounds are those docs/api.md
 // states for kvd's default timers (1 s election timeout, 5 s request
 // timeout), with slack: keys go within TTL + 4 s of the last renewal.
 func DefaultLeaseConfig() LeaseConfig {
 	return LeaseConfig{
-		Prefix: "jepsen/l/", TTL: 3, KeysPerLease: 3, MaxLeases: 12, KeepShare: 0.5, KeepFor: 6 * time.Second,
+		Prefix: "jepsen/l/", TTL: 3, KeysPerLease: 3, MaxLeases: 12, KeepShare: 0.5, KeepFor: 6 * time.Second, AlternateOnce: true,
 		Bounds: checker.LeaseBounds{TTL: 3 * time.Second, Expiry: 4 * time.Second, InFlight: 5 * time.Second, Recovery: 5 * time.Second},
 	}
 }
@@ -61,6 +66,7 @@ type Lease struct {
 	mu     sync.Mutex
 	leases map[int64]*leaseState
 	claims int // grants invoked and not yet completed
+	kept   int // leases kept alive so far (for AlternateOnce)
 }
 
 type leaseState struct {
@@ -244,7 +250,16 @@ func (w *Lease) grant(ctx context.Context, cli *client.Client, op history.Event)
 	c.Deadline = w.onClock(l.deadline)
 	if l.keep {
 		kctx, cancel := context.WithCancel(context.Background())
-		ch, err := cli.KeepAlive(kctx, l.id)
+		w.mu.Lock()
+		w.kept++
+		once := w.cfg.AlternateOnce && w.kept%2 == 0
+		w.mu.Unlock()
+		var ch <-chan *client.LeaseKeepAliveResponse
+		if once {
+			ch = keepAliveOnces(kctx, cli, l.id, resp.GetTtl(), l.deadline)
+		} else {
+			ch, err = cli.KeepAlive(kctx, l.id)
+		}
 		if err != nil {
 			cancel()
 			// Granted, but it will not be kept alive: an abandoned lease
@@ -265,6 +280,46 @@ func (w *Lease) grant(ctx context.Context, cli *client.Client, op history.Event)
 	w.leases[l.id] = l
 	w.mu.Unlock()
 	return c
+}
+
+// keepAliveOnces renews lease id with a KeepAliveOnce call every third of
+// its ttl, sending each answer on the channel it returns, as KeepAlive's
+// channel does. It closes the channel when ctx ends, the client is closed,
+// a renewal finds the lease gone, or deadline (the last acknowledged one)
+// passes without an answer: the lease may have expired then.
+func keepAliveOnces(ctx context.Context, cli *client.Client, id, ttl int64, deadline time.Time) <-chan *client.LeaseKeepAliveResponse {
+	ch := make(chan *client.LeaseKeepAliveResponse)
+	go func() {
+		defer close(ch)
+		wait := time.Duration(ttl) * time.Second / 3
+		for {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			rctx, cancel := context.WithDeadline(ctx, deadline)
+			resp, err := cli.KeepAliveOnce(rctx, id)
+			cancel()
+			switch {
+			case err == nil:
+				deadline = resp.Deadline
+				wait = time.Duration(ttl) * time.Second / 3
+				select {
+				case ch <- resp:
+				case <-ctx.Done():
+					return
+				}
+			case ctx.Err() != nil, errors.Is(err, client.ErrClosed), errors.Is(err, client.ErrLeaseNotFound), !time.Now().Before(deadline):
+				return
+			default:
+				wait = 100 * time.Millisecond // try again before the deadline
+			}
+		}
+	}()
+	return ch
 }
 
 // follow records each renewal's deadline until the keep-alive ends.
