@@ -155,7 +155,7 @@ func (m *Member) LeaseTimeToLiveLocal(ctx context.Context, id int64, keys bool) 
 	}
 	// The confirmation's read index is applied here: the state reflects
 	// every grant and revocation acknowledged before the call.
-	resp := &kvv1.LeaseTimeToLiveResponse{Header: m.Header(m.fsm.Revision()), Id: id, Ttl: -1}
+	resp := &kvv1.LeaseTimeToLiveResponse{Header: m.Header(m.Revision()), Id: id, Ttl: -1}
 	granted, remaining, err := m.lessor.Remaining(id)
 	if errors.Is(err, lease.ErrNotFound) {
 		return resp, nil
@@ -183,7 +183,7 @@ func (m *Member) Leases(ctx context.Context) (*kvv1.LeaseLeasesResponse, error) 
 	if err != nil {
 		return nil, err
 	}
-	resp := &kvv1.LeaseLeasesResponse{Header: m.Header(m.fsm.Revision())}
+	resp := &kvv1.LeaseLeasesResponse{Header: m.Header(m.Revision())}
 	for _, l := range ls {
 		resp.Leases = append(resp.Leases, &kvv1.LeaseStatus{Id: l.ID})
 	}

@@ -76,7 +76,7 @@ func (m *Member) Alarm(ctx context.Context, req *kvv1.AlarmRequest) (*kvv1.Alarm
 		if err != nil {
 			return nil, err
 		}
-		return &kvv1.AlarmResponse{Header: m.Header(m.fsm.Revision()), Alarms: alarms}, nil
+		return &kvv1.AlarmResponse{Header: m.Header(m.Revision()), Alarms: alarms}, nil
 	}
 	if err := fsm.ValidateAlarm(req); err != nil {
 		return nil, err
