@@ -29,7 +29,7 @@ func (f *FSM) Backup(w io.Writer, size func(int64)) (int64, error) {
 // Members that applied the same log agree on it whatever else they hold, so
 // it finds a member whose data was damaged.
 func (f *FSM) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
-	err = f.view(func(tx *bolt.Tx) error {
+	err = f.viewCommitted(func(tx *bolt.Tx) error {
 		var err error
 		hash, hashRev, compactRev, err = mvcc.Read(tx).HashKV(rev)
 		return err

@@ -149,7 +149,7 @@ func (f *FSM) Changes(key, end []byte, from, to int64) ([]Change, error) {
 		e   mvcc.Event
 	}
 	var evs []ev
-	err := f.view(func(tx *bolt.Tx) error {
+	err := f.viewCommitted(func(tx *bolt.Tx) error {
 		return mvcc.Read(tx).Changes(key, end, from, to, func(rev int64, e mvcc.Event) error {
 			evs = append(evs, ev{rev, e})
 			return nil

@@ -14,10 +14,11 @@
 //     semantics (put, delete-range, txn and compares; Range at the current
 //     or a past revision; History; HashKV), inside a bbolt transaction it is
 //     given. Its TxnWrite reports what each transaction changed.
-//   - internal/backend: the bbolt file: opening it (and discarding one that
-//     was not closed cleanly), batching applied writes into one pending
-//     transaction, committing it before reads, failure, close, copy (Backup),
-//     size, and swapping in a restored file.
+//   - internal/backend: the bbolt file: opening it (and discarding an older
+//     kvd's file that was not closed cleanly), batching applied writes into
+//     one pending transaction that short reads read through, fsynced
+//     commits, failure, close, copy (Backup), size, and swapping in a
+//     restored file.
 //
 // ApplyBatch runs inside backend.Batch: for each entry it decodes the
 // command and hands key-value commands to an mvcc.TxnWrite, cluster
@@ -72,12 +73,16 @@
 // # Durability
 //
 // Applied entries are committed to the state database in batches (every
-// 100 ms or 10,000 entries, and before every read, snapshot and close), and
-// those commits are not fsynced: every applied entry is already in the raft
-// log, fsynced on a quorum before it was acknowledged.
-// Close syncs the database and leaves a marker (CleanMarker). A state found
-// without the marker was not closed cleanly and may be torn by a power loss,
-// so New discards it; the member restores its newest raft snapshot (fsynced
-// when taken) and raft replays the log after it. Snapshots trim the log only
-// up to their own index, so the entries to replay are always there.
+// 100 ms or 10,000 entries, and before a snapshot, a long read and close),
+// and every commit is fsynced: the file on disk is a complete database as
+// of its last commit, whatever a crash cuts short, and raft replays the log
+// after it. Snapshots therefore refer to the state database instead of
+// copying it (see Snapshot and SnapshotStore): a snapshot commits what was
+// applied, and the database is copied only when raft sends it to a
+// follower.
+//
+// An older kvd's state (commits not fsynced, snapshots that are full
+// copies) found without the marker of a clean close (CleanMarker) is
+// discarded, and the member restores its newest snapshot and replays the
+// log after it.
 package fsm

@@ -30,9 +30,13 @@ var protoMarshal = proto.MarshalOptions{Deterministic: true}
 const StateFile = "state.db"
 
 // CleanMarker is written beside StateFile when the state is closed cleanly.
-// Commits to the state are not fsynced (see the package doc), so a state
-// without the marker may be torn, and is rebuilt.
+// A state of an older kvd, whose commits were not fsynced, is trusted only
+// with it (see the package doc).
 const CleanMarker = "state.clean"
+
+// SyncedMarker is written beside StateFile once its commits are fsynced,
+// which they are from then on: the state survives any crash.
+const SyncedMarker = "state.synced"
 
 // Config configures an FSM.
 type Config struct {
@@ -136,8 +140,9 @@ var (
 	_ raft.BatchingFSM = (*FSM)(nil)
 )
 
-// New opens (or creates) the state database in cfg.Dir. A state that was
-// not closed cleanly is discarded (see Rebuilt and the package doc).
+// New opens (or creates) the state database in cfg.Dir. A state of an older
+// kvd that was not closed cleanly is discarded (see Rebuilt and the package
+// doc).
 func New(cfg Config) (*FSM, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -163,6 +168,7 @@ func New(cfg Config) (*FSM, error) {
 		Dir:            cfg.Dir,
 		File:           StateFile,
 		CleanMarker:    CleanMarker,
+		SyncedMarker:   SyncedMarker,
 		CommitInterval: commitInterval,
 		CommitEntries:  commitEntries,
 		Init:           f.initState,
@@ -208,8 +214,9 @@ func (f *FSM) initState(tx *bolt.Tx) error {
 	return nil
 }
 
-// Rebuilt reports whether New discarded a state that was not closed cleanly;
-// the state then starts empty and must be rebuilt from a snapshot and the log.
+// Rebuilt reports whether New discarded a state of an older kvd that was not
+// closed cleanly; the state then starts empty and must be rebuilt from a
+// snapshot (a full copy, as older kvd wrote them) and the log.
 func (f *FSM) Rebuilt() bool { return f.be.Rebuilt() }
 
 // MarkClean records that the state database in dir is complete and synced,
@@ -217,8 +224,8 @@ func (f *FSM) Rebuilt() bool { return f.be.Rebuilt() }
 func MarkClean(dir string) error { return backend.MarkClean(dir, CleanMarker) }
 
 // Close commits what was applied, syncs and closes the state database, and
-// marks it clean; after a failed apply it leaves no marker, so that the next
-// start discards the state and rebuilds it.
+// marks it clean; after a failed apply it leaves no clean marker, and the
+// state keeps its last commit (the next start replays the log after it).
 func (f *FSM) Close() error {
 	f.closeOnce.Do(func() { close(f.closed) })
 	<-f.trimDone // the trimmer writes through the backend: stop it first
@@ -268,13 +275,25 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// view runs fn in a read transaction of the current database, after
-// committing the pending batch so that the read sees every applied entry.
-// Errors from fn are returned as they are; the backend's own (closed, or
-// failed after a failed apply) say they come from fsm.
+// view runs fn on a transaction of the current database that sees every
+// applied entry (backend.View: through the pending batch, which waits for
+// it, so fn must be short). Errors from fn are returned as they are; the
+// backend's own (closed, or failed after a failed apply) say they come from
+// fsm.
 func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
+	return f.viewWith(f.be.View, fn)
+}
+
+// viewCommitted is view for reads that may walk much of the database: the
+// pending batch is committed, and fn reads a transaction of its own while
+// entries go on being applied.
+func (f *FSM) viewCommitted(fn func(tx *bolt.Tx) error) error {
+	return f.viewWith(f.be.ViewCommitted, fn)
+}
+
+func (f *FSM) viewWith(view func(func(tx *bolt.Tx) error) error, fn func(tx *bolt.Tx) error) error {
 	var fnErr error
-	err := f.be.View(func(tx *bolt.Tx) error {
+	err := view(func(tx *bolt.Tx) error {
 		fnErr = fn(tx)
 		return fnErr
 	})
@@ -303,7 +322,7 @@ type Stats struct {
 // KeyCount returns the number of live keys. It walks the whole keys bucket.
 func (f *FSM) KeyCount() (int, error) {
 	var n int
-	err := f.view(func(tx *bolt.Tx) error {
+	err := f.viewCommitted(func(tx *bolt.Tx) error {
 		n = mvcc.Read(tx).KeyCount()
 		return nil
 	})

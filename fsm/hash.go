@@ -18,7 +18,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // applied the same commands agree on everything else.
 func (f *FSM) Hash() (uint32, error) {
 	h := crc32.New(castagnoli)
-	err := f.view(func(tx *bolt.Tx) error {
+	err := f.viewCommitted(func(tx *bolt.Tx) error {
 		// The buckets in a fixed order: meta, keys, history (mvcc's), members.
 		h.Write(bucketMeta)
 		err := tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {

@@ -77,7 +77,7 @@ func (f *FSM) Lease(id int64) (l mvcc.Lease, ok bool, err error) {
 
 // Leases returns every lease, by id.
 func (f *FSM) Leases() (ls []mvcc.Lease, err error) {
-	err = f.view(func(tx *bolt.Tx) error {
+	err = f.viewCommitted(func(tx *bolt.Tx) error {
 		ls, err = mvcc.Read(tx).Leases()
 		return err
 	})

@@ -41,22 +41,45 @@ type closeTracker struct {
 
 func (c *closeTracker) Close() error { c.closed = true; return nil }
 
-// snapshotBytes persists a snapshot of f and returns what was written.
+// snapshotBytes takes a snapshot of f as raft does (Snapshot, Persist into
+// a store) and returns what opening it through the FSM's store yields: a copy
+// of the state database, as raft sends it to a follower.
 func snapshotBytes(t *testing.T, f *FSM) []byte {
+	t.Helper()
+	store := f.SnapshotStore(raft.NewInmemSnapshotStore())
+	id := persistTo(t, f, store)
+	meta, rc, err := store.Open(id)
+	if err != nil {
+		t.Fatalf("open snapshot: %v", err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read snapshot: %v", err)
+	}
+	if int64(len(data)) != meta.Size {
+		t.Fatalf("snapshot stream has %d bytes, its meta says %d", len(data), meta.Size)
+	}
+	return data
+}
+
+// persistTo takes a snapshot of f and persists it into store, as raft does,
+// and returns its id.
+func persistTo(t *testing.T, f *FSM, store raft.SnapshotStore) string {
 	t.Helper()
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatalf("Snapshot: %v", err)
 	}
 	defer snap.Release()
-	sink := &memSink{}
+	sink, err := store.Create(raft.SnapshotVersionMax, f.AppliedIndex(), 1, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatalf("create snapshot: %v", err)
+	}
 	if err := snap.Persist(sink); err != nil {
 		t.Fatalf("Persist: %v", err)
 	}
-	if !sink.closed || sink.cancelled {
-		t.Fatalf("Persist left the sink closed=%v cancelled=%v, want closed and not cancelled", sink.closed, sink.cancelled)
-	}
-	return sink.Bytes()
+	return sink.ID()
 }
 
 func mustRestore(t *testing.T, f *FSM, data []byte) {
@@ -196,35 +219,61 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 }
 
-// TestSnapshotIsPointInTime persists a snapshot while entries are applied, as
-// raft does, and checks that it holds the state at the time it was taken.
-func TestSnapshotIsPointInTime(t *testing.T) {
+// TestSnapshotRefersToTheState checks that a snapshot is a small record,
+// that opening it streams the state as it is when opened (which covers the
+// snapshot's entries and those applied since), and that it refuses to
+// stand for a state that holds fewer entries than it covers.
+func TestSnapshotRefersToTheState(t *testing.T) {
 	src, l := newFSM(t), newTestLog(t)
 	applyInBatches(src, workload(t, l, 3, 300), 10)
-	at := newFSM(t) // a copy of src's state when the snapshot is taken
-	applyInBatches(at, l.entries, 64)
-
-	snap, err := src.Snapshot()
+	inner := raft.NewInmemSnapshotStore()
+	store := src.SnapshotStore(inner)
+	id := persistTo(t, src, store)
+	_, raw, err := inner.Open(id)
 	if err != nil {
-		t.Fatalf("Snapshot: %v", err)
+		t.Fatal(err)
 	}
-	sink := &memSink{}
-	done := make(chan error)
-	go func() {
-		err := snap.Persist(sink)
-		snap.Release()
-		done <- err
-	}()
-	applyInBatches(src, workload(t, l, 4, 300), 10)
-	if err := <-done; err != nil {
-		t.Fatalf("Persist: %v", err)
+	record, _ := io.ReadAll(raw)
+	raw.Close()
+	if len(record) > 64 || !bytes.HasPrefix(record, []byte(snapshotRefMagic)) {
+		t.Fatalf("persisted snapshot is %d bytes (%q...), want a short reference record", len(record), record[:min(len(record), 40)])
 	}
 
+	applyInBatches(src, workload(t, l, 4, 300), 10)
 	dst := newFSM(t)
-	mustRestore(t, dst, sink.Bytes())
-	sameState(t, at, dst)
-	if mustHash(t, src) == mustHash(t, dst) {
-		t.Fatal("the snapshot holds entries applied after it was taken")
+	mustRestore(t, dst, snapshotBytes(t, src))
+	sameState(t, src, dst)
+
+	// A state that lost entries the snapshot covers cannot stand for it.
+	behind := newFSM(t)
+	applyInBatches(behind, l.entries[:10], 5)
+	if _, _, err := behind.SnapshotStore(inner).Open(id); !errors.Is(err, ErrStateBehindSnapshot) {
+		t.Fatalf("opening a snapshot over an older state: %v, want ErrStateBehindSnapshot", err)
+	}
+}
+
+// TestSnapshotOpensCopiesAsTheyAre checks that a snapshot holding a copy of
+// a database (one a leader sent, or an older kvd wrote) opens unchanged.
+func TestSnapshotOpensCopiesAsTheyAre(t *testing.T) {
+	src, l := newFSM(t), newTestLog(t)
+	applyInBatches(src, workload(t, l, 5, 100), 10)
+	data := snapshotBytes(t, src)
+	inner := raft.NewInmemSnapshotStore()
+	sink, err := inner.Create(raft.SnapshotVersionMax, src.AppliedIndex(), 1, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.Write(data)
+	sink.Close()
+	other := newFSM(t)
+	_, rc, err := other.SnapshotStore(inner).Open(sink.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("a copied snapshot opened as %d bytes (err %v), want the %d it holds", len(got), err, len(data))
 	}
 }
 

@@ -60,9 +60,9 @@ type Config struct {
 	// TrailingLogs is how many entries are kept in the log after a snapshot,
 	// so that slightly lagging followers catch up without a snapshot.
 	TrailingLogs uint64
-	// SnapshotRetain is how many snapshots are kept on disk. Each is a full
-	// copy of the state; two (as Consul and Vault keep) leave the previous
-	// one to fall back on.
+	// SnapshotRetain is how many snapshots are kept on disk. A snapshot
+	// refers to state.db and takes a few bytes (a follower that received the
+	// state from the leader keeps that copy until newer snapshots retire it).
 	SnapshotRetain int
 
 	// RequestTimeout bounds a request whose context has no deadline.
@@ -160,11 +160,16 @@ func DefaultConfig() Config {
 		// Followers learn each commit from package commitpush at once;
 		// raft's empty append after CommitTimeout of quiet only covers a
 		// lost push, and more often costs idle CPU (see docs/design.md).
-		CommitTimeout:     100 * time.Millisecond,
-		MaxAppendEntries:  256,
-		SnapshotThreshold: 8192,
-		SnapshotInterval:  2 * time.Minute,
-		TrailingLogs:      10240,
+		CommitTimeout:    100 * time.Millisecond,
+		MaxAppendEntries: 256,
+		// A snapshot costs one fsynced commit of state.db (it refers to
+		// the file rather than copying it), so it is taken often, and raft
+		// trims its log soon. Under load an entry is a batch of many
+		// writes (tens of KiB), so 1,024 trailing entries are still
+		// seconds of writes, and far more than etcd's 5,000 requests.
+		SnapshotThreshold: 2048,
+		SnapshotInterval:  5 * time.Second,
+		TrailingLogs:      1024,
 		SnapshotRetain:    2,
 	}
 }

@@ -51,7 +51,7 @@ type Member struct {
 
 	fsm       *fsm.FSM
 	raft      *raft.Raft
-	logStore  *raftboltdb.BoltStore
+	logStore  *raftlog.File
 	raftLog   *raftlog.Store            // over logStore; what raft writes its log through
 	raftRef   atomic.Pointer[raft.Raft] // raft, for raftLog, which runs before NewRaft returns
 	transport raft.Transport
@@ -235,8 +235,7 @@ func (m *Member) startRaft() error {
 		return fmt.Errorf("create raft dir: %w", err)
 	}
 	var err error
-	m.logStore, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(raftDir, "raft.db"),
+	m.logStore, err = raftlog.OpenFile(filepath.Join(raftDir, "raft.db"), raftboltdb.Options{
 		// Every commit is fsynced; only the freelist is not written with
 		// each one (bbolt rebuilds it when the file is opened).
 		BoltOptions: &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType},
@@ -261,10 +260,13 @@ func (m *Member) startRaft() error {
 		return err
 	}
 	rc := m.cfg.raftConfig(m.log)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(m.cfg.DataDir, m.cfg.SnapshotRetain, rc.Logger)
+	files, err := raft.NewFileSnapshotStoreWithLogger(m.cfg.DataDir, m.cfg.SnapshotRetain, rc.Logger)
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
+	// Snapshots refer to state.db rather than copy it; the store copies
+	// the state only to send it to a follower (see package fsm).
+	snaps := m.fsm.SnapshotStore(files)
 	if m.cfg.RaftTransport != nil {
 		m.transport = m.cfg.RaftTransport
 	} else {
@@ -341,9 +343,12 @@ func (m *Member) startRaft() error {
 const logCacheSize = 1024
 
 // catchUpFromSnapshot restores the state machine from the newest snapshot
-// when the state on disk is older than it (state.db lost or replaced). raft
-// replays only the log after its newest snapshot, so without this the state
-// would miss what lies between.
+// when the state on disk is older than it: an older kvd's state that was
+// discarded after a crash, whose snapshots are full copies. raft replays only
+// the log after its newest snapshot, so without this the state would miss
+// what lies between. A snapshot that refers to the state cannot help (the
+// open fails with fsm.ErrStateBehindSnapshot): state.db was lost or
+// replaced, and the member must be rebuilt from the cluster.
 func (m *Member) catchUpFromSnapshot(snaps raft.SnapshotStore) error {
 	list, err := snaps.List()
 	if err != nil {

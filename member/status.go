@@ -2,11 +2,15 @@ package member
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/kvd-io/kvd/internal/memberid"
+	"github.com/kvd-io/kvd/internal/raftlog"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -146,7 +150,46 @@ func (m *Member) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err 
 
 // Defragment rewrites this member's state file without its free space,
 // while the member goes on serving (see fsm.FSM.Defragment), and returns the
-// file's size before and after.
+// file's size before and after. It then gives back the raft log file's free
+// space too: a snapshot trims the log to raft's trailing entries, and the
+// file is rewritten with what is left (raftlog.File.Compact), which holds
+// the log's reads and writes for as long as the copy takes.
 func (m *Member) Defragment(ctx context.Context) (before, after int64, err error) {
-	return m.fsm.Defragment(ctx)
+	before, after, err = m.fsm.Defragment(ctx)
+	if err != nil {
+		return before, after, err
+	}
+	if err := m.compactRaftLog(ctx); err != nil {
+		return before, after, fmt.Errorf("state defragmented; raft log: %w", err)
+	}
+	return before, after, nil
+}
+
+// compactRaftLog trims the raft log with a snapshot and rewrites its file
+// when at least half of it is free pages.
+func (m *Member) compactRaftLog(ctx context.Context) error {
+	if err := m.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		// The file can still give back what earlier snapshots trimmed.
+		m.log.Warn("defragment: cannot snapshot to trim the raft log", "error", err)
+	}
+	size, inUse, err := m.logStore.Size()
+	if err != nil {
+		return err
+	}
+	if inUse > size/2 {
+		return nil
+	}
+	start := time.Now()
+	before, after, err := m.logStore.Compact(ctx)
+	if err != nil {
+		if errors.Is(err, raftlog.ErrFileClosed) {
+			// The log cannot be written any more: stop, as for any
+			// failure to write it.
+			m.log.Error("cannot reopen the raft log after compacting it; stopping", "error", err)
+			panic(fmt.Sprintf("raft log: %v", err))
+		}
+		return err
+	}
+	m.log.Info("compacted the raft log file", "bytes_before", before, "bytes_after", after, "took", time.Since(start).Round(time.Millisecond))
+	return nil
 }

@@ -1,39 +1,50 @@
 // Package backend is kvd's storage file: one bbolt database, the batching of
-// the writes applied to it, and the life of the file (open, clean close,
-// failure, copy, replacement). It knows nothing of keys, revisions or raft:
-// its callers (package fsm, through package mvcc for the key-value data)
-// decide what the buckets hold.
+// the writes applied to it, and the life of the file (open, close, failure,
+// copy, replacement). It knows nothing of keys, revisions or raft: its
+// callers (package fsm, through package mvcc for the key-value data) decide
+// what the buckets hold.
 //
 // # Batching
 //
 // Writes go into one pending write transaction, opened by the first Batch
 // and committed every Config.CommitInterval or Config.CommitEntries entries,
-// and before every read (View, ReadTx, WriteTo, Size), restore and close, so
-// that a reader sees everything written before it. Commits are not fsynced:
-// the caller keeps what was written somewhere durable (kvd's raft log) until
-// a synced close or a snapshot covers it.
+// and before a long read (ViewCommitted, ReadTx, WriteTo), an explicit
+// Commit, a restore and close. Short reads (View, Size) do not commit: they
+// read through the pending transaction itself, so a reader sees everything
+// written before it without paying for a commit.
 //
 // # Crashes
 //
-// Close syncs the file and leaves a marker (Config.CleanMarker) beside it. A
-// file found without the marker was not closed cleanly and may be torn by a
-// power loss, so Open deletes it and starts empty (Rebuilt reports it); the
-// caller rebuilds it from its own durable record. The marker is consumed on
-// open, so that a crash from then on is noticed.
+// Every commit is fsynced, bbolt's way (the pages, then the meta page that
+// points to them), so the file on disk is always a complete database as of
+// some commit, whatever a crash or a power loss cuts short. A caller that
+// keeps what it wrote somewhere else (kvd's raft log) replays what came
+// after that commit. Commit makes everything written so far durable, for a
+// caller about to drop its own copy (kvd: a raft snapshot, which lets raft
+// trim its log).
+//
+// Files written before commits were fsynced (a data directory of an older
+// kvd) are trusted only after a clean close, which left a marker
+// (Config.CleanMarker): Open deletes such a file found without the marker,
+// since a power loss may have torn it, and starts empty (Rebuilt reports
+// it); the caller rebuilds it from its own durable record. A second marker
+// (Config.SyncedMarker) records that the file is written with fsynced
+// commits, and is trusted from then on. Close still leaves the clean marker,
+// so that an older kvd can open the file after a downgrade.
 //
 // # Failure
 //
 // A write that fails, or a commit that fails, rolls back the pending
 // transaction and fails the backend: every later call returns an error
-// wrapping ErrFailed, and Close leaves no clean marker, so the next Open
-// discards the file.
+// wrapping ErrFailed. The file keeps its last commit.
 //
 // # Concurrency
 //
 // Batch is called by one writer goroutine at a time (kvd: raft's FSM
-// goroutine). View, ReadTx, WriteTo and Size may be called from any
-// goroutine at any time. Restore and Close exclude everything else: they
-// wait for running calls and block new ones until they return.
+// goroutine). The reads may be called from any goroutine at any time; a View
+// that runs while writes are pending holds Batch off until it returns, so it
+// is for short reads. Restore and Close exclude everything else: they wait
+// for running calls and block new ones until they return.
 package backend
 
 import (
@@ -67,6 +78,9 @@ type Config struct {
 	// CleanMarker is the name of the marker a clean close leaves beside
 	// File. Required.
 	CleanMarker string
+	// SyncedMarker is the name of the marker recording that File is
+	// written with fsynced commits, and so survives any crash. Required.
+	SyncedMarker string
 	// CommitInterval is how long the pending transaction may stay open
 	// after its first write before it is committed. Required, > 0.
 	CommitInterval time.Duration
@@ -93,6 +107,9 @@ func (c Config) Validate() error {
 	}
 	if c.CleanMarker == "" || filepath.Base(c.CleanMarker) != c.CleanMarker || c.CleanMarker == c.File {
 		errs = append(errs, fmt.Errorf("backend: CleanMarker %q must be a file name other than File", c.CleanMarker))
+	}
+	if c.SyncedMarker == "" || filepath.Base(c.SyncedMarker) != c.SyncedMarker || c.SyncedMarker == c.File || c.SyncedMarker == c.CleanMarker {
+		errs = append(errs, fmt.Errorf("backend: SyncedMarker %q must be a file name other than File and CleanMarker", c.SyncedMarker))
 	}
 	if c.CommitInterval <= 0 {
 		errs = append(errs, fmt.Errorf("backend: CommitInterval %v must be positive", c.CommitInterval))
@@ -125,8 +142,9 @@ type Backend struct {
 	rebuilt bool
 }
 
-// Open opens (or creates) the database, after discarding a file that was
-// not closed cleanly (see the package doc), and runs Config.Init.
+// Open opens (or creates) the database, after discarding a file of an older
+// kvd that was not closed cleanly (see the package doc), and runs
+// Config.Init.
 func Open(cfg Config) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -144,26 +162,39 @@ func Open(cfg Config) (*Backend, error) {
 	if err := b.open(); err != nil {
 		return nil, err
 	}
+	// From here on every commit is fsynced, and the file on disk is
+	// complete (the unclean one of an older kvd was discarded; a clean one
+	// was synced at its close; a new one is empty).
+	if err := b.db.Sync(); err != nil {
+		b.db.Close()
+		return nil, fmt.Errorf("backend: sync %s: %w", b.path, err)
+	}
+	if err := MarkClean(cfg.Dir, cfg.SyncedMarker); err != nil {
+		b.db.Close()
+		return nil, fmt.Errorf("backend: mark fsynced commits: %w", err)
+	}
 	return b, nil
 }
 
 // Path is the database file's path.
 func (b *Backend) Path() string { return b.path }
 
-// Rebuilt reports whether Open discarded a file that was not closed cleanly;
-// the database then started empty.
+// Rebuilt reports whether Open discarded a file of an older kvd that was
+// not closed cleanly; the database then started empty.
 func (b *Backend) Rebuilt() bool { return b.rebuilt }
 
-// discardIfUnclean deletes a file that was not closed cleanly: its last
-// commits were never fsynced, so after a power loss it may be torn. The
-// marker of a clean close is consumed, so that a crash from now on is
-// noticed.
+// discardIfUnclean deletes a file written without fsynced commits (no synced
+// marker: an older kvd's) that was not closed cleanly: its last commits were
+// never fsynced, so after a power loss it may be torn. The marker of a clean
+// close is consumed, so that it always describes the last close.
 func (b *Backend) discardIfUnclean() error {
 	marker := filepath.Join(b.cfg.Dir, b.cfg.CleanMarker)
 	_, err := os.Stat(marker)
 	clean := err == nil
-	if _, err := os.Stat(b.path); err == nil && !clean {
-		b.log.Warn("backend: state was not closed cleanly; discarding it to rebuild it from the last snapshot and the raft log", "path", b.path)
+	_, err = os.Stat(filepath.Join(b.cfg.Dir, b.cfg.SyncedMarker))
+	synced := err == nil
+	if _, err := os.Stat(b.path); err == nil && !clean && !synced {
+		b.log.Warn("backend: state of an older kvd was not closed cleanly; discarding it to rebuild it from the last snapshot and the raft log", "path", b.path)
 		if err := os.Remove(b.path); err != nil {
 			return fmt.Errorf("backend: discard unclean state: %w", err)
 		}
@@ -189,9 +220,9 @@ func MarkClean(dir, marker string) error {
 // open opens the file and runs Init. The caller holds mu exclusively, or
 // is Open.
 func (b *Backend) open() error {
-	// No fsync per commit (see the package doc). The freelist is rebuilt on
-	// open rather than written with every commit.
-	db, err := bolt.Open(b.path, 0o600, &bolt.Options{NoSync: true, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	// Every commit is fsynced (see the package doc). The freelist is
+	// rebuilt on open rather than written with every commit.
+	db, err := bolt.Open(b.path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return fmt.Errorf("backend: open %s: %w", b.path, err)
 	}
@@ -207,7 +238,7 @@ func (b *Backend) open() error {
 
 // Close commits the pending batch, syncs and closes the database, and
 // leaves the clean marker. A failed backend is closed without a commit and
-// without the marker, so that the next Open discards its file. Close waits
+// without the marker (its file keeps its last commit). Close waits
 // for running reads and writes (and for read transactions from ReadTx to be
 // rolled back) and may be called more than once.
 func (b *Backend) Close() error {
@@ -220,7 +251,7 @@ func (b *Backend) Close() error {
 		return fmt.Errorf("backend: close: %w", err)
 	}
 	if b.failure() != nil {
-		return nil // no marker: the next start discards this state
+		return nil // no clean marker: the last commit is what the file holds
 	}
 	if err := MarkClean(b.cfg.Dir, b.cfg.CleanMarker); err != nil {
 		return fmt.Errorf("backend: mark clean close: %w", err)
@@ -375,10 +406,51 @@ func (b *Backend) readable() error {
 	return b.flush()
 }
 
-// View runs fn in a read transaction that sees every write made so far
-// (the pending batch is committed first). fn must not keep tx. Any
-// goroutine.
+// Commit commits the pending batch, fsynced: everything written so far is
+// then durable. Any goroutine.
+func (b *Backend) Commit() error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.readable()
+}
+
+// View runs fn on a transaction that sees every write made so far, without
+// committing anything: while a batch is pending, fn reads through the
+// pending write transaction itself, and Batch waits until fn returns (so
+// View is for short reads; see ViewCommitted). fn must only read, and must
+// not keep tx or anything it returned. Any goroutine.
 func (b *Backend) View(fn func(tx *bolt.Tx) error) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.db == nil {
+		return ErrClosed
+	}
+	b.txMu.Lock()
+	if b.failed != nil {
+		b.txMu.Unlock()
+		return fmt.Errorf("%w: %w", ErrFailed, b.failed)
+	}
+	if b.pending != nil {
+		defer b.txMu.Unlock()
+		return fn(b.pending)
+	}
+	// Nothing pending: a read transaction of its own, which writes that
+	// start meanwhile do not wait for. Holding txMu until it has begun
+	// keeps a batch from opening and committing in between.
+	tx, err := b.db.Begin(false)
+	b.txMu.Unlock()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	return fn(tx)
+}
+
+// ViewCommitted runs fn in a read transaction of its own that sees every
+// write made so far: the pending batch is committed first. Writes go on
+// while fn runs, so it suits reads that walk much of the database. fn must
+// not keep tx. Any goroutine.
+func (b *Backend) ViewCommitted(fn func(tx *bolt.Tx) error) error {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if err := b.readable(); err != nil {
@@ -406,7 +478,7 @@ func (b *Backend) ReadTx() (*bolt.Tx, error) {
 // the copy before anything is written. Any goroutine.
 func (b *Backend) WriteTo(w io.Writer, size func(int64)) (int64, error) {
 	var n int64
-	err := b.View(func(tx *bolt.Tx) error {
+	err := b.ViewCommitted(func(tx *bolt.Tx) error {
 		if size != nil {
 			size(tx.Size())
 		}

@@ -19,6 +19,7 @@ func testConfig(dir string) Config {
 		Dir:            dir,
 		File:           "test.db",
 		CleanMarker:    "test.clean",
+		SyncedMarker:   "test.synced",
 		CommitInterval: time.Hour, // commits only when asked, unless a test says otherwise
 		CommitEntries:  100,
 		Init: func(tx *bolt.Tx) error {
@@ -73,6 +74,8 @@ func TestConfigValidate(t *testing.T) {
 		"file with a path":   func(c *Config) { c.File = "a/b.db" },
 		"no marker":          func(c *Config) { c.CleanMarker = "" },
 		"marker is the file": func(c *Config) { c.CleanMarker = c.File },
+		"no synced marker":   func(c *Config) { c.SyncedMarker = "" },
+		"markers are one":    func(c *Config) { c.SyncedMarker = c.CleanMarker },
 		"no interval":        func(c *Config) { c.CommitInterval = 0 },
 		"no entries":         func(c *Config) { c.CommitEntries = 0 },
 	} {
@@ -88,8 +91,9 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // TestBatchesShareATransaction checks that batches share one pending
-// write transaction, that a read commits it first, and that it commits
-// once it holds CommitEntries entries.
+// write transaction, that a short read sees it without committing it, that
+// a long read or Commit commits it, and that it commits once it holds
+// CommitEntries entries.
 func TestBatchesShareATransaction(t *testing.T) {
 	cfg := testConfig(t.TempDir())
 	cfg.CommitEntries = 3
@@ -102,8 +106,25 @@ func TestBatchesShareATransaction(t *testing.T) {
 	if got := get(t, b, "a") + get(t, b, "b"); got != "12" {
 		t.Fatalf("a read after two batches found %q, want 12", got)
 	}
+	if size, inUse, err := b.Size(); err != nil || size <= 0 || inUse <= 0 {
+		t.Fatalf("Size = %d, %d, %v", size, inUse, err)
+	}
+	if !b.Pending() {
+		t.Fatal("a short read committed the pending transaction")
+	}
+	var long string
+	if err := b.ViewCommitted(func(tx *bolt.Tx) error {
+		long = string(tx.Bucket(bucket).Get([]byte("b")))
+		return nil
+	}); err != nil || long != "2" {
+		t.Fatalf("ViewCommitted found b=%q (%v), want 2", long, err)
+	}
 	if b.Pending() {
-		t.Fatal("a read left the pending transaction open")
+		t.Fatal("a long read left the pending transaction open")
+	}
+	put(t, b, "x", "9")
+	if err := b.Commit(); err != nil || b.Pending() {
+		t.Fatalf("Commit = %v, pending %v", err, b.Pending())
 	}
 	put(t, b, "c", "3")
 	put(t, b, "d", "4")
@@ -172,14 +193,14 @@ func TestReadersSeeEveryWrite(t *testing.T) {
 }
 
 // TestFailureRefusesUse checks that a failed write rolls back everything
-// pending, refuses all later use, and leaves the file to be discarded.
+// pending, refuses all later use, and leaves the file at its last commit.
 func TestFailureRefusesUse(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(dir)
 	b := open(t, cfg)
 	put(t, b, "kept", "1")
-	if get(t, b, "kept") != "1" { // committed
-		t.Fatal("kept not written")
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
 	}
 	put(t, b, "pending", "1")
 	boom := errors.New("boom")
@@ -196,6 +217,10 @@ func TestFailureRefusesUse(t *testing.T) {
 	for name, use := range map[string]func() error{
 		"Batch": func() error { return b.Batch(func(*bolt.Tx) (int, error) { return 1, nil }) },
 		"View":  func() error { return b.View(func(*bolt.Tx) error { return nil }) },
+		"ViewCommitted": func() error {
+			return b.ViewCommitted(func(*bolt.Tx) error { return nil })
+		},
+		"Commit": b.Commit,
 		"ReadTx": func() error {
 			tx, err := b.ReadTx()
 			if err == nil {
@@ -217,71 +242,79 @@ func TestFailureRefusesUse(t *testing.T) {
 		t.Fatalf("a failed backend was marked clean: %v", err)
 	}
 	b = open(t, cfg)
-	if !b.Rebuilt() || get(t, b, "kept") != "" {
-		t.Fatalf("reopened after a failure: rebuilt %v, kept=%q; want a discarded file", b.Rebuilt(), get(t, b, "kept"))
+	if b.Rebuilt() || get(t, b, "kept") != "1" || get(t, b, "pending") != "" {
+		t.Fatalf("reopened after a failure: rebuilt %v, kept=%q, pending=%q; want the last commit", b.Rebuilt(), get(t, b, "kept"), get(t, b, "pending"))
 	}
 }
 
-// TestCleanMarker checks that a clean close keeps the file, that the
-// marker is consumed on open, and that a file without it is discarded.
-func TestCleanMarker(t *testing.T) {
+// TestCrashKeepsCommits checks that a file left by a crash (copied while
+// the backend is open: what a kill leaves on disk) opens with every commit
+// and without what was pending.
+func TestCrashKeepsCommits(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(dir)
-	marker := filepath.Join(dir, cfg.CleanMarker)
 	b := open(t, cfg)
-	put(t, b, "a", "1") // pending at close: Close commits it
-	if err := b.Close(); err != nil {
+	put(t, b, "a", "1")
+	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Close(); err != nil {
-		t.Fatalf("a second Close: %v", err)
+	put(t, b, "pending", "1")
+	crashed := t.TempDir()
+	for _, name := range []string{cfg.File, cfg.SyncedMarker} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crashed, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := b.View(func(*bolt.Tx) error { return nil }); !errors.Is(err, ErrClosed) {
-		t.Fatalf("View after Close = %v, want ErrClosed", err)
+	if _, err := os.Stat(filepath.Join(dir, cfg.CleanMarker)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("an open backend has a clean marker: %v", err)
 	}
-	if _, err := os.Stat(marker); err != nil {
-		t.Fatalf("no marker after a clean close: %v", err)
+	c := open(t, testConfig(crashed))
+	if c.Rebuilt() || get(t, c, "a") != "1" || get(t, c, "pending") != "" {
+		t.Fatalf("reopened after a crash: rebuilt %v, a=%q, pending=%q; want the last commit", c.Rebuilt(), get(t, c, "a"), get(t, c, "pending"))
 	}
+}
 
-	b = open(t, cfg)
-	if b.Rebuilt() || get(t, b, "a") != "1" {
-		t.Fatalf("reopened after a clean close: rebuilt %v, a=%q", b.Rebuilt(), get(t, b, "a"))
-	}
-	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the marker was not consumed: %v", err)
-	}
-	put(t, b, "b", "2")
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	// A crash: the file is there, the marker is not.
-	if err := os.Remove(marker); err != nil {
-		t.Fatal(err)
-	}
-	b = open(t, cfg)
-	if !b.Rebuilt() || get(t, b, "a") != "" {
-		t.Fatalf("reopened after a crash: rebuilt %v, a=%q; want a discarded file", b.Rebuilt(), get(t, b, "a"))
-	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	// A tool that wrote a file marks it clean itself.
-	b = open(t, cfg)
-	put(t, b, "c", "3")
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(marker); err != nil {
-		t.Fatal(err)
-	}
-	if err := MarkClean(dir, cfg.CleanMarker); err != nil {
-		t.Fatal(err)
-	}
-	b = open(t, cfg)
-	if b.Rebuilt() || get(t, b, "c") != "3" {
-		t.Fatalf("reopened after MarkClean: rebuilt %v, c=%q", b.Rebuilt(), get(t, b, "c"))
+// TestOlderFiles checks files written before commits were fsynced (no
+// synced marker): one closed cleanly is kept, and marked synced from then
+// on; one without the clean marker is discarded.
+func TestOlderFiles(t *testing.T) {
+	for _, clean := range []bool{true, false} {
+		dir := t.TempDir()
+		cfg := testConfig(dir)
+		b := open(t, cfg)
+		put(t, b, "a", "1")
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatalf("a second Close: %v", err)
+		}
+		if err := b.View(func(*bolt.Tx) error { return nil }); !errors.Is(err, ErrClosed) {
+			t.Fatalf("View after Close = %v, want ErrClosed", err)
+		}
+		// An older kvd's directory: no synced marker.
+		if err := os.Remove(filepath.Join(dir, cfg.SyncedMarker)); err != nil {
+			t.Fatal(err)
+		}
+		if !clean {
+			if err := os.Remove(filepath.Join(dir, cfg.CleanMarker)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b = open(t, cfg)
+		if b.Rebuilt() == clean || (get(t, b, "a") == "1") != clean {
+			t.Fatalf("clean %v: reopened with rebuilt %v, a=%q", clean, b.Rebuilt(), get(t, b, "a"))
+		}
+		for _, m := range []string{cfg.CleanMarker, cfg.SyncedMarker} {
+			_, err := os.Stat(filepath.Join(dir, m))
+			if gone := errors.Is(err, os.ErrNotExist); gone != (m == cfg.CleanMarker) {
+				t.Fatalf("clean %v: after open, %s exists: %v; want only the synced marker", clean, m, !gone)
+			}
+		}
 	}
 }
 

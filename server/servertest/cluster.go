@@ -259,6 +259,10 @@ func (c *Cluster) Wipe(name string) {
 }
 
 // StartWith starts a stopped member, letting edit change its config first.
+// TryStart starts a stopped member and returns the error that kept it
+// from starting, for a test that expects one.
+func (c *Cluster) TryStart(name string) error { return c.startMember(name, nil) }
+
 func (c *Cluster) StartWith(name string, edit func(*server.Config)) {
 	c.t.Helper()
 	if err := c.startMember(name, edit); err != nil {
