@@ -52,6 +52,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,6 +60,17 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 )
+
+// initialMmapSize is the address space mapped for the file when it is
+// opened (see open): 10 GiB, or nothing on a 32-bit platform, whose address
+// space is too small.
+var initialMmapSize = func() int {
+	if math.MaxInt == math.MaxInt32 {
+		return 0
+	}
+	gib := 30 // a variable shift, so that 32-bit builds compile
+	return 10 << gib
+}()
 
 // Errors returned by a backend that can no longer be used.
 var (
@@ -221,8 +233,14 @@ func MarkClean(dir, marker string) error {
 // is Open.
 func (b *Backend) open() error {
 	// Every commit is fsynced (see the package doc). The freelist is
-	// rebuilt on open rather than written with every commit.
-	db, err := bolt.Open(b.path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	// rebuilt on open rather than written with every commit. A commit that
+	// grows the file past the memory map remaps it, and remapping waits
+	// for every open read transaction: a defragmentation's copy or a
+	// snapshot sent to a follower would hold every apply (and so every
+	// write) for as long as it reads. Mapping 10 GiB of address space up
+	// front, as etcd does, makes that rare; the file still grows only as
+	// it is written.
+	db, err := bolt.Open(b.path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: initialMmapSize})
 	if err != nil {
 		return fmt.Errorf("backend: open %s: %w", b.path, err)
 	}
