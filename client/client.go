@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,11 @@ type Client struct {
 	keepAlives *keepAlives
 	// tokens holds the token of Config.Username (nil without one).
 	tokens *tokens
+	// renewUnstreamed maps an endpoint to when it last refused a lease
+	// renewal on its stream (a member from before them), so that
+	// KeepAliveOnce goes straight to a LeaseKeepAlive stream there for a
+	// while (see oldRenewals).
+	renewUnstreamed sync.Map
 }
 
 // Compile-time checks that Client implements the package's interfaces.

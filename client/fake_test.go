@@ -233,6 +233,7 @@ func (f *fakeServer) LeaseKeepAlive(st kvv1.LeaseService_LeaseKeepAliveServer) e
 func (f *fakeServer) runOp(ctx context.Context, op *kvv1.StreamOp) *kvv1.StreamResult {
 	if r := op.GetLeaseRenew(); r != nil {
 		if f.noStreamRenew {
+			_ = f.record(ctx, "StreamLeaseRenewRefused", r)
 			return &kvv1.StreamResult{Id: op.GetId(), Error: apierr.ToStream(status.Error(codes.InvalidArgument, "empty request: stream op has no request"))}
 		}
 		if err := f.record(ctx, "StreamLeaseRenew", r); err != nil {

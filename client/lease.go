@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -178,7 +179,7 @@ func (c *Client) KeepAliveOnce(ctx context.Context, id LeaseID) (*LeaseKeepAlive
 		if err != nil {
 			return err
 		}
-		if !c.cfg.UnaryCalls {
+		if !c.cfg.UnaryCalls && !c.renewsUnstreamed(endpoint) {
 			sent := now()
 			res, err := c.streamOp(ctx, endpoint, func() *kvv1.StreamOp {
 				return &kvv1.StreamOp{LeaseRenew: &kvv1.StreamLeaseRenew{Id: id}}
@@ -190,7 +191,9 @@ func (c *Client) KeepAliveOnce(ctx context.Context, id LeaseID) (*LeaseKeepAlive
 				r := res.GetLeaseRenewed()
 				resp = newKeepAliveResponse(&kvv1.LeaseKeepAliveResponse{Header: r.GetHeader(), Id: id, Ttl: r.GetTtl()}, sent)
 				return nil
-			case !errors.Is(err, opstream.ErrNotServed) && !renewNotStreamed(err):
+			case renewNotStreamed(err):
+				c.renewUnstreamed.Store(endpoint, now())
+			case !errors.Is(err, opstream.ErrNotServed):
 				return err
 			}
 		}
@@ -204,6 +207,20 @@ func (c *Client) KeepAliveOnce(ctx context.Context, id LeaseID) (*LeaseKeepAlive
 		return nil, fmt.Errorf("%w: %x expired or was revoked", ErrLeaseNotFound, id)
 	}
 	return resp, nil
+}
+
+// oldRenewals is how long KeepAliveOnce renews on LeaseKeepAlive streams
+// at an endpoint that refused a renewal on its shared stream, before it
+// tries the shared stream there again (the member may have been upgraded
+// meanwhile). Without it every renewal at an old member during a rolling
+// upgrade would cost a refused op first.
+const oldRenewals = time.Minute
+
+// renewsUnstreamed reports whether endpoint refused a renewal on its
+// shared stream less than oldRenewals ago.
+func (c *Client) renewsUnstreamed(endpoint string) bool {
+	at, ok := c.renewUnstreamed.Load(endpoint)
+	return ok && now().Sub(at.(time.Time)) < oldRenewals
 }
 
 // renewNotStreamed reports whether err is how a member that predates

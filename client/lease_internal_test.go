@@ -61,6 +61,11 @@ func TestKeepAliveOnceSharesTheStream(t *testing.T) {
 			if n := f.count("LeaseKeepAlive"); n != tc.keepAlives {
 				t.Errorf("%d renewals on LeaseKeepAlive streams, want %d", n, tc.keepAlives)
 			}
+			// A member that refused a renewal on its stream is not asked
+			// again for a while.
+			if n := f.count("StreamLeaseRenewRefused"); f.noStreamRenew && n != 1 {
+				t.Errorf("the old member refused %d renewals on its stream, want 1 (then none)", n)
+			}
 		})
 	}
 }
