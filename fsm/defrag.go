@@ -83,7 +83,10 @@ func (f *FSM) Defragment(ctx context.Context) (before, after int64, err error) {
 	start := time.Now()
 	tmp := f.path + ".defrag"
 	_ = os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	// The copy's commits write its freelist (nearly empty), unlike the
+	// state's: when the swap opens it with applies held, bbolt reads that
+	// page instead of walking every page of the file to rebuild it.
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return 0, 0, fmt.Errorf("fsm: defragment: %w", err)
 	}
@@ -108,9 +111,14 @@ func (f *FSM) Defragment(ctx context.Context) (before, after int64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("fsm: defragment: %w", err)
 	}
-	// 2. Copy.
+	// 2. Copy, then write the copy to disk while applies go on: the sync
+	// at the swap, with applies held, must only have the last entries to
+	// write (a million keys' copy took seconds to sync).
 	err = copyState(ctx, src, dst)
 	_ = src.Rollback()
+	if err == nil {
+		err = dst.Sync()
+	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("fsm: defragment: copy: %w", err)
 	}
@@ -136,6 +144,9 @@ func (f *FSM) Defragment(ctx context.Context) (before, after int64, err error) {
 			return 0, 0, fmt.Errorf("fsm: defragment: replay: %w", err)
 		}
 		if !final {
+			if err := dst.Sync(); err != nil {
+				return 0, 0, fmt.Errorf("fsm: defragment: %w", err)
+			}
 			if err := ctx.Err(); err != nil {
 				return 0, 0, fmt.Errorf("fsm: defragment: %w", err)
 			}
@@ -146,11 +157,15 @@ func (f *FSM) Defragment(ctx context.Context) (before, after int64, err error) {
 		if err == nil {
 			err = dst.Close()
 		}
+		release := func() {}
 		if err == nil {
 			swapped = true
-			err = f.be.Swap(tmp)
+			release, err = f.be.Swap(tmp)
 		}
 		f.applyMu.Unlock()
+		heldFor := time.Since(held)
+		// Unmapping and deleting the old file is slow; applies go on.
+		release()
 		if err != nil {
 			return 0, 0, fmt.Errorf("fsm: defragment: swap the files: %w", err)
 		}
@@ -158,7 +173,7 @@ func (f *FSM) Defragment(ctx context.Context) (before, after int64, err error) {
 		after, _, err = f.be.Size()
 		f.log.Info("fsm: defragmented the state file", "bytes_before", before, "bytes_after", after,
 			"copy", copied.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond),
-			"applies_held", time.Since(held).Round(time.Microsecond), "rounds", round+1)
+			"applies_held", heldFor.Round(time.Microsecond), "rounds", round+1)
 		return before, after, err
 	}
 }
@@ -228,11 +243,16 @@ func copyState(ctx context.Context, src *bolt.Tx, dst *bolt.DB) error {
 			if size < defragCopyTxBytes {
 				continue
 			}
-			// Commit what is copied and go on in a new transaction.
+			// Commit what is copied and go on in a new transaction. The
+			// sync keeps the copy from piling up gigabytes of dirty pages,
+			// whose writeback would stall the raft log's own syncs.
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			if err := tx.Commit(); err != nil {
+				return err
+			}
+			if err := dst.Sync(); err != nil {
 				return err
 			}
 			if tx, err = dst.Begin(true); err != nil {

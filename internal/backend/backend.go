@@ -171,6 +171,10 @@ func Open(cfg Config) (*Backend, error) {
 	if err := b.discardIfUnclean(); err != nil {
 		return nil, err
 	}
+	// A swap that a crash cut short left the replaced file linked.
+	if err := os.Remove(b.path + replacedSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("backend: remove the replaced state: %w", err)
+	}
 	if err := b.open(); err != nil {
 		return nil, err
 	}
@@ -543,33 +547,65 @@ func (b *Backend) Restore(r io.Reader, check func(path string) error) error {
 			return err
 		}
 	}
-	return b.Swap(tmp)
+	release, err := b.Swap(tmp)
+	if err != nil {
+		return err
+	}
+	release()
+	return nil
 }
 
 // Swap replaces the state file by the complete, synced database file at
 // path (which it renames into place), as Restore does: the pending
-// transaction is dropped, the old file closed, the new one opened and
-// initialised (Config.Init). Callers make sure that nothing pending is
-// missing from the new file.
-func (b *Backend) Swap(path string) error {
+// transaction is dropped, the new file opened and initialised
+// (Config.Init), and used from then on. Callers make sure that nothing
+// pending is missing from the new file.
+//
+// The replaced file stays open, and linked beside the new one, until the
+// caller calls release: unmapping a large file and giving its blocks back
+// to the file system take hundreds of milliseconds, which the caller can
+// spend without holding anything. A crash before release leaves the link,
+// which Open deletes.
+func (b *Backend) Swap(path string) (release func(), err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.db != nil {
+	old := b.db
+	replaced := b.path + replacedSuffix
+	if old != nil {
 		b.txMu.Lock()
 		b.rollbackLocked()
 		b.txMu.Unlock()
-		if err := b.closeDB(); err != nil {
-			return fmt.Errorf("close state: %w", err)
+		_ = os.Remove(replaced)
+		if err := os.Link(b.path, replaced); err != nil {
+			return nil, fmt.Errorf("keep the replaced state: %w", err)
 		}
 	}
+	release = func() {
+		if old != nil {
+			_ = old.Close()
+		}
+		_ = os.Remove(replaced)
+	}
 	if err := os.Rename(path, b.path); err != nil {
-		return err
+		release()
+		b.db = nil
+		return nil, err
 	}
 	if err := SyncDir(b.cfg.Dir); err != nil {
-		return err
+		release()
+		b.db = nil
+		return nil, err
 	}
-	return b.open()
+	if err := b.open(); err != nil {
+		release()
+		b.db = nil
+		return nil, err
+	}
+	return release, nil
 }
+
+// replacedSuffix names the link Swap keeps to the file it replaced.
+const replacedSuffix = ".replaced"
 
 func writeFileSync(path string, r io.Reader) error {
 	out, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)

@@ -369,6 +369,58 @@ func TestRestore(t *testing.T) {
 	if get(t, b, "after") != "1" {
 		t.Fatal("cannot write after a restore")
 	}
+	if _, err := os.Stat(b.Path() + replacedSuffix); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the replaced file is still there after the restore: %v", err)
+	}
+}
+
+// TestSwapKeepsTheReplacedFileUntilReleased checks that the replaced file
+// stays readable until release, and that a link a crash left is removed at
+// open.
+func TestSwapKeepsTheReplacedFileUntilReleased(t *testing.T) {
+	src := open(t, testConfig(t.TempDir()))
+	put(t, src, "from", "src")
+	var snap bytes.Buffer
+	if _, err := src.WriteTo(&snap, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	b := open(t, cfg)
+	put(t, b, "old", "1")
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	next := filepath.Join(dir, "next.db")
+	if err := os.WriteFile(next, snap.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	release, err := b.Swap(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if get(t, b, "from") != "src" || get(t, b, "old") != "" {
+		t.Fatal("the swapped-in state is not the new file's")
+	}
+	replaced := b.Path() + replacedSuffix
+	if _, err := os.Stat(replaced); err != nil {
+		t.Fatalf("the replaced file is gone before release: %v", err)
+	}
+	release()
+	if _, err := os.Stat(replaced); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the replaced file is still there after release: %v", err)
+	}
+	// A crash before release leaves the link; the next open removes it.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(replaced, snap.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b = open(t, cfg)
+	if _, err := os.Stat(replaced); !errors.Is(err, os.ErrNotExist) || get(t, b, "from") != "src" {
+		t.Fatalf("reopened: replaced file %v, from=%q", err, get(t, b, "from"))
+	}
 }
 
 func TestCheckFileRefusesDamage(t *testing.T) {
