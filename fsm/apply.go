@@ -71,11 +71,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 }
 
 // Batches of applied entries share one bbolt write transaction, committed
-// every commitInterval or commitEntries entries, and before any read, snapshot
-// or close. A commit costs page writes (not fsyncs: see the package doc) and
-// was half of ApplyBatch's CPU when every batch had its own; etcd batches its
-// backend commits the same way. Entries applied but not yet committed are in
-// the raft log, like everything since the last (unsynced) commit.
+// every commitInterval or commitEntries entries, and before a snapshot, a
+// long read (viewCommitted) or close; short reads read through it. A commit
+// costs page writes and two fsyncs (see the package doc), and was half of
+// ApplyBatch's CPU when every batch had its own; etcd batches its backend
+// commits the same way. Entries applied but not yet committed are in the
+// raft log, which a restart replays after the last commit.
 const (
 	commitInterval = 100 * time.Millisecond
 	commitEntries  = 10000

@@ -193,6 +193,7 @@ func (r *runner) compaction(ctx context.Context, n, revisions int) (*compactionR
 	if err != nil {
 		return nil, fmt.Errorf("etcd rewrite: %w", err)
 	}
+	r.keep(more, "etcd.txt", text) // with the tool's error distribution
 	if res.etcd.rewrite, err = parseEtcdReport(text, more.total); err != nil {
 		return nil, fmt.Errorf("etcd rewrite: %w", err)
 	}
