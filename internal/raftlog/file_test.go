@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -78,6 +77,6 @@ func TestFileCompact(t *testing.T) {
 	}
 	defer g.Close()
 	if last, _ := g.LastIndex(); last != 2001 {
-		t.Fatal(fmt.Sprintf("reopened log ends at %d, want 2001", last))
+		t.Fatalf("reopened log ends at %d, want 2001", last)
 	}
 }
