@@ -77,16 +77,18 @@ type defragState struct {
 func (f *FSM) Defragment(ctx context.Context) (before, after int64, err error) {
 	f.defragMu.Lock()
 	defer f.defragMu.Unlock()
+	// Size counts what is committed: commit first, so that before
+	// includes the pending batch, as the copy will.
+	if err := f.be.Commit(); err != nil {
+		return 0, 0, err
+	}
 	if before, _, err = f.be.Size(); err != nil {
 		return 0, 0, err
 	}
 	start := time.Now()
 	tmp := f.path + ".defrag"
 	_ = os.Remove(tmp)
-	// The copy's commits write its freelist (nearly empty), unlike the
-	// state's: when the swap opens it with applies held, bbolt reads that
-	// page instead of walking every page of the file to rebuild it.
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
+	dst, err := f.be.OpenCopy(tmp)
 	if err != nil {
 		return 0, 0, fmt.Errorf("fsm: defragment: %w", err)
 	}
@@ -153,14 +155,12 @@ func (f *FSM) Defragment(ctx context.Context) (before, after int64, err error) {
 			continue
 		}
 		held := time.Now()
-		err := dst.Sync()
-		if err == nil {
-			err = dst.Close()
-		}
-		release := func() {}
-		if err == nil {
-			swapped = true
-			release, err = f.be.Swap(tmp)
+		// The backend takes dst as it is, open: reopening it would walk
+		// every page to rebuild its freelist, with applies held.
+		swapped = true
+		release, err := f.be.Adopt(dst)
+		if err != nil {
+			release = func() {}
 		}
 		f.applyMu.Unlock()
 		heldFor := time.Since(held)

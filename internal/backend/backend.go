@@ -244,10 +244,20 @@ func (b *Backend) open() error {
 	// write) for as long as it reads. Mapping 10 GiB of address space up
 	// front, as etcd does, makes that rare; the file still grows only as
 	// it is written.
-	db, err := bolt.Open(b.path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: initialMmapSize})
+	db, err := bolt.Open(b.path, 0o600, boltOptions())
 	if err != nil {
 		return fmt.Errorf("backend: open %s: %w", b.path, err)
 	}
+	return b.use(db)
+}
+
+func boltOptions() *bolt.Options {
+	return &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: initialMmapSize}
+}
+
+// use runs Init on db and makes it the backend's database. The caller holds
+// mu exclusively, or is Open.
+func (b *Backend) use(db *bolt.DB) error {
 	if b.cfg.Init != nil {
 		if err := db.Update(b.cfg.Init); err != nil {
 			db.Close()
@@ -256,6 +266,30 @@ func (b *Backend) open() error {
 	}
 	b.db = db
 	return nil
+}
+
+// OpenCopy creates a new database file at path, beside the backend's, to
+// be filled (its commits are not fsynced; Adopt syncs it) and then swapped
+// in with Adopt.
+func (b *Backend) OpenCopy(path string) (*bolt.DB, error) {
+	opts := boltOptions()
+	opts.NoSync = true
+	return bolt.Open(path, 0o600, opts)
+}
+
+// Adopt replaces the state file by db, a database from OpenCopy that holds
+// everything the state must (callers make sure nothing pending is missing
+// from it), without reopening it: db is synced, renamed over the state
+// file and used from then on with fsynced commits. Reopening a large file
+// would rebuild its freelist by walking every page. Like Swap, it keeps the
+// replaced file until release. On failure db is closed.
+func (b *Backend) Adopt(db *bolt.DB) (release func(), err error) {
+	db.NoSync = false
+	if err := db.Sync(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return b.replace(db.Path(), func() error { return b.use(db) }, func() { db.Close() })
 }
 
 // Close commits the pending batch, syncs and closes the database, and
@@ -567,6 +601,13 @@ func (b *Backend) Restore(r io.Reader, check func(path string) error) error {
 // spend without holding anything. A crash before release leaves the link,
 // which Open deletes.
 func (b *Backend) Swap(path string) (release func(), err error) {
+	return b.replace(path, b.open, func() {})
+}
+
+// replace renames the file at path over the state file and calls open to
+// use it; abandon undoes what open would have taken if it is not reached.
+// See Swap.
+func (b *Backend) replace(path string, open func() error, abandon func()) (release func(), err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	old := b.db
@@ -577,6 +618,7 @@ func (b *Backend) Swap(path string) (release func(), err error) {
 		b.txMu.Unlock()
 		_ = os.Remove(replaced)
 		if err := os.Link(b.path, replaced); err != nil {
+			abandon()
 			return nil, fmt.Errorf("keep the replaced state: %w", err)
 		}
 	}
@@ -587,16 +629,18 @@ func (b *Backend) Swap(path string) (release func(), err error) {
 		_ = os.Remove(replaced)
 	}
 	if err := os.Rename(path, b.path); err != nil {
+		abandon()
 		release()
 		b.db = nil
 		return nil, err
 	}
 	if err := SyncDir(b.cfg.Dir); err != nil {
+		abandon()
 		release()
 		b.db = nil
 		return nil, err
 	}
-	if err := b.open(); err != nil {
+	if err := open(); err != nil {
 		release()
 		b.db = nil
 		return nil, err

@@ -444,3 +444,48 @@ func TestCheckFileRefusesDamage(t *testing.T) {
 		}
 	}
 }
+
+// TestAdopt checks that a copy filled through OpenCopy replaces the state
+// as it is, open, and is written with fsynced commits from then on.
+func TestAdopt(t *testing.T) {
+	dir := t.TempDir()
+	b := open(t, testConfig(dir))
+	put(t, b, "old", "1")
+	copyDB, err := b.OpenCopy(filepath.Join(dir, "copy.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := copyDB.Update(func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucketIfNotExists(bucket)
+		if err != nil {
+			return err
+		}
+		return bk.Put([]byte("new"), []byte("1"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	release, err := b.Adopt(copyDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if get(t, b, "new") != "1" || get(t, b, "old") != "" {
+		t.Fatal("the adopted state is not the copy's")
+	}
+	if copyDB.NoSync {
+		t.Fatal("the adopted database still commits without fsync")
+	}
+	put(t, b, "after", "1")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"copy.db", "test.db" + replacedSuffix} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s is still there: %v", name, err)
+		}
+	}
+	b = open(t, testConfig(dir))
+	if get(t, b, "new") != "1" || get(t, b, "after") != "1" {
+		t.Fatal("the adopted state did not survive a reopen")
+	}
+}
