@@ -50,6 +50,18 @@ func put(t *testing.T, b *Backend, k, v string) {
 	}
 }
 
+// copyOf returns a copy (WriteTo) of a new database holding k=v.
+func copyOf(t *testing.T, k, v string) *bytes.Buffer {
+	t.Helper()
+	src := open(t, testConfig(t.TempDir()))
+	put(t, src, k, v)
+	var snap bytes.Buffer
+	if _, err := src.WriteTo(&snap, nil); err != nil {
+		t.Fatal(err)
+	}
+	return &snap
+}
+
 // get reads k through View; "" means absent.
 func get(t *testing.T, b *Backend, k string) string {
 	t.Helper()
@@ -321,12 +333,7 @@ func TestOlderFiles(t *testing.T) {
 // TestRestore checks the swap: the new file replaces the old, with what was
 // pending discarded and Init run; a file the check refuses changes nothing.
 func TestRestore(t *testing.T) {
-	src := open(t, testConfig(t.TempDir()))
-	put(t, src, "from", "src")
-	var snap bytes.Buffer
-	if _, err := src.WriteTo(&snap, nil); err != nil {
-		t.Fatal(err)
-	}
+	snap := copyOf(t, "from", "src")
 
 	dir := t.TempDir()
 	cfg := testConfig(dir)
@@ -375,15 +382,10 @@ func TestRestore(t *testing.T) {
 }
 
 // TestSwapKeepsTheReplacedFileUntilReleased checks that the replaced file
-// stays readable until release, and that a link a crash left is removed at
+// stays linked until release, and that a link a crash left is removed at
 // open.
 func TestSwapKeepsTheReplacedFileUntilReleased(t *testing.T) {
-	src := open(t, testConfig(t.TempDir()))
-	put(t, src, "from", "src")
-	var snap bytes.Buffer
-	if _, err := src.WriteTo(&snap, nil); err != nil {
-		t.Fatal(err)
-	}
+	snap := copyOf(t, "from", "src")
 	dir := t.TempDir()
 	cfg := testConfig(dir)
 	b := open(t, cfg)
@@ -424,12 +426,7 @@ func TestSwapKeepsTheReplacedFileUntilReleased(t *testing.T) {
 }
 
 func TestCheckFileRefusesDamage(t *testing.T) {
-	src := open(t, testConfig(t.TempDir()))
-	put(t, src, "a", "1")
-	var buf bytes.Buffer
-	if _, err := src.WriteTo(&buf, nil); err != nil {
-		t.Fatal(err)
-	}
+	buf := copyOf(t, "a", "1")
 	dir := t.TempDir()
 	for name, data := range map[string][]byte{
 		"truncated": buf.Bytes()[:buf.Len()/2+1],
