@@ -111,7 +111,11 @@ type Mux[Op, Res any] struct {
 	// not leave, and the receive loop, which learns why the stream ended,
 	// fails them.
 	unsent []uint64
-	ended  bool // the receive loop has ended
+	// inflight are the ids of the batch in Send: the send loop, which
+	// learns whether it left, settles them.
+	inflight []uint64
+	ended    bool  // the receive loop has ended
+	endErr   error // why the receive loop ended
 }
 
 type reply[Res any] struct {
@@ -215,10 +219,17 @@ func (m *Mux[Op, Res]) sendLoop() {
 		}
 		batch, ids := m.queue[:n:n], m.ids[:n:n]
 		m.queue, m.ids = m.queue[n:], m.ids[n:]
+		m.inflight = ids
 		m.mu.Unlock()
 		err := m.wire.Send(batch)
 		m.mu.Lock()
+		m.inflight = nil
 		switch {
+		case err == nil && m.ended:
+			// It left, and the stream ended before any answer could.
+			for _, id := range ids {
+				m.deliverLocked(id, reply[Res]{err: m.brokenLocked()})
+			}
 		case errors.Is(err, io.EOF) && !m.ended:
 			// The stream has ended; why (Unimplemented, say) is for the
 			// receive loop to learn. The message did not leave.
@@ -256,20 +267,26 @@ func (m *Mux[Op, Res]) receive() {
 	for {
 		results, draining, err := m.wire.Recv()
 		if err != nil {
-			var broken error = &BrokenError{Target: m.target, Cause: err}
-			if status.Code(err) == codes.Unimplemented {
-				broken = ErrNotServed // refused before it read any op
-			}
 			m.mu.Lock()
-			m.ended = true
+			m.ended, m.endErr = true, err
 			if m.closed && len(m.unsent) > 0 {
 				m.err = err // why the sends met the end
 			}
 			m.closeLocked(err)
 			m.failUnsentLocked(m.unsent)
 			m.unsent = nil
+			// Ops still queued or in Send are the send loop's to settle:
+			// only it knows whether they left.
+			notSent := make(map[uint64]bool, len(m.ids)+len(m.inflight))
+			for _, ids := range [][]uint64{m.ids, m.inflight} {
+				for _, id := range ids {
+					notSent[id] = true
+				}
+			}
 			for id := range m.calls {
-				m.deliverLocked(id, reply[Res]{err: broken})
+				if !notSent[id] {
+					m.deliverLocked(id, reply[Res]{err: m.brokenLocked()})
+				}
 			}
 			m.mu.Unlock()
 			m.cancel()
@@ -289,6 +306,15 @@ func (m *Mux[Op, Res]) receive() {
 		}
 		m.mu.Unlock()
 	}
+}
+
+// brokenLocked is the error of an op that left and whose answer the ended
+// stream will never bring.
+func (m *Mux[Op, Res]) brokenLocked() error {
+	if status.Code(m.endErr) == codes.Unimplemented {
+		return ErrNotServed // refused before it read any op
+	}
+	return &BrokenError{Target: m.target, Cause: m.endErr}
 }
 
 // unsentLocked is the error of an op that did not leave a closed stream.

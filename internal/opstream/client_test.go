@@ -36,6 +36,8 @@ type pipe struct {
 	mu      sync.Mutex
 	sendErr error
 	half    bool
+	// beforeSend, when set, runs at the start of each Send, outside mu.
+	beforeSend func()
 }
 
 type msg struct {
@@ -49,6 +51,9 @@ func newPipe() *pipe {
 }
 
 func (p *pipe) Send(ops []*op) error {
+	if p.beforeSend != nil {
+		p.beforeSend()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.sendErr != nil {
@@ -239,6 +244,39 @@ func TestSendAtTheEndOfTheStreamTakesTheReasonFromRecv(t *testing.T) {
 			p.answers <- msg{err: tt.end}
 			if err := <-done; !tt.want(err) {
 				t.Fatalf("op whose send met the end of the stream: %v (%T)", err, err)
+			}
+		})
+	}
+}
+
+// The stream may end while an op is in Send. Whether the op left is the
+// send's to say: io.EOF means it did not (unsent, safe to retry); a Send
+// that succeeded put it on the wire (broken: its outcome is unknown).
+func TestStreamEndingDuringSendIsSettledByTheSend(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		sendErr error
+		want    func(error) bool
+	}{
+		{"send met the end", io.EOF, func(err error) bool {
+			var u *UnsentError
+			return errors.As(err, &u) && apierr.IsNotApplied(err)
+		}},
+		{"send left first", nil, func(err error) bool {
+			var b *BrokenError
+			return errors.As(err, &b) && !apierr.IsNotApplied(err)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, p := newMux(t)
+			p.sendErr = tt.sendErr
+			p.beforeSend = func() {
+				p.answers <- msg{err: status.Error(codes.Unavailable, "gone")}
+				<-m.done // the receive loop has ended before Send returns
+			}
+			_, err := m.Call(ctxT(t), &op{body: "x"})
+			if !tt.want(err) {
+				t.Fatalf("op in Send when the stream ended: %v (%T)", err, err)
 			}
 		})
 	}
