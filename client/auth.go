@@ -284,11 +284,18 @@ func (t *tokens) GetRequestMetadata(ctx context.Context, _ ...string) (map[strin
 func (*tokens) RequireTransportSecurity() bool { return false }
 
 // refused reports whether a member refused a call's token, so that a new
-// one may fix it.
+// one may fix it. It looks down the chain of causes: a stream op that had
+// not left when its stream was refused fails as unsent (Unavailable),
+// caused by the refusal.
 func refused(err error) bool {
-	s, ok := status.FromError(err)
-	return ok && s.Code() == codes.Unauthenticated &&
-		(strings.Contains(s.Message(), "auth: token expired") || strings.Contains(s.Message(), "auth: invalid token"))
+	for ; err != nil; err = errors.Unwrap(err) {
+		s, ok := status.FromError(err)
+		if ok && s.Code() == codes.Unauthenticated &&
+			(strings.Contains(s.Message(), "auth: token expired") || strings.Contains(s.Message(), "auth: invalid token")) {
+			return true
+		}
+	}
+	return false
 }
 
 // unary retries a call once with a new token when a member refused the

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/kvd-io/kvd/internal/opstream"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
@@ -128,5 +129,29 @@ func TestStreamRenewsARefusedToken(t *testing.T) {
 	defer mu.Unlock()
 	if len(tokens) != 2 || tokens[0] != "[token-1]" || tokens[1] != "[token-2]" {
 		t.Fatalf("tokens of the KV streams: %v, want token-1 then a new one", tokens)
+	}
+}
+
+// A stream op fails as unsent or broken when its stream is refused, with
+// the refusal as its cause; either is a refused token, which a new one may
+// fix. CI once saw the unsent case retried with the old token.
+func TestRefusedLooksAtTheCause(t *testing.T) {
+	refusal := status.Error(codes.Unauthenticated, "auth: invalid token: user changed")
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"the refusal", refusal, true},
+		{"unsent on a refused stream", &opstream.UnsentError{Target: "a", Cause: refusal}, true},
+		{"broken on a refused stream", &opstream.BrokenError{Target: "a", Cause: refusal}, true},
+		{"wrapped", fmt.Errorf("put: %w", refusal), true},
+		{"unavailable", &opstream.UnsentError{Target: "a", Cause: status.Error(codes.Unavailable, "gone")}, false},
+		{"permission denied", status.Error(codes.PermissionDenied, "auth: permission denied"), false},
+		{"nil", nil, false},
+	} {
+		if got := refused(tt.err); got != tt.want {
+			t.Errorf("%s: refused(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
 	}
 }
