@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -65,7 +67,8 @@ type Config struct {
 	RequestTimeout time.Duration
 
 	// KeySize is the length of every key in bytes: the key's index in the key
-	// space, big-endian in its last min(8, KeySize) bytes, zeros before.
+	// space as a varint, zeros after, as etcd's benchmark tool makes keys
+	// (see KeyAt).
 	KeySize int
 	// ValSize is the length of every written value in bytes; zero writes
 	// empty values.
@@ -174,8 +177,8 @@ func (c Config) Validate() error {
 		return bad("value size %d: must not be negative", c.ValSize)
 	case c.KeySpace < 1:
 		return bad("key space %d: must be at least 1", c.KeySpace)
-	case c.KeySize < 8 && uint64(c.KeySpace-1)>>(8*c.KeySize) != 0:
-		return bad("key space %d does not fit in keys of %d bytes (at most %d keys)", c.KeySpace, c.KeySize, uint64(1)<<(8*c.KeySize))
+	case keyBytes(uint64(c.KeySpace-1)) > c.KeySize:
+		return bad("key space %d does not fit in keys of %d bytes (at most %d keys)", c.KeySpace, c.KeySize, maxKeys(c.KeySize))
 	case c.ReadRatio < 0 || c.ReadRatio > 1:
 		return bad("read ratio %g: must be between 0 and 1", c.ReadRatio)
 	case c.TxnOps < 0:
@@ -203,4 +206,13 @@ func (c Config) txnOps() int {
 		return 1
 	}
 	return c.TxnOps
+}
+
+// maxKeys is how many keys of size bytes KeyAt can make.
+func maxKeys(size int) uint64 {
+	if size >= binary.MaxVarintLen64 {
+		return math.MaxUint64
+	}
+	// The zig-zag varint of i holds 2i in 7 bits per byte.
+	return uint64(1) << (7*size - 1)
 }

@@ -5,21 +5,24 @@ import (
 	"math/rand/v2"
 )
 
-// KeyAt returns the key of index i in a key space of keys size bytes long:
-// i big-endian in the last min(8, size) bytes, zeros before. Keys of a key
-// space therefore sort in index order. The caller keeps i within what size
-// bytes can count (Config.Validate checks it for a key space).
+// KeyAt returns the key of index i in a key space of keys size bytes long,
+// laid out as etcd's benchmark tool lays out its keys: the varint
+// (zig-zag) encoding of i at the start, zeros after. Both stores are then
+// given the same keys in the same order; consecutive indexes do not sort
+// next to each other (0, 1, 2 begin 0x00, 0x02, 0x04; 64 begins 0x80 0x01),
+// so a run over a key space writes all over a store's key order, as real
+// keys do. The caller keeps i within what size bytes can hold
+// (Config.Validate checks it for a key space).
 func KeyAt(i uint64, size int) string {
-	k := make([]byte, size)
-	if size >= 8 {
-		binary.BigEndian.PutUint64(k[size-8:], i)
-		return string(k)
-	}
-	for j := size - 1; j >= 0; j-- {
-		k[j] = byte(i)
-		i >>= 8
-	}
-	return string(k)
+	k := make([]byte, max(size, binary.MaxVarintLen64))
+	binary.PutVarint(k, int64(i))
+	return string(k[:size])
+}
+
+// keyBytes is how many bytes the varint of KeyAt takes for index i.
+func keyBytes(i uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutVarint(b[:], int64(i))
 }
 
 // request is one request of a workload.

@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"slices"
 	"testing"
 )
 
+// KeyAt makes the keys etcd's benchmark tool makes.
 func TestKeyAt(t *testing.T) {
 	tests := []struct {
 		i    uint64
@@ -13,23 +15,52 @@ func TestKeyAt(t *testing.T) {
 		want string
 	}{
 		{0, 8, "\x00\x00\x00\x00\x00\x00\x00\x00"},
-		{1, 8, "\x00\x00\x00\x00\x00\x00\x00\x01"},
-		{0x0102, 2, "\x01\x02"},
-		{0xff, 1, "\xff"},
-		{0x0102, 10, "\x00\x00\x00\x00\x00\x00\x00\x00\x01\x02"},
+		{1, 8, "\x02\x00\x00\x00\x00\x00\x00\x00"},
+		{63, 1, "\x7e"},
+		{64, 2, "\x80\x01"},
+		{99999, 8, "\xbe\x9a\x0c\x00\x00\x00\x00\x00"},
+		{1, 12, "\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"},
 	}
 	for _, tt := range tests {
+		// What etcd's tool does: binary.PutVarint into a key of the size.
+		etcd := make([]byte, tt.size)
+		binary.PutVarint(etcd, int64(tt.i))
+		if string(etcd) != tt.want {
+			t.Fatalf("test case %d/%d: etcd makes %q", tt.i, tt.size, etcd)
+		}
 		if got := KeyAt(tt.i, tt.size); got != tt.want {
 			t.Errorf("KeyAt(%d, %d) = %q, want %q", tt.i, tt.size, got, tt.want)
 		}
 	}
-	// Keys sort in index order.
+	// Distinct indexes make distinct keys, and consecutive ones do not
+	// sort next to each other.
+	seen := map[string]bool{}
 	var keys []string
 	for i := range uint64(1000) {
-		keys = append(keys, KeyAt(i*997, 8))
+		k := KeyAt(i, 8)
+		if seen[k] {
+			t.Fatalf("KeyAt(%d, 8) = %q, made before", i, k)
+		}
+		seen[k] = true
+		keys = append(keys, k)
 	}
-	if !slices.IsSorted(keys) {
-		t.Error("keys do not sort in index order")
+	if slices.IsSorted(keys) {
+		t.Error("keys sort in index order; etcd's do not")
+	}
+}
+
+func TestKeySpaceMustFitTheKeySize(t *testing.T) {
+	for _, tt := range []struct {
+		size, space int
+		ok          bool
+	}{
+		{1, 64, true}, {1, 65, false}, {2, 8192, true}, {2, 8193, false}, {8, 100000, true}, {10, 1 << 40, true},
+	} {
+		cfg := DefaultConfig(OpPut)
+		cfg.KeySize, cfg.KeySpace = tt.size, tt.space
+		if err := cfg.Validate(); (err == nil) != tt.ok {
+			t.Errorf("key size %d, key space %d: Validate() = %v, want ok %v", tt.size, tt.space, err, tt.ok)
+		}
 	}
 }
 

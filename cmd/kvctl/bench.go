@@ -32,7 +32,8 @@ func newBenchCmd(g *globalOptions) *cobra.Command {
 		o.opCmd(bench.OpPut, "put", "Benchmarks puts",
 			`Sends --total puts (or as many as --duration allows) of --val-size byte values
 to keys of --key-size bytes drawn from --key-space keys: uniformly at random,
-or 0, 1, ..., N-1 in turn with --sequential-keys.`),
+or 0, 1, ..., N-1 in turn with --sequential-keys. Key i is the varint of i
+followed by zeros, the key etcd's benchmark tool writes for i.`),
 		o.opCmd(bench.OpGet, "get", "Benchmarks gets",
 			`Reads one key, as etcd's "benchmark range KEY" does: --key, or by default the
 key that "kvctl bench put" writes with its default --key-space of 1. With
