@@ -49,8 +49,7 @@ func requireLeader(ctx context.Context, l rpc.Local) error {
 }
 
 func hasLeaderRequired(ctx context.Context) bool {
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get(rpctypes.MetadataRequireLeaderKey) {
+	for _, v := range metadata.ValueFromIncomingContext(ctx, rpctypes.MetadataRequireLeaderKey) {
 		if v == rpctypes.MetadataHasLeader {
 			return true
 		}

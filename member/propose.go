@@ -264,8 +264,13 @@ func answerBy(ctx context.Context) (time.Time, bool) {
 	if !ok {
 		return dl, false
 	}
+	return earlyDeadline(dl), true
+}
+
+// earlyDeadline is answerBy's time for a call due at dl.
+func earlyDeadline(dl time.Time) time.Time {
 	left := time.Until(dl)
-	return dl.Add(-min(left/5, 500*time.Millisecond)), true
+	return dl.Add(-min(left/5, 500*time.Millisecond))
 }
 
 func (m *Member) withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {

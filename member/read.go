@@ -30,20 +30,26 @@ func (m *Member) Linearize(ctx context.Context) error {
 	if m.cfg.UnsafeLocalReads {
 		return nil // deliberately broken; see Config.UnsafeLocalReads
 	}
-	ctx, cancel := m.withDefaultTimeout(ctx)
-	defer cancel()
-	early := ctx
-	if dl, ok := answerBy(ctx); ok {
-		var cancelEarly context.CancelFunc
-		early, cancelEarly = context.WithDeadline(ctx, dl)
-		defer cancelEarly()
+	// The read index is due a little before the call's deadline (the
+	// request timeout when the call has none; see answerBy), so that the
+	// client hears "not confirmed" rather than its own timeout. No context
+	// is made for either deadline unless the state machine has to be
+	// waited for: a linearizable read is the hot path.
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(m.cfg.RequestTimeout)
 	}
-	index, err := m.reads.ReadIndex(early)
-	if err != nil {
-		if early.Err() != nil && ctx.Err() == nil {
-			return errReadNotConfirmed
-		}
+	index, err := m.reads.ReadIndexBy(ctx, earlyDeadline(dl))
+	switch {
+	case errors.Is(err, readindex.ErrNotConfirmed):
+		return errReadNotConfirmed
+	case err != nil:
 		return err
+	}
+	if !ok && !m.caughtUp(index) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl)
+		defer cancel()
 	}
 	return m.waitApplied(ctx, index)
 }

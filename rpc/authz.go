@@ -434,8 +434,9 @@ func (z *authz) checkOp(ctx context.Context, msg proto.Message) (*fsmv1.AuthInfo
 // state it checked against, which is fresher than st if the token came
 // from a member further ahead.
 func (z *authz) identify(ctx context.Context, st *auth.State) (string, *auth.State, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if toks := md.Get(TokenMetadataKey); len(toks) > 0 {
+	// ValueFromIncomingContext reads the one key; FromIncomingContext
+	// would copy every header of the call, on every call.
+	if toks := metadata.ValueFromIncomingContext(ctx, TokenMetadataKey); len(toks) > 0 {
 		key := z.cfg.TokenKey
 		if len(key) == 0 {
 			key = st.Secret
@@ -505,8 +506,7 @@ func (z *authz) isMember(ctx context.Context, st *auth.State) bool {
 			}
 		}
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	if toks := md.Get(MemberTokenMetadataKey); len(toks) > 0 {
+	if toks := metadata.ValueFromIncomingContext(ctx, MemberTokenMetadataKey); len(toks) > 0 {
 		return auth.CheckMemberToken(st.Secret, toks[0])
 	}
 	return false

@@ -70,10 +70,8 @@ func (w *watchService) Watch(st kvv1.WatchService_WatchServer) error {
 		ws.Authorize(c.user, refusal)
 	}
 	requireLeader := false
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, v := range md.Get(RequireLeaderKey) {
-			requireLeader = requireLeader || v == "true"
-		}
+	for _, v := range metadata.ValueFromIncomingContext(ctx, RequireLeaderKey) {
+		requireLeader = requireLeader || v == "true"
 	}
 
 	// The sender and the monitor end with the stream (ctx); the receiver

@@ -154,11 +154,19 @@ func TestIsolatedLeaderServesNoStaleLinearizableRead(t *testing.T) {
 	put(t, c, newLeader, "x", "new")
 
 	// The old leader may still believe it leads for a moment; whatever it
-	// believes, it must not answer "old".
+	// believes, it must not answer "old". It answers before the call's
+	// deadline, with Unavailable ("no leader"), so that clients move on.
 	for i := 0; i < 5; i++ {
+		start := time.Now()
 		resp, err := get(ctxT(t, 2*time.Second), c, old, "x", false)
 		if err == nil {
 			t.Fatalf("isolated former leader served a linearizable read: %v", resp.GetKvs())
+		}
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("read %d on the isolated former leader failed with %v, want Unavailable", i, err)
+		}
+		if took := time.Since(start); took >= 2*time.Second {
+			t.Errorf("read %d answered after %v, not before its 2s deadline", i, took)
 		}
 	}
 	// A serializable read is allowed to be stale, and is.

@@ -115,13 +115,20 @@ func (q *Queue) add(r *read, deadline time.Time) {
 // ReadIndex is Await for a caller that waits: it returns an index that a
 // linearizable read must wait for, or ctx's error when ctx ends first.
 func (q *Queue) ReadIndex(ctx context.Context) (uint64, error) {
+	return q.ReadIndexBy(ctx, time.Time{})
+}
+
+// ReadIndexBy is ReadIndex that also gives up with ErrNotConfirmed at
+// deadline (if not zero). The queue's shared timers watch the deadline, so
+// a read on the hot path does not pay for a context and a timer of its own.
+func (q *Queue) ReadIndexBy(ctx context.Context, deadline time.Time) (uint64, error) {
 	type result struct {
 		index uint64
 		err   error
 	}
 	done := make(chan result, 1)
 	r := &read{inline: true, fn: func(index uint64, err error) { done <- result{index, err} }}
-	q.add(r, time.Time{})
+	q.add(r, deadline)
 	select {
 	case res := <-done:
 		return res.index, res.err

@@ -163,6 +163,30 @@ func TestReadIndexBlocksUntilAnswerOrContext(t *testing.T) {
 	f.answer <- fetchResult{index: 4} // the fetch still completes
 }
 
+// ReadIndexBy gives up at its deadline with ErrNotConfirmed, while the
+// fetch it waited for goes on; without a deadline it waits for the fetch.
+func TestReadIndexByGivesUpAtItsDeadline(t *testing.T) {
+	f := newFetcher()
+	q := start(t, f)
+	start := time.Now()
+	_, err := q.ReadIndexBy(context.Background(), start.Add(50*time.Millisecond))
+	if !errors.Is(err, ErrNotConfirmed) {
+		t.Fatalf("ReadIndexBy past its deadline: %v, want ErrNotConfirmed", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("answered after %s for a 50ms deadline", d)
+	}
+	<-f.began
+	f.answer <- fetchResult{index: 5} // the fetch still completes
+	go func() {
+		<-f.began
+		f.answer <- fetchResult{index: 6}
+	}()
+	if i, err := q.ReadIndexBy(context.Background(), time.Now().Add(time.Minute)); err != nil || i != 6 {
+		t.Fatalf("ReadIndexBy before its deadline = %d, %v; want 6", i, err)
+	}
+}
+
 func TestStoppedQueueRefuses(t *testing.T) {
 	f := newFetcher()
 	q, err := New(Config{Fetch: f.fetch, FetchTimeout: time.Second, Spawn: func(fn func()) { go fn() }, Stopped: errStopped})
