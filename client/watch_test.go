@@ -721,3 +721,35 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Watchers handed a shared response queue the same response value, unless
+// a watcher drops some of its events (a revision it has already seen): it
+// then queues a response of its own, and the shared one keeps all events.
+func TestSharedResponseIsQueuedOnceForAll(t *testing.T) {
+	hdr := &ResponseHeader{Revision: 6}
+	evs := []*Event{{Kv: &kvv1.KeyValue{Key: []byte("k"), ModRevision: 5}}, {Kv: &kvv1.KeyValue{Key: []byte("k"), ModRevision: 6}}}
+	shared := &WatchResponse{Header: hdr, Events: evs}
+	a := &watcher{wake: make(chan struct{}, 1), nextRev: 5}
+	b := &watcher{wake: make(chan struct{}, 1), nextRev: 5}
+	seen := &watcher{wake: make(chan struct{}, 1), nextRev: 6}
+	for _, w := range []*watcher{a, b, seen} {
+		w.eventsLocked(hdr, evs, shared)
+		if len(w.q) != 1 {
+			t.Fatalf("a watcher queued %d responses, want 1", len(w.q))
+		}
+	}
+	if a.q[0] != shared || b.q[0] != shared {
+		t.Error("watchers that take every event do not share the response")
+	}
+	if got := seen.q[0]; got == shared || len(got.Events) != 1 || got.Events[0].GetKv().GetModRevision() != 6 {
+		t.Errorf("the watcher that had seen revision 5 queued %+v", got)
+	}
+	if len(shared.Events) != 2 {
+		t.Errorf("the shared response lost events: %d left", len(shared.Events))
+	}
+	for _, w := range []*watcher{a, b, seen} {
+		if w.nextRev != 7 {
+			t.Errorf("nextRev %d after revision 6, want 7", w.nextRev)
+		}
+	}
+}

@@ -99,12 +99,18 @@ type watcher struct {
 	// last one it received whole or the last progress it received. Zero
 	// (changes from now on) only until the first creation fixes "now".
 	nextRev        int64
-	frag           []*Event        // a revision's events whose last fragment is yet to come
-	buf            []WatchResponse // received, not yet read
-	ended          bool            // no more responses; run closes out after buf
-	dropped        bool            // the client closed: run closes out at once
-	progressWanted bool            // RequestProgress was called and not yet answered here
-	failures       int             // its streams that failed since it was last created
+	frag           []*Event // a revision's events whose last fragment is yet to come
+	ended          bool     // no more responses: the hub is done with it
+	progressWanted bool     // RequestProgress was called and not yet answered here
+	failures       int      // its streams that failed since it was last created
+
+	// The queue between the hub and run has a lock of its own, so that the
+	// thousands of watchers of a fan-out do not take the hub's lock for
+	// each event they hand over. It is taken after h.mu, never before.
+	qmu      sync.Mutex
+	q        []*WatchResponse // received, not yet read (shared: see dispatch)
+	qEnded   bool             // nothing more comes: run closes out after q
+	qDropped bool             // the client closed: run closes out at once
 }
 
 func newWatcher(h *watchHub, ctx context.Context, op Op) *watcher {
@@ -162,37 +168,49 @@ func (w *watcher) run() {
 		w.signal()
 	})
 	defer stop()
-	h := w.h
+	// The head of the queue is taken out before it is handed over, so
+	// that a watcher whose reader keeps up finds its queue empty at the
+	// next event and queues it without allocating.
+	var next *WatchResponse
 	for {
 		if ctxDone.Load() {
-			h.stop(w)
+			w.h.stop(w)
 			return
 		}
-		h.mu.Lock()
-		if w.dropped {
-			h.mu.Unlock()
-			return
-		}
-		if len(w.buf) == 0 {
-			ended := w.ended
-			h.mu.Unlock()
-			if ended {
+		if next == nil {
+			w.qmu.Lock()
+			if w.qDropped {
+				w.qmu.Unlock()
 				return
 			}
-			<-w.wake
-			continue
-		}
-		r := w.buf[0]
-		h.mu.Unlock()
-		select {
-		case w.out <- r:
-			h.mu.Lock()
-			if len(w.buf) > 0 { // not dropped meanwhile
-				w.buf[0] = WatchResponse{}
-				w.buf = w.buf[1:]
+			if len(w.q) == 0 {
+				ended := w.qEnded
+				w.qmu.Unlock()
+				if ended {
+					return
+				}
+				<-w.wake
+				continue
 			}
-			h.mu.Unlock()
+			next = w.q[0]
+			w.q[0] = nil
+			if len(w.q) == 1 {
+				w.q = w.q[:0] // keep the array
+			} else {
+				w.q = w.q[1:]
+			}
+			w.qmu.Unlock()
+		}
+		select {
+		case w.out <- *next:
+			next = nil
 		case <-w.wake: // perhaps dropped, or its context ended: look again
+			w.qmu.Lock()
+			dropped := w.qDropped
+			w.qmu.Unlock()
+			if dropped {
+				return
+			}
 		}
 	}
 }
@@ -205,21 +223,26 @@ func (w *watcher) signal() {
 }
 
 // pushLocked queues r for the reader. The caller holds h.mu.
-func (w *watcher) pushLocked(r WatchResponse) {
+func (w *watcher) pushLocked(r *WatchResponse) {
 	if w.ended {
 		return
 	}
-	w.buf = append(w.buf, r)
+	w.qmu.Lock()
+	w.q = append(w.q, r)
+	w.qmu.Unlock()
 	w.signal()
 }
 
 // endLocked queues r as w's last response and forgets w; it must already
 // be detached from its stream. The caller holds h.mu.
-func (w *watcher) endLocked(r WatchResponse) {
+func (w *watcher) endLocked(r *WatchResponse) {
 	if w.ended {
 		return
 	}
-	w.buf = append(w.buf, r)
+	w.qmu.Lock()
+	w.q = append(w.q, r)
+	w.qEnded = true
+	w.qmu.Unlock()
 	w.ended = true
 	delete(w.h.watchers, w)
 	w.createdLocked()
@@ -242,7 +265,7 @@ func (w *watcher) progressLocked(hdr *kvv1.ResponseHeader) {
 	}
 	w.progressWanted = false
 	w.nextRev = max(w.nextRev, hdr.GetRevision()+1)
-	w.pushLocked(WatchResponse{Header: hdr})
+	w.pushLocked(&WatchResponse{Header: hdr})
 }
 
 // detachLocked takes w off its stream and reports whether that left the
@@ -270,7 +293,9 @@ func (h *watchHub) stop(w *watcher) {
 	h.mu.Lock()
 	s, id := w.stream, w.id
 	idle := h.detachLocked(w)
-	w.buf = nil
+	w.qmu.Lock()
+	w.q, w.qEnded = nil, true
+	w.qmu.Unlock()
 	w.ended = true
 	delete(h.watchers, w)
 	w.createdLocked()
@@ -324,7 +349,7 @@ func (h *watchHub) connect(w *watcher, avoid string) {
 		return // on a stream, or run ends it
 	}
 	h.mu.Lock()
-	w.endLocked(WatchResponse{Header: &ResponseHeader{}, Canceled: true, err: err})
+	w.endLocked(&WatchResponse{Header: &ResponseHeader{}, Canceled: true, err: err})
 	h.mu.Unlock()
 }
 
@@ -470,12 +495,15 @@ func (h *watchHub) dispatch(s *watchStream, resp *kvv1.WatchResponse) {
 		if hdr == nil {
 			hdr = &ResponseHeader{}
 		}
+		// One response value for all of them: their queues hold pointers
+		// to it, and each reader receives a copy.
+		shared := &WatchResponse{Header: hdr, Events: resp.GetEvents()}
 		if w := s.watchers[resp.GetWatchId()]; w != nil {
-			w.eventsLocked(hdr, resp.GetEvents())
+			w.eventsLocked(hdr, resp.GetEvents(), shared)
 		}
 		for _, id := range ids {
 			if w := s.watchers[id]; w != nil {
-				w.eventsLocked(hdr, resp.GetEvents())
+				w.eventsLocked(hdr, resp.GetEvents(), shared)
 			}
 		}
 		return
@@ -503,14 +531,14 @@ func (h *watchHub) dispatch(s *watchStream, resp *kvv1.WatchResponse) {
 				w.nextRev = hdr.GetRevision() + 1
 			}
 			if w.createdNotify {
-				w.pushLocked(WatchResponse{Header: hdr, Created: true})
+				w.pushLocked(&WatchResponse{Header: hdr, Created: true})
 			}
 			w.createdLocked()
 		}
 	case resp.GetCanceled():
 		// Refused, compacted, or ended by the member.
 		idle = h.detachLocked(w)
-		w.endLocked(WatchResponse{
+		w.endLocked(&WatchResponse{
 			Header:          hdr,
 			CompactRevision: resp.GetCompactRevision(),
 			Canceled:        true,
@@ -521,13 +549,15 @@ func (h *watchHub) dispatch(s *watchStream, resp *kvv1.WatchResponse) {
 	case len(resp.GetEvents()) == 0 && len(w.frag) == 0:
 		w.progressLocked(hdr)
 	default:
-		w.eventsLocked(hdr, resp.GetEvents())
+		w.eventsLocked(hdr, resp.GetEvents(), nil)
 	}
 }
 
 // eventsLocked hands w the events of one response, after the fragments
-// before it. The caller holds h.mu.
-func (w *watcher) eventsLocked(hdr *kvv1.ResponseHeader, events []*Event) {
+// before it. shared, if not nil, is the response of those events that the
+// other watchers of a shared response are given: w takes it too unless it
+// drops some of the events. The caller holds h.mu.
+func (w *watcher) eventsLocked(hdr *kvv1.ResponseHeader, events []*Event, shared *WatchResponse) {
 	if len(w.frag) > 0 {
 		events = append(w.frag, events...)
 		w.frag = nil
@@ -541,7 +571,12 @@ func (w *watcher) eventsLocked(hdr *kvv1.ResponseHeader, events []*Event) {
 		return
 	}
 	w.nextRev = max(w.nextRev, events[len(events)-1].GetKv().GetModRevision()+1)
-	w.pushLocked(WatchResponse{Header: hdr, Events: events})
+	if shared == nil || len(events) != len(shared.Events) || &events[0] != &shared.Events[0] {
+		// Not the events as they came: fragments before them, or some
+		// dropped.
+		shared = &WatchResponse{Header: hdr, Events: events}
+	}
+	w.pushLocked(shared)
 }
 
 // streamFailed moves the watchers of s, which failed with err, to other
@@ -567,7 +602,7 @@ func (h *watchHub) streamFailed(s *watchStream, err error) {
 	resume := !h.closed && (resumable(err) || h.c.tokens.renewAfter(err))
 	if !resume {
 		for _, w := range moved {
-			w.endLocked(WatchResponse{Header: &ResponseHeader{}, Canceled: true, err: err})
+			w.endLocked(&WatchResponse{Header: &ResponseHeader{}, Canceled: true, err: err})
 		}
 	}
 	h.mu.Unlock()
@@ -631,7 +666,10 @@ func (h *watchHub) close() {
 	streams := h.streams
 	h.streams = map[string]*watchStream{}
 	for w := range h.watchers {
-		w.ended, w.dropped, w.buf = true, true, nil
+		w.ended = true
+		w.qmu.Lock()
+		w.q, w.qEnded, w.qDropped = nil, true, true
+		w.qmu.Unlock()
 		w.createdLocked()
 		w.signal()
 	}
