@@ -49,13 +49,30 @@ func (w *writer) compact(r *kvv1.CompactRequest) (any, error) {
 
 // CompactRevision returns the revision below which history is gone (to
 // reads; see TrimmedTo for the disk).
+//
+// The compact revision changes only with what is applied, so it is read
+// once per applied index. The state at an index is always the same (a
+// restored snapshot's too), so a cached value is never wrong for its
+// index; one read while an entry is being applied may be that entry's,
+// newer than its index, as a read a moment later would be.
 func (f *FSM) CompactRevision() int64 {
+	index := f.AppliedIndex()
+	if c := f.compactAt.Load(); c != nil && c.index == index {
+		return c.rev
+	}
 	var rev int64
 	_ = f.view(func(tx *bolt.Tx) error {
 		rev = mvcc.Read(tx).CompactRevision()
 		return nil
 	})
+	f.compactAt.Store(&compactAt{index: index, rev: rev})
 	return rev
+}
+
+// compactAt is a compact revision and the applied index it was read at.
+type compactAt struct {
+	index uint64
+	rev   int64
 }
 
 // TrimmedTo returns the compact revision up to which this member has

@@ -115,3 +115,31 @@ func asError(res any) error {
 	err, _ := res.(error)
 	return err
 }
+
+// CompactRevision, read once per applied index, follows a compaction at
+// once and a restore that takes the state back before it.
+func TestCompactRevisionFollowsAppliesAndRestores(t *testing.T) {
+	f := openFSM(t, t.TempDir())
+	log := newTestLog(t)
+	for i := range 20 {
+		log.applyOne(f, put(fmt.Sprintf("k%02d", i), "v"))
+	}
+	before := snapshotBytes(t, f)
+	if got := f.CompactRevision(); got != 0 {
+		t.Fatalf("compact revision before any compaction: %d", got)
+	}
+	if got := f.CompactRevision(); got != 0 { // from the cache
+		t.Fatalf("compact revision read again: %d", got)
+	}
+	rev := f.Revision()
+	if res := log.applyOne(f, &kvv1.CompactRequest{Revision: rev - 5}); !isCompactResponse(res) {
+		t.Fatalf("compact: %v", show(res))
+	}
+	if got := f.CompactRevision(); got != rev-5 {
+		t.Fatalf("compact revision after compacting to %d: %d", rev-5, got)
+	}
+	mustRestore(t, f, before)
+	if got := f.CompactRevision(); got != 0 {
+		t.Fatalf("compact revision after restoring a state from before the compaction: %d", got)
+	}
+}

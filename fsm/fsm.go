@@ -96,6 +96,11 @@ type FSM struct {
 	applied   uint64
 	appliedCh chan struct{}
 
+	// compactAt caches CompactRevision for the applied index it was read
+	// at: every watch creation asks, and a read transaction each time was
+	// a third of the garbage a watcher's creation left.
+	compactAt atomic.Pointer[compactAt]
+
 	handlers map[fsmv1.CommandType]handler
 
 	// openRevision is the store revision read when the database was last

@@ -157,6 +157,10 @@ func (f *FSM) Restore(rc io.ReadCloser) (err error) {
 	if err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
+	// A read during an apply may have cached that entry's compact
+	// revision at the index before it; the restored state may be that
+	// index's.
+	f.compactAt.Store(nil)
 	f.log.Info("fsm: restored state from snapshot", "applied_index", applied)
 	f.kickTrimmer() // the snapshot may have been taken halfway through a trim
 	if f.feed != nil {
