@@ -406,9 +406,9 @@ func corruptOneValue(t *testing.T, path string) {
 	}
 	defer db.Close()
 	err = db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("history"))
+		b := tx.Bucket([]byte("revisions"))
 		if b == nil {
-			return fmt.Errorf("no history bucket")
+			return fmt.Errorf("no revisions bucket")
 		}
 		k, v := b.Cursor().First()
 		if k == nil {

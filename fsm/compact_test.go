@@ -56,7 +56,12 @@ func TestCompactionThroughTheLog(t *testing.T) {
 	}
 
 	// The trim freed pages (the file shrinks only with a defragmentation;
-	// bbolt counts pages free once the batch that freed them commits).
+	// bbolt counts pages free once the batch that freed them has committed
+	// and the next write transaction has begun).
+	if err := f.be.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	log.applyOne(f, put("k000", "after the trim"))
 	if err := f.be.Commit(); err != nil {
 		t.Fatal(err)
 	}

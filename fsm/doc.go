@@ -50,10 +50,12 @@
 //     store revision and compact revision (mvcc's).
 //   - keys (mvcc's): the live value of every key (a kv.v1.KeyValue), for
 //     fast reads at the current revision.
-//   - history (mvcc's): every version of every key, keyed by the key
-//     (escaped so the order of keys is kept) and the revision that wrote it;
-//     deletions are tombstones. Reads at past revisions scan it, and
-//     compaction will trim it.
+//   - revisions (mvcc's history): every version of every key, keyed by the
+//     revision that wrote it and the key, each linked to the version it
+//     replaced; deletions are tombstones. Reads at past revisions and
+//     watches catching up read it, and compaction trims it. A database
+//     whose history is in the older "history" bucket (by key, then
+//     revision) is converted when it is opened.
 //   - members (fsm's): the addresses each member published through the log.
 //
 // The applied raft index is written in the same transaction as the data it
@@ -68,7 +70,7 @@
 // see Feed for the contract. Watch is meant to be built on it. Replaying
 // from history (mvcc's ReadView.History) yields the same events per
 // revision, but in key order within a revision, since history is keyed by
-// key and revision and does not record the order of operations.
+// revision and key and does not record the order of operations.
 //
 // # Durability
 //

@@ -192,6 +192,11 @@ func New(cfg Config) (*FSM, error) {
 // run by New and by Restore before any other use of the database): it
 // creates the buckets and loads what the FSM keeps in memory.
 func (f *FSM) initState(tx *bolt.Tx) error {
+	if mvcc.HasLegacyHistory(tx) {
+		start := time.Now()
+		f.log.Info("converting the state's history to revision order (the format of kvd before December 2026)")
+		defer func() { f.log.Info("history converted", "took", time.Since(start).Round(time.Millisecond)) }()
+	}
 	if err := mvcc.Init(tx); err != nil {
 		return err
 	}

@@ -14,16 +14,23 @@ import (
 // newest one at or below the compact revision, and that one too when it is
 // a tombstone (the key was deleted: a read at the compact revision finds
 // nothing either way). The newest version of every live key stays, so a
-// read at the compact revision itself still works. Where the trim has got
-// to is kept in meta ("compact_finished", "compact_cursor"), so that a
-// restart or a snapshot taken halfway resumes it. What a member's disk
-// still holds below the compact revision is never read, and the hashes
-// leave it out (see logicalVersions), so members agree while they trim.
+// read at the compact revision itself still works.
+//
+// History is in revision order, and each version names the one it
+// replaced, so the trim walks the versions up to the compact revision once,
+// in order: each deletes the version it replaced, and a tombstone itself
+// too. What a version deletes does not depend on the compact revision, so
+// a later compaction goes on from where the last walk stopped. Where the
+// trim has got to is kept in meta ("compact_finished", "compact_cursor"),
+// so that a restart or a snapshot taken halfway resumes it. What a member's
+// disk still holds below the compact revision is never read, and the
+// hashes leave it out (see logicalVersions), so members agree while they
+// trim.
 
 var (
 	// metaCompactFinished is the compact revision up to which history has
 	// been trimmed; metaCompactCursor the history key where the trim goes
-	// on (absent: from the start).
+	// on (absent: after the versions of compact_finished).
 	metaCompactFinished = []byte("compact_finished")
 	metaCompactCursor   = []byte("compact_cursor")
 )
@@ -46,12 +53,8 @@ func (w *Writer) Compact(rev int64) error {
 	case rev <= compacted:
 		return fmt.Errorf("%w: %d <= compacted %d", ErrCompacted, rev, compacted)
 	}
-	if err := w.meta.Put(metaCompactRevision, u64(uint64(rev))); err != nil {
-		return err
-	}
-	// A new target: trim from the start again (the part already trimmed
-	// goes fast: nothing is left there below the old target).
-	return w.meta.Delete(metaCompactCursor)
+	// A trim under way goes on from its cursor to the new target.
+	return w.meta.Put(metaCompactRevision, u64(uint64(rev)))
 }
 
 // TrimPending reports whether history below the compact revision is still
@@ -69,12 +72,13 @@ func (r ReadView) TrimmedTo() int64 {
 
 // TrimHistory deletes up to about limit versions that the compact revision
 // put out of reach (see Compact), and reports whether the trim is done: it
-// stops at a key boundary once it has deleted limit versions or looked at
-// ten times as many. Call it until it reports done; each call is one chunk
-// of a write transaction.
+// stops once it has deleted limit versions or looked at ten times as many.
+// Call it until it reports done; each call is one chunk of a write
+// transaction.
 func (w *Writer) TrimHistory(limit int) (done bool, deleted int, err error) {
 	target := w.Read().CompactRevision()
-	if int64(readU64(w.meta.Get(metaCompactFinished))) >= target {
+	finished := int64(readU64(w.meta.Get(metaCompactFinished)))
+	if finished >= target {
 		return true, 0, nil
 	}
 	var doomed [][]byte
@@ -83,41 +87,38 @@ func (w *Writer) TrimHistory(limit int) (done bool, deleted int, err error) {
 	if cur := w.meta.Get(metaCompactCursor); len(cur) > 0 {
 		hk, v = c.Seek(cur)
 	} else {
-		hk, v = c.First()
+		hk, v = c.Seek(u64(uint64(finished + 1)))
 	}
 	looked := 0
-	var next []byte // where the next chunk starts; nil: the end
-	for hk != nil {
-		// One key's versions: those at or below the target are in order,
-		// the newest of them last.
-		prefix := bytes.Clone(hk[:len(hk)-revBytes])
-		var below [][]byte // history keys of versions at or below target
-		var newest []byte  // the newest of them's value
-		for ; hk != nil && bytes.HasPrefix(hk, prefix) && len(hk) == len(prefix)+revBytes; hk, v = c.Next() {
-			looked++
-			if int64(readU64(hk[len(prefix):])) > target {
-				continue
-			}
-			below = append(below, bytes.Clone(hk))
-			newest = v
+	for ; hk != nil; hk, v = c.Next() {
+		rev, k, err := splitRevKey(hk)
+		if err != nil {
+			return false, 0, err
 		}
-		if len(below) > 0 {
-			kept := below[len(below)-1]
-			kv, err := decodeKV(newest)
-			if err != nil {
-				return false, 0, err
-			}
-			below = below[:len(below)-1]
-			if kv.GetVersion() == 0 {
-				below = append(below, kept) // a tombstone: nothing to keep
-			}
-			doomed = append(doomed, below...)
-		}
-		if hk != nil && (len(doomed) >= limit || looked >= 10*limit) {
-			next = bytes.Clone(hk)
+		if rev > target {
+			hk = nil // done
 			break
 		}
+		if len(doomed) >= limit || looked >= 10*limit {
+			break // hk is where the next chunk starts
+		}
+		looked++
+		prev, kvb, err := splitVersion(v)
+		if err != nil {
+			return false, 0, err
+		}
+		if prev > 0 {
+			doomed = append(doomed, revKey(prev, k)) // replaced at or below target
+		}
+		kv, err := decodeKV(kvb)
+		if err != nil {
+			return false, 0, err
+		}
+		if kv.GetVersion() == 0 {
+			doomed = append(doomed, bytes.Clone(hk)) // a tombstone at or below target
+		}
 	}
+	next := bytes.Clone(hk) // the versions doomed are all before it
 	for _, k := range doomed {
 		if err := w.hist.b.Delete(k); err != nil {
 			return false, 0, err
@@ -132,69 +133,41 @@ func (w *Writer) TrimHistory(limit int) (done bool, deleted int, err error) {
 	return true, len(doomed), w.meta.Put(metaCompactFinished, u64(uint64(target)))
 }
 
-// logicalVersions calls fn with the history key and value of every version
-// a read can still reach at or below rev: those above the compact revision,
-// and for each key its newest version at or below it unless that is a
-// tombstone. It is what every member holds whether or not it has trimmed
-// its history yet, so hashes built on it agree.
+// logicalVersions calls fn with the history key and encoded KeyValue of
+// every version a read can still reach at or below rev (rev at least the
+// compact revision): the versions live at the compact revision, in key
+// order, then every version above it up to rev, in history's order. It is
+// what every member holds whether or not it has trimmed its history yet, so
+// hashes built on it agree.
 func (r ReadView) logicalVersions(rev int64, fn func(hk, v []byte) error) error {
 	compact := r.CompactRevision()
-	c := r.tx.Bucket(bucketHistory).Cursor()
-	var (
-		prefix []byte
-		kept   []byte // the newest version of prefix's key at or below compact
-		keptK  []byte
-	)
-	flush := func() error {
-		if kept == nil {
-			return nil
-		}
-		kv, err := decodeKV(kept)
+	if compact > 0 {
+		var ferr error
+		err := r.at(nil, rangeEndAll, compact, func(k, v []byte) bool {
+			kv, err := decodeKV(v)
+			if err == nil {
+				err = fn(revKey(kv.GetModRevision(), k), v)
+			}
+			ferr = err
+			return err == nil
+		})
 		if err != nil {
 			return err
 		}
-		k, v := keptK, kept
-		keptK, kept = nil, nil
-		if kv.GetVersion() == 0 {
-			return nil // a tombstone at or below compact: trimmed
-		}
-		return fn(k, v)
-	}
-	for hk, v := c.First(); hk != nil; hk, v = c.Next() {
-		if len(hk) < revBytes {
-			return errBadHistoryKey
-		}
-		p := hk[:len(hk)-revBytes]
-		if !bytes.Equal(p, prefix) {
-			if err := flush(); err != nil {
-				return err
-			}
-			prefix = bytes.Clone(p)
-		}
-		r := int64(readU64(hk[len(p):]))
-		switch {
-		case r > rev:
-		case r > compact:
-			if err := flush(); err != nil {
-				return err
-			}
-			if err := fn(hk, v); err != nil {
-				return err
-			}
-		default:
-			keptK, kept = bytes.Clone(hk), bytes.Clone(v)
+		if ferr != nil {
+			return ferr
 		}
 	}
-	return flush()
+	return history{r.tx.Bucket(bucketHistory)}.walk(nil, rangeEndAll, compact+1, rev, func(rev int64, k []byte, _ int64, kv []byte) (bool, error) {
+		return true, fn(revKey(rev, k), kv)
+	})
 }
 
 // Changes calls fn with the changes of the keys in [key, end) at revisions
 // from..to (inclusive; to <= 0 means no bound), as History does (PrevKV set
-// from the version before), in key order then revision order. Unlike
-// History it seeks to each key's first version at or after from, so its
-// cost is the number of keys in the range plus the changes returned, not
-// the whole history of the range. It fails with ErrCompacted when from is
-// below the compact revision.
+// from the version before), in revision order, then key order. Its cost is
+// the number of changes to any key in from..to. It fails with ErrCompacted
+// when from is below the compact revision.
 func (r ReadView) Changes(key, end []byte, from, to int64, fn func(rev int64, ev Event) error) error {
 	if compact := r.CompactRevision(); from < compact {
 		return fmt.Errorf("%w: %d < compacted %d", ErrCompacted, from, compact)
@@ -202,58 +175,5 @@ func (r ReadView) Changes(key, end []byte, from, to int64, fn func(rev int64, ev
 	if to <= 0 {
 		to = math.MaxInt64
 	}
-	start, stop := bounds(key, end)
-	c := r.tx.Bucket(bucketHistory).Cursor()
-	hk, v := c.Seek(start)
-	for hk != nil && (stop == nil || bytes.Compare(hk, stop) < 0) {
-		if len(hk) < revBytes {
-			return errBadHistoryKey
-		}
-		prefix := bytes.Clone(hk[:len(hk)-revBytes])
-		// The first version at or after from, and the one before it.
-		ours := func(k []byte) bool {
-			return k != nil && len(k) == len(prefix)+revBytes && bytes.HasPrefix(k, prefix)
-		}
-		var before []byte
-		if int64(readU64(hk[len(prefix):])) < from {
-			hk, v = c.Seek(append(bytes.Clone(prefix), u64(uint64(from))...))
-			if !ours(hk) {
-				continue // no version of this key at or after from
-			}
-			if pk, pv := c.Prev(); ours(pk) {
-				before = bytes.Clone(pv)
-			}
-			hk, v = c.Next() // back to the first version at or after from
-		}
-		for ; ours(hk); hk, v = c.Next() {
-			rev := int64(readU64(hk[len(prefix):]))
-			if rev > to {
-				// Past the bound: on to the next key.
-				hk, v = c.Seek(append(bytes.Clone(prefix), u64(math.MaxUint64)...))
-				break
-			}
-			kv, err := decodeKV(v)
-			if err != nil {
-				return err
-			}
-			ev := Event{Type: Put, KV: kv}
-			if kv.GetVersion() == 0 {
-				ev.Type = Delete
-			}
-			if before != nil {
-				pkv, err := decodeKV(before)
-				if err != nil {
-					return err
-				}
-				if pkv.GetVersion() > 0 {
-					ev.PrevKV = pkv
-				}
-			}
-			if err := fn(rev, ev); err != nil {
-				return err
-			}
-			before = bytes.Clone(v)
-		}
-	}
-	return nil
+	return r.changes(key, end, from, to, fn)
 }

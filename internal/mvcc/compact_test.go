@@ -84,13 +84,19 @@ func TestCompactionKeepsEveryReachableRevision(t *testing.T) {
 					t.Fatal("no trim pending after a compaction")
 				}
 			})
-			chunks := 0
+			chunks, deleted := 0, 0
 			for {
 				var done bool
 				err := db.Update(func(tx *bolt.Tx) error {
 					w := NewWriter(tx, false)
-					var err error
-					done, _, err = w.TrimHistory(7)
+					n, err := 0, error(nil)
+					done, n, err = w.TrimHistory(7)
+					// A version visited dooms at most two: the one it
+					// replaced and, a tombstone, itself.
+					if n > 7+1 {
+						t.Fatalf("a chunk of 7 deleted %d versions", n)
+					}
+					deleted += n
 					return err
 				})
 				if err != nil {
@@ -109,8 +115,8 @@ func TestCompactionKeepsEveryReachableRevision(t *testing.T) {
 			if after := snapshot(true); !mapsEqual(before, after) {
 				t.Fatal("reads or hashes changed by the trim")
 			}
-			if chunks < 3 {
-				t.Fatalf("the trim took %d chunks of 7; it did not stop at its limit", chunks)
+			if deleted > 8 && chunks < 2 {
+				t.Fatalf("the trim deleted %d versions in %d chunk of 7; it did not stop at its limit", deleted, chunks)
 			}
 
 			// Exactly the unreachable versions are gone.
@@ -241,6 +247,75 @@ func TestCompactRefusesFutureAndPastRevisions(t *testing.T) {
 		resp, err := r.Range(&kvv1.RangeRequest{Key: []byte("k"), Revision: current})
 		if err != nil || len(resp.GetKvs()) != 1 || !proto.Equal(resp.GetKvs()[0], resp.GetKvs()[0]) || string(resp.GetKvs()[0].GetValue()) != "4" {
 			t.Fatalf("read at the compact revision: %v, %v", resp, err)
+		}
+	})
+}
+
+// TestCompactionAgainDuringATrim moves the compact revision while a trim is
+// under way, and again after it: the trim goes on to the new target, and
+// in the end history holds exactly the versions reads can reach.
+func TestCompactionAgainDuringATrim(t *testing.T) {
+	db := openDB(t)
+	rng := rand.New(rand.NewSource(11))
+	keys := []string{"a", "b", "c", "d", "e"}
+	for range 400 {
+		k := keys[rng.Intn(len(keys))]
+		apply(t, db, false, func(txn *TxnWrite) error {
+			if rng.Intn(4) == 0 {
+				_, err := txn.DeleteRange(&kvv1.DeleteRangeRequest{Key: []byte(k)})
+				return err
+			}
+			_, err := txn.Put(putReq(k, fmt.Sprint(rng.Int())))
+			return err
+		})
+	}
+	var current int64
+	read(t, db, func(r ReadView) { current = r.Revision() })
+	reads := func(from int64) map[int64]string {
+		out := map[int64]string{}
+		read(t, db, func(r ReadView) {
+			for rev := from; rev <= current; rev++ {
+				resp, err := r.Range(&kvv1.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: rev})
+				if err != nil {
+					t.Fatalf("range at %d: %v", rev, err)
+				}
+				out[rev] = fmt.Sprint(resp.GetKvs())
+			}
+		})
+		return out
+	}
+	c1, c2, c3 := current/4, current/2, current-10
+	before := reads(c3)
+	compactTo(t, db, c1)
+	for range 2 { // part of the way
+		err := db.Update(func(tx *bolt.Tx) error {
+			w := NewWriter(tx, false)
+			_, _, err := w.TrimHistory(5)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	compactTo(t, db, c2)
+	trimAll(t, db)
+	compactTo(t, db, c3)
+	trimAll(t, db)
+	if after := reads(c3); !mapsEqual(before, after) {
+		t.Fatal("reads at or above the compact revision changed")
+	}
+	// What is left: the versions above c3, and the live ones at c3.
+	read(t, db, func(r ReadView) {
+		resp, err := r.Range(&kvv1.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: c3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := len(resp.GetKvs())
+		if err := r.Changes([]byte{0}, []byte{0}, c3+1, 0, func(int64, Event) error { want++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.tx.Bucket(bucketHistory).Stats().KeyN; got != want {
+			t.Fatalf("history holds %d versions, want %d", got, want)
 		}
 	})
 }

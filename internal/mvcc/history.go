@@ -2,122 +2,174 @@ package mvcc
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
-
-	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
-// history is the one way into the history bucket: the writes, the scans, and
-// (when it comes) compaction, which will trim versions here and nowhere else.
+// history is the one way into the history bucket: every version of every
+// key, keyed by the revision that wrote it and then the key (see revKey), so
+// that each write lands at the end of the bucket. The writes of a commit
+// then fill a few pages at the end of the file, however scattered their
+// keys: a bucket keyed by key first (kvd's layout before) dirtied one page
+// per written key, which under writes all over the key space made bbolt's
+// commit most of a member's CPU (see docs/notes/2026-12-history-by-revision.md).
+//
+// A stored version is the revision of the version it replaced (8 bytes,
+// big-endian; 0 when the key did not exist before), then the KeyValue. That
+// link is what lets a read at a past revision, and compaction, find a key's
+// earlier version without an index of versions by key.
 type history struct{ b *bolt.Bucket }
 
-// put records v as the version of key written at rev.
-func (h history) put(key []byte, rev int64, v []byte) error {
-	return h.b.Put(historyKey(key, rev), v)
+// revKey returns the history key of key's version written at rev.
+func revKey(rev int64, key []byte) []byte {
+	out := make([]byte, revBytes, revBytes+len(key))
+	binary.BigEndian.PutUint64(out, uint64(rev))
+	return append(out, key...)
 }
 
-// bounds returns where the history keys of [key, end) start, and where they
-// stop (nil: at the end of the bucket).
-func bounds(key, end []byte) (start, stop []byte) {
-	switch {
-	case len(end) == 0:
-		// Every history key of key starts with its prefix, which ends in the
-		// terminator 0x00 0x01; 0x00 0x02 never occurs, so it bounds them.
-		stop = historyPrefix(key)
-		stop[len(stop)-1]++
-	case !bytes.Equal(end, rangeEndAll):
-		stop = historyPrefix(end)
+// splitRevKey returns the revision and user key of a history key; the key
+// aliases hk.
+func splitRevKey(hk []byte) (int64, []byte, error) {
+	if len(hk) < revBytes {
+		return 0, nil, errBadHistoryKey
 	}
-	return historyPrefix(key), stop
+	return int64(binary.BigEndian.Uint64(hk)), hk[revBytes:], nil
 }
 
-// versions returns an iterator over every version of every key in
-// [key, end), in key order and, for each key, in revision order.
-func (h history) versions(key, end []byte) versionIter {
-	start, stop := bounds(key, end)
-	return versionIter{c: h.b.Cursor(), start: start, stop: stop}
+var errBadVersion = errors.New("malformed history version")
+
+// versionValue returns the stored form of a version that replaced the
+// version at prev (0: none).
+func versionValue(prev int64, kv []byte) []byte {
+	out := make([]byte, revBytes, revBytes+len(kv))
+	binary.BigEndian.PutUint64(out, uint64(prev))
+	return append(out, kv...)
 }
 
-// versionIter walks history keys in a range; see history.versions. It is a
-// value, so a scan allocates no closure.
-type versionIter struct {
-	c       *bolt.Cursor
-	start   []byte
-	stop    []byte // nil: the end of the bucket
-	started bool
-}
-
-// next returns the next version: its user key, revision and stored
-// KeyValue (valid until the transaction ends), or ok false at the end.
-func (it *versionIter) next() (userKey []byte, rev int64, v []byte, ok bool, err error) {
-	var hk []byte
-	if !it.started {
-		it.started = true
-		hk, v = it.c.Seek(it.start)
-	} else {
-		hk, v = it.c.Next()
+// splitVersion returns the revision of the version a stored version
+// replaced and its KeyValue, which aliases v.
+func splitVersion(v []byte) (prev int64, kv []byte, err error) {
+	if len(v) < revBytes {
+		return 0, nil, errBadVersion
 	}
-	if hk == nil || (it.stop != nil && bytes.Compare(hk, it.stop) >= 0) {
-		return nil, 0, nil, false, nil
-	}
-	userKey, rev, err = splitHistoryKey(hk)
-	if err != nil {
-		return nil, 0, nil, false, err
-	}
-	return userKey, rev, v, true, nil
+	return int64(binary.BigEndian.Uint64(v)), v[revBytes:], nil
 }
 
-// at calls emit for every key in [key, end) that was live at rev, with the
-// version it had then, in key order. It walks the cursor itself rather than
-// through versions: Range at a past revision is a hot path, and this way its
-// cursor and bounds stay off the heap.
-func (h history) at(key, end []byte, rev int64, emit func(*kvv1.KeyValue)) error {
+// put records kv (encoded) as the version of key written at rev, which
+// replaced the version at prev (0: the key did not exist).
+func (h history) put(key []byte, rev, prev int64, kv []byte) error {
+	return h.b.Put(revKey(rev, key), versionValue(prev, kv))
+}
+
+// get returns the encoded KeyValue of key's version written at rev, or nil
+// if history does not hold it (never written, or trimmed by compaction).
+// It is valid until the transaction ends.
+func (h history) get(rev int64, key []byte) ([]byte, error) {
+	v := h.b.Get(revKey(rev, key))
+	if v == nil {
+		return nil, nil
+	}
+	_, kv, err := splitVersion(v)
+	return kv, err
+}
+
+// walk calls fn with every version history holds at revisions from..to
+// (inclusive) whose key is in [key, end), in revision order and, within a
+// revision, in key order, until fn returns false or an error. The slices
+// fn gets are valid until the transaction ends. Its cost is the number of
+// versions in from..to, whatever the range: history is not indexed by key.
+func (h history) walk(key, end []byte, from, to int64, fn func(rev int64, k []byte, prev int64, kv []byte) (bool, error)) error {
 	c := h.b.Cursor()
-	var stop []byte // history keys from here on are past the range
-	switch {
-	case len(end) == 0:
-		// See bounds.
-		stop = historyPrefix(key)
-		stop[len(stop)-1]++
-	case !bytes.Equal(end, rangeEndAll):
-		stop = historyPrefix(end)
-	}
-	var (
-		curKey  []byte
-		visible []byte // the newest version of curKey at or before rev
-	)
-	flush := func() error {
-		if visible == nil {
+	for hk, v := c.Seek(u64(uint64(max(from, 0)))); hk != nil; hk, v = c.Next() {
+		rev, k, err := splitRevKey(hk)
+		if err != nil {
+			return err
+		}
+		if rev > to {
 			return nil
 		}
-		kv, err := decodeKV(visible)
+		if !InRange(k, key, end) {
+			continue
+		}
+		prev, kv, err := splitVersion(v)
 		if err != nil {
 			return err
 		}
-		visible = nil
-		if kv.GetVersion() > 0 { // tombstones have version 0
-			emit(kv)
+		more, err := fn(rev, k, prev, kv)
+		if err != nil || !more {
+			return err
 		}
-		return nil
 	}
-	for hk, v := c.Seek(historyPrefix(key)); hk != nil; hk, v = c.Next() {
-		if stop != nil && bytes.Compare(hk, stop) >= 0 {
-			break
+	return nil
+}
+
+// at calls emit with the key and encoded KeyValue of every key in
+// [key, end) that was live at rev, in key order, until emit returns false.
+// The keys that have not changed since rev are live in the keys bucket
+// with the version they had then; for each key that has, the first change
+// after rev names the version it replaced, the one live at rev (none if
+// the key did not exist). So a read at a past revision costs the keys in
+// the range plus the changes to any key since that revision. rev must not
+// be below the compact revision: the versions it needs may be trimmed.
+func (r ReadView) at(key, end []byte, rev int64, emit func(k, kv []byte) bool) error {
+	h := history{r.tx.Bucket(bucketHistory)}
+	changed := map[string]int64{} // key -> the version its first change after rev replaced
+	err := h.walk(key, end, rev+1, math.MaxInt64, func(_ int64, k []byte, prev int64, _ []byte) (bool, error) {
+		if _, seen := changed[string(k)]; !seen {
+			changed[string(k)] = prev
 		}
-		uk, r, err := splitHistoryKey(hk)
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	type version struct{ k, kv []byte }
+	var then []version // the versions of the changed keys live at rev
+	for k, prev := range changed {
+		if prev == 0 {
+			continue
+		}
+		kv, err := h.get(prev, []byte(k))
 		if err != nil {
 			return err
 		}
-		if !bytes.Equal(uk, curKey) {
-			if err := flush(); err != nil {
-				return err
+		if kv == nil {
+			return fmt.Errorf("mvcc: history lacks %q at revision %d, live at revision %d", k, prev, rev)
+		}
+		then = append(then, version{[]byte(k), kv})
+	}
+	slices.SortFunc(then, func(a, b version) int { return bytes.Compare(a.k, b.k) })
+
+	c := r.tx.Bucket(bucketKeys).Cursor()
+	k, v := c.Seek(key)
+	for {
+		for k != nil && InRange(k, key, end) {
+			if _, ok := changed[string(k)]; !ok {
+				break
 			}
-			curKey = uk
+			k, v = c.Next() // changed since rev: its version then is in then
 		}
-		if r <= rev {
-			visible = v
+		if k != nil && !InRange(k, key, end) {
+			k = nil
+		}
+		switch {
+		case k == nil && len(then) == 0:
+			return nil
+		case k != nil && (len(then) == 0 || bytes.Compare(k, then[0].k) < 0):
+			if !emit(k, v) {
+				return nil
+			}
+			k, v = c.Next()
+		default:
+			if !emit(then[0].k, then[0].kv) {
+				return nil
+			}
+			then = then[1:]
 		}
 	}
-	return flush()
 }

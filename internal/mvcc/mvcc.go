@@ -20,8 +20,8 @@
 //
 // # Storage
 //
-// Three buckets, whose format is fixed (existing data directories and
-// snapshots must keep working):
+// Three buckets, whose format existing data directories and snapshots keep
+// (Init converts the one older format, see migrateHistory):
 //
 //   - meta (shared with the caller, which keeps its own keys there):
 //     "revision", the store revision, 8 bytes big-endian, 1 in an empty
@@ -30,12 +30,12 @@
 //     history may have been trimmed (absent: 0).
 //   - keys: the live value of every key, a kv.v1.KeyValue keyed by the key,
 //     for reads at the current revision.
-//   - history: every version of every key, keyed by the key (escaped so the
-//     order of keys is kept) and the revision that wrote it (see historyKey);
-//     a deletion is a tombstone, a KeyValue with only Key and ModRevision.
-//     Reads at past revisions scan it; compaction (not yet written) will
-//     trim it through the history type, the one place that touches the
-//     bucket.
+//   - revisions: history, every version of every key, keyed by the
+//     revision that wrote it and the key (see revKey), each with the
+//     revision of the version it replaced; a deletion is a tombstone, a
+//     KeyValue with only Key and ModRevision. Reads at past revisions,
+//     watches catching up and compaction go through the history type, the
+//     one place that touches the bucket.
 //
 // Each key changes at most once per revision (the caller's validation
 // rejects a txn that writes a key twice), so a version's history key is
@@ -55,7 +55,7 @@ import (
 const (
 	MetaBucket    = "meta"
 	KeysBucket    = "keys"
-	HistoryBucket = "history"
+	HistoryBucket = "revisions"
 )
 
 var (
@@ -81,14 +81,18 @@ var (
 // protoMarshal is the deterministic encoding every stored message uses.
 var protoMarshal = proto.MarshalOptions{Deterministic: true}
 
-// Init creates the store's buckets in tx if they are missing, and gives an
-// empty store its revision 1. The caller runs it whenever it opens a
-// database.
+// Init creates the store's buckets in tx if they are missing, converts
+// history kept in the older format, and gives an empty store its revision
+// 1. The caller runs it whenever it opens a database, a snapshot's
+// included.
 func Init(tx *bolt.Tx) error {
 	for _, b := range [][]byte{bucketMeta, bucketKeys, bucketHistory, bucketLeases, bucketLeaseKeys} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
+	}
+	if err := migrateHistory(tx); err != nil {
+		return err
 	}
 	meta := tx.Bucket(bucketMeta)
 	if meta.Get(metaRevision) == nil {

@@ -94,7 +94,15 @@ func (r ReadView) Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 		rest, err = r.scanCurrent(req.GetKey(), req.GetRangeEnd(), emit)
 		resp.Count += rest
 	} else {
-		err = history{r.tx.Bucket(bucketHistory)}.at(req.GetKey(), req.GetRangeEnd(), rev, func(kv *kvv1.KeyValue) { emit(kv) })
+		err = r.at(req.GetKey(), req.GetRangeEnd(), rev, func(_, v []byte) bool {
+			kv, derr := decodeKV(v)
+			if derr != nil {
+				err = derr
+				return false
+			}
+			emit(kv) // past the limit it only counts: go on
+			return true
+		})
 	}
 	if err != nil {
 		return nil, err
@@ -195,55 +203,39 @@ func (r ReadView) scanCurrent(key, end []byte, emit func(*kvv1.KeyValue) bool) (
 
 // History calls fn with every change to a key in [key, end) at revision from
 // or later that history still holds, as the Event a TxnWrite reported for it
-// (PrevKV is nil when the version before is a tombstone, or was compacted
-// away). The order is history's: by key, then by revision; within one
+// (PrevKV is nil when the key did not exist before, or when its version
+// before was trimmed by compaction), in revision order; within one
 // revision that is key order, where TxnWrite.Changes gives the order of the
-// operations. Each key changes at most once per revision, so sorting by
-// revision (stably) groups the events of each revision. An error from fn
-// stops the scan and is returned.
+// operations. An error from fn stops the scan and is returned.
 func (r ReadView) History(key, end []byte, from int64, fn func(rev int64, ev Event) error) error {
-	var (
-		curKey []byte
-		prev   []byte // the version of curKey before the current one
-	)
-	it := history{r.tx.Bucket(bucketHistory)}.versions(key, end)
-	for {
-		uk, rev, v, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return nil
-		}
-		if prev == nil || !bytes.Equal(uk, curKey) {
-			curKey, prev = uk, nil
-		}
-		before := prev
-		prev = v
-		if rev < from {
-			continue
-		}
+	return r.changes(key, end, from, math.MaxInt64, fn)
+}
+
+// changes is History bounded by to.
+func (r ReadView) changes(key, end []byte, from, to int64, fn func(rev int64, ev Event) error) error {
+	h := history{r.tx.Bucket(bucketHistory)}
+	return h.walk(key, end, from, to, func(rev int64, k []byte, prev int64, v []byte) (bool, error) {
 		kv, err := decodeKV(v)
 		if err != nil {
-			return err
+			return false, err
 		}
 		ev := Event{Type: Put, KV: kv}
 		if kv.GetVersion() == 0 {
 			ev.Type = Delete
 		}
-		if before != nil {
-			pkv, err := decodeKV(before)
+		if prev > 0 {
+			pv, err := h.get(prev, k)
 			if err != nil {
-				return err
+				return false, err
 			}
-			if pkv.GetVersion() > 0 {
-				ev.PrevKV = pkv
+			if pv != nil {
+				if ev.PrevKV, err = decodeKV(pv); err != nil {
+					return false, err
+				}
 			}
 		}
-		if err := fn(rev, ev); err != nil {
-			return err
-		}
-	}
+		return true, fn(rev, ev)
+	})
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

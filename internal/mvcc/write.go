@@ -23,7 +23,7 @@ const fillPercent = 0.9
 // goroutine, inside backend.Batch) and must not outlive the bbolt
 // transaction, nor be copied once Begin was called.
 //
-// Compaction, when it comes, is a method here (Compact(rev)): it moves the
+// Compaction is a method here (Compact, then TrimHistory): it moves the
 // compact revision in meta and trims versions through the history type,
 // the one place that touches the history bucket.
 type Writer struct {
@@ -142,7 +142,7 @@ func (t *TxnWrite) put(r *kvv1.PutRequest) (*kvv1.PutResponse, error) {
 	if err := t.w.attach(kv.GetKey(), kv.GetLease(), prev.GetLease()); err != nil {
 		return nil, err
 	}
-	if err := t.store(kv, rev); err != nil {
+	if err := t.store(kv, rev, prev.GetModRevision()); err != nil {
 		return nil, err
 	}
 	if t.w.record {
@@ -151,8 +151,9 @@ func (t *TxnWrite) put(r *kvv1.PutRequest) (*kvv1.PutResponse, error) {
 	return resp, nil
 }
 
-// store writes kv as the live value of its key and as its version at rev.
-func (t *TxnWrite) store(kv *kvv1.KeyValue, rev int64) error {
+// store writes kv as the live value of its key and as its version at rev,
+// which replaced the version at prev (0: none).
+func (t *TxnWrite) store(kv *kvv1.KeyValue, rev, prev int64) error {
 	b, err := protoMarshal.Marshal(kv)
 	if err != nil {
 		return err
@@ -160,7 +161,7 @@ func (t *TxnWrite) store(kv *kvv1.KeyValue, rev int64) error {
 	if err := t.w.keys.Put(kv.GetKey(), b); err != nil {
 		return err
 	}
-	return t.w.hist.put(kv.GetKey(), rev, b)
+	return t.w.hist.put(kv.GetKey(), rev, prev, b)
 }
 
 // DeleteRange deletes the keys in a range, as a delete-range request does.
@@ -202,7 +203,7 @@ func (t *TxnWrite) deleteRange(r *kvv1.DeleteRangeRequest) (*kvv1.DeleteRangeRes
 		if err != nil {
 			return nil, err
 		}
-		if err := t.w.hist.put(kv.GetKey(), rev, tomb); err != nil {
+		if err := t.w.hist.put(kv.GetKey(), rev, kv.GetModRevision(), tomb); err != nil {
 			return nil, err
 		}
 		if t.w.record {
