@@ -55,6 +55,8 @@ const watchStreams = 100 // fan-out and idle watchers: streams, each on a connec
 // coordination measures watches, leases and locks on both clusters.
 func (r *runner) coordination(ctx context.Context) ([]coordRow, error) {
 	s := coordSizesFor(r.o)
+	// Member 1 was made leader at the start; the rows before may have
+	// moved it.
 	if err := r.sameLeaders(ctx); err != nil {
 		return nil, fmt.Errorf("placing the leaders: %w", err)
 	}

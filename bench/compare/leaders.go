@@ -20,7 +20,7 @@ const leaderPlacementTimeout = 30 * time.Second
 // decides some rows: in watch latency, a put acknowledged by the leader
 // races its events to the watchers on the followers, and with the leader
 // on member 2 both stores' p50 is about 0.15 ms, elsewhere about zero. So
-// the coordination rows run with the leader in the same place on both.
+// every row runs with the leader in the same place on both.
 func (r *runner) sameLeaders(ctx context.Context) error {
 	if err := r.kvd.moveLeader(ctx, 0); err != nil {
 		return fmt.Errorf("kvd: %w", err)

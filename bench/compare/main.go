@@ -187,6 +187,12 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	if err := etcd.start(ctx); err != nil {
 		return err
 	}
+	r := &runner{o: o, kvd: kvd, etcd: etcd, logf: logf}
+	// Member 1 leads both clusters for every row: where the leader is
+	// moves the single-client rows and watch latency (see sameLeaders).
+	if err := r.sameLeaders(ctx); err != nil {
+		return fmt.Errorf("placing the leaders: %w", err)
+	}
 	res.kvdLeader, _ = kvd.leader(ctx)
 	res.etcdLeader, _ = etcd.leader(ctx)
 	logf("leaders: kvd %s, etcd %s", res.kvdLeader, res.etcdLeader)
@@ -202,7 +208,6 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	res.kvdIdle, res.etcdIdle = kvd.cpu()-k0, etcd.cpu()-e0
 	logf("idle CPU over %v: kvd %v, etcd %v", idleWindow, res.kvdIdle, res.etcdIdle)
 
-	r := &runner{o: o, kvd: kvd, etcd: etcd, logf: logf}
 	// Memory per idle watcher first, on fresh members: after the other
 	// workloads their heaps hold freed memory that new watchers reuse, and
 	// the resident memory barely moves.
