@@ -175,8 +175,8 @@ func BenchmarkRange(b *testing.B) {
 		{name: "100-key prefix", req: &kvv1.RangeRequest{Key: prefix, RangeEnd: PrefixEnd(prefix)}, want: 100},
 		{name: "single key at a past revision", req: getAt("prefix050/key050", "", rev-1), want: 1},
 		{name: "100-key prefix at a past revision", req: &kvv1.RangeRequest{Key: prefix, RangeEnd: PrefixEnd(prefix), Revision: rev - 1}, want: 100},
-		// A read at a past revision walks every change since: here 1,000
-		// (of other keys; the prefix read at it is unchanged since).
+		// A range read at a past revision walks every change since: here
+		// 1,000 (of other keys). A live single key follows its own links.
 		{name: "single key 1000 revisions back", req: getAt("prefix050/key050", "", rev-1000), want: 1},
 		{name: "100-key prefix 1000 revisions back", req: &kvv1.RangeRequest{Key: prefix, RangeEnd: PrefixEnd(prefix), Revision: rev - 1000}, want: 100},
 		// etcd's benchmark txn-mixed reads pages like this one.

@@ -118,6 +118,11 @@ func (h history) walk(key, end []byte, from, to int64, fn func(rev int64, k []by
 // be below the compact revision: the versions it needs may be trimmed.
 func (r ReadView) at(key, end []byte, rev int64, emit func(k, kv []byte) bool) error {
 	h := history{r.tx.Bucket(bucketHistory)}
+	if len(end) == 0 {
+		if done, err := r.atByLinks(h, key, rev, emit); done || err != nil {
+			return err
+		}
+	}
 	changed := map[string]int64{} // key -> the version its first change after rev replaced
 	err := h.walk(key, end, rev+1, math.MaxInt64, func(_ int64, k []byte, prev int64, _ []byte) (bool, error) {
 		if _, seen := changed[string(k)]; !seen {
@@ -172,4 +177,45 @@ func (r ReadView) at(key, end []byte, rev int64, emit func(k, kv []byte) bool) e
 			then = then[1:]
 		}
 	}
+}
+
+// atByLinks is at for one key that is live and was created at or before
+// rev: its versions since then are linked one to the next (only a
+// deletion breaks the links), so following them back from its live
+// version costs its own changes since rev, not every key's. It reports
+// false, having emitted nothing, for a key it cannot read that way.
+func (r ReadView) atByLinks(h history, key []byte, rev int64, emit func(k, kv []byte) bool) (bool, error) {
+	v := r.tx.Bucket(bucketKeys).Get(key)
+	if v == nil {
+		return false, nil
+	}
+	kv, err := decodeKV(v)
+	if err != nil {
+		return false, err
+	}
+	if kv.GetCreateRevision() > rev {
+		return false, nil // created since: what it was at rev is history's
+	}
+	for mod := kv.GetModRevision(); mod > rev; {
+		stored := h.b.Get(revKey(mod, key))
+		if stored == nil {
+			return false, fmt.Errorf("mvcc: history lacks %q at revision %d", key, mod)
+		}
+		prev, _, err := splitVersion(stored)
+		if err != nil {
+			return false, err
+		}
+		if prev == 0 {
+			return false, fmt.Errorf("mvcc: %q at revision %d replaced nothing, though created at %d", key, mod, kv.GetCreateRevision())
+		}
+		if v, err = h.get(prev, key); err != nil {
+			return false, err
+		}
+		if v == nil {
+			return false, fmt.Errorf("mvcc: history lacks %q at revision %d, live at revision %d", key, prev, rev)
+		}
+		mod = prev
+	}
+	emit(key, v)
+	return true, nil
 }
