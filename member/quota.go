@@ -34,12 +34,12 @@ func (m *Member) CheckQuota(cost int) error {
 	if m.fsm.NoSpace() {
 		return fmt.Errorf("%w: a NOSPACE alarm is raised; compact, defragment, then disarm it", ErrNoSpace)
 	}
-	size, err := m.quotaSize.get(m.fsm.DBSize)
+	quota := m.cfg.quotaBytes()
+	size, fits, err := m.quotaSize.fits(m.fsm.DBSize, int64(cost), quota)
 	if err != nil {
 		return err
 	}
-	quota := m.cfg.quotaBytes()
-	if size+int64(cost) <= quota {
+	if fits {
 		return nil
 	}
 	m.raiseNoSpace(size, quota)
@@ -124,9 +124,33 @@ type sizeCache struct {
 	now  func() time.Time // time.Now; tests replace it
 }
 
+// fits reports whether cost more bytes keep the state file within quota,
+// and its size. It says yes by a size read at most quotaSizeMaxAge ago, but
+// no only by a fresh read: a refusal raises an alarm, and the file may
+// have shrunk since the cached read (a defragmentation takes
+// milliseconds), which would raise it again right after an operator
+// cleared it.
+func (c *sizeCache) fits(read func() (size, inUse int64, err error), cost, quota int64) (int64, bool, error) {
+	size, err := c.get(read)
+	if err != nil || size+cost <= quota {
+		return size, err == nil, err
+	}
+	size, err = c.refresh(read)
+	return size, err == nil && size+cost <= quota, err
+}
+
 // get returns the size read at most quotaSizeMaxAge ago, reading it with
 // read when it is older. Callers wait for one read at a time.
 func (c *sizeCache) get(read func() (size, inUse int64, err error)) (int64, error) {
+	return c.load(read, false)
+}
+
+// refresh reads the size with read whatever the cache holds.
+func (c *sizeCache) refresh(read func() (size, inUse int64, err error)) (int64, error) {
+	return c.load(read, true)
+}
+
+func (c *sizeCache) load(read func() (size, inUse int64, err error), fresh bool) (int64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now
@@ -134,7 +158,7 @@ func (c *sizeCache) get(read func() (size, inUse int64, err error)) (int64, erro
 		now = c.now
 	}
 	t := now()
-	if !c.at.IsZero() && t.Sub(c.at) < quotaSizeMaxAge {
+	if !fresh && !c.at.IsZero() && t.Sub(c.at) < quotaSizeMaxAge {
 		return c.size, nil
 	}
 	size, _, err := read()

@@ -40,3 +40,30 @@ func TestQuotaSizeIsReadAtMostEveryMaxAge(t *testing.T) {
 	readErr, size = nil, 300
 	check(300, 4) // a failed read is not cached
 }
+
+// A write is let through by a cached size, but refused only by a fresh
+// one: right after a defragmentation shrank the file and an operator
+// disarmed the alarm, a size cached from before must not raise it again.
+func TestQuotaRefusalReadsTheSizeAgain(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	c := sizeCache{now: func() time.Time { return clock }}
+	reads, size := 0, int64(5000)
+	read := func() (int64, int64, error) {
+		reads++
+		return size, 0, nil
+	}
+	if got, fits, err := c.fits(read, 100, 4000); err != nil || fits || got != 5000 || reads != 2 {
+		t.Fatalf("over quota: size %d, fits %v, %v after %d reads; want 5000, false after 2", got, fits, err, reads)
+	}
+	size = 20 // defragmented
+	clock = clock.Add(quotaSizeMaxAge / 10)
+	if got, fits, err := c.fits(read, 100, 4000); err != nil || !fits || got != 20 || reads != 3 {
+		t.Fatalf("after the file shrank: size %d, fits %v, %v after %d reads; want 20, true after 3", got, fits, err, reads)
+	}
+	// Within quota, the cached size is enough.
+	size = 3000
+	clock = clock.Add(quotaSizeMaxAge / 10)
+	if got, fits, err := c.fits(read, 100, 4000); err != nil || !fits || got != 20 || reads != 3 {
+		t.Fatalf("within quota: size %d, fits %v, %v after %d reads; want the cached 20, true after 3", got, fits, err, reads)
+	}
+}
