@@ -70,12 +70,18 @@ func (h history) put(key []byte, rev, prev int64, kv []byte) error {
 // if history does not hold it (never written, or trimmed by compaction).
 // It is valid until the transaction ends.
 func (h history) get(rev int64, key []byte) ([]byte, error) {
+	_, kv, err := h.version(rev, key)
+	return kv, err
+}
+
+// version returns key's version written at rev, as get does, with the
+// revision of the version it replaced.
+func (h history) version(rev int64, key []byte) (prev int64, kv []byte, err error) {
 	v := h.b.Get(revKey(rev, key))
 	if v == nil {
-		return nil, nil
+		return 0, nil, nil
 	}
-	_, kv, err := splitVersion(v)
-	return kv, err
+	return splitVersion(v)
 }
 
 // walk calls fn with every version history holds at revisions from..to
@@ -196,25 +202,27 @@ func (r ReadView) atByLinks(h history, key []byte, rev int64, emit func(k, kv []
 	if kv.GetCreateRevision() > rev {
 		return false, nil // created since: what it was at rev is history's
 	}
-	for mod := kv.GetModRevision(); mod > rev; {
-		stored := h.b.Get(revKey(mod, key))
-		if stored == nil {
-			return false, fmt.Errorf("mvcc: history lacks %q at revision %d", key, mod)
+	// Each step back reads one stored version, the one the version in hand
+	// replaced, which carries the link for the next step.
+	mod := kv.GetModRevision()
+	var prev int64
+	if mod > rev {
+		if prev, _, err = h.version(mod, key); err != nil {
+			return false, err
 		}
-		prev, _, err := splitVersion(stored)
+	}
+	for mod > rev {
+		if prev == 0 {
+			return false, fmt.Errorf("mvcc: history has no version of %q before revision %d, though it was created at %d", key, mod, kv.GetCreateRevision())
+		}
+		before, pv, err := h.version(prev, key)
 		if err != nil {
 			return false, err
 		}
-		if prev == 0 {
-			return false, fmt.Errorf("mvcc: %q at revision %d replaced nothing, though created at %d", key, mod, kv.GetCreateRevision())
-		}
-		if v, err = h.get(prev, key); err != nil {
-			return false, err
-		}
-		if v == nil {
+		if pv == nil {
 			return false, fmt.Errorf("mvcc: history lacks %q at revision %d, live at revision %d", key, prev, rev)
 		}
-		mod = prev
+		mod, prev, v = prev, before, pv
 	}
 	emit(key, v)
 	return true, nil
