@@ -35,7 +35,9 @@ func openBolt(b *testing.B) *raftboltdb.BoltStore {
 // fsync, so they measure that disk.
 func BenchmarkAppend(b *testing.B) {
 	b.Run("journal", func(b *testing.B) {
-		defer func(old int64) { journalPrealloc = old }(journalPrealloc)
+		// Restored after the store closes (cleanups run last first).
+		old := journalPrealloc
+		b.Cleanup(func() { journalPrealloc = old })
 		journalPrealloc = 16 << 20 // as in a member, not the tests' small files
 		s, err := New(Config{Log: openBolt(b), Dir: b.TempDir()})
 		if err != nil {

@@ -200,7 +200,11 @@ func TestCheckpointsStartOnTheirOwn(t *testing.T) {
 // maxJournaled, so a slow log store cannot fill memory; the leader's own
 // queue does not count, so a large queue is still written.
 func TestAppendsWaitForRoom(t *testing.T) {
-	defer func(old int) { maxJournaled = old }(maxJournaled)
+	// Restored in a cleanup registered before the store's own, so after
+	// the store has closed: its checkpoint goroutine reads maxJournaled
+	// until then (a deferred restore raced with it).
+	old := maxJournaled
+	t.Cleanup(func() { maxJournaled = old })
 	maxJournaled = 2000
 	var leading atomic.Bool
 	cfg := quietCheckpoints
