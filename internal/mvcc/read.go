@@ -183,9 +183,10 @@ func (r ReadView) scanCurrent(key, end []byte, emit func(*kvv1.KeyValue) bool) (
 		emit(kv)
 		return 0, nil
 	}
+	in := beforeEnd(end)
 	c := b.Cursor()
 	k, v := c.Seek(key)
-	for ; k != nil && InRange(k, key, end); k, v = c.Next() {
+	for ; in(k); k, v = c.Next() {
 		kv, err := decodeKV(v)
 		if err != nil {
 			return 0, err
@@ -195,7 +196,7 @@ func (r ReadView) scanCurrent(key, end []byte, emit func(*kvv1.KeyValue) bool) (
 			break
 		}
 	}
-	for ; k != nil && InRange(k, key, end); k, _ = c.Next() {
+	for ; in(k); k, _ = c.Next() {
 		rest++
 	}
 	return rest, nil
