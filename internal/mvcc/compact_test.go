@@ -50,26 +50,7 @@ func TestCompactionKeepsEveryReachableRevision(t *testing.T) {
 			// What reads answer at every reachable revision, and, with
 			// hashes, the hashes (which the compact revision moves: it
 			// leaves out what compaction put out of reach).
-			snapshot := func(hashes bool) map[int64]string {
-				out := map[int64]string{}
-				read(t, db, func(r ReadView) {
-					for rev := compact; rev <= current; rev++ {
-						resp, err := r.Range(&kvv1.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: rev})
-						if err != nil {
-							t.Fatalf("range at %d: %v", rev, err)
-						}
-						out[rev] = fmt.Sprint(resp.GetKvs())
-						if hashes {
-							h, _, _, err := r.HashKV(rev)
-							if err != nil {
-								t.Fatal(err)
-							}
-							out[rev] += fmt.Sprintf(" hash %08x", h)
-						}
-					}
-				})
-				return out
-			}
+			snapshot := func(hashes bool) map[int64]string { return readsAt(t, db, compact, current, hashes) }
 			reads := snapshot(false)
 			compactTo(t, db, compact)
 			if mid := snapshot(false); !mapsEqual(reads, mid) {
@@ -271,19 +252,7 @@ func TestCompactionAgainDuringATrim(t *testing.T) {
 	}
 	var current int64
 	read(t, db, func(r ReadView) { current = r.Revision() })
-	reads := func(from int64) map[int64]string {
-		out := map[int64]string{}
-		read(t, db, func(r ReadView) {
-			for rev := from; rev <= current; rev++ {
-				resp, err := r.Range(&kvv1.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: rev})
-				if err != nil {
-					t.Fatalf("range at %d: %v", rev, err)
-				}
-				out[rev] = fmt.Sprint(resp.GetKvs())
-			}
-		})
-		return out
-	}
+	reads := func(from int64) map[int64]string { return readsAt(t, db, from, current, false) }
 	c1, c2, c3 := current/4, current/2, current-10
 	before := reads(c3)
 	compactTo(t, db, c1)
@@ -318,4 +287,28 @@ func TestCompactionAgainDuringATrim(t *testing.T) {
 			t.Fatalf("history holds %d versions, want %d", got, want)
 		}
 	})
+}
+
+// readsAt returns what a read of every key answers at each revision from
+// from to to, with the store's hash at that revision when hashes is set.
+func readsAt(t *testing.T, db *bolt.DB, from, to int64, hashes bool) map[int64]string {
+	t.Helper()
+	out := map[int64]string{}
+	read(t, db, func(r ReadView) {
+		for rev := from; rev <= to; rev++ {
+			resp, err := r.Range(&kvv1.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: rev})
+			if err != nil {
+				t.Fatalf("range at %d: %v", rev, err)
+			}
+			out[rev] = fmt.Sprint(resp.GetKvs())
+			if hashes {
+				h, _, _, err := r.HashKV(rev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[rev] += fmt.Sprintf(" hash %08x", h)
+			}
+		}
+	})
+	return out
 }
