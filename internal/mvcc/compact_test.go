@@ -225,9 +225,13 @@ func TestCompactRefusesFutureAndPastRevisions(t *testing.T) {
 	}
 	// The newest version of the key is readable at the compact revision.
 	read(t, db, func(r ReadView) {
+		live, err := r.Range(&kvv1.RangeRequest{Key: []byte("k")})
+		if err != nil || len(live.GetKvs()) != 1 {
+			t.Fatalf("read of the live key: %v, %v", live, err)
+		}
 		resp, err := r.Range(&kvv1.RangeRequest{Key: []byte("k"), Revision: current})
-		if err != nil || len(resp.GetKvs()) != 1 || !proto.Equal(resp.GetKvs()[0], resp.GetKvs()[0]) || string(resp.GetKvs()[0].GetValue()) != "4" {
-			t.Fatalf("read at the compact revision: %v, %v", resp, err)
+		if err != nil || len(resp.GetKvs()) != 1 || !proto.Equal(resp.GetKvs()[0], live.GetKvs()[0]) || string(resp.GetKvs()[0].GetValue()) != "4" {
+			t.Fatalf("read at the compact revision: %v, %v (live %v)", resp, err, live)
 		}
 	})
 }
