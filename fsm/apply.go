@@ -109,7 +109,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		compacted bool
 	)
 	err := f.be.Batch(func(tx *bolt.Tx) (int, error) {
-		w := newWriter(tx, f.feed != nil, f.auth.Load())
+		w := newWriter(tx, f.kv, f.feed != nil, f.auth.Load())
 		var (
 			n   int
 			err error
@@ -289,14 +289,14 @@ type writer struct {
 	leases []LeaseEvent
 }
 
-func newWriter(tx *bolt.Tx, record bool, authState *auth.State) *writer {
+func newWriter(tx *bolt.Tx, kv *mvcc.Store, record bool, authState *auth.State) *writer {
 	return &writer{
 		meta:      tx.Bucket(bucketMeta),
 		members:   tx.Bucket(bucketMembers),
 		alarms:    tx.Bucket(bucketAlarms),
 		auth:      tx.Bucket(bucketAuth),
 		authState: authState,
-		kv:        mvcc.NewWriter(tx, record),
+		kv:        kv.NewWriter(tx, record),
 		record:    record,
 	}
 }

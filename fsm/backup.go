@@ -31,7 +31,7 @@ func (f *FSM) Backup(w io.Writer, size func(int64)) (int64, error) {
 func (f *FSM) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
 	err = f.viewCommitted(func(tx *bolt.Tx) error {
 		var err error
-		hash, hashRev, compactRev, err = mvcc.Read(tx).HashKV(rev)
+		hash, hashRev, compactRev, err = f.kv.Read(tx).HashKV(rev)
 		return err
 	})
 	return hash, hashRev, compactRev, err
@@ -65,15 +65,15 @@ func InspectState(path string) (StateInfo, error) {
 	defer db.Close()
 	err = db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		keys := tx.Bucket(bucketKeys)
-		if meta == nil || keys == nil {
+		if meta == nil {
 			return errors.New("not a kvd state database: buckets missing")
 		}
-		kv := mvcc.Read(tx)
-		info.Revision = kv.Revision()
+		var err error
+		if info.Revision, info.Keys, err = mvcc.Inspect(tx); err != nil {
+			return fmt.Errorf("not a kvd state database: %w", err)
+		}
 		info.AppliedIndex = readU64(meta.Get(metaAppliedIndex))
 		info.ClusterID = readU64(meta.Get(metaClusterID))
-		info.Keys = kv.KeyCount()
 		return nil
 	})
 	return info, err

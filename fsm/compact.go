@@ -62,7 +62,7 @@ func (f *FSM) CompactRevision() int64 {
 	}
 	var rev int64
 	_ = f.view(func(tx *bolt.Tx) error {
-		rev = mvcc.Read(tx).CompactRevision()
+		rev = f.kv.Read(tx).CompactRevision()
 		return nil
 	})
 	f.compactAt.Store(&compactAt{index: index, rev: rev})
@@ -80,7 +80,7 @@ type compactAt struct {
 func (f *FSM) TrimmedTo() int64 {
 	var rev int64
 	_ = f.view(func(tx *bolt.Tx) error {
-		rev = mvcc.Read(tx).TrimmedTo()
+		rev = f.kv.Read(tx).TrimmedTo()
 		return nil
 	})
 	return rev
@@ -127,7 +127,7 @@ func (f *FSM) trim() {
 		for {
 			var done bool
 			err := f.be.Batch(func(tx *bolt.Tx) (int, error) {
-				w := mvcc.NewWriter(tx, false)
+				w := f.kv.NewWriter(tx, false)
 				d, n, err := w.TrimHistory(trimChunk)
 				done = d
 				return n, err
@@ -167,7 +167,7 @@ func (f *FSM) Changes(key, end []byte, from, to int64) ([]Change, error) {
 	}
 	var evs []ev
 	err := f.viewCommitted(func(tx *bolt.Tx) error {
-		return mvcc.Read(tx).Changes(key, end, from, to, func(rev int64, e mvcc.Event) error {
+		return f.kv.Read(tx).Changes(key, end, from, to, func(rev int64, e mvcc.Event) error {
 			evs = append(evs, ev{rev, e})
 			return nil
 		})

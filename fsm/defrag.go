@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/kvd-io/kvd/internal/mvcc"
 )
 
 // Defragmentation rewrites the state file without the free pages that
@@ -124,6 +126,13 @@ func (f *FSM) Defragment(ctx context.Context) (before, after int64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("fsm: defragment: copy: %w", err)
 	}
+	// The copy's key index, built once and kept up to date by the replays,
+	// is taken over at the swap (defragKV), so that the applies held
+	// there do not wait for it to be built again.
+	dstKV := mvcc.NewStore()
+	if err := dst.View(dstKV.Load); err != nil {
+		return 0, 0, fmt.Errorf("fsm: defragment: %w", err)
+	}
 	copied := time.Since(start)
 	// 3. and 4. Catch up, then swap with applies held.
 	for round := 0; ; round++ {
@@ -139,7 +148,7 @@ func (f *FSM) Defragment(ctx context.Context) (before, after int64, err error) {
 		if !final {
 			f.applyMu.Unlock()
 		}
-		if err := f.replay(dst, logs); err != nil {
+		if err := f.replay(dst, dstKV, logs); err != nil {
 			if final {
 				f.applyMu.Unlock()
 			}
@@ -158,7 +167,9 @@ func (f *FSM) Defragment(ctx context.Context) (before, after int64, err error) {
 		// The backend takes dst as it is, open: reopening it would walk
 		// every page to rebuild its freelist, with applies held.
 		swapped = true
+		f.defragKV = dstKV
 		release, err := f.be.Adopt(dst)
+		f.defragKV = nil // taken by initState, or not wanted
 		if err != nil {
 			release = func() {}
 		}
@@ -178,9 +189,9 @@ func (f *FSM) Defragment(ctx context.Context) (before, after int64, err error) {
 	}
 }
 
-// replay applies logs to dst with the code that applied them to the state,
-// skipping those dst already holds.
-func (f *FSM) replay(dst *bolt.DB, logs []*raft.Log) error {
+// replay applies logs to dst, whose key index is kv, with the code that
+// applied them to the state, skipping those dst already holds.
+func (f *FSM) replay(dst *bolt.DB, kv *mvcc.Store, logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
@@ -189,7 +200,7 @@ func (f *FSM) replay(dst *bolt.DB, logs []*raft.Log) error {
 		if err != nil {
 			return err
 		}
-		w := newWriter(tx, false, authState)
+		w := newWriter(tx, kv, false, authState)
 		applied := readU64(tx.Bucket(bucketMeta).Get(metaAppliedIndex))
 		_, _, err = f.applyEntries(w, logs, applied, make([]any, len(logs)))
 		return err

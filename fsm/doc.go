@@ -44,18 +44,19 @@
 //
 // # Storage
 //
-// The database holds four buckets:
+// The database holds these buckets (and those of leases, alarms and auth):
 //
 //   - meta: applied raft index and term and the cluster id (fsm's); the
 //     store revision and compact revision (mvcc's).
-//   - keys (mvcc's): the live value of every key (a kv.v1.KeyValue), for
-//     fast reads at the current revision.
 //   - revisions (mvcc's history): every version of every key, keyed by the
 //     revision that wrote it and the key, each linked to the version it
-//     replaced; deletions are tombstones. Reads at past revisions and
-//     watches catching up read it, and compaction trims it. A database
-//     whose history is in the older "history" bucket (by key, then
-//     revision) is converted when it is opened.
+//     replaced; deletions are tombstones. Every read finds the versions it
+//     returns there through mvcc's key index, which is kept in memory and
+//     built from this bucket whenever the database is opened; watches
+//     catching up walk it, and compaction trims it. A database of an older
+//     kvd is converted when it is opened: history in the older "history"
+//     bucket (by key, then revision) is moved here, and the "keys" bucket
+//     of live values, which the key index replaced, is dropped.
 //   - members (fsm's): the addresses each member published through the log.
 //
 // The applied raft index is written in the same transaction as the data it

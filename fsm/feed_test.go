@@ -317,7 +317,7 @@ func checkFeedRebuildsStore(t *testing.T, f *FSM, changes []Change, base int64) 
 	// where the feed has them in the order of the operations.
 	fromHistory := map[int64][]mvcc.Event{}
 	err := f.view(func(tx *bolt.Tx) error {
-		return mvcc.Read(tx).History([]byte{0}, []byte{0}, base+1, func(rev int64, ev mvcc.Event) error {
+		return f.kv.Read(tx).History([]byte{0}, []byte{0}, base+1, func(rev int64, ev mvcc.Event) error {
 			fromHistory[rev] = append(fromHistory[rev], ev)
 			return nil
 		})

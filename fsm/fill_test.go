@@ -13,7 +13,7 @@ import (
 
 // TestPagesStayFullUnderOrderedLoad loads keys in order, as a bulk load or
 // kvctl bench --sequential-keys does, and checks that bbolt's leaf pages of
-// keys and history end up mostly full rather than half empty (its default
+// history end up mostly full rather than half empty (its default
 // split point), which would double state.db and every snapshot.
 func TestPagesStayFullUnderOrderedLoad(t *testing.T) {
 	f := newFSM(t)
@@ -32,7 +32,7 @@ func TestPagesStayFullUnderOrderedLoad(t *testing.T) {
 		}
 	}
 	err := f.view(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketKeys, bucketHistory} {
+		for _, name := range [][]byte{bucketHistory} {
 			s := tx.Bucket(name).Stats()
 			fill := float64(s.LeafInuse) / float64(s.LeafAlloc)
 			t.Logf("%s: %d leaf pages, %.0f%% in use", name, s.LeafPageN, 100*fill)

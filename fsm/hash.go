@@ -31,7 +31,7 @@ func (f *FSM) Hash() (uint32, error) {
 		if err != nil {
 			return err
 		}
-		if err := mvcc.Read(tx).HashData(h); err != nil {
+		if err := f.kv.Read(tx).HashData(h); err != nil {
 			return err
 		}
 		h.Write(bucketMembers)

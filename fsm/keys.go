@@ -8,11 +8,10 @@ import (
 )
 
 // The state database's buckets. meta is shared with mvcc, which keeps the
-// store revision and compact revision there; keys and history are mvcc's;
-// members is the FSM's own.
+// store revision and compact revision there; history is mvcc's; members is
+// the FSM's own.
 var (
 	bucketMeta    = []byte(mvcc.MetaBucket)
-	bucketKeys    = []byte(mvcc.KeysBucket)
 	bucketHistory = []byte(mvcc.HistoryBucket)
 	bucketMembers = []byte("members")
 

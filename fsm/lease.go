@@ -69,7 +69,7 @@ func (w *writer) leaseCheckpoint(c *fsmv1.LeaseCheckpoint) (any, error) {
 // Lease returns a lease's record; ok is false when it does not exist.
 func (f *FSM) Lease(id int64) (l mvcc.Lease, ok bool, err error) {
 	err = f.view(func(tx *bolt.Tx) error {
-		l, ok, err = mvcc.Read(tx).Lease(id)
+		l, ok, err = f.kv.Read(tx).Lease(id)
 		return err
 	})
 	return l, ok, err
@@ -78,7 +78,7 @@ func (f *FSM) Lease(id int64) (l mvcc.Lease, ok bool, err error) {
 // Leases returns every lease, by id.
 func (f *FSM) Leases() (ls []mvcc.Lease, err error) {
 	err = f.viewCommitted(func(tx *bolt.Tx) error {
-		ls, err = mvcc.Read(tx).Leases()
+		ls, err = f.kv.Read(tx).Leases()
 		return err
 	})
 	return ls, err
@@ -87,7 +87,7 @@ func (f *FSM) Leases() (ls []mvcc.Lease, err error) {
 // LeaseKeys returns the keys attached to a lease, in key order.
 func (f *FSM) LeaseKeys(id int64) (keys [][]byte, err error) {
 	err = f.view(func(tx *bolt.Tx) error {
-		keys, err = mvcc.Read(tx).LeaseKeys(id)
+		keys, err = f.kv.Read(tx).LeaseKeys(id)
 		return err
 	})
 	return keys, err

@@ -119,11 +119,15 @@ func (w *Writer) TrimHistory(limit int) (done bool, deleted int, err error) {
 		}
 	}
 	next := bytes.Clone(hk) // the versions doomed are all before it
+	trimmed := make([]trimmedVersion, 0, len(doomed))
 	for _, k := range doomed {
 		if err := w.hist.b.Delete(k); err != nil {
 			return false, 0, err
 		}
+		rev, key, _ := splitRevKey(k) // doomed holds well-formed keys only
+		trimmed = append(trimmed, trimmedVersion{key: key, rev: rev})
 	}
+	w.idx.trimmed(target, trimmed)
 	if next != nil {
 		return false, len(doomed), w.meta.Put(metaCompactCursor, next)
 	}
@@ -158,7 +162,7 @@ func (r ReadView) logicalVersions(rev int64, fn func(hk, v []byte) error) error 
 			return ferr
 		}
 	}
-	return history{r.tx.Bucket(bucketHistory)}.walk(nil, rangeEndAll, compact+1, rev, func(rev int64, k []byte, _ int64, kv []byte) (bool, error) {
+	return r.hist.walk(nil, rangeEndAll, compact+1, rev, func(rev int64, k []byte, _ int64, kv []byte) (bool, error) {
 		return true, fn(revKey(rev, k), kv)
 	})
 }

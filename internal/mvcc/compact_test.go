@@ -69,7 +69,7 @@ func TestCompactionKeepsEveryReachableRevision(t *testing.T) {
 			for {
 				var done bool
 				err := db.Update(func(tx *bolt.Tx) error {
-					w := NewWriter(tx, false)
+					w := db.s.NewWriter(tx, false)
 					n, err := 0, error(nil)
 					done, n, err = w.TrimHistory(7)
 					// A version visited dooms at most two: the one it
@@ -172,10 +172,10 @@ func describe(rev int64, ev Event) string {
 	return s
 }
 
-func compactTo(t *testing.T, db *bolt.DB, rev int64) {
+func compactTo(t *testing.T, db *testDB, rev int64) {
 	t.Helper()
 	err := db.Update(func(tx *bolt.Tx) error {
-		w := NewWriter(tx, false)
+		w := db.s.NewWriter(tx, false)
 		return w.Compact(rev)
 	})
 	if err != nil {
@@ -207,7 +207,7 @@ func TestCompactRefusesFutureAndPastRevisions(t *testing.T) {
 	read(t, db, func(r ReadView) { current = r.Revision() })
 	try := func(rev int64) error {
 		return db.Update(func(tx *bolt.Tx) error {
-			w := NewWriter(tx, false)
+			w := db.s.NewWriter(tx, false)
 			return w.Compact(rev)
 		})
 	}
@@ -262,7 +262,7 @@ func TestCompactionAgainDuringATrim(t *testing.T) {
 	compactTo(t, db, c1)
 	for range 2 { // part of the way
 		err := db.Update(func(tx *bolt.Tx) error {
-			w := NewWriter(tx, false)
+			w := db.s.NewWriter(tx, false)
 			_, _, err := w.TrimHistory(5)
 			return err
 		})
@@ -295,7 +295,7 @@ func TestCompactionAgainDuringATrim(t *testing.T) {
 
 // readsAt returns what a read of every key answers at each revision from
 // from to to, with the store's hash at that revision when hashes is set.
-func readsAt(t *testing.T, db *bolt.DB, from, to int64, hashes bool) map[int64]string {
+func readsAt(t *testing.T, db *testDB, from, to int64, hashes bool) map[int64]string {
 	t.Helper()
 	out := map[int64]string{}
 	read(t, db, func(r ReadView) {

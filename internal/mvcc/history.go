@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
-	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -21,8 +19,8 @@ import (
 //
 // A stored version is the revision of the version it replaced (8 bytes,
 // big-endian; 0 when the key did not exist before), then the KeyValue. That
-// link is what lets a read at a past revision, and compaction, find a key's
-// earlier version without an index of versions by key.
+// link is what lets a watcher catching up, and compaction, find a key's
+// earlier version without the key index.
 type history struct{ b *bolt.Bucket }
 
 // revKey returns the history key of key's version written at rev.
@@ -66,22 +64,42 @@ func (h history) put(key []byte, rev, prev int64, kv []byte) error {
 	return h.b.Put(revKey(rev, key), versionValue(prev, kv))
 }
 
+// versionReader looks up versions in history by revision and key, with
+// one cursor and one key buffer for a read of many keys.
+type versionReader struct {
+	c   *bolt.Cursor
+	buf []byte
+	arr [64]byte // buf's first array: most history keys fit
+}
+
+func (h history) reader() *versionReader {
+	v := &versionReader{c: h.b.Cursor()}
+	v.buf = v.arr[:0]
+	return v
+}
+
 // get returns the encoded KeyValue of key's version written at rev, or nil
 // if history does not hold it (never written, or trimmed by compaction).
 // It is valid until the transaction ends.
-func (h history) get(rev int64, key []byte) ([]byte, error) {
-	_, kv, err := h.version(rev, key)
+func (v *versionReader) get(key []byte, rev int64) ([]byte, error) {
+	v.buf = binary.BigEndian.AppendUint64(v.buf[:0], uint64(rev))
+	v.buf = append(v.buf, key...)
+	hk, val := v.c.Seek(v.buf)
+	if !bytes.Equal(hk, v.buf) {
+		return nil, nil
+	}
+	_, kv, err := splitVersion(val)
 	return kv, err
 }
 
-// version returns key's version written at rev, as get does, with the
-// revision of the version it replaced.
-func (h history) version(rev int64, key []byte) (prev int64, kv []byte, err error) {
-	v := h.b.Get(revKey(rev, key))
-	if v == nil {
-		return 0, nil, nil
+// indexed is get for a version the key index names, which history must
+// hold.
+func (v *versionReader) indexed(key []byte, rev int64) ([]byte, error) {
+	kv, err := v.get(key, rev)
+	if err == nil && kv == nil {
+		err = fmt.Errorf("mvcc: history lacks %q at revision %d, which the key index holds", key, rev)
 	}
-	return splitVersion(v)
+	return kv, err
 }
 
 // walk calls fn with every version history holds at revisions from..to
@@ -115,115 +133,16 @@ func (h history) walk(key, end []byte, from, to int64, fn func(rev int64, k []by
 }
 
 // at calls emit with the key and encoded KeyValue of every key in
-// [key, end) that was live at rev, in key order, until emit returns false.
-// The keys that have not changed since rev are live in the keys bucket
-// with the version they had then; for each key that has, the first change
-// after rev names the version it replaced, the one live at rev (none if
-// the key did not exist). So a read at a past revision costs the keys in
-// the range plus the changes to any key since that revision. rev must not
-// be below the compact revision: the versions it needs may be trimmed.
+// [key, end) that was live at rev, in key order, until emit returns false:
+// the key index names each one's version then, which history holds. rev
+// must not be below the compact revision.
 func (r ReadView) at(key, end []byte, rev int64, emit func(k, kv []byte) bool) error {
-	h := history{r.tx.Bucket(bucketHistory)}
-	if len(end) == 0 {
-		if done, err := r.atByLinks(h, key, rev, emit); done || err != nil {
-			return err
+	vr := r.hist.reader()
+	return r.idx.live(key, end, rev, func(k []byte, mod int64) (bool, error) {
+		v, err := vr.indexed(k, mod)
+		if err != nil {
+			return false, err
 		}
-	}
-	changed := map[string]int64{} // key -> the version its first change after rev replaced
-	err := h.walk(key, end, rev+1, math.MaxInt64, func(_ int64, k []byte, prev int64, _ []byte) (bool, error) {
-		if _, seen := changed[string(k)]; !seen {
-			changed[string(k)] = prev
-		}
-		return true, nil
+		return emit(k, v), nil
 	})
-	if err != nil {
-		return err
-	}
-	type version struct{ k, kv []byte }
-	var then []version // the versions of the changed keys live at rev
-	for k, prev := range changed {
-		if prev == 0 {
-			continue
-		}
-		kv, err := h.get(prev, []byte(k))
-		if err != nil {
-			return err
-		}
-		if kv == nil {
-			return fmt.Errorf("mvcc: history lacks %q at revision %d, live at revision %d", k, prev, rev)
-		}
-		then = append(then, version{[]byte(k), kv})
-	}
-	slices.SortFunc(then, func(a, b version) int { return bytes.Compare(a.k, b.k) })
-
-	c := r.tx.Bucket(bucketKeys).Cursor()
-	k, v := c.Seek(key)
-	for {
-		for k != nil && InRange(k, key, end) {
-			if _, ok := changed[string(k)]; !ok {
-				break
-			}
-			k, v = c.Next() // changed since rev: its version then is in then
-		}
-		if k != nil && !InRange(k, key, end) {
-			k = nil
-		}
-		switch {
-		case k == nil && len(then) == 0:
-			return nil
-		case k != nil && (len(then) == 0 || bytes.Compare(k, then[0].k) < 0):
-			if !emit(k, v) {
-				return nil
-			}
-			k, v = c.Next()
-		default:
-			if !emit(then[0].k, then[0].kv) {
-				return nil
-			}
-			then = then[1:]
-		}
-	}
-}
-
-// atByLinks is at for one key that is live and was created at or before
-// rev: its versions since then are linked one to the next (only a
-// deletion breaks the links), so following them back from its live
-// version costs its own changes since rev, not every key's. It reports
-// false, having emitted nothing, for a key it cannot read that way.
-func (r ReadView) atByLinks(h history, key []byte, rev int64, emit func(k, kv []byte) bool) (bool, error) {
-	v := r.tx.Bucket(bucketKeys).Get(key)
-	if v == nil {
-		return false, nil
-	}
-	kv, err := decodeKV(v)
-	if err != nil {
-		return false, err
-	}
-	if kv.GetCreateRevision() > rev {
-		return false, nil // created since: what it was at rev is history's
-	}
-	// Each step back reads one stored version, the one the version in hand
-	// replaced, which carries the link for the next step.
-	mod := kv.GetModRevision()
-	var prev int64
-	if mod > rev {
-		if prev, _, err = h.version(mod, key); err != nil {
-			return false, err
-		}
-	}
-	for mod > rev {
-		if prev == 0 {
-			return false, fmt.Errorf("mvcc: history has no version of %q before revision %d, though it was created at %d", key, mod, kv.GetCreateRevision())
-		}
-		before, pv, err := h.version(prev, key)
-		if err != nil {
-			return false, err
-		}
-		if pv == nil {
-			return false, fmt.Errorf("mvcc: history lacks %q at revision %d, live at revision %d", key, prev, rev)
-		}
-		mod, prev, v = prev, before, pv
-	}
-	emit(key, v)
-	return true, nil
 }

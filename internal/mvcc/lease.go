@@ -197,7 +197,7 @@ func (w *Writer) attach(key []byte, lease, prev int64) error {
 // written; call it before Put.
 func (t *TxnWrite) CheckPut(key []byte, lease int64, ignoreValue, ignoreLease bool) error {
 	r := t.w.Read()
-	if (ignoreValue || ignoreLease) && t.w.keys.Get(key) == nil {
+	if _, live := t.w.idx.current(key); (ignoreValue || ignoreLease) && !live {
 		return fmt.Errorf("%w: %q", ErrKeyNotFound, key)
 	}
 	if lease != 0 {

@@ -2,7 +2,9 @@ package mvcc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"math"
 	"math/rand"
 	"testing"
 
@@ -24,19 +26,7 @@ func TestHistoryInTheOlderFormatIsConverted(t *testing.T) {
 			a := openDB(t)
 			keys := []string{"a", "a/1", "a/2", "b", "b\x00c", "c", "d"}
 			for range 200 {
-				k := keys[rng.Intn(len(keys))]
-				apply(t, a, false, func(txn *TxnWrite) error {
-					switch rng.Intn(5) {
-					case 0:
-						_, err := txn.DeleteRange(&kvv1.DeleteRangeRequest{Key: []byte(k)})
-						return err
-					case 1: // several keys at one revision
-						_, err := txn.Txn(&kvv1.TxnRequest{Success: []*kvv1.RequestOp{opPut("d", "t"), opPut("e"+k, "t"), opDel("a/", "a0")}})
-						return err
-					}
-					_, err := txn.Put(putReq(k, fmt.Sprint(rng.Int())))
-					return err
-				})
+				randomWrite(t, a, rng, keys)
 			}
 			var current int64
 			read(t, a, func(r ReadView) { current = r.Revision() })
@@ -47,7 +37,7 @@ func TestHistoryInTheOlderFormatIsConverted(t *testing.T) {
 				trimAll(t, a)
 			}
 			b := legacyCopy(t, a)
-			if err := b.Update(Init); err != nil {
+			if err := b.Update(b.s.Init); err != nil {
 				t.Fatal(err)
 			}
 
@@ -74,6 +64,9 @@ func TestHistoryInTheOlderFormatIsConverted(t *testing.T) {
 				if r.tx.Bucket(legacyHistoryBucket) != nil {
 					t.Fatal("the older history bucket is still there")
 				}
+				if r.tx.Bucket(bucketKeys) != nil {
+					t.Fatal("the keys bucket is still there")
+				}
 				if r.TrimPending() != trimmed {
 					t.Fatalf("trim pending %v after the conversion", r.TrimPending())
 				}
@@ -90,11 +83,11 @@ func TestHistoryInTheOlderFormatIsConverted(t *testing.T) {
 }
 
 // trimAll runs TrimHistory to the end.
-func trimAll(t *testing.T, db *bolt.DB) {
+func trimAll(t *testing.T, db *testDB) {
 	t.Helper()
 	for done := false; !done; {
 		err := db.Update(func(tx *bolt.Tx) error {
-			w := NewWriter(tx, false)
+			w := db.s.NewWriter(tx, false)
 			var err error
 			done, _, err = w.TrimHistory(5)
 			return err
@@ -105,9 +98,10 @@ func trimAll(t *testing.T, db *bolt.DB) {
 	}
 }
 
-// legacyCopy returns a store with src's meta and keys, and its history in
-// the older format: by key (escaped), then revision, no links.
-func legacyCopy(t *testing.T, src *bolt.DB) *bolt.DB {
+// legacyCopy returns a store with src's meta, its live keys in the keys
+// bucket and its history in the older format (by key, escaped, then
+// revision, no links), as kvd kept them before December 2026.
+func legacyCopy(t *testing.T, src *testDB) *testDB {
 	t.Helper()
 	dst := openDB(t)
 	err := src.View(func(stx *bolt.Tx) error {
@@ -115,26 +109,28 @@ func legacyCopy(t *testing.T, src *bolt.DB) *bolt.DB {
 			if err := dtx.DeleteBucket(bucketHistory); err != nil {
 				return err
 			}
-			for _, name := range [][]byte{bucketMeta, bucketKeys} {
-				to := dtx.Bucket(name)
-				if err := stx.Bucket(name).ForEach(func(k, v []byte) error { return to.Put(k, v) }); err != nil {
-					return err
-				}
+			meta := dtx.Bucket(bucketMeta)
+			if err := stx.Bucket(bucketMeta).ForEach(func(k, v []byte) error { return meta.Put(k, v) }); err != nil {
+				return err
+			}
+			keys, err := dtx.CreateBucket(bucketKeys)
+			if err != nil {
+				return err
+			}
+			r := src.s.Read(stx)
+			var perr error
+			if err := r.at(nil, rangeEndAll, r.Revision(), func(k, v []byte) bool {
+				perr = keys.Put(k, v)
+				return perr == nil
+			}); err != nil || perr != nil {
+				return errors.Join(err, perr)
 			}
 			old, err := dtx.CreateBucket(legacyHistoryBucket)
 			if err != nil {
 				return err
 			}
-			return stx.Bucket(bucketHistory).ForEach(func(hk, v []byte) error {
-				rev, k, err := splitRevKey(hk)
-				if err != nil {
-					return err
-				}
-				_, kv, err := splitVersion(v)
-				if err != nil {
-					return err
-				}
-				return old.Put(historyKey(k, rev), kv)
+			return history{stx.Bucket(bucketHistory)}.walk(nil, rangeEndAll, 0, math.MaxInt64, func(rev int64, k []byte, _ int64, kv []byte) (bool, error) {
+				return true, old.Put(historyKey(k, rev), kv)
 			})
 		})
 	})
@@ -146,7 +142,7 @@ func legacyCopy(t *testing.T, src *bolt.DB) *bolt.DB {
 
 // answers describes every read at revisions from..to, the changes from
 // each of them, and the hashes.
-func answers(t *testing.T, db *bolt.DB, from, to int64) string {
+func answers(t *testing.T, db *testDB, from, to int64) string {
 	t.Helper()
 	var out bytes.Buffer
 	read(t, db, func(r ReadView) {
@@ -180,7 +176,7 @@ func answers(t *testing.T, db *bolt.DB, from, to int64) string {
 
 // dump lists what the history bucket holds, with or without each
 // version's link to the one it replaced.
-func dump(t *testing.T, db *bolt.DB, links bool) string {
+func dump(t *testing.T, db *testDB, links bool) string {
 	t.Helper()
 	var out bytes.Buffer
 	err := db.View(func(tx *bolt.Tx) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -14,30 +15,40 @@ import (
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
+// testDB is a bbolt file and the Store initialised with it.
+type testDB struct {
+	*bolt.DB
+	s *Store
+}
+
 // openDB returns an initialised store in a fresh bbolt file.
-func openDB(t *testing.T) *bolt.DB {
+func openDB(t *testing.T) *testDB { t.Helper(); return openDBWith(t, nil) }
+
+// openDBWith is openDB with bbolt's options.
+func openDBWith(t *testing.T, opts *bolt.Options) *testDB {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"), 0o600, nil)
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"), 0o600, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Update(Init); err != nil {
+	tdb := &testDB{DB: db, s: NewStore()}
+	if err := db.Update(tdb.s.Init); err != nil {
 		t.Fatal(err)
 	}
-	return db
+	return tdb
 }
 
 // apply runs fn in one key-value transaction of its own write transaction
 // and returns the transaction's revision and changes.
-func apply(t *testing.T, db *bolt.DB, record bool, fn func(*TxnWrite) error) (int64, []Event) {
+func apply(t *testing.T, db *testDB, record bool, fn func(*TxnWrite) error) (int64, []Event) {
 	t.Helper()
 	var (
 		rev     int64
 		changes []Event
 	)
 	err := db.Update(func(tx *bolt.Tx) error {
-		w := NewWriter(tx, record)
+		w := db.s.NewWriter(tx, record)
 		txn := w.Begin()
 		if err := fn(txn); err != nil {
 			return err
@@ -51,9 +62,32 @@ func apply(t *testing.T, db *bolt.DB, record bool, fn func(*TxnWrite) error) (in
 	return rev, changes
 }
 
-func read(t *testing.T, db *bolt.DB, fn func(ReadView)) {
+// randomWrite applies one write chosen by rng: a put or a delete of one of
+// keys, a delete of the range a/ to a0, or a txn that writes several keys
+// at one revision.
+func randomWrite(t *testing.T, db *testDB, rng *rand.Rand, keys []string) {
 	t.Helper()
-	if err := db.View(func(tx *bolt.Tx) error { fn(Read(tx)); return nil }); err != nil {
+	k := keys[rng.Intn(len(keys))]
+	apply(t, db, false, func(txn *TxnWrite) error {
+		switch rng.Intn(6) {
+		case 0:
+			_, err := txn.DeleteRange(&kvv1.DeleteRangeRequest{Key: []byte(k)})
+			return err
+		case 1:
+			_, err := txn.DeleteRange(&kvv1.DeleteRangeRequest{Key: []byte("a/"), RangeEnd: []byte("a0")})
+			return err
+		case 2: // several keys at one revision
+			_, err := txn.Txn(&kvv1.TxnRequest{Success: []*kvv1.RequestOp{opPut("d", "t"), opPut("e"+k, "t"), opDel("c", "")}})
+			return err
+		}
+		_, err := txn.Put(putReq(k, fmt.Sprint(rng.Int())))
+		return err
+	})
+}
+
+func read(t *testing.T, db *testDB, fn func(ReadView)) {
+	t.Helper()
+	if err := db.View(func(tx *bolt.Tx) error { fn(db.s.Read(tx)); return nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -286,7 +320,7 @@ func TestReadAtPastRevisions(t *testing.T) {
 		}
 	})
 	err := db.Update(func(tx *bolt.Tx) error {
-		w := NewWriter(tx, true)
+		w := db.s.NewWriter(tx, true)
 		nested := &kvv1.TxnRequest{Success: []*kvv1.RequestOp{{Request: &kvv1.RequestOp_RequestRange{RequestRange: &kvv1.RangeRequest{Key: []byte("a"), Revision: 3}}}}}
 		if err := w.Begin().CheckTxn(&kvv1.TxnRequest{Failure: []*kvv1.RequestOp{opTxn(nested)}}); !errors.Is(err, ErrCompacted) {
 			t.Fatalf("CheckTxn of a nested read below the compact revision = %v", err)

@@ -16,14 +16,15 @@ import (
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
-// ReadView reads the store through a bbolt transaction, read-only or not.
-// Inside a write transaction it sees the writes made so far. It is a value:
-// make one per transaction with Read, and do not use it after the
-// transaction ends.
-type ReadView struct{ tx *bolt.Tx }
-
-// Read returns a view of the store in tx.
-func Read(tx *bolt.Tx) ReadView { return ReadView{tx: tx} }
+// ReadView reads the store through a bbolt transaction, read-only or not,
+// and the key index. Inside a write transaction it sees the writes made so
+// far. It is a value: make one per transaction with Store.Read, and do not
+// use it after the transaction ends.
+type ReadView struct {
+	tx   *bolt.Tx
+	idx  *index
+	hist history // opened once: in a read transaction bbolt makes a new Bucket for every lookup
+}
 
 // Revision returns the store revision: that of the last transaction that
 // changed a key, 1 in an empty store.
@@ -37,8 +38,31 @@ func (r ReadView) CompactRevision() int64 {
 	return int64(readU64(r.tx.Bucket(bucketMeta).Get(metaCompactRevision)))
 }
 
-// KeyCount returns the number of live keys. It walks the whole keys bucket.
-func (r ReadView) KeyCount() int { return r.tx.Bucket(bucketKeys).Stats().KeyN }
+// KeyCount returns the number of live keys. It walks the whole key index
+// (about a millisecond per 100,000 keys), not the database.
+func (r ReadView) KeyCount() (int, error) {
+	n, err := r.idx.count(nil, rangeEndAll, r.Revision())
+	return int(n), err
+}
+
+// each calls fn with every key in [key, end) live at rev, decoded, in key
+// order, until fn returns false. rev is at least the compact revision r's
+// transaction sees; ErrOvertaken means the trim of a later compaction has
+// since removed versions the read needs (see index.live).
+func (r ReadView) each(key, end []byte, rev int64, fn func(*kvv1.KeyValue) bool) error {
+	vr := r.hist.reader()
+	return r.idx.live(key, end, rev, func(k []byte, mod int64) (bool, error) {
+		v, err := vr.indexed(k, mod)
+		if err != nil {
+			return false, err
+		}
+		kv, err := decodeKV(v)
+		if err != nil {
+			return false, err
+		}
+		return fn(kv), nil
+	})
+}
 
 // Range answers a range read at the current revision or at a past one
 // (req.Revision), with req's limit, count-only and keys-only. The caller has
@@ -88,24 +112,33 @@ func (r ReadView) Range(req *kvv1.RangeRequest) (*kvv1.RangeResponse, error) {
 		resp.Kvs = append(resp.Kvs, kv)
 		return true
 	}
-	var err error
-	if rev <= 0 || rev == current {
-		var rest int64
-		rest, err = r.scanCurrent(req.GetKey(), req.GetRangeEnd(), emit)
-		resp.Count += rest
-	} else {
-		err = r.at(req.GetKey(), req.GetRangeEnd(), rev, func(_, v []byte) bool {
-			kv, derr := decodeKV(v)
-			if derr != nil {
-				err = derr
-				return false
-			}
-			emit(kv) // past the limit it only counts: go on
-			return true
-		})
+	if rev <= 0 {
+		rev = current
 	}
-	if err != nil {
-		return nil, err
+	// Once emit says the rest are only counted (from the start, for a
+	// plain count), the key index alone counts them, from countFrom.
+	countFrom := req.GetKey()
+	if !req.GetCountOnly() || !countRest {
+		countFrom = nil
+		err := r.each(req.GetKey(), req.GetRangeEnd(), rev, func(kv *kvv1.KeyValue) bool {
+			if emit(kv) {
+				return true
+			}
+			if len(req.GetRangeEnd()) > 0 {
+				countFrom = append(bytes.Clone(kv.GetKey()), 0) // the key after it
+			}
+			return false
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if countFrom != nil {
+		rest, err := r.idx.count(countFrom, req.GetRangeEnd(), rev)
+		if err != nil {
+			return nil, err
+		}
+		resp.Count += rest
 	}
 	if order != kvv1.RangeRequest_SORT_ORDER_UNSPECIFIED {
 		sortKVs(resp.Kvs, req.GetSortTarget(), order)
@@ -166,42 +199,6 @@ func sortKVs(kvs []*kvv1.KeyValue, target kvv1.RangeRequest_SortTarget, order kv
 	slices.SortStableFunc(kvs, cmpKV)
 }
 
-// scanCurrent calls emit for every live key in [key, end), in key order,
-// until emit returns false; the keys left after that are only counted, not
-// decoded, and rest is their number.
-func (r ReadView) scanCurrent(key, end []byte, emit func(*kvv1.KeyValue) bool) (rest int64, err error) {
-	b := r.tx.Bucket(bucketKeys)
-	if len(end) == 0 {
-		v := b.Get(key)
-		if v == nil {
-			return 0, nil
-		}
-		kv, err := decodeKV(v)
-		if err != nil {
-			return 0, err
-		}
-		emit(kv)
-		return 0, nil
-	}
-	in := beforeEnd(end)
-	c := b.Cursor()
-	k, v := c.Seek(key)
-	for ; in(k); k, v = c.Next() {
-		kv, err := decodeKV(v)
-		if err != nil {
-			return 0, err
-		}
-		if !emit(kv) {
-			k, _ = c.Next()
-			break
-		}
-	}
-	for ; in(k); k, _ = c.Next() {
-		rest++
-	}
-	return rest, nil
-}
-
 // History calls fn with every change to a key in [key, end) at revision from
 // or later that history still holds, as the Event a TxnWrite reported for it
 // (PrevKV is nil when the key did not exist before, or when its version
@@ -214,8 +211,8 @@ func (r ReadView) History(key, end []byte, from int64, fn func(rev int64, ev Eve
 
 // changes is History bounded by to.
 func (r ReadView) changes(key, end []byte, from, to int64, fn func(rev int64, ev Event) error) error {
-	h := history{r.tx.Bucket(bucketHistory)}
-	return h.walk(key, end, from, to, func(rev int64, k []byte, prev int64, v []byte) (bool, error) {
+	prevs := r.hist.reader()
+	return r.hist.walk(key, end, from, to, func(rev int64, k []byte, prev int64, v []byte) (bool, error) {
 		kv, err := decodeKV(v)
 		if err != nil {
 			return false, err
@@ -225,7 +222,7 @@ func (r ReadView) changes(key, end []byte, from, to int64, fn func(rev int64, ev
 			ev.Type = Delete
 		}
 		if prev > 0 {
-			pv, err := h.get(prev, k)
+			pv, err := prevs.get(k, prev)
 			if err != nil {
 				return false, err
 			}
@@ -265,15 +262,17 @@ func (r ReadView) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err
 	return h.Sum32(), rev, compactRev, err
 }
 
-// HashData feeds the store's own buckets to h: the keys bucket, then the
-// history a read can reach (see logicalVersions), each prefixed by its
-// bucket's name, each pair as HashPair writes it. The meta bucket, shared
-// with the caller, is the caller's to hash (without LocalMetaKeys).
+// HashData feeds the store's data to h: every live key and its encoded
+// KeyValue, in key order, prefixed by "keys" (what the keys bucket of
+// kvd before 7 December 2026 held, so that the hash is the same as then),
+// then the history a read can reach (see logicalVersions), prefixed by the
+// history bucket's name, each pair as HashPair writes it. The meta bucket,
+// shared with the caller, is the caller's to hash (without LocalMetaKeys).
 func (r ReadView) HashData(h hash.Hash) error {
 	h.Write(bucketKeys)
-	err := r.tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
+	err := r.at(nil, rangeEndAll, r.Revision(), func(k, v []byte) bool {
 		HashPair(h, k, v)
-		return nil
+		return true
 	})
 	if err != nil {
 		return err

@@ -10,11 +10,11 @@ import (
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
 
-// fillPercent is how full bbolt packs the pages of keys and history when it
-// splits them. Its default of 50% leaves pages written in key order (a bulk
-// load, or history, where every new revision of a key lands after its older
-// ones) half empty for good, which at a million keys doubled state.db and
-// every snapshot. etcd packs its revision-keyed bucket the same way.
+// fillPercent is how full bbolt packs the pages of history when it splits
+// them. Its default of 50% leaves pages written in key order (history is in
+// revision order: every write lands after the last) half empty for good,
+// which at a million keys doubled state.db and every snapshot. etcd packs
+// its revision-keyed bucket the same way.
 const fillPercent = 0.9
 
 // Writer holds the store's buckets in one bbolt write transaction, in which
@@ -28,25 +28,28 @@ const fillPercent = 0.9
 // the one place that touches the history bucket.
 type Writer struct {
 	tx     *bolt.Tx
+	idx    *index
 	meta   *bolt.Bucket
-	keys   *bolt.Bucket
 	hist   history
 	record bool
 	txn    TxnWrite
 }
 
-// NewWriter returns a Writer over tx, which must be writable. recordChanges
-// says whether TxnWrite.Changes reports events; without it no event is
-// built, at no cost to the writes.
-func NewWriter(tx *bolt.Tx, recordChanges bool) Writer {
+// NewWriter returns a Writer over tx, which must be writable, and the key
+// index. recordChanges says whether TxnWrite.Changes reports events;
+// without it no event is built, at no cost to the writes.
+//
+// The index changes with every write, before the bbolt transaction
+// commits: a write that fails fails the caller's backend, whose database
+// the Store must be initialised with again (Init) before it is used.
+func (s *Store) NewWriter(tx *bolt.Tx, recordChanges bool) Writer {
 	w := Writer{
 		tx:     tx,
+		idx:    s.idx,
 		meta:   tx.Bucket(bucketMeta),
-		keys:   tx.Bucket(bucketKeys),
 		hist:   history{tx.Bucket(bucketHistory)},
 		record: recordChanges,
 	}
-	w.keys.FillPercent = fillPercent
 	w.hist.b.FillPercent = fillPercent
 	return w
 }
@@ -55,7 +58,7 @@ func NewWriter(tx *bolt.Tx, recordChanges bool) Writer {
 func (w *Writer) Revision() int64 { return int64(readU64(w.meta.Get(metaRevision))) }
 
 // Read returns a read view of the store as written so far.
-func (w *Writer) Read() ReadView { return Read(w.tx) }
+func (w *Writer) Read() ReadView { return ReadView{tx: w.tx, idx: w.idx, hist: w.hist} }
 
 // Begin starts a key-value transaction: the writes made through the
 // returned TxnWrite share one new revision, allocated on the first of them.
@@ -121,11 +124,11 @@ func (t *TxnWrite) put(r *kvv1.PutRequest) (*kvv1.PutResponse, error) {
 	resp := &kvv1.PutResponse{}
 	kv := &kvv1.KeyValue{Key: r.GetKey(), Value: r.GetValue(), Lease: r.GetLease(),
 		CreateRevision: rev, ModRevision: rev, Version: 1}
-	var prev *kvv1.KeyValue
-	if old := t.w.keys.Get(r.GetKey()); old != nil {
-		if prev, err = decodeKV(old); err != nil {
-			return nil, err
-		}
+	prev, err := t.w.current(r.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	if prev != nil {
 		kv.CreateRevision = prev.GetCreateRevision()
 		kv.Version = prev.GetVersion() + 1
 		if r.GetPrevKv() {
@@ -151,17 +154,31 @@ func (t *TxnWrite) put(r *kvv1.PutRequest) (*kvv1.PutResponse, error) {
 	return resp, nil
 }
 
-// store writes kv as the live value of its key and as its version at rev,
-// which replaced the version at prev (0: none).
+// current returns key's live version, nil if the key does not exist.
+func (w *Writer) current(key []byte) (*kvv1.KeyValue, error) {
+	rev, ok := w.idx.current(key)
+	if !ok {
+		return nil, nil
+	}
+	v, err := w.hist.reader().indexed(key, rev)
+	if err != nil {
+		return nil, err
+	}
+	return decodeKV(v)
+}
+
+// store writes kv as its key's version at rev, which replaced the version
+// at prev (0: none), to history and the key index.
 func (t *TxnWrite) store(kv *kvv1.KeyValue, rev, prev int64) error {
 	b, err := protoMarshal.Marshal(kv)
 	if err != nil {
 		return err
 	}
-	if err := t.w.keys.Put(kv.GetKey(), b); err != nil {
+	if err := t.w.hist.put(kv.GetKey(), rev, prev, b); err != nil {
 		return err
 	}
-	return t.w.hist.put(kv.GetKey(), rev, prev, b)
+	t.w.idx.add(kv.GetKey(), rev, kv.GetVersion() == 0)
+	return nil
 }
 
 // DeleteRange deletes the keys in a range, as a delete-range request does.
@@ -177,7 +194,7 @@ func (t *TxnWrite) DeleteRange(r *kvv1.DeleteRangeRequest) (*kvv1.DeleteRangeRes
 
 func (t *TxnWrite) deleteRange(r *kvv1.DeleteRangeRequest) (*kvv1.DeleteRangeResponse, error) {
 	var doomed []*kvv1.KeyValue
-	if _, err := t.w.Read().scanCurrent(r.GetKey(), r.GetRangeEnd(), func(kv *kvv1.KeyValue) bool {
+	if err := t.w.Read().each(r.GetKey(), r.GetRangeEnd(), t.w.Revision(), func(kv *kvv1.KeyValue) bool {
 		doomed = append(doomed, kv)
 		return true
 	}); err != nil {
@@ -192,18 +209,11 @@ func (t *TxnWrite) deleteRange(r *kvv1.DeleteRangeRequest) (*kvv1.DeleteRangeRes
 		return nil, err
 	}
 	for _, kv := range doomed {
-		if err := t.w.keys.Delete(kv.GetKey()); err != nil {
-			return nil, err
-		}
 		if err := t.w.attach(kv.GetKey(), 0, kv.GetLease()); err != nil {
 			return nil, err
 		}
 		tombKV := &kvv1.KeyValue{Key: kv.GetKey(), ModRevision: rev}
-		tomb, err := protoMarshal.Marshal(tombKV)
-		if err != nil {
-			return nil, err
-		}
-		if err := t.w.hist.put(kv.GetKey(), rev, kv.GetModRevision(), tomb); err != nil {
+		if err := t.store(tombKV, rev, kv.GetModRevision()); err != nil {
 			return nil, err
 		}
 		if t.w.record {
@@ -384,7 +394,7 @@ func (t *TxnWrite) compare(c *kvv1.Compare) (bool, error) { return t.w.Read().co
 // fails, and other targets compare an absent key as zero, as etcd does.
 func (r ReadView) compare(c *kvv1.Compare) (bool, error) {
 	var kvs []*kvv1.KeyValue
-	if _, err := r.scanCurrent(c.GetKey(), c.GetRangeEnd(), func(kv *kvv1.KeyValue) bool {
+	if err := r.each(c.GetKey(), c.GetRangeEnd(), r.Revision(), func(kv *kvv1.KeyValue) bool {
 		kvs = append(kvs, kv)
 		return true
 	}); err != nil {
