@@ -267,9 +267,12 @@ func (x *index) trimmed(target int64, doomed []trimmedVersion) {
 			if v.rev != d.rev {
 				continue
 			}
-			if i == 0 {
+			switch {
+			case len(e.older) == 1:
+				e.older = nil // let go of the array a long history grew
+			case i == 0:
 				e.older = e.older[1:] // the usual case: no copy of a long history
-			} else {
+			default:
 				e.older = slices.Delete(e.older, i, i+1)
 			}
 			x.tree.ReplaceOrInsert(e)
