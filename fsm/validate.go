@@ -42,6 +42,10 @@ var (
 	ErrFutureRevision = mvcc.ErrFutureRevision
 	// ErrCompacted: a read at a revision that compaction has removed.
 	ErrCompacted = mvcc.ErrCompacted
+	// ErrOvertaken: a read that compactions kept overtaking (see
+	// mvcc.ErrOvertaken), still so after the FSM read it again: safe to
+	// retry.
+	ErrOvertaken = mvcc.ErrOvertaken
 	// ErrEmptyRequest: a request op or command with nothing in it.
 	ErrEmptyRequest = mvcc.ErrEmptyRequest
 )

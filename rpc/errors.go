@@ -83,7 +83,8 @@ func toStatus(err error) error {
 	case errors.Is(err, fsm.ErrFutureRevision), errors.Is(err, fsm.ErrCompacted):
 		return status.Error(codes.OutOfRange, msg)
 	case errors.Is(err, member.ErrNoLeader), errors.Is(err, member.ErrNotReady),
-		errors.Is(err, member.ErrNotApplied), errors.Is(err, member.ErrUnreachable):
+		errors.Is(err, member.ErrNotApplied), errors.Is(err, member.ErrUnreachable),
+		errors.Is(err, fsm.ErrOvertaken):
 		return apierr.NotApplied(codes.Unavailable, msg)
 	case errors.Is(err, member.ErrStopped):
 		return status.Error(codes.Unavailable, msg)

@@ -378,6 +378,7 @@ func TestErrorTable(t *testing.T) {
 		{member.ErrNotReady, codes.Unavailable, true},
 		{member.ErrNotApplied, codes.Unavailable, true},
 		{member.ErrUnreachable, codes.Unavailable, true},
+		{fsm.ErrOvertaken, codes.Unavailable, true},
 		{member.ErrStopped, codes.Unavailable, false},
 		{member.ErrOutcomeUnknown, codes.Unknown, false},
 		{context.DeadlineExceeded, codes.DeadlineExceeded, false},
