@@ -81,7 +81,7 @@ func (w *Writer) TrimHistory(limit int) (done bool, deleted int, err error) {
 	if finished >= target {
 		return true, 0, nil
 	}
-	var doomed [][]byte
+	var doomed []trimmedVersion
 	c := w.hist.b.Cursor()
 	var hk, v []byte
 	if cur := w.meta.Get(metaCompactCursor); len(cur) > 0 {
@@ -108,26 +108,23 @@ func (w *Writer) TrimHistory(limit int) (done bool, deleted int, err error) {
 			return false, 0, err
 		}
 		if prev > 0 {
-			doomed = append(doomed, revKey(prev, k)) // replaced at or below target
+			doomed = append(doomed, trimmedVersion{key: bytes.Clone(k), rev: prev}) // replaced at or below target
 		}
-		kv, err := decodeKV(kvb)
+		tomb, err := isTombstone(kvb)
 		if err != nil {
 			return false, 0, err
 		}
-		if kv.GetVersion() == 0 {
-			doomed = append(doomed, bytes.Clone(hk)) // a tombstone at or below target
+		if tomb {
+			doomed = append(doomed, trimmedVersion{key: bytes.Clone(k), rev: rev}) // a tombstone at or below target
 		}
 	}
 	next := bytes.Clone(hk) // the versions doomed are all before it
-	trimmed := make([]trimmedVersion, 0, len(doomed))
-	for _, k := range doomed {
-		if err := w.hist.b.Delete(k); err != nil {
+	for _, d := range doomed {
+		if err := w.hist.b.Delete(revKey(d.rev, d.key)); err != nil {
 			return false, 0, err
 		}
-		rev, key, _ := splitRevKey(k) // doomed holds well-formed keys only
-		trimmed = append(trimmed, trimmedVersion{key: key, rev: rev})
 	}
-	w.idx.trimmed(target, trimmed)
+	w.idx.trimmed(target, doomed)
 	if next != nil {
 		return false, len(doomed), w.meta.Put(metaCompactCursor, next)
 	}
