@@ -39,6 +39,8 @@ type toolWorkload struct {
 	// bars holds the bar of each report.
 	bars  []toolBar
 	total int
+	// noFloor keeps the row off the gRPC floor, which does not serve it.
+	noFloor bool
 }
 
 func (w toolWorkload) timeout() time.Duration {
@@ -76,7 +78,7 @@ func toolWorkloads(quick bool) []toolWorkload {
 			args: []string{"--precise", "--clients", "100", "--conns", "10", "txn-mixed", "--total", n(20000),
 				"--key-size", strconv.Itoa(keySize), "--val-size", strconv.Itoa(valSize),
 				"--key-space-size", "1000", "--rw-ratio", "1", "--limit", "100"}},
-		{name: "watch-latency, 100 watchers on 10 streams, puts at 100/s", total: 1000 / div,
+		{name: "watch-latency, 100 watchers on 10 streams, puts at 100/s", total: 1000 / div, noFloor: true,
 			reports: []string{"puts", "watch events"}, bars: []toolBar{barNone, barNone},
 			args: []string{"--precise", "--clients", "10", "--conns", "10", "watch-latency",
 				"--streams", "10", "--watchers-per-stream", "10", "--put-total", n(1000), "--put-rate", "100",
@@ -95,6 +97,10 @@ type toolRow struct {
 	// CPU of the three members per request of the whole run (all its
 	// reports), in µs.
 	kvdCPU, etcdCPU float64
+	// floor is the same run on the gRPC floor, when it ran (hasFloor).
+	floor    measurement
+	floorCPU float64
+	hasFloor bool
 }
 
 // toolResult is the section: its rows, or why it was skipped.
@@ -106,6 +112,7 @@ type toolResult struct {
 	kvdEndpoints string
 	elsewhere    bool // kvdEndpoints are not kvd's
 	tool         string
+	floor        bool // the rows ran on the gRPC floor too
 }
 
 // errNoEtcdAPI marks a kvd that does not serve etcd's API.
@@ -137,6 +144,18 @@ func (r *runner) etcdTool(ctx context.Context) (*toolResult, error) {
 		return nil, fmt.Errorf("etcd: write %s: %w", getKey, err)
 	}
 	r.getKeyWritten = true
+	var floor *floorCluster
+	if r.o.grpcFloor {
+		if floor, err = startFloor(ctx); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := floor.stop(); err != nil {
+				r.logf("gRPC floor: %v", err)
+			}
+		}()
+		res.floor = true
+	}
 
 	for _, w := range toolWorkloads(r.o.quick) {
 		r.logf("etcd tool on kvd:  %s", w.name)
@@ -149,12 +168,23 @@ func (r *runner) etcdTool(ctx context.Context) (*toolResult, error) {
 		if err != nil {
 			return nil, fmt.Errorf("etcd's benchmark on etcd, %s: %w", w.name, err)
 		}
+		var floorMs []measurement
+		var floorCPU float64
+		if floor != nil && !w.noFloor {
+			r.logf("etcd tool on the gRPC floor: %s", w.name)
+			if floorMs, floorCPU, err = r.runTool(ctx, w, floor.endpoints(), floor.cpu, "floor.txt"); err != nil {
+				return nil, fmt.Errorf("etcd's benchmark on the gRPC floor, %s: %w", w.name, err)
+			}
+		}
 		for i, report := range w.reports {
 			name := w.name
 			if report != "" {
 				name += ": " + report
 			}
 			row := toolRow{name: name, bar: w.bars[i], kvd: kvdMs[i], etcd: etcdMs[i], kvdCPU: kvdCPU, etcdCPU: etcdCPU}
+			if floorMs != nil {
+				row.floor, row.floorCPU, row.hasFloor = floorMs[i], floorCPU, true
+			}
 			r.logf("      %s: %.0f / %.0f req/s (%s), p50 %.3f / %.3f ms", name, row.kvd.rps, row.etcd.rps,
 				ratio(row.kvd.rps, row.etcd.rps), row.kvd.p50, row.etcd.p50)
 			res.rows = append(res.rows, row)
@@ -255,6 +285,9 @@ func (row toolRow) verdict() string {
 	if len(miss) == 0 {
 		return want + ": met"
 	}
+	if row.hasFloor && row.floor.rps < 1.5*row.etcd.rps {
+		miss = append(miss, fmt.Sprintf("the gRPC floor does %.2f x", row.floor.rps/row.etcd.rps))
+	}
 	return want + ": missed (" + strings.Join(miss, ", ") + ")"
 }
 
@@ -265,10 +298,20 @@ func (t *toolResult) markdown() string {
 		fmt.Fprintf(&b, "Skipped: %s.\n", t.skipped)
 		return b.String()
 	}
-	fmt.Fprintf(&b, "`%s --endpoints=... ARGS`, the same ARGS on both (kvd: %s; etcd: %s). Rows with a bar are held to issue 19's: throughput at least 1.5 x etcd's, and for put 1/1 p50 at most 1.0 x. A run's members' CPU is divided by the requests of all its reports.\n\n",
+	fmt.Fprintf(&b, "`%s --endpoints=... ARGS`, the same ARGS on both (kvd: %s; etcd: %s). Rows with a bar are held to issue 19's: throughput at least 1.5 x etcd's, and for put 1/1 p50 at most 1.0 x. A run's members' CPU is divided by the requests of all its reports.",
 		filepath.Base(t.tool), t.kvdEndpoints, etcdEndpoints)
-	fmt.Fprintf(&b, "| workload | kvd req/s | etcd req/s | throughput kvd/etcd | kvd p50 / p99 ms | etcd p50 / p99 ms | p50 kvd/etcd | members' CPU µs/req kvd / etcd | errors kvd / etcd | bar |\n")
-	fmt.Fprintf(&b, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	if t.floor {
+		fmt.Fprintf(&b, " The gRPC floor is the same run on three grpc-go servers (%s) that answer with no store behind them: the most any grpc-go server gets here; a bar above the floor's ratio to etcd cannot be met by work on the store.", strings.Join(floorAddrs, ", "))
+	}
+	fmt.Fprintf(&b, "\n\n| workload | kvd req/s | etcd req/s | throughput kvd/etcd | kvd p50 / p99 ms | etcd p50 / p99 ms | p50 kvd/etcd | members' CPU µs/req kvd / etcd | errors kvd / etcd |")
+	if t.floor {
+		fmt.Fprintf(&b, " gRPC floor req/s (x etcd), CPU µs/req |")
+	}
+	fmt.Fprintf(&b, " bar |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	if t.floor {
+		fmt.Fprintf(&b, "--:|")
+	}
+	fmt.Fprintf(&b, "---|\n")
 	for _, row := range t.rows {
 		k, e := row.kvd, row.etcd
 		// The kvd members' CPU says nothing when the kvd column ran
@@ -277,9 +320,17 @@ func (t *toolResult) markdown() string {
 		if t.elsewhere {
 			kvdCPU = "-"
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %s | %.2f / %.2f | %.2f / %.2f | %s | %s / %.0f | %d / %d | %s |\n",
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %s | %.2f / %.2f | %.2f / %.2f | %s | %s / %.0f | %d / %d |",
 			row.name, k.rps, e.rps, ratio(k.rps, e.rps), k.p50, k.p99, e.p50, e.p99, ratio(k.p50, e.p50),
-			kvdCPU, row.etcdCPU, k.errors, e.errors, row.verdict())
+			kvdCPU, row.etcdCPU, k.errors, e.errors)
+		switch {
+		case !t.floor:
+		case row.hasFloor:
+			fmt.Fprintf(&b, " %.0f (%s), %.0f |", row.floor.rps, ratio(row.floor.rps, e.rps), row.floorCPU)
+		default:
+			fmt.Fprintf(&b, " - |")
+		}
+		fmt.Fprintf(&b, " %s |\n", row.verdict())
 	}
 	return b.String()
 }

@@ -50,11 +50,20 @@ type options struct {
 	// toolKVDEndpoints sends the kvd column of those rows elsewhere: to
 	// etcd itself, to try the harness on a kvd without etcd's API.
 	toolKVDEndpoints string
-	security         bool
-	etcdBinDir       string
+	// grpcFloor also runs those rows on a grpc-go server with no store.
+	grpcFloor  bool
+	security   bool
+	etcdBinDir string
 }
 
 func main() {
+	if addr := os.Getenv(floorEnv); addr != "" {
+		if err := serveFloor(addr); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-compare: gRPC floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-compare:", err)
 		os.Exit(1)
@@ -85,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	fs.BoolVar(&o.etcdTool, "etcd-tool", true, "also run etcd's benchmark tool on both clusters through etcd's v3 API, with the same flags (skipped with a note when kvd does not serve it)")
 	fs.StringVar(&o.etcdBenchmark, "etcd-benchmark", defaultEtcdBenchmark(), "etcd's benchmark tool (the peers script builds it there)")
+	fs.BoolVar(&o.grpcFloor, "grpc-floor", true, "also run etcd's tool on a grpc-go server with no store behind it (the floor: the best any grpc-go server could do on this machine)")
 	fs.StringVar(&o.toolKVDEndpoints, "etcd-tool-kvd-endpoints", "", "run the kvd column of etcd's tool against these endpoints instead of kvd's (to try the harness against etcd)")
 	fs.BoolVar(&o.security, "security", false, "instead of the comparison table: the cost of TLS and of auth, kvd and etcd each plain, with mutual TLS, and with mutual TLS and auth")
 	fs.StringVar(&o.etcdBinDir, "etcd-bin-dir", peersBinDir(), "where the peers script builds etcd and etcd-benchmark (--security starts etcd itself, with TLS flags)")
