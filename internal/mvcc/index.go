@@ -86,38 +86,58 @@ func (x *index) reset(tree *btree.BTreeG[keyVersions], prunedTo int64) {
 	x.mu.Unlock()
 }
 
-// addTo records in tree key's version written at rev, which is above every
-// version of key the tree holds. The caller holds the lock, or owns tree.
-func addTo(tree *btree.BTreeG[keyVersions], key []byte, rev int64, tomb bool) {
+// slot is where a key's next version goes: the key's entry in the index as
+// the writer found it (found false: the key has no versions). The writer
+// finds the slot once, to learn what a put replaces, and fills it with the
+// new version, one descent of the tree each. Only the writer changes the
+// index (writes and the trim), so the entry cannot change in between.
+type slot struct {
+	e     keyVersions
+	found bool
+}
+
+// live returns the revision of the slot's newest version, if the key is
+// live.
+func (s slot) live() (rev int64, ok bool) {
+	return s.e.newest.rev, s.found && !s.e.newest.tomb
+}
+
+// filled returns the slot's entry with key's version written at rev added:
+// the newest, above every version the entry holds.
+func (s slot) filled(key []byte, rev int64, tomb bool) keyVersions {
 	v := indexedVersion{rev: rev, tomb: tomb}
-	e, ok := tree.Get(keyVersions{key: key})
-	if !ok {
-		tree.ReplaceOrInsert(keyVersions{key: bytes.Clone(key), newest: v})
-		return
+	if !s.found {
+		return keyVersions{key: bytes.Clone(key), newest: v}
 	}
+	e := s.e
 	e.older = append(e.older, e.newest)
 	e.newest = v
-	tree.ReplaceOrInsert(e)
+	return e
 }
 
-// add records key's version written at rev (a tombstone if tomb).
-func (x *index) add(key []byte, rev int64, tomb bool) {
-	x.mu.Lock()
-	addTo(x.tree, key, rev, tomb)
-	x.mu.Unlock()
+// addTo records in tree key's version written at rev, which is above every
+// version of key the tree holds, in a tree the caller owns (Load builds one).
+func addTo(tree *btree.BTreeG[keyVersions], key []byte, rev int64, tomb bool) {
+	e, found := tree.Get(keyVersions{key: key})
+	tree.ReplaceOrInsert(slot{e, found}.filled(key, rev, tomb))
 }
 
-// current returns the revision of key's newest version, if the key is live.
-// Only the writer, which alone adds versions, may call it to learn what it
-// replaces.
-func (x *index) current(key []byte) (rev int64, ok bool) {
+// find returns key's slot. Only the writer, which alone changes the index,
+// may call it, and fill the slot before it changes key otherwise.
+func (x *index) find(key []byte) slot {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	e, found := x.tree.Get(keyVersions{key: key})
-	if !found {
-		return 0, false
-	}
-	return e.newest.rev, !e.newest.tomb
+	return slot{e, found}
+}
+
+// fill records key's version written at rev (a tombstone if tomb) in the
+// slot find returned for key.
+func (x *index) fill(s slot, key []byte, rev int64, tomb bool) {
+	e := s.filled(key, rev, tomb)
+	x.mu.Lock()
+	x.tree.ReplaceOrInsert(e)
+	x.mu.Unlock()
 }
 
 // liveAt returns the revision of e's version live at rev: its newest at or

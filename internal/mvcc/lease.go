@@ -197,8 +197,10 @@ func (w *Writer) attach(key []byte, lease, prev int64) error {
 // written; call it before Put.
 func (t *TxnWrite) CheckPut(key []byte, lease int64, ignoreValue, ignoreLease bool) error {
 	r := t.w.Read()
-	if _, live := t.w.idx.current(key); (ignoreValue || ignoreLease) && !live {
-		return fmt.Errorf("%w: %q", ErrKeyNotFound, key)
+	if ignoreValue || ignoreLease {
+		if _, live := t.w.idx.find(key).live(); !live {
+			return fmt.Errorf("%w: %q", ErrKeyNotFound, key)
+		}
 	}
 	if lease != 0 {
 		if _, ok, err := r.Lease(lease); err != nil || !ok {

@@ -124,7 +124,8 @@ func (t *TxnWrite) put(r *kvv1.PutRequest) (*kvv1.PutResponse, error) {
 	resp := &kvv1.PutResponse{}
 	kv := &kvv1.KeyValue{Key: r.GetKey(), Value: r.GetValue(), Lease: r.GetLease(),
 		CreateRevision: rev, ModRevision: rev, Version: 1}
-	prev, err := t.w.current(r.GetKey())
+	at := t.w.idx.find(r.GetKey())
+	prev, err := t.w.current(r.GetKey(), at)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +146,7 @@ func (t *TxnWrite) put(r *kvv1.PutRequest) (*kvv1.PutResponse, error) {
 	if err := t.w.attach(kv.GetKey(), kv.GetLease(), prev.GetLease()); err != nil {
 		return nil, err
 	}
-	if err := t.store(kv, rev, prev.GetModRevision()); err != nil {
+	if err := t.store(kv, rev, prev.GetModRevision(), at); err != nil {
 		return nil, err
 	}
 	if t.w.record {
@@ -154,9 +155,10 @@ func (t *TxnWrite) put(r *kvv1.PutRequest) (*kvv1.PutResponse, error) {
 	return resp, nil
 }
 
-// current returns key's live version, nil if the key does not exist.
-func (w *Writer) current(key []byte) (*kvv1.KeyValue, error) {
-	rev, ok := w.idx.current(key)
+// current returns key's live version, nil if the key does not exist; at is
+// key's slot in the index.
+func (w *Writer) current(key []byte, at slot) (*kvv1.KeyValue, error) {
+	rev, ok := at.live()
 	if !ok {
 		return nil, nil
 	}
@@ -168,8 +170,8 @@ func (w *Writer) current(key []byte) (*kvv1.KeyValue, error) {
 }
 
 // store writes kv as its key's version at rev, which replaced the version
-// at prev (0: none), to history and the key index.
-func (t *TxnWrite) store(kv *kvv1.KeyValue, rev, prev int64) error {
+// at prev (0: none), to history and to the key's slot in the index.
+func (t *TxnWrite) store(kv *kvv1.KeyValue, rev, prev int64, at slot) error {
 	b, err := protoMarshal.Marshal(kv)
 	if err != nil {
 		return err
@@ -177,7 +179,7 @@ func (t *TxnWrite) store(kv *kvv1.KeyValue, rev, prev int64) error {
 	if err := t.w.hist.put(kv.GetKey(), rev, prev, b); err != nil {
 		return err
 	}
-	t.w.idx.add(kv.GetKey(), rev, kv.GetVersion() == 0)
+	t.w.idx.fill(at, kv.GetKey(), rev, kv.GetVersion() == 0)
 	return nil
 }
 
@@ -213,7 +215,7 @@ func (t *TxnWrite) deleteRange(r *kvv1.DeleteRangeRequest) (*kvv1.DeleteRangeRes
 			return nil, err
 		}
 		tombKV := &kvv1.KeyValue{Key: kv.GetKey(), ModRevision: rev}
-		if err := t.store(tombKV, rev, kv.GetModRevision()); err != nil {
+		if err := t.store(tombKV, rev, kv.GetModRevision(), t.w.idx.find(kv.GetKey())); err != nil {
 			return nil, err
 		}
 		if t.w.record {
