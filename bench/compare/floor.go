@@ -35,10 +35,7 @@ const floorWorkers = 256
 var floorAddrs = []string{"127.0.0.1:41379", "127.0.0.1:42379", "127.0.0.1:43379"}
 
 // floorCluster is the three floor processes.
-type floorCluster struct {
-	procs []*exec.Cmd
-	done  []chan struct{}
-}
+type floorCluster struct{ procs }
 
 func (f *floorCluster) endpoints() string { return strings.Join(floorAddrs, ",") }
 
@@ -49,18 +46,15 @@ func startFloor(ctx context.Context) (*floorCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &floorCluster{}
+	f := &floorCluster{procs{what: "the gRPC floor"}}
 	for _, addr := range floorAddrs {
 		cmd := exec.Command(self)
 		cmd.Env = append(os.Environ(), floorEnv+"="+addr)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
+		if err := f.procs.start(cmd, nil); err != nil {
 			_ = f.stop()
 			return nil, fmt.Errorf("start the gRPC floor on %s: %w", addr, err)
 		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		f.procs, f.done = append(f.procs, cmd), append(f.done, done)
 	}
 	for _, addr := range floorAddrs {
 		if err := waitFloor(ctx, addr); err != nil {
@@ -89,29 +83,7 @@ func waitFloor(ctx context.Context, addr string) error {
 	}
 }
 
-// cpu returns the CPU time the floor processes have used so far.
-func (f *floorCluster) cpu() time.Duration {
-	var t time.Duration
-	for _, p := range f.procs {
-		t += procCPU(p.Process.Pid)
-	}
-	return t
-}
-
-func (f *floorCluster) stop() error {
-	var errs []error
-	for i, p := range f.procs {
-		_ = p.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-f.done[i]:
-		case <-time.After(5 * time.Second):
-			_ = p.Process.Kill()
-			<-f.done[i]
-			errs = append(errs, fmt.Errorf("the gRPC floor process %d did not stop on SIGTERM; killed", p.Process.Pid))
-		}
-	}
-	return errors.Join(errs...)
-}
+func (f *floorCluster) stop() error { return f.procs.stop(5 * time.Second) }
 
 // serveFloor serves the floor on addr until SIGTERM.
 func serveFloor(addr string) error {

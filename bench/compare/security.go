@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -207,8 +206,7 @@ func enableKVDAuth(ctx context.Context, c *kvdCluster) error {
 type etcdProcs struct {
 	bin, benchBin, dir string
 	sec                *secSetup // nil: plaintext, no auth
-	cmds               []*exec.Cmd
-	exited             []chan struct{}
+	procs
 }
 
 func (e *etcdProcs) scheme() string {
@@ -254,13 +252,10 @@ func (e *etcdProcs) start(ctx context.Context) error {
 		}
 		cmd := exec.Command(e.bin, args...)
 		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
+		if err := e.procs.start(cmd, log); err != nil {
 			log.Close()
 			return fmt.Errorf("start etcd %s: %w", name, err)
 		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); log.Close(); close(done) }()
-		e.cmds, e.exited = append(e.cmds, cmd), append(e.exited, done)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -276,29 +271,7 @@ func (e *etcdProcs) start(ctx context.Context) error {
 	}
 }
 
-func (e *etcdProcs) stop() error {
-	var errs []error
-	for i, cmd := range e.cmds {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-e.exited[i]:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-e.exited[i]
-			errs = append(errs, fmt.Errorf("etcd pid %d did not stop within 15s of SIGTERM; killed", cmd.Process.Pid))
-		}
-	}
-	e.cmds, e.exited = nil, nil
-	return errors.Join(errs...)
-}
-
-func (e *etcdProcs) cpu() time.Duration {
-	var t time.Duration
-	for _, cmd := range e.cmds {
-		t += procCPU(cmd.Process.Pid)
-	}
-	return t
-}
+func (e *etcdProcs) stop() error { return e.procs.stop(15 * time.Second) }
 
 // bench runs etcd's benchmark with the mode's flags (and the bench user
 // when withUser), for at most timeout; it returns the report and the CPU
@@ -429,7 +402,7 @@ func security(ctx context.Context, o *options, etcdBinDir string, logf func(stri
 		}
 		kvd := newKVDCluster(o.kvdBin, filepath.Join(o.dir, "kvd"))
 		kvd.sec = s
-		etcd := &etcdProcs{bin: filepath.Join(etcdBinDir, "etcd"), benchBin: filepath.Join(etcdBinDir, "etcd-benchmark"), dir: filepath.Join(o.dir, "etcd"), sec: s}
+		etcd := &etcdProcs{bin: filepath.Join(etcdBinDir, "etcd"), benchBin: filepath.Join(etcdBinDir, "etcd-benchmark"), dir: filepath.Join(o.dir, "etcd"), sec: s, procs: procs{what: "etcd"}}
 		mrows, err := measureMode(ctx, o, mode, kvd, etcd, logf)
 		err = errors.Join(err, kvd.stop(), etcd.stop())
 		if err != nil {
