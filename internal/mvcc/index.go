@@ -134,9 +134,10 @@ func (x *index) find(key []byte) slot {
 // fill records key's version written at rev (a tombstone if tomb) in the
 // slot find returned for key.
 func (x *index) fill(s slot, key []byte, rev int64, tomb bool) {
-	e := s.filled(key, rev, tomb)
+	// filled appends to the array readers see the entry's older versions
+	// in, past their end: under the lock, as every change to the tree.
 	x.mu.Lock()
-	x.tree.ReplaceOrInsert(e)
+	x.tree.ReplaceOrInsert(s.filled(key, rev, tomb))
 	x.mu.Unlock()
 }
 
