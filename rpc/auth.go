@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kvd-io/kvd/internal/auth"
+	"github.com/kvd-io/kvd/member"
 	fsmv1 "github.com/kvd-io/kvd/proto/fsm/v1"
 	kvv1 "github.com/kvd-io/kvd/proto/kv/v1"
 )
@@ -17,9 +18,10 @@ import (
 // member that receives them, so that only hashes reach the log.
 type authService struct {
 	kvv1.UnimplementedAuthServiceServer
-	node AuthNode
-	cfg  Config
-	now  func() time.Time
+	node  AuthNode
+	authz *authz
+	cfg   Config
+	now   func() time.Time
 }
 
 // change proposes c and returns the header of its answer.
@@ -38,6 +40,20 @@ func (a *authService) read(ctx context.Context) (*auth.State, *kvv1.ResponseHead
 		return nil, nil, err
 	}
 	return a.node.AuthState(), a.node.Header(a.node.Revision()), nil
+}
+
+// readRoot is read for a call only root may make: authorized before the
+// wait, it is authorized again if auth changed meanwhile (authz.recheck).
+func (a *authService) readRoot(ctx context.Context) (*auth.State, *kvv1.ResponseHeader, error) {
+	st, h, err := a.read(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	err = a.authz.recheck(member.AuthInfoFrom(ctx), func(st *auth.State, user string) error { return st.CheckRoot(user) })
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, h, nil
 }
 
 func (a *authService) AuthEnable(ctx context.Context, _ *kvv1.AuthEnableRequest) (*kvv1.AuthEnableResponse, error) {
@@ -140,7 +156,7 @@ func (a *authService) UserGet(ctx context.Context, req *kvv1.UserGetRequest) (*k
 	if err := auth.ValidateName("user", req.GetName()); err != nil {
 		return nil, err
 	}
-	st, h, err := a.read(ctx)
+	st, h, err := a.readRoot(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +168,7 @@ func (a *authService) UserGet(ctx context.Context, req *kvv1.UserGetRequest) (*k
 }
 
 func (a *authService) UserList(ctx context.Context, _ *kvv1.UserListRequest) (*kvv1.UserListResponse, error) {
-	st, h, err := a.read(ctx)
+	st, h, err := a.readRoot(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +216,7 @@ func (a *authService) RoleGet(ctx context.Context, req *kvv1.RoleGetRequest) (*k
 	if err := auth.ValidateName("role", req.GetRole()); err != nil {
 		return nil, err
 	}
-	st, h, err := a.read(ctx)
+	st, h, err := a.readRoot(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +228,7 @@ func (a *authService) RoleGet(ctx context.Context, req *kvv1.RoleGetRequest) (*k
 }
 
 func (a *authService) RoleList(ctx context.Context, _ *kvv1.RoleListRequest) (*kvv1.RoleListResponse, error) {
-	st, h, err := a.read(ctx)
+	st, h, err := a.readRoot(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -427,6 +427,29 @@ func (z *authz) checkOp(ctx context.Context, msg proto.Message) (*fsmv1.AuthInfo
 	return &fsmv1.AuthInfo{User: c.user, Revision: st.Revision}, nil
 }
 
+// recheck authorizes a read again after it waited for its read index, if
+// the auth state changed while it waited: the member may then have applied
+// an AuthEnable, a revoked role or a deleted user that were acknowledged
+// before the read began, and a linearizable read must reflect them as it
+// reflects writes (etcd checks permissions after that wait). info is the
+// AuthInfo the call was authorized with (nil: a member's call, which
+// passes), and allowed is the read's rule, applied to the state now.
+func (z *authz) recheck(info *fsmv1.AuthInfo, allowed func(st *auth.State, user string) error) error {
+	if info == nil {
+		return nil
+	}
+	st := z.node.AuthState()
+	if st.Revision <= info.GetRevision() {
+		return nil
+	}
+	return allowed(st, info.GetUser())
+}
+
+// mayRead is the rule of a read of req's keys, for recheck.
+func mayRead(req proto.Message) func(*auth.State, string) error {
+	return func(st *auth.State, user string) error { return st.Check(user, auth.Requirements(req)) }
+}
+
 // identify finds the user of a call: the token's, else the verified client
 // certificate's common name (with ClientCertAuth), else nobody (""). A
 // token is refused if it is malformed, expired, or older than its user's

@@ -343,3 +343,102 @@ func TestStreamOpsAuthorized(t *testing.T) {
 		t.Fatalf("watch inside the permission: %v, %v", resp, err)
 	}
 }
+
+// A linearizable read is authorized against the auth state it reads: a
+// member that applies an auth change while the read waits for its read
+// index (an AuthEnable, a role's permission revoked, acknowledged before
+// the read began) refuses it, as etcd does; a serializable read is judged
+// by the state it found. TestConsoleOverTLS caught the first case by
+// chance on a member that lagged behind the AuthEnable.
+func TestLinearizableReadsAuthorizedAfterTheirWait(t *testing.T) {
+	off := &auth.State{Revision: 4}
+	revoked := testAuthState()
+	revoked.Revision = 6
+	revoked.Roles["z"] = &fsmv1.AuthRole{Name: "z"}
+	get := func(serializable bool) *kvv1.RangeRequest {
+		return &kvv1.RangeRequest{Key: []byte("zzz"), Serializable: serializable}
+	}
+	readTxn := &kvv1.TxnRequest{Success: []*kvv1.RequestOp{{Request: &kvv1.RequestOp_RequestRange{RequestRange: get(false)}}}}
+	for _, c := range []struct {
+		name         string
+		before, then *auth.State
+		user         string // "": no token
+		want         codes.Code
+	}{
+		{"auth enabled meanwhile", off, testAuthState(), "", codes.Unauthenticated},
+		{"permission revoked meanwhile", testAuthState(), revoked, "nobody", codes.PermissionDenied},
+		{"nothing changed", testAuthState(), testAuthState(), "nobody", codes.OK},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			node := &fakeNode{name: "m1", leader: true, kv: map[string]int{"zzz": 1}, drain: make(chan struct{}), auth: c.before, whileLinearizing: c.then}
+			_, cc := serveAuth(t, node)
+			ctx := ctxT(t)
+			if c.user != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, TokenMetadataKey, tokenFor(t, c.user, uint64(c.before.Revision), time.Minute))
+			}
+			kv := kvv1.NewKVServiceClient(cc)
+			// Each read starts under the state before the change.
+			before := func() {
+				node.mu.Lock()
+				node.auth = c.before
+				node.mu.Unlock()
+			}
+			if _, err := kv.Range(ctx, get(false)); status.Code(err) != c.want {
+				t.Errorf("linearizable Range: %v, want %v", err, c.want)
+			}
+			before()
+			if _, err := kv.Txn(ctx, readTxn); status.Code(err) != c.want {
+				t.Errorf("read-only Txn: %v, want %v", err, c.want)
+			}
+			before()
+			// The server authorizes the stream when its handler starts,
+			// before the ops arrive, under the state before the change.
+			st, err := kv.Stream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ops := []*kvv1.StreamOp{
+				{Id: 1, Request: &kvv1.RequestOp{Request: &kvv1.RequestOp_RequestRange{RequestRange: get(false)}}},
+				{Id: 2, Request: &kvv1.RequestOp{Request: &kvv1.RequestOp_RequestTxn{RequestTxn: readTxn}}},
+			}
+			if err := st.Send(&kvv1.StreamRequest{Ops: ops}); err != nil {
+				t.Fatal(err)
+			}
+			for got := 0; got < len(ops); {
+				resp, err := st.Recv()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range resp.GetResults() {
+					got++
+					if code := codes.Code(r.GetError().GetCode()); code != c.want {
+						t.Errorf("stream op %d: %v, want %v", r.GetId(), r.GetError(), c.want)
+					}
+				}
+			}
+			// A serializable read waits for nothing: it is judged by the
+			// state it finds.
+			before()
+			if _, err := kv.Range(ctx, get(true)); err != nil {
+				t.Errorf("serializable Range: %v", err)
+			}
+		})
+	}
+}
+
+// Root's reads of users and roles wait for a read index too, and are
+// refused when the caller lost root (or auth came on) while they waited.
+func TestRootReadsAuthorizedAfterTheirWait(t *testing.T) {
+	node := &fakeNode{name: "m1", leader: true, drain: make(chan struct{}), auth: &auth.State{Revision: 4}, whileLinearizing: testAuthState()}
+	_, cc := serveAuth(t, node)
+	if _, err := kvv1.NewAuthServiceClient(cc).UserList(ctxT(t), &kvv1.UserListRequest{}); status.Code(err) == codes.OK {
+		t.Fatal("UserList without a user answered after auth came on during its wait")
+	}
+	node.mu.Lock()
+	node.auth, node.whileLinearizing = testAuthState(), nil
+	node.mu.Unlock()
+	ctx := metadata.AppendToOutgoingContext(ctxT(t), TokenMetadataKey, tokenFor(t, "root", 5, time.Minute))
+	if _, err := kvv1.NewAuthServiceClient(cc).UserList(ctx, &kvv1.UserListRequest{}); err != nil {
+		t.Fatalf("root's UserList: %v", err)
+	}
+}

@@ -51,6 +51,9 @@ func (k *kvService) Txn(ctx context.Context, req *kvv1.TxnRequest) (*kvv1.TxnRes
 		if err := k.node.Linearize(ctx); err != nil {
 			return nil, err
 		}
+		if err := k.authz.recheck(member.AuthInfoFrom(ctx), mayRead(req)); err != nil {
+			return nil, err
+		}
 		return k.readTxnLocal(req)
 	}
 	res, err := k.propose(ctx, fsmv1.CommandType_COMMAND_TYPE_TXN, req)
@@ -143,6 +146,9 @@ func (k *kvService) Range(ctx context.Context, req *kvv1.RangeRequest) (*kvv1.Ra
 	}
 	if !req.GetSerializable() {
 		if err := k.node.Linearize(ctx); err != nil {
+			return nil, err
+		}
+		if err := k.authz.recheck(member.AuthInfoFrom(ctx), mayRead(req)); err != nil {
 			return nil, err
 		}
 	}

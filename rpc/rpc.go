@@ -174,9 +174,9 @@ func New(cfg Config, node Node, conns LeaderConns) (*API, error) {
 	a.maintenance = &maintenanceService{node: node, version: cfg.Version}
 	a.peer = &peerService{node: node, cfg: cfg, adm: a.adm}
 	a.watch = &watchService{node: node, foreign: a.foreignStatus}
-	a.auth = &authService{node: node, cfg: cfg, now: time.Now}
+	a.auth = &authService{node: node, authz: a.authz, cfg: cfg, now: time.Now}
 	a.lease = &leaseService{node: node, cfg: cfg}
-	q := &queue{kv: &kvService{node: node, cfg: cfg, adm: a.adm}, node: node}
+	q := &queue{kv: a.kv, node: node}
 	a.lock = &lockService{q: q}
 	a.election = &electionService{q: q, authz: a.authz}
 	return a, nil

@@ -54,6 +54,10 @@ type fakeNode struct {
 	lacksFeatures bool  // a member of the cluster cannot apply new commands
 	quotaErr      error // CheckQuota's answer
 	auth          *auth.State
+	// whileLinearizing, if set, is the auth state a linearize wait
+	// applies: it replaces auth before Linearize and LinearizeAsync
+	// answer, as a member that catches up with an auth change does.
+	whileLinearizing *auth.State
 }
 
 func (f *fakeNode) AuthState() *auth.State {
@@ -135,13 +139,28 @@ func (f *fakeNode) apply(cmd []byte) (any, error) {
 	}
 }
 
-func (f *fakeNode) Linearize(context.Context) error { return f.linearizeErr }
+func (f *fakeNode) Linearize(context.Context) error {
+	f.catchUp()
+	return f.linearizeErr
+}
 
 func (f *fakeNode) LinearizeAsync(_, _ time.Time, fn func(error)) {
 	f.mu.Lock()
 	f.linearizeWait++
 	f.mu.Unlock()
-	go fn(f.linearizeErr)
+	go func() {
+		f.catchUp()
+		fn(f.linearizeErr)
+	}()
+}
+
+// catchUp applies whileLinearizing, if set.
+func (f *fakeNode) catchUp() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.whileLinearizing != nil {
+		f.auth = f.whileLinearizing
+	}
 }
 
 // ReadTxn answers the ranges of a read-only txn's success branch from the

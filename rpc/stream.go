@@ -34,7 +34,7 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 		Go:       k.cfg.Workers.Submit,
 	}
 	return s.out.Serve(func(req *kvv1.StreamRequest) {
-		var reads []*kvv1.StreamOp
+		var reads []streamRead
 		for _, op := range req.GetOps() {
 			if op.GetLeaseRenew() != nil {
 				s.renew(op)
@@ -54,7 +54,7 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 					s.fail(op, kvv1.KVService_Range_FullMethodName, time.Now(), err)
 					continue
 				}
-				reads = append(reads, op)
+				reads = append(reads, streamRead{op, info})
 				continue
 			}
 			if t := op.GetRequest().GetRequestTxn(); t != nil && fsm.ReadOnlyTxn(t) {
@@ -66,7 +66,7 @@ func (k *kvService) Stream(st kvv1.KVService_StreamServer) error {
 					s.fail(op, kvv1.KVService_Txn_FullMethodName, time.Now(), err)
 					continue
 				}
-				reads = append(reads, op) // a read, as for a unary Txn
+				reads = append(reads, streamRead{op, info}) // a read, as for a unary Txn
 				continue
 			}
 			s.dispatch(op, info)
@@ -176,25 +176,30 @@ func (s *opStream) renew(op *kvv1.StreamOp) {
 }
 
 // readTogether serves the linearizable reads (ranges and read-only txns) of one message: they wait for
-// one read index, are read one after another on one worker and answered in
-// one message. If no index comes before their deadline draws near, they
+// one read index, are authorized again if auth changed meanwhile
+// (authz.recheck), are read one after another on one worker and answered
+// in one message. If no index comes before their deadline draws near, they
 // fail as unconfirmed, as a unary Range would.
-func (s *opStream) readTogether(ops []*kvv1.StreamOp) {
+func (s *opStream) readTogether(reads []streamRead) {
 	start := time.Now()
-	timeout := s.timeout(ops[0])
-	for _, op := range ops[1:] {
-		timeout = min(timeout, s.timeout(op))
+	timeout := s.timeout(reads[0].op)
+	for _, r := range reads[1:] {
+		timeout = min(timeout, s.timeout(r.op))
 	}
 	deadline := start.Add(timeout)
 	ready := deadline.Add(-min(timeout/5, 500*time.Millisecond))
+	fromMember := callerFrom(s.ctx).member
 	s.out.Begin()
 	s.k.node.LinearizeAsync(ready, deadline, func(err error) {
 		defer s.out.Done()
-		results := make([]*kvv1.StreamResult, len(ops))
-		for i, op := range ops {
+		results := make([]*kvv1.StreamResult, len(reads))
+		for i, r := range reads {
+			op, opErr := r.op, err
+			if opErr == nil && !fromMember {
+				opErr = s.k.authz.recheck(r.auth, mayRead(requestOf(op.GetRequest())))
+			}
 			if t := op.GetRequest().GetRequestTxn(); t != nil {
 				var resp *kvv1.TxnResponse
-				opErr := err
 				if opErr == nil {
 					resp, opErr = s.k.readTxnLocal(t)
 				}
@@ -202,7 +207,6 @@ func (s *opStream) readTogether(ops []*kvv1.StreamOp) {
 				continue
 			}
 			var resp *kvv1.RangeResponse
-			opErr := err
 			if opErr == nil {
 				resp, opErr = s.k.rangeLocal(op.GetRequest().GetRequestRange())
 			}
@@ -210,6 +214,13 @@ func (s *opStream) readTogether(ops []*kvv1.StreamOp) {
 		}
 		s.out.Reply(results...)
 	})
+}
+
+// streamRead is a linearizable read of a stream, and the AuthInfo it was
+// authorized with (authz.recheck).
+type streamRead struct {
+	op   *kvv1.StreamOp
+	auth *fsmv1.AuthInfo
 }
 
 // timeout is how long an op may take: its own timeout, or the member's
