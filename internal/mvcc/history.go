@@ -70,6 +70,9 @@ type versionReader struct {
 	c   *bolt.Cursor
 	buf []byte
 	arr [64]byte // buf's first array: most history keys fit
+	// last is the revision of the version the cursor stands on, 0 when
+	// it stands nowhere known.
+	last int64
 }
 
 func (h history) reader() *versionReader {
@@ -81,13 +84,28 @@ func (h history) reader() *versionReader {
 // get returns the encoded KeyValue of key's version written at rev, or nil
 // if history does not hold it (never written, or trimmed by compaction).
 // It is valid until the transaction ends.
+//
+// A range reads its keys' versions in key order. Keys written in key order
+// (a bulk load, a transaction's keys) have their versions next to each
+// other in history, so when rev is the revision the cursor stands on or
+// the one after, the cursor's next item is tried first: a step instead of
+// a descent from the root (about a quarter of the cost), and a wasted step
+// only when that guess fails.
 func (v *versionReader) get(key []byte, rev int64) ([]byte, error) {
 	v.buf = binary.BigEndian.AppendUint64(v.buf[:0], uint64(rev))
 	v.buf = append(v.buf, key...)
-	hk, val := v.c.Seek(v.buf)
+	var hk, val []byte
+	if v.last != 0 && (rev == v.last || rev == v.last+1) {
+		hk, val = v.c.Next()
+	}
 	if !bytes.Equal(hk, v.buf) {
+		hk, val = v.c.Seek(v.buf)
+	}
+	if !bytes.Equal(hk, v.buf) {
+		v.last = 0
 		return nil, nil
 	}
+	v.last = rev
 	_, kv, err := splitVersion(val)
 	return kv, err
 }
