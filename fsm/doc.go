@@ -47,7 +47,9 @@
 // The database holds these buckets (and those of leases, alarms and auth):
 //
 //   - meta: applied raft index and term and the cluster id (fsm's); the
-//     store revision and compact revision (mvcc's).
+//     store revision and compact revision, and the format the data is
+//     kept in (mvcc's: a database or snapshot of a newer format is
+//     refused, mvcc.ErrNewerFormat).
 //   - revisions (mvcc's history): every version of every key, keyed by the
 //     revision that wrote it and the key, each linked to the version it
 //     replaced; deletions are tombstones. Every read finds the versions it

@@ -1,11 +1,18 @@
 package fsm
 
 import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/kvd-io/kvd/internal/mvcc"
 )
 
 // TestStateWithHistoryInTheOlderFormat opens, and restores as a snapshot,
@@ -106,5 +113,69 @@ func toOlderHistoryFormat(t *testing.T, path string) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A state written by a newer kvd, in a format this one does not know, is
+// refused with ErrNewerFormat, as a file to open and as a snapshot to
+// restore, and left as it was; this kvd's own state records its format.
+func TestStateOfANewerFormatIsRefused(t *testing.T) {
+	log := newTestLog(t)
+	dir := t.TempDir()
+	f := openFSM(t, dir)
+	applyInBatches(f, workload(t, log, 5, 100), 16)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, StateFile)
+	format := func() uint64 {
+		t.Helper()
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var v uint64
+		_ = db.View(func(tx *bolt.Tx) error { v = readU64(tx.Bucket(bucketMeta).Get([]byte("format"))); return nil })
+		return v
+	}
+	if got := format(); got != mvcc.Format {
+		t.Fatalf("the state records format %d, want %d", got, mvcc.Format)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte("format"), binary.BigEndian.AppendUint64(nil, mvcc.Format+1))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if g, err := New(Config{Dir: dir, Logger: slog.New(slog.DiscardHandler)}); !errors.Is(err, mvcc.ErrNewerFormat) {
+		if g != nil {
+			_ = g.Close()
+		}
+		t.Fatalf("opening a newer format: %v, want ErrNewerFormat", err)
+	}
+	if got := format(); got != mvcc.Format+1 {
+		t.Fatalf("the refused state now records format %d", got)
+	}
+
+	other := newFSM(t)
+	applyInBatches(other, workload(t, newTestLog(t), 6, 20), 8)
+	rev := other.Revision()
+	if err := other.Restore(io.NopCloser(bytes.NewReader(data))); !errors.Is(err, mvcc.ErrNewerFormat) {
+		t.Fatalf("restoring a newer format: %v, want ErrNewerFormat", err)
+	}
+	if got := other.Revision(); got != rev {
+		t.Fatalf("after the refused restore the revision is %d, was %d", got, rev)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kvd-io/kvd/internal/backend"
+	"github.com/kvd-io/kvd/internal/mvcc"
 )
 
 // Snapshots refer to the state database instead of copying it. The state
@@ -182,7 +183,7 @@ func checkStateFile(path string) (applied uint64, err error) {
 			return errors.New("no meta bucket")
 		}
 		applied = readU64(meta.Get(metaAppliedIndex))
-		return nil
+		return mvcc.CheckFormat(tx)
 	})
 	return applied, err
 }

@@ -36,10 +36,11 @@ var (
 )
 
 // LocalMetaKeys are the keys mvcc keeps in meta that describe this member's
-// progress rather than the replicated state (how far its history is
-// trimmed): members that applied the same log may differ in them, so a hash
-// of the state leaves them out.
-var LocalMetaKeys = []string{string(metaCompactFinished), string(metaCompactCursor)}
+// copy rather than the replicated state (how far its history is trimmed,
+// the format it is kept in): members that applied the same log may differ
+// in them (during a rolling upgrade, members of the version before the
+// format record have none), so a hash of the state leaves them out.
+var LocalMetaKeys = []string{string(metaCompactFinished), string(metaCompactCursor), string(metaFormat)}
 
 // Compact moves the compact revision to rev. It refuses a revision above
 // the current one (ErrFutureRevision) and one at or below the compact

@@ -193,3 +193,35 @@ func dump(t *testing.T, db *testDB, links bool) string {
 	}
 	return out.String()
 }
+
+// Init records the format; a database of a newer one is refused by Init
+// and Inspect, and Init writes nothing into it.
+func TestNewerFormatRefused(t *testing.T) {
+	db := openDB(t)
+	if err := db.View(func(tx *bolt.Tx) error {
+		if got := readU64(tx.Bucket(bucketMeta).Get(metaFormat)); got != Format {
+			t.Errorf("format %d recorded, want %d", got, Format)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaFormat, u64(Format+1)) }); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Update(func(tx *bolt.Tx) error {
+		if err := NewStore().Init(tx); !errors.Is(err, ErrNewerFormat) {
+			t.Errorf("Init: %v, want ErrNewerFormat", err)
+		}
+		if _, _, err := Inspect(tx); !errors.Is(err, ErrNewerFormat) {
+			t.Errorf("Inspect: %v, want ErrNewerFormat", err)
+		}
+		if got := readU64(tx.Bucket(bucketMeta).Get(metaFormat)); got != Format+1 {
+			t.Errorf("format %d after the refusal", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

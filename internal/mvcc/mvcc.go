@@ -74,7 +74,23 @@ var (
 
 	metaRevision        = []byte("revision")
 	metaCompactRevision = []byte("compact_revision")
+	// metaFormat records Format; versions before it wrote none.
+	metaFormat = []byte("format")
 )
+
+// Format is the layout of the data this package keeps, recorded in the
+// meta bucket whenever a database is initialised: 1, history in key order
+// (until 6 December 2026); 2, history by revision beside a bucket of live
+// keys (until 7 December 2026); 3, history by revision and the key index in
+// memory. Formats 1 and 2 carried no record; Init tells them by their
+// buckets and converts them. A database of a newer format is refused
+// (ErrNewerFormat) rather than misread: a kvd that does not know a layout
+// must not serve it or write into it.
+const Format = 3
+
+// ErrNewerFormat: the database was written by a newer kvd, in a format
+// this one does not know.
+var ErrNewerFormat = errors.New("mvcc: the state was written by a newer kvd")
 
 // Errors of reads at revisions the store cannot serve, and of malformed
 // requests. Package fsm re-exports them as its own sentinels.
@@ -119,6 +135,9 @@ func (s *Store) Init(tx *bolt.Tx) error { return s.InitFrom(tx, nil) }
 // received; package fsm's defragmentation). s takes it over, and built must
 // not be used after.
 func (s *Store) InitFrom(tx *bolt.Tx, built *Store) error {
+	if err := CheckFormat(tx); err != nil {
+		return err
+	}
 	for _, b := range [][]byte{bucketMeta, bucketHistory, bucketLeases, bucketLeaseKeys} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
@@ -136,6 +155,11 @@ func (s *Store) InitFrom(tx *bolt.Tx, built *Store) error {
 			return err
 		}
 	}
+	if readU64(meta.Get(metaFormat)) != Format {
+		if err := meta.Put(metaFormat, u64(Format)); err != nil {
+			return err
+		}
+	}
 	if built != nil {
 		built.idx.mu.Lock()
 		tree, prunedTo := built.idx.tree, built.idx.prunedTo
@@ -145,6 +169,20 @@ func (s *Store) InitFrom(tx *bolt.Tx, built *Store) error {
 		return nil
 	}
 	return s.Load(tx)
+}
+
+// CheckFormat refuses the database in tx if a newer kvd wrote it
+// (ErrNewerFormat). Init checks it first; a caller that vets a file before
+// it puts the file in place of its state (a snapshot) checks it then.
+func CheckFormat(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return nil
+	}
+	if f := readU64(meta.Get(metaFormat)); f > Format {
+		return fmt.Errorf("%w: its format is %d, and this kvd reads formats up to %d; run that kvd or a newer one, or restore a backup", ErrNewerFormat, f, Format)
+	}
+	return nil
 }
 
 // Load builds the key index from the history in tx, without writing
@@ -186,9 +224,12 @@ func dropKeys(tx *bolt.Tx) error {
 
 // Inspect returns the store revision and the number of live keys of the
 // database in tx, which may be read-only and which no Store opened (a
-// backup), in any format kvd has written: before 7 December 2026 the keys
-// bucket held every live key.
+// backup), in any format kvd has written (a newer one is ErrNewerFormat):
+// before 7 December 2026 the keys bucket held every live key.
 func Inspect(tx *bolt.Tx) (rev int64, keys int, err error) {
+	if err := CheckFormat(tx); err != nil {
+		return 0, 0, err
+	}
 	rev = int64(readU64(tx.Bucket(bucketMeta).Get(metaRevision)))
 	if b := tx.Bucket(bucketKeys); b != nil {
 		return rev, b.Stats().KeyN, nil
